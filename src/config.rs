@@ -1,0 +1,62 @@
+//! Typed settings, loaded once at start: flags, then environment, then defaults.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything Inlet can be told at start.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "inlet", version, about = "Identity-resolving webhook event pipeline")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "INLET_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Directory holding the sled database, the admin token and the lock file.
+    #[arg(long, env = "INLET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Admin token for the API and dashboard. Generated (and kept in the data
+    /// dir) when unset. Never logged.
+    #[arg(long, env = "INLET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Largest request body accepted at a hook, in bytes.
+    #[arg(long, env = "INLET_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest number of records one request may explode into.
+    #[arg(long, env = "INLET_MAX_RECORDS", default_value_t = 10_000)]
+    pub max_records: usize,
+
+    /// Events kept (oldest processed ones are pruned beyond this).
+    #[arg(long, env = "INLET_EVENT_RETENTION", default_value_t = 2_000_000)]
+    pub event_retention: u64,
+
+    /// Error-log entries kept.
+    #[arg(long, env = "INLET_ERROR_RETENTION", default_value_t = 100_000)]
+    pub error_retention: u64,
+
+    /// sled page-cache size in MiB (sled's own default is 1 GiB).
+    #[arg(long, env = "INLET_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: u64,
+
+    /// Events the processor takes per batch.
+    #[arg(long, env = "INLET_PROCESSOR_BATCH", default_value_t = 512)]
+    pub processor_batch: usize,
+
+    /// Dashboard session lifetime in minutes.
+    #[arg(long, env = "INLET_SESSION_MINUTES", default_value_t = 12 * 60)]
+    pub session_minutes: i64,
+}
+
+impl Config {
+    /// Defaults for a given data dir, as tests and benches want them.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Config::parse_from(["inlet"]);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = data_dir.into();
+        config.admin_token = None;
+        config
+    }
+}

@@ -1,0 +1,26 @@
+//! Inlet: an identity-resolving webhook event pipeline.
+//!
+//! # Layout
+//!
+//! One request, end to end, and the module that owns each step:
+//!
+//! `/hooks/<token>` → authenticate (`source`) → decode (`ingest`) → explode
+//! records (`records`) → durable log (`store`) → **202** → `processor`: sniff
+//! schema (`sniff`) → map (`mapping`) → resolve identity (`identity`, atomic in
+//! `store`) → events / profiles / error log → JSON API (`routes`) and dashboard.
+//!
+//! - `config`: typed settings, loaded once.
+//! - `ids`, `model`: typed ids and the serde types every stage shares.
+//! - `error`: `AppError`, the one place errors become HTTP answers.
+//! - `store`: the only module that imports sled (trees, group commit, views).
+//! - `routes`: the only module that knows HTTP routing; one file per resource.
+
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod mapping;
+pub mod model;
+pub mod records;
+pub mod sniff;
+pub mod store;

@@ -1,0 +1,127 @@
+//! The only module that touches sled.
+//!
+//! Trees (keys are big-endian so sled's order is the order we scan in):
+//! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
+//! - `events`: event id (UUID v7) → `RawEvent` JSON, immutable after the 202.
+//! - `event_state`: event id → `EventState` JSON, written by the processor.
+//! - `events_by_source`: source id ‖ event id → ().
+//! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
+//! - `meta`: named singletons (processor cursor, counters, schema snapshots).
+//! - `mappings`: source id ‖ version (u32 BE) → mapping JSON.
+//! - `ident`: typed identifier (`x:`/`e:`/`v:` + value) → profile id.
+//! - `profiles`: profile id → profile JSON; `redirects`: absorbed id → survivor id.
+//! - `profile_events`: profile id ‖ event id → (); `audit`: profile id ‖ audit id → entry JSON.
+//! - `processed`: source id ‖ event id → () (identity idempotence);
+//!   `dedupe`: source id ‖ idempotency key → event id.
+
+use std::path::Path;
+
+/// A storage failure. Callers turn it into a 500 and a log line.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in {tree}: {source}")]
+    Corrupt {
+        tree: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl<E: std::fmt::Debug> From<sled::transaction::TransactionError<E>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<E>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::transaction::TransactionError::Abort(e) => {
+                StoreError::Other(format!("transaction aborted: {e:?}"))
+            }
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Handles to every tree. Cheap to clone (sled trees are `Arc`s).
+#[derive(Clone)]
+pub struct Trees {
+    pub sources: sled::Tree,
+    pub source_tokens: sled::Tree,
+    pub events: sled::Tree,
+    pub event_state: sled::Tree,
+    pub events_by_source: sled::Tree,
+    pub errors: sled::Tree,
+    pub meta: sled::Tree,
+    pub mappings: sled::Tree,
+    pub ident: sled::Tree,
+    pub profiles: sled::Tree,
+    pub redirects: sled::Tree,
+    pub profile_events: sled::Tree,
+    pub audit: sled::Tree,
+    pub processed: sled::Tree,
+    pub dedupe: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db) -> sled::Result<Self> {
+        Ok(Self {
+            sources: db.open_tree("sources")?,
+            source_tokens: db.open_tree("source_tokens")?,
+            events: db.open_tree("events")?,
+            event_state: db.open_tree("event_state")?,
+            events_by_source: db.open_tree("events_by_source")?,
+            errors: db.open_tree("errors")?,
+            meta: db.open_tree("meta")?,
+            mappings: db.open_tree("mappings")?,
+            ident: db.open_tree("ident")?,
+            profiles: db.open_tree("profiles")?,
+            redirects: db.open_tree("redirects")?,
+            profile_events: db.open_tree("profile_events")?,
+            audit: db.open_tree("audit")?,
+            processed: db.open_tree("processed")?,
+            dedupe: db.open_tree("dedupe")?,
+        })
+    }
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) trees: Trees,
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &Path, cache_mb: u64) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb * 1024 * 1024)
+            .open()?;
+        let trees = Trees::open(&db)?;
+        Ok(Self { db, trees })
+    }
+
+    /// A throwaway database for unit tests and benches.
+    pub fn temporary() -> StoreResult<Self> {
+        let db = sled::Config::new().temporary(true).open()?;
+        let trees = Trees::open(&db)?;
+        Ok(Self { db, trees })
+    }
+}
+
+/// Reads a JSON value out of a tree.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree, source })
+}
+
+/// Writes a value as JSON bytes.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain types to a Vec cannot fail (no maps with
+    // non-string keys, no failing Serialize impls).
+    serde_json::to_vec(value).unwrap_or_default()
+}
