@@ -15,12 +15,19 @@
 //! - `store`: the only module that imports sled (trees, group commit, views).
 //! - `routes`: the only module that knows HTTP routing; one file per resource.
 
+pub mod app;
 pub mod config;
+pub mod counters;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod ingest;
 pub mod mapping;
 pub mod model;
+pub mod processor;
 pub mod records;
+pub mod routes;
 pub mod sniff;
+pub mod source;
 pub mod store;
+pub mod views;

@@ -14,7 +14,13 @@
 //! - `processed`: source id ‖ event id → () (identity idempotence);
 //!   `dedupe`: source id ‖ idempotency key → event id.
 
+pub mod errors;
+pub mod events;
+pub mod flush;
+pub mod sources;
+
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// A storage failure. Callers turn it into a 500 and a log line.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,8 @@ impl Trees {
 pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) trees: Trees,
+    /// The last event id handed out (as u128); see `append_events`.
+    append_lock: Arc<Mutex<u128>>,
 }
 
 impl Store {
@@ -99,15 +107,32 @@ impl Store {
             .path(dir)
             .cache_capacity(cache_mb * 1024 * 1024)
             .open()?;
+        Self::with_db(db)
+    }
+
+    fn with_db(db: sled::Db) -> StoreResult<Self> {
         let trees = Trees::open(&db)?;
-        Ok(Self { db, trees })
+        let last = trees
+            .events
+            .last()?
+            .and_then(|(k, _)| uuid::Uuid::from_slice(&k).ok())
+            .map_or(0, |u| u.as_u128());
+        Ok(Self {
+            db,
+            trees,
+            append_lock: Arc::new(Mutex::new(last)),
+        })
+    }
+
+    /// Approximate bytes on disk (for the benchmark report and `/metrics`).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 
     /// A throwaway database for unit tests and benches.
     pub fn temporary() -> StoreResult<Self> {
         let db = sled::Config::new().temporary(true).open()?;
-        let trees = Trees::open(&db)?;
-        Ok(Self { db, trees })
+        Self::with_db(db)
     }
 }
 

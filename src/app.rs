@@ -1,0 +1,232 @@
+//! Building and running the server: `Application::build` opens the data dir,
+//! restores in-memory state, starts the flusher and the processor, and binds
+//! the listener, so `main` and tests start Inlet the same way.
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::processor::Processor;
+use crate::source::SecretHash;
+use crate::store::flush::GroupCommit;
+use crate::store::Store;
+use fs4::fs_std::FileExt;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Everything a request handler or background task needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub commit: Arc<GroupCommit>,
+    pub counters: Arc<Counters>,
+    /// Rung after every append so the processor wakes without polling.
+    pub new_events: Arc<Notify>,
+    pub admin_token: Arc<SecretHash>,
+    pub processor: Arc<Processor>,
+}
+
+/// Why Inlet could not start; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("data dir {0} is in use by another Inlet process (lock file {0}/inlet.lock); stop it or pick another --data-dir")]
+    Locked(String),
+    #[error("cannot open the database in {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("cannot read or write the admin token file: {0}")]
+    AdminToken(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built server: bound, with its background tasks running.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    _lock: File,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let lock = lock_data_dir(&config.data_dir)?;
+        let admin_token = load_admin_token(&config)?;
+        let store =
+            Store::open(&config.data_dir.join("db"), config.cache_mb).map_err(|source| {
+                StartError::Store {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?;
+        let counters = restore_counters(&store).map_err(|source| StartError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let commit = GroupCommit::start(store.db.clone());
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let config = Arc::new(config);
+        let new_events = Arc::new(Notify::new());
+        let counters = Arc::new(counters);
+        let processor = Arc::new(
+            Processor::new(store.clone(), counters.clone(), config.clone()).map_err(|source| {
+                StartError::Store {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?,
+        );
+        let state = AppState {
+            config,
+            store,
+            commit,
+            counters,
+            new_events,
+            admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
+            processor,
+        };
+        Ok(Self {
+            listener,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// The port actually bound (tests bind port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests,
+    /// lets the processor finish its batch, and flushes.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let processor = tokio::spawn(crate::processor::run(state.clone()));
+        let router = crate::routes::app(state.clone());
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        state.processor.stop();
+        state.new_events.notify_one();
+        let _ = processor.await;
+        state.commit.stop();
+        if let Err(e) = state.store.db.flush_async().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!("stopped");
+        served
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// Takes an exclusive lock on `<data dir>/inlet.lock`, so a second process
+/// fails fast with a clear message instead of sled's opaque one.
+fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let file = File::create(dir.join("inlet.lock")).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    match file.try_lock_exclusive() {
+        Ok(true) => Ok(file),
+        _ => Err(StartError::Locked(dir.display().to_string())),
+    }
+}
+
+/// The admin token: from the config, else from `<data dir>/admin_token`,
+/// else generated, saved (mode 0600) and printed once.
+fn load_admin_token(config: &Config) -> Result<String, StartError> {
+    if let Some(token) = config.admin_token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin_token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = crate::source::new_token();
+    write_private(&path, &token).map_err(StartError::AdminToken)?;
+    // Printed once, on the first start, so a first run needs no setup; later
+    // starts read it from the file and never print it again.
+    tracing::warn!(
+        "generated an admin token (kept in {}): {token}",
+        path.display()
+    );
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError> {
+    Ok(Counters::restore(
+        store.persisted_counts()?,
+        store.pending_by_source()?,
+    ))
+}

@@ -1,0 +1,354 @@
+//! Body decoding: turns the bytes of a webhook request into one JSON value.
+//!
+//! Pure functions over bytes and strings; the HTTP layer passes in the
+//! content type, body and query, and maps `DecodeError` to 400/415.
+
+use serde_json::{Map, Value};
+
+/// Deepest nesting accepted in a body. Deep enough for any real payload,
+/// shallow enough that every later recursive walk is safe.
+pub const MAX_DEPTH: usize = 64;
+
+/// Longest excerpt of a refused body kept in the error log.
+pub const EXCERPT_CHARS: usize = 256;
+
+/// Why a body was refused. Messages say what the sender should fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the body is empty; send a JSON object or array")]
+    Empty,
+    #[error("the body is not valid UTF-8 (first bad byte at offset {0})")]
+    InvalidUtf8(usize),
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body nests deeper than {MAX_DEPTH} levels; flatten the payload")]
+    TooDeep,
+    #[error("unsupported content type `{0}`; send application/json, application/x-www-form-urlencoded or text/plain holding JSON")]
+    UnsupportedType(String),
+    #[error("the form body is not valid: {0}")]
+    InvalidForm(String),
+}
+
+impl DecodeError {
+    /// A stable machine-readable code for the error log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty_body",
+            DecodeError::InvalidUtf8(_) => "invalid_utf8",
+            DecodeError::InvalidJson(_) => "invalid_json",
+            DecodeError::TooDeep => "too_deep",
+            DecodeError::UnsupportedType(_) => "unsupported_content_type",
+            DecodeError::InvalidForm(_) => "invalid_form",
+        }
+    }
+}
+
+/// The body formats Inlet understands, chosen from the content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Form,
+}
+
+/// Picks the body format from a `Content-Type` value. A missing content
+/// type is treated as JSON: many senders omit it.
+pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, DecodeError> {
+    let Some(raw) = content_type else {
+        return Ok(BodyFormat::Json);
+    };
+    let mime = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "" | "application/json" | "text/json" | "text/plain" => Ok(BodyFormat::Json),
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
+        m if m.starts_with("application/") && m.ends_with("+json") => Ok(BodyFormat::Json),
+        _ => Err(DecodeError::UnsupportedType(truncate(raw, 100))),
+    }
+}
+
+/// Decodes a request body of the given format into JSON.
+pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, DecodeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    let text = std::str::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
+    let value = match format {
+        BodyFormat::Json => parse_json(text)?,
+        BodyFormat::Form => decode_pairs(text),
+    };
+    check_depth(&value)?;
+    Ok(value)
+}
+
+/// Decodes a query string (GET hooks) into JSON, nesting on `__`.
+pub fn decode_query(query: &str) -> Result<Value, DecodeError> {
+    if query.trim().is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let value = decode_pairs(query);
+    check_depth(&value)?;
+    Ok(value)
+}
+
+fn parse_json(text: &str) -> Result<Value, DecodeError> {
+    serde_json::from_str(text).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            DecodeError::TooDeep
+        } else {
+            DecodeError::InvalidJson(e.to_string())
+        }
+    })
+}
+
+/// `a=1&b__c=2&b__d=3&t=x&t=y` → `{"a":"1","b":{"c":"2","d":"3"},"t":["x","y"]}`.
+///
+/// Values stay strings: a form or query string carries no types, and the
+/// sniffer reports formats so marketers can see what a string holds. A key
+/// that is both a value and a parent (`a=1&a__b=2`) keeps the value under
+/// `a._value`, so nothing the sender sent is lost.
+fn decode_pairs(text: &str) -> Value {
+    let mut root = Map::new();
+    for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+        let segments: Vec<&str> = key.split("__").filter(|s| !s.is_empty()).collect();
+        if segments.is_empty() {
+            continue;
+        }
+        insert_nested(&mut root, &segments, Value::String(value.into_owned()));
+    }
+    Value::Object(root)
+}
+
+fn insert_nested(map: &mut Map<String, Value>, segments: &[&str], value: Value) {
+    let (first, rest) = match segments.split_first() {
+        Some(split) => split,
+        None => return,
+    };
+    if rest.is_empty() {
+        match map.get_mut(*first) {
+            None => {
+                map.insert((*first).to_string(), value);
+            }
+            Some(Value::Array(items)) => items.push(value),
+            Some(Value::Object(child)) => {
+                child.insert("_value".into(), value);
+            }
+            Some(existing) => {
+                let previous = existing.take();
+                *existing = Value::Array(vec![previous, value]);
+            }
+        }
+        return;
+    }
+    let entry = map
+        .entry((*first).to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        let previous = entry.take();
+        let mut child = Map::new();
+        child.insert("_value".into(), previous);
+        *entry = Value::Object(child);
+    }
+    if let Value::Object(child) = entry {
+        insert_nested(child, rest, value);
+    }
+}
+
+/// Refuses values nested deeper than `MAX_DEPTH`, without recursion.
+fn check_depth(value: &Value) -> Result<(), DecodeError> {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A bounded, printable excerpt of untrusted bytes for the error log:
+/// invalid UTF-8 is replaced, control characters are escaped, and the
+/// result is cut at `EXCERPT_CHARS` characters.
+pub fn excerpt(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let head = &bytes[..bytes.len().min(EXCERPT_CHARS * 4)];
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count >= EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Headers never kept nor shown to templates: they carry credentials.
+const SECRET_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+];
+
+/// Does this (lowercase) header name carry a secret? Covers the fixed list,
+/// the source's own api-key header, and anything named like a signature,
+/// token or secret (`x-hub-signature-256`, `stripe-signature`, ...).
+pub fn is_secret_header(name: &str, api_key_header: Option<&str>) -> bool {
+    SECRET_HEADERS.contains(&name)
+        || api_key_header == Some(name)
+        || ["signature", "token", "secret", "auth", "key", "password"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// Keeps the request headers a template may read: lowercase names, valid
+/// UTF-8 values, no secrets, bounded in number and size.
+pub fn safe_headers<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    api_key_header: Option<&str>,
+) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        if kept.len() >= 64 || is_secret_header(&name, api_key_header) {
+            continue;
+        }
+        if let Ok(value) = std::str::from_utf8(value) {
+            kept.insert(name, Value::String(truncate(value, 512)));
+        }
+    }
+    kept
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_variants_and_form_are_understood() {
+        assert_eq!(
+            body_format(Some("application/json; charset=utf-8")),
+            Ok(BodyFormat::Json)
+        );
+        assert_eq!(
+            body_format(Some("application/vnd.api+json")),
+            Ok(BodyFormat::Json)
+        );
+        assert_eq!(body_format(Some("text/plain")), Ok(BodyFormat::Json));
+        assert_eq!(
+            body_format(Some("application/x-www-form-urlencoded")),
+            Ok(BodyFormat::Form)
+        );
+        assert!(matches!(
+            body_format(Some("application/xml")),
+            Err(DecodeError::UnsupportedType(_))
+        ));
+    }
+
+    #[test]
+    fn query_double_underscore_nests() {
+        let v = decode_query("a__b=1&a__c=2&name=Ann%20Lee&tag=x&tag=y").unwrap();
+        assert_eq!(
+            v,
+            json!({"a": {"b": "1", "c": "2"}, "name": "Ann Lee", "tag": ["x", "y"]})
+        );
+    }
+
+    #[test]
+    fn a_value_and_a_parent_with_one_name_keep_both() {
+        let v = decode_query("a=1&a__b=2").unwrap();
+        assert_eq!(v, json!({"a": {"_value": "1", "b": "2"}}));
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_reasons() {
+        assert_eq!(
+            decode_body(BodyFormat::Json, b"  "),
+            Err(DecodeError::Empty)
+        );
+        assert!(matches!(
+            decode_body(BodyFormat::Json, b"{\"a\":"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_body(BodyFormat::Json, b"{\"a\":\"\xff\"}"),
+            Err(DecodeError::InvalidUtf8(6))
+        ));
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert_eq!(
+            decode_body(BodyFormat::Json, deep.as_bytes()),
+            Err(DecodeError::TooDeep)
+        );
+        let deep_ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(decode_body(BodyFormat::Json, deep_ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        let e = excerpt(b"line1\nline2\x00").unwrap();
+        assert_eq!(e, "line1\\nline2\\u{0}");
+        let long = "x".repeat(10_000);
+        assert_eq!(
+            excerpt(long.as_bytes()).unwrap().chars().count(),
+            EXCERPT_CHARS + 1
+        );
+    }
+
+    #[test]
+    fn secret_headers_are_dropped() {
+        let headers = [
+            ("Authorization", b"Bearer x".as_slice()),
+            ("X-Shop-Key", b"k".as_slice()),
+            ("X-Hub-Signature-256", b"sha256=".as_slice()),
+            ("X-GitHub-Event", b"push".as_slice()),
+            ("Cookie", b"a=b".as_slice()),
+        ];
+        let kept = safe_headers(headers.into_iter(), Some("x-shop-key"));
+        assert_eq!(
+            kept,
+            json!({"x-github-event": "push"})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_body(BodyFormat::Json, &bytes);
+            let _ = decode_body(BodyFormat::Form, &bytes);
+            let _ = excerpt(&bytes);
+        }
+
+        #[test]
+        fn query_strings_always_decode_to_objects(q in "[a-z_=&%0-9]{1,80}") {
+            if let Ok(v) = decode_query(&q) {
+                prop_assert!(v.is_object());
+            }
+        }
+    }
+}

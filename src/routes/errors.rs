@@ -1,0 +1,67 @@
+//! `/api/errors`: the error log, newest first.
+
+use super::page_limit;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::model::Stage;
+use crate::store::errors::ErrorFilter;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/errors", get(list))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    source_id: Option<String>,
+    stage: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
+    let source_id = q
+        .source_id
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| AppError::BadRequest(format!("source_id `{s}` is not a source id")))
+        })
+        .transpose()?;
+    let stage = q
+        .stage
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Stage::parse(&s).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "stage `{s}` is not one of auth, limit, decode, records, store, sniff, map, identity"
+                ))
+            })
+        })
+        .transpose()?;
+    let before = q
+        .before
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| AppError::BadRequest(format!("before `{s}` is not an error id")))
+        })
+        .transpose()?;
+    let filter = ErrorFilter {
+        source_id,
+        stage,
+        limit: page_limit(q.limit, 50, 500),
+        before,
+    };
+    let errors = state.store.errors_page(&filter)?;
+    let next = if errors.len() == filter.limit {
+        errors.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"errors": errors, "next": next})))
+}

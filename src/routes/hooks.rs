@@ -1,0 +1,285 @@
+//! `/hooks/{token}`: the request path, steps 1–7 of the data-flow line.
+//!
+//! authenticate → read body under the limit → decode → explode records →
+//! durable log → group flush → 202. Every refusal at a known source is
+//! written to the error log with its stage; nothing here maps or resolves.
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::ids::{EventId, RequestId, SourceId};
+use crate::ingest::{self, DecodeError};
+use crate::model::{ErrorEntry, Level, RawEvent, Stage};
+use crate::records::{self, RecordsError};
+use crate::source::{SecretHash, Source};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/{token}", get(receive).post(receive))
+}
+
+/// A refusal: the error the sender sees, plus where it is logged.
+struct Refusal {
+    error: AppError,
+    stage: Stage,
+    code: &'static str,
+    excerpt: Option<String>,
+}
+
+impl Refusal {
+    fn new(error: AppError, stage: Stage, code: &'static str) -> Self {
+        Self {
+            error,
+            stage,
+            code,
+            excerpt: None,
+        }
+    }
+
+    fn with_excerpt(mut self, bytes: &[u8]) -> Self {
+        self.excerpt = ingest::excerpt(bytes);
+        self
+    }
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let source = find_source(&state, &token)?;
+    let span = tracing::info_span!("hook", source = %source.id);
+    let accepted = accept(&state, &source, &method, &headers, query.as_deref(), body)
+        .instrument(span)
+        .await;
+    match accepted {
+        Ok(ids) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"accepted": ids.len(), "ids": ids})),
+        )),
+        Err(refusal) => {
+            log_refusal(&state, source.id, &refusal);
+            Err(refusal.error)
+        }
+    }
+}
+
+fn find_source(state: &AppState, token: &str) -> Result<Source, AppError> {
+    let unknown = || {
+        AppError::NotFound(
+            "unknown webhook URL: no source has this token (it may have been rotated or deleted)"
+                .into(),
+        )
+    };
+    if token.len() > 128 {
+        return Err(unknown());
+    }
+    state
+        .store
+        .source_by_token(&SecretHash::of(token.as_bytes()))?
+        .ok_or_else(unknown)
+}
+
+async fn accept(
+    state: &AppState,
+    source: &Source,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Vec<EventId>, Refusal> {
+    authenticate(source, headers)?;
+    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
+    let value = decode(method, headers, query, &bytes)?;
+    let exploded = records::explode(
+        value,
+        source.records_path.as_deref(),
+        state.config.max_records,
+    )
+    .map_err(|e| records_refusal(e, &bytes))?;
+    let safe_headers = ingest::safe_headers(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        source.api_key.as_ref().map(|k| k.header.as_str()),
+    );
+    let mut events = to_raw_events(source.id, exploded, safe_headers);
+    store_durably(state, &mut events).await?;
+    state.counters.add_received(source.id, events.len() as u64);
+    state.new_events.notify_one();
+    Ok(events.iter().map(|e| e.id).collect())
+}
+
+fn authenticate(source: &Source, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(key) = &source.api_key else {
+        return Ok(());
+    };
+    let presented = headers.get(key.header.as_str()).map(|v| v.as_bytes());
+    if source.accepts_key(presented) {
+        return Ok(());
+    }
+    let (code, message) = match presented {
+        None => (
+            "missing_api_key",
+            format!("this source requires the `{}` header", key.header),
+        ),
+        Some(_) => (
+            "bad_api_key",
+            format!(
+                "the `{}` header does not hold this source's api key",
+                key.header
+            ),
+        ),
+    };
+    Err(Refusal::new(
+        AppError::Unauthorized(message),
+        Stage::Auth,
+        code,
+    ))
+}
+
+/// Reads the body, refusing it as soon as it passes the limit: the limit is
+/// enforced on the stream itself, so a lying or absent Content-Length cannot
+/// make the server buffer more.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            AppError::PayloadTooLarge(format!(
+                "the body is larger than the limit of {limit} bytes; split it into smaller requests"
+            )),
+            Stage::Limit,
+            "body_too_large",
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Refusal::new(
+            AppError::BadRequest(format!("the body could not be read: {e}")),
+            Stage::Decode,
+            "body_read_failed",
+        )),
+    }
+}
+
+fn decode(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    bytes: &Bytes,
+) -> Result<Value, Refusal> {
+    let result = if method == Method::GET && bytes.is_empty() {
+        ingest::decode_query(query.unwrap_or(""))
+    } else {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        ingest::body_format(content_type).and_then(|format| ingest::decode_body(format, bytes))
+    };
+    result.map_err(|e| {
+        let code = e.code();
+        let error = match e {
+            DecodeError::UnsupportedType(_) => AppError::UnsupportedMediaType(e.to_string()),
+            _ => AppError::BadRequest(e.to_string()),
+        };
+        Refusal::new(error, Stage::Decode, code).with_excerpt(bytes)
+    })
+}
+
+fn records_refusal(e: RecordsError, bytes: &[u8]) -> Refusal {
+    match e {
+        RecordsError::TooMany { .. } => Refusal::new(
+            AppError::PayloadTooLarge(e.to_string()),
+            Stage::Records,
+            "too_many_records",
+        ),
+        other => Refusal::new(
+            AppError::BadRequest(other.to_string()),
+            Stage::Records,
+            "bad_records",
+        )
+        .with_excerpt(bytes),
+    }
+}
+
+fn to_raw_events(
+    source_id: SourceId,
+    exploded: records::Exploded,
+    headers: serde_json::Map<String, Value>,
+) -> Vec<RawEvent> {
+    let request_id = RequestId::new();
+    let received_at = Utc::now();
+    exploded
+        .records
+        .into_iter()
+        .map(|payload| RawEvent {
+            // Replaced by the store under its append lock (id order = commit order).
+            id: EventId(uuid::Uuid::nil()),
+            source_id,
+            request_id,
+            received_at,
+            payload,
+            envelope: exploded.envelope.clone(),
+            headers: headers.clone(),
+            not_mappable: exploded.not_mappable.clone(),
+        })
+        .collect()
+}
+
+/// Appends the records and waits for the group flush that covers them.
+///
+/// The append itself runs inline: it is in-memory sled work of a few
+/// microseconds, cheaper than a hop to the blocking pool. Only the flush
+/// waits, and it waits asynchronously.
+async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), Refusal> {
+    let unavailable = |detail: String| {
+        tracing::error!(error = %detail, "append failed");
+        Refusal::new(AppError::Internal(detail), Stage::Store, "store_failed")
+    };
+    state
+        .store
+        .append_events(events)
+        .map_err(|e| unavailable(e.to_string()))?;
+    state
+        .commit
+        .durable()
+        .await
+        .map_err(|e| unavailable(e.to_string()))
+}
+
+fn log_refusal(state: &AppState, source: SourceId, refusal: &Refusal) {
+    tracing::info!(
+        stage = refusal.stage.as_str(),
+        code = refusal.code,
+        "refused"
+    );
+    let entry = ErrorEntry::new(
+        Some(source),
+        refusal.stage,
+        Level::Error,
+        refusal.code,
+        refusal.error.to_string(),
+    )
+    .with_excerpt(refusal.excerpt.clone());
+    if let Err(e) = state.store.log_error(&entry) {
+        tracing::error!(error = %e, "could not write the error log");
+    }
+}

@@ -1,0 +1,368 @@
+//! The durable event log, processed state, the processor cursor and counters.
+
+use super::{decode, encode, Store, StoreResult};
+use crate::counters::Counts;
+use crate::ids::{EventId, SourceId};
+use crate::model::{EventState, EventStatus, RawEvent};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+use std::collections::HashMap;
+
+const CURSOR_KEY: &[u8] = b"cursor";
+const COUNTS_PREFIX: &[u8] = b"counts/";
+const SCHEMA_PREFIX: &[u8] = b"schema/";
+
+/// A stored event with whatever the processor has decided about it.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub raw: RawEvent,
+    pub state: Option<EventState>,
+}
+
+impl StoredEvent {
+    pub fn status(&self) -> EventStatus {
+        self.state
+            .as_ref()
+            .and_then(|s| s.status)
+            .unwrap_or(EventStatus::Pending)
+    }
+}
+
+/// What to list from the event log.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub source_id: Option<SourceId>,
+    pub status: Option<EventStatus>,
+    /// Matches an email, external id, visitor id, event id or profile id.
+    pub search: Option<String>,
+    pub limit: usize,
+    pub before: Option<EventId>,
+}
+
+/// How many events a filtered page scans at most: a rare filter costs a
+/// bounded amount of work, and the page says where it stopped.
+const SCAN_CAP: usize = 20_000;
+
+/// One processed event to write back: its new state, and the status it had
+/// before (for the counters).
+pub struct StateUpdate {
+    pub event_id: EventId,
+    pub state: EventState,
+}
+
+impl Store {
+    /// Stores every record of one request atomically (all or nothing),
+    /// assigning their event ids. The caller then waits for the group flush
+    /// before acknowledging.
+    ///
+    /// Ids are assigned under the append lock, so id order is commit order:
+    /// the processor's cursor (the last id it processed) can never skip an
+    /// event whose request committed late. The lock covers only in-memory
+    /// sled work, never a flush.
+    pub fn append_events(&self, events: &mut [RawEvent]) -> StoreResult<()> {
+        let mut last = self
+            .append_lock
+            .lock()
+            .map_err(|_| super::StoreError::Other("append lock poisoned".into()))?;
+        for event in events.iter_mut() {
+            event.id = next_event_id(&mut last);
+        }
+        let encoded: Vec<([u8; 16], Vec<u8>, [u8; 32])> = events
+            .iter()
+            .map(|e| (e.id.to_bytes(), encode(e), by_source_key(e.source_id, e.id)))
+            .collect();
+        (&self.trees.events, &self.trees.events_by_source).transaction(|(ev, by_source)| {
+            for (key, value, index) in &encoded {
+                ev.insert(key, value.as_slice())?;
+                by_source.insert(index, &[])?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(())
+        })?;
+        Ok(())
+    }
+
+    pub fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
+        self.trees
+            .events
+            .get(id.to_bytes())?
+            .map(|b| decode("events", &b))
+            .transpose()
+    }
+
+    pub fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
+        self.trees
+            .event_state
+            .get(id.to_bytes())?
+            .map(|b| decode("event_state", &b))
+            .transpose()
+    }
+
+    pub fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
+        let Some(raw) = self.raw_event(id)? else {
+            return Ok(None);
+        };
+        let state = self.event_state(id)?;
+        Ok(Some(StoredEvent { raw, state }))
+    }
+
+    /// Overwrites a raw event (only erasure does this: personal fields removed).
+    pub fn replace_raw_event(&self, raw: &RawEvent) -> StoreResult<()> {
+        self.trees.events.insert(raw.id.to_bytes(), encode(raw))?;
+        Ok(())
+    }
+
+    /// Up to `limit` events stored after `cursor`, oldest first (the processor's feed).
+    pub fn events_after(
+        &self,
+        cursor: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<RawEvent>> {
+        let range = match cursor {
+            Some(c) => self.trees.events.range((
+                std::ops::Bound::Excluded(c.to_bytes().to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.trees.events.range::<Vec<u8>, _>(..),
+        };
+        range
+            .take(limit)
+            .map(|item| decode("events", &item?.1))
+            .collect()
+    }
+
+    /// Events newest first, filtered; returns the page and the cursor for the next.
+    pub fn events_page(
+        &self,
+        filter: &EventFilter,
+    ) -> StoreResult<(Vec<StoredEvent>, Option<EventId>)> {
+        let ids = self.candidate_ids(filter);
+        let mut out = Vec::new();
+        let mut last_scanned = None;
+        let mut scanned = 0;
+        for id in ids.take(SCAN_CAP) {
+            let id = id?;
+            scanned += 1;
+            last_scanned = Some(id);
+            let Some(event) = self.event(id)? else {
+                continue;
+            };
+            if self.matches(filter, &event) {
+                out.push(event);
+                if out.len() >= filter.limit {
+                    return Ok((out, Some(id)));
+                }
+            }
+        }
+        // The scan cap was hit before the page filled: let the caller go on
+        // from where this scan stopped. Otherwise the log is exhausted.
+        let next = if scanned >= SCAN_CAP {
+            last_scanned
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    /// Event ids newest first: from the per-source index when a source is
+    /// given, else from the log itself.
+    fn candidate_ids(
+        &self,
+        filter: &EventFilter,
+    ) -> Box<dyn Iterator<Item = StoreResult<EventId>> + '_> {
+        match filter.source_id {
+            Some(source) => {
+                let lower = by_source_key(source, EventId(uuid::Uuid::nil()));
+                let upper = match filter.before {
+                    Some(before) => by_source_key(source, before),
+                    None => by_source_key(source, EventId(uuid::Uuid::max())),
+                };
+                Box::new(
+                    self.trees
+                        .events_by_source
+                        .range(lower..upper)
+                        .keys()
+                        .rev()
+                        .map(|k| Ok(id_at(&k?, 16))),
+                )
+            }
+            None => {
+                let range = match filter.before {
+                    Some(b) => self.trees.events.range(..b.to_bytes().to_vec()),
+                    None => self.trees.events.range::<Vec<u8>, _>(..),
+                };
+                Box::new(range.keys().rev().map(|k| Ok(id_at(&k?, 0))))
+            }
+        }
+    }
+
+    fn matches(&self, filter: &EventFilter, event: &StoredEvent) -> bool {
+        if filter.status.is_some_and(|s| event.status() != s) {
+            return false;
+        }
+        let Some(needle) = filter.search.as_deref() else {
+            return true;
+        };
+        let needle = needle.trim();
+        if event.raw.id.to_string() == needle {
+            return true;
+        }
+        let Some(state) = &event.state else {
+            return false;
+        };
+        let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
+        let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
+            m.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(needle))
+                || m.external_id.as_deref() == Some(needle)
+                || m.visitor_id.as_deref() == Some(needle)
+                || m.event_id.as_deref() == Some(needle)
+        });
+        profile_hit || mapped_hit
+    }
+
+    /// Writes one processor batch atomically: every event's state, the new
+    /// cursor, and the counters of the sources touched. A crash before this
+    /// commits means the batch is processed again (every step is idempotent);
+    /// after, never.
+    pub fn commit_batch(
+        &self,
+        updates: &[StateUpdate],
+        cursor: Option<EventId>,
+        counts: &HashMap<SourceId, Counts>,
+    ) -> StoreResult<()> {
+        let states: Vec<([u8; 16], Vec<u8>)> = updates
+            .iter()
+            .map(|u| (u.event_id.to_bytes(), encode(&u.state)))
+            .collect();
+        let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
+            .iter()
+            .map(|(s, c)| (counts_key(*s), encode(c)))
+            .collect();
+        (&self.trees.event_state, &self.trees.meta).transaction(|(state_tree, meta)| {
+            for (key, value) in &states {
+                state_tree.insert(key, value.as_slice())?;
+            }
+            if let Some(c) = cursor {
+                meta.insert(CURSOR_KEY, &c.to_bytes())?;
+            }
+            for (key, value) in &counts {
+                meta.insert(key.as_slice(), value.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(())
+        })?;
+        Ok(())
+    }
+
+    pub fn cursor(&self) -> StoreResult<Option<EventId>> {
+        Ok(self
+            .trees
+            .meta
+            .get(CURSOR_KEY)?
+            .and_then(|b| EventId::from_slice(&b)))
+    }
+
+    /// Persisted per-source counters (written by `commit_batch`).
+    pub fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
+        let mut out = HashMap::new();
+        for item in self.trees.meta.scan_prefix(COUNTS_PREFIX) {
+            let (key, value) = item?;
+            if let Some(id) = SourceId::from_slice(&key[COUNTS_PREFIX.len()..]) {
+                out.insert(id, decode("meta", &value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events waiting for the processor, per source (a scan from the cursor:
+    /// bounded by the processor's lag, done once at start).
+    pub fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
+        let cursor = self.cursor()?;
+        let mut out: HashMap<SourceId, u64> = HashMap::new();
+        let range = match cursor {
+            Some(c) => self.trees.events.range((
+                std::ops::Bound::Excluded(c.to_bytes().to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.trees.events.range::<Vec<u8>, _>(..),
+        };
+        for item in range {
+            let (_, bytes) = item?;
+            let raw: RawEvent = decode("events", &bytes)?;
+            *out.entry(raw.source_id).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    /// Event ids of one source newest first, after `before` (used by replay).
+    pub fn source_event_ids(
+        &self,
+        source: SourceId,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventId>> {
+        let lower = match after {
+            Some(a) => by_source_key(source, a),
+            None => by_source_key(source, EventId(uuid::Uuid::nil())),
+        };
+        let upper = by_source_key(source, EventId(uuid::Uuid::max()));
+        self.trees
+            .events_by_source
+            .range((
+                std::ops::Bound::Excluded(lower),
+                std::ops::Bound::Excluded(upper),
+            ))
+            .keys()
+            .take(limit)
+            .map(|k| Ok(id_at(&k?, 16)))
+            .collect()
+    }
+
+    /// Saves a learned schema snapshot (JSON) for a source.
+    pub fn put_schema(&self, source: SourceId, schema: &[u8]) -> StoreResult<()> {
+        self.trees.meta.insert(schema_key(source), schema)?;
+        Ok(())
+    }
+
+    /// Every persisted schema snapshot.
+    pub fn schemas(&self) -> StoreResult<Vec<(SourceId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.trees.meta.scan_prefix(SCHEMA_PREFIX) {
+            let (key, value) = item?;
+            if let Some(id) = SourceId::from_slice(&key[SCHEMA_PREFIX.len()..]) {
+                out.push((id, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A UUID v7 strictly greater than the last one handed out.
+fn next_event_id(last: &mut u128) -> EventId {
+    let fresh = uuid::Uuid::now_v7().as_u128();
+    let id = if fresh > *last { fresh } else { *last + 1 };
+    *last = id;
+    EventId(uuid::Uuid::from_u128(id))
+}
+
+/// The event id stored at `offset` in a key (our keys always hold one).
+fn id_at(key: &[u8], offset: usize) -> EventId {
+    key.get(offset..offset + 16)
+        .and_then(EventId::from_slice)
+        .unwrap_or(EventId(uuid::Uuid::nil()))
+}
+
+fn by_source_key(source: SourceId, event: EventId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&source.to_bytes());
+    key[16..].copy_from_slice(&event.to_bytes());
+    key
+}
+
+fn counts_key(source: SourceId) -> Vec<u8> {
+    [COUNTS_PREFIX, &source.to_bytes()].concat()
+}
+
+fn schema_key(source: SourceId) -> Vec<u8> {
+    [SCHEMA_PREFIX, &source.to_bytes()].concat()
+}

@@ -1,0 +1,163 @@
+//! Group commit: many writers, one flusher.
+//!
+//! A writer applies its sled write, takes a ticket, and waits until a flush
+//! that *started after* its ticket has finished. One dedicated thread runs
+//! `Db::flush` in a loop, so concurrent requests share one fsync instead of
+//! paying one each, and `flush_async` is never called from many tasks at once
+//! (sled #1308 can deadlock that way).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Progress of the flusher: every ticket up to `durable` is on disk; a ticket
+/// up to `failed` (and above `durable`) was in a flush that failed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    durable: u64,
+    failed: u64,
+}
+
+/// Statistics of the flusher, for `/metrics` and the benchmark report.
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    pub flushes: AtomicU64,
+    pub tickets: AtomicU64,
+    /// Largest number of tickets one flush covered.
+    pub max_batch: AtomicU64,
+}
+
+pub struct GroupCommit {
+    next_ticket: AtomicU64,
+    wake: Mutex<bool>,
+    wake_cv: Condvar,
+    progress: watch::Sender<Progress>,
+    stop: AtomicBool,
+    pub stats: FlushStats,
+}
+
+/// The flush did not reach the disk; the write must not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[error("the write could not be flushed to disk")]
+pub struct FlushFailed;
+
+impl GroupCommit {
+    /// Starts the flusher thread for `db`.
+    pub fn start(db: sled::Db) -> Arc<Self> {
+        let (progress, _) = watch::channel(Progress::default());
+        let gc = Arc::new(Self {
+            next_ticket: AtomicU64::new(0),
+            wake: Mutex::new(false),
+            wake_cv: Condvar::new(),
+            progress,
+            stop: AtomicBool::new(false),
+            stats: FlushStats::default(),
+        });
+        let worker = gc.clone();
+        let spawned = std::thread::Builder::new()
+            .name("inlet-flusher".into())
+            .spawn(move || worker.run(db));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the flusher thread");
+        }
+        gc
+    }
+
+    /// Waits until everything written before this call is durable.
+    pub async fn durable(&self) -> Result<(), FlushFailed> {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
+        self.ring();
+        let mut rx = self.progress.subscribe();
+        let outcome = rx
+            .wait_for(|p| p.durable >= ticket || p.failed >= ticket)
+            .await
+            .map(|p| p.durable >= ticket);
+        match outcome {
+            Ok(true) => Ok(()),
+            _ => Err(FlushFailed),
+        }
+    }
+
+    /// Stops the flusher after one last flush.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.ring();
+    }
+
+    fn ring(&self) {
+        if let Ok(mut pending) = self.wake.lock() {
+            *pending = true;
+            self.wake_cv.notify_one();
+        }
+    }
+
+    fn run(&self, db: sled::Db) {
+        let mut durable = 0u64;
+        loop {
+            if !self.wait_for_work() {
+                break;
+            }
+            // Every ticket taken so far belongs to a write that already
+            // happened, so one flush started now covers all of them.
+            let target = self.next_ticket.load(Ordering::SeqCst);
+            if target == durable && !self.stop.load(Ordering::SeqCst) {
+                continue;
+            }
+            let result = db.flush();
+            self.record_batch(target - durable);
+            durable = self.publish(result, durable, target);
+            if self.stop.load(Ordering::SeqCst)
+                && self.next_ticket.load(Ordering::SeqCst) == durable
+            {
+                break;
+            }
+        }
+    }
+
+    /// Blocks until a writer rings or a stop is asked; false when stopping
+    /// with nothing left to flush.
+    fn wait_for_work(&self) -> bool {
+        let Ok(mut pending) = self.wake.lock() else {
+            return false;
+        };
+        while !*pending {
+            match self
+                .wake_cv
+                .wait_timeout(pending, Duration::from_millis(200))
+            {
+                Ok((guard, _)) => pending = guard,
+                Err(_) => return false,
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        *pending = false;
+        true
+    }
+
+    fn publish(&self, result: sled::Result<usize>, durable: u64, target: u64) -> u64 {
+        match result {
+            Ok(_) => {
+                self.progress.send_modify(|p| p.durable = target);
+                target
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "flush failed; refusing the writes it covered");
+                self.progress.send_modify(|p| p.failed = target);
+                std::thread::sleep(Duration::from_millis(50));
+                durable
+            }
+        }
+    }
+
+    fn record_batch(&self, size: u64) {
+        if size == 0 {
+            return;
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.stats.tickets.fetch_add(size, Ordering::Relaxed);
+        self.stats.max_batch.fetch_max(size, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,71 @@
+//! Sources and their token index.
+
+use super::{decode, encode, Store, StoreResult};
+use crate::ids::SourceId;
+use crate::source::{SecretHash, Source};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+impl Store {
+    /// Inserts or replaces a source, keeping `source_tokens` in step: the old
+    /// token hash (if it changed) stops resolving in the same transaction.
+    pub fn put_source(&self, source: &Source) -> StoreResult<()> {
+        let key = source.id.to_bytes();
+        let value = encode(source);
+        let token = source.token_hash.0.as_bytes();
+        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
+            if let Some(old) = sources.get(key)? {
+                let old: Source = serde_json::from_slice(&old)
+                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                if old.token_hash != source.token_hash {
+                    tokens.remove(old.token_hash.0.as_bytes())?;
+                }
+            }
+            sources.insert(&key, value.as_slice())?;
+            tokens.insert(token, &key)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        self.trees
+            .sources
+            .get(id.to_bytes())?
+            .map(|bytes| decode("sources", &bytes))
+            .transpose()
+    }
+
+    pub fn sources(&self) -> StoreResult<Vec<Source>> {
+        self.trees
+            .sources
+            .iter()
+            .values()
+            .map(|bytes| decode("sources", &bytes?))
+            .collect()
+    }
+
+    pub fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
+        let Some(id) = self.trees.source_tokens.get(hash.0.as_bytes())? else {
+            return Ok(None);
+        };
+        match SourceId::from_slice(&id) {
+            Some(id) => self.source(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a source and its token. Its stored events stay (they are the
+    /// audit trail) until retention prunes them.
+    pub fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        let Some(source) = self.source(id)? else {
+            return Ok(None);
+        };
+        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
+            sources.remove(&id.to_bytes())?;
+            tokens.remove(source.token_hash.0.as_bytes())?;
+            Ok::<_, ConflictableTransactionError<String>>(())
+        })?;
+        Ok(Some(source))
+    }
+}

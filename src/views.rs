@@ -1,0 +1,80 @@
+//! JSON views of stored things, shared by the API and the dashboard so both
+//! show the same fields under the same names.
+
+use crate::counters::CountsView;
+use crate::source::Source;
+use crate::store::events::StoredEvent;
+use serde_json::{json, Map, Value};
+
+/// An event as the API shows it: the raw record plus what the processor decided.
+pub fn event_json(event: &StoredEvent) -> Value {
+    let raw = &event.raw;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(raw.id));
+    out.insert("source_id".into(), json!(raw.source_id));
+    out.insert("request_id".into(), json!(raw.request_id));
+    out.insert("received_at".into(), json!(raw.received_at));
+    out.insert("status".into(), json!(event.status().as_str()));
+    out.insert("payload".into(), raw.payload.clone());
+    if let Some(envelope) = &raw.envelope {
+        out.insert("envelope".into(), envelope.clone());
+    }
+    if !raw.headers.is_empty() {
+        out.insert("headers".into(), Value::Object(raw.headers.clone()));
+    }
+    let state = event.state.clone().unwrap_or_default();
+    let mapped = state.mapped.as_ref();
+    out.insert("name".into(), json!(mapped.map(|m| &m.name)));
+    out.insert(
+        "visitor_id".into(),
+        json!(mapped.and_then(|m| m.visitor_id.as_ref())),
+    );
+    out.insert("email".into(), json!(mapped.and_then(|m| m.email.as_ref())));
+    out.insert(
+        "external_id".into(),
+        json!(mapped.and_then(|m| m.external_id.as_ref())),
+    );
+    out.insert(
+        "event_id".into(),
+        json!(mapped.and_then(|m| m.event_id.as_ref())),
+    );
+    out.insert("timestamp".into(), json!(mapped.map(|m| m.timestamp)));
+    out.insert("properties".into(), json!(mapped.map(|m| &m.properties)));
+    if let Some(m) = mapped.filter(|m| !m.traits.is_empty()) {
+        out.insert("traits".into(), Value::Object(m.traits.clone()));
+    }
+    out.insert(
+        "mapping_version".into(),
+        json!(mapped.map(|m| m.mapping_version)),
+    );
+    out.insert("profile_id".into(), json!(state.profile_id));
+    out.insert("resolution".into(), json!(state.resolution));
+    out.insert("processed_at".into(), json!(state.processed_at));
+    out.insert("errors".into(), json!(state.errors));
+    out.insert("warnings".into(), json!(state.warnings));
+    if let Some(reason) = &raw.not_mappable {
+        out.insert("not_mappable".into(), json!(reason));
+    }
+    Value::Object(out)
+}
+
+/// A source as the API shows it. The token is never stored in clear, so it
+/// appears only when the caller has just created or rotated it.
+pub fn source_json(source: &Source, counts: CountsView, token: Option<&str>) -> Value {
+    let mut out = json!({
+        "id": source.id,
+        "name": source.name,
+        "api_key": source.api_key.as_ref().map(|k| json!({"header": k.header})),
+        "records_path": source.records_path,
+        "created_at": source.created_at,
+        "updated_at": source.updated_at,
+        "mapping_version": source.mapping_version,
+        "blocked_values": source.blocked_values,
+        "counts": counts,
+    });
+    if let (Some(token), Value::Object(map)) = (token, &mut out) {
+        map.insert("token".into(), json!(token));
+        map.insert("webhook_path".into(), json!(format!("/hooks/{token}")));
+    }
+    out
+}

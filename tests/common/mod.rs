@@ -1,0 +1,208 @@
+//! Shared helpers for integration tests: start the real server on port 0
+//! with a temp data dir, and verbs the tests read like.
+#![allow(dead_code)]
+
+use inlet::app::Application;
+use inlet::config::Config;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub dir: PathBuf,
+    _tempdir: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A source as created: its id and secret hook path.
+pub struct TestSource {
+    pub id: String,
+    pub hook: String,
+    pub body: Value,
+}
+
+pub fn config_for(dir: &Path) -> Config {
+    let mut config = Config::for_data_dir(dir);
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    let tempdir = TempDir::new().expect("temp dir");
+    let dir = tempdir.path().to_path_buf();
+    let mut app = spawn_with(config_for(&dir)).await;
+    app._tempdir = Some(tempdir);
+    app
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
+    let dir = config.data_dir.clone();
+    let app = Application::build(config).await.expect("server starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = app
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    TestApp {
+        base,
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .expect("client"),
+        dir,
+        _tempdir: None,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and starts it again on the same data dir.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        let tempdir = self._tempdir.take();
+        let mut app = spawn_with(config_for(&self.dir)).await;
+        app._tempdir = tempdir;
+        app
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn api_get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn api_json(&self, path: &str) -> Value {
+        let response = self.api_get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn api_send(&self, method: reqwest::Method, path: &str, body: Value) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn create_source(&self, body: Value) -> TestSource {
+        let response = self
+            .api_send(reqwest::Method::POST, "/api/sources", body)
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        TestSource {
+            id: body["id"].as_str().expect("id").to_string(),
+            hook: body["webhook_path"].as_str().expect("path").to_string(),
+            body,
+        }
+    }
+
+    pub async fn source_named(&self, name: &str) -> TestSource {
+        self.create_source(json!({ "name": name })).await
+    }
+
+    /// POSTs a JSON body to a hook.
+    pub async fn send(&self, hook: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(hook))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs raw bytes with a content type to a hook.
+    pub async fn send_raw(
+        &self,
+        hook: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(hook))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sends and insists on a 202; returns the accepted event ids.
+    pub async fn send_ok(&self, hook: &str, body: &Value) -> Vec<String> {
+        let response = self.send(hook, body).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        ids_of(&body)
+    }
+
+    pub async fn event(&self, id: &str) -> Value {
+        self.api_json(&format!("/api/events/{id}")).await
+    }
+
+    /// Waits until the processor has handled an event (status not pending).
+    pub async fn processed_event(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let event = self.event(id).await;
+            if event["status"] != "pending" {
+                return event;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("event {id} was not processed within 5s");
+    }
+
+    pub async fn errors(&self, query: &str) -> Vec<Value> {
+        let body = self.api_json(&format!("/api/errors?{query}")).await;
+        body["errors"].as_array().expect("errors").clone()
+    }
+}
+
+pub fn ids_of(body: &Value) -> Vec<String> {
+    body["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect()
+}
+
+/// The body of an error answer, asserting its shape.
+pub async fn error_of(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("json error body");
+    body["error"].as_str().expect("error message").to_string()
+}
