@@ -26,9 +26,12 @@ pub fn is_known(name: &str) -> bool {
     CUSTOM.contains(&name) || BUILTIN.contains(&name)
 }
 
+/// A helper as a pure function of its arguments.
+type HelperFn = fn(&[Value]) -> Value;
+
 /// Registers every custom helper.
 pub fn register(registry: &mut Handlebars<'static>) {
-    let table: [(&str, fn(&[Value]) -> Value); 10] = [
+    let table: [(&str, HelperFn); 10] = [
         ("default", default),
         ("coalesce", coalesce),
         ("lower", |a| map_text(a, |s| s.to_lowercase())),
@@ -46,7 +49,7 @@ pub fn register(registry: &mut Handlebars<'static>) {
 }
 
 /// Adapts a pure `args → value` function to handlebars.
-struct ValueHelper(fn(&[Value]) -> Value);
+struct ValueHelper(HelperFn);
 
 impl HelperDef for ValueHelper {
     fn call_inner<'reg: 'rc, 'rc>(
