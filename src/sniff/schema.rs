@@ -344,7 +344,7 @@ fn record_value(stats: &mut FieldStats, value: &Value, sample: u64, w: &mut Walk
     if let Some(f) = fmt {
         stats.formats[f.index()] += 1;
     }
-    if stats.examples.len() < MAX_EXAMPLES {
+    if stats.examples.len() < MAX_EXAMPLES && !already_example(&stats.examples, value) {
         if let Some(ex) = example_of(value, stats.secret_key) {
             if !stats.examples.contains(&ex) {
                 stats.examples.push(ex);
@@ -364,6 +364,16 @@ fn push_drift(w: &mut Walk<'_>, kind: DriftKind, detail: String, value: &Value, 
         detail,
         example: example_of(value, secret),
     });
+}
+
+/// Cheap pre-check before building an example: repeated values (an event
+/// type, a status) are the common case and must not allocate.
+fn already_example(examples: &[Value], value: &Value) -> bool {
+    match value {
+        Value::String(s) => examples.iter().any(|e| e.as_str() == Some(s.as_str())),
+        Value::Number(_) | Value::Bool(_) => examples.contains(value),
+        _ => true,
+    }
 }
 
 /// A scalar as shown to people: truncated, masked when it looks secret.
