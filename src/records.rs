@@ -354,7 +354,9 @@ fn decode_string(
 ) -> Result<Vec<Value>, RecordsError> {
     match kind {
         Decoded::Json => decode_json(s, path, max),
-        Decoded::Delimited(delimiter) => decode_delimited(s, delimiter, path, max),
+        Decoded::Delimited(delimiter) => {
+            decode_delimited(s, refine_delimiter(s, delimiter), path, max)
+        }
         Decoded::Binary(reason) => Err(RecordsError::BadEmbedded(reason)),
     }
 }
@@ -379,6 +381,17 @@ fn decode_json(s: &str, path: &str, max: usize) -> Result<Vec<Value>, RecordsErr
             "records_path `{path}` holds a JSON {} string, not an array or object of records",
             type_name(&other)
         ))),
+    }
+}
+
+/// `text/plain` usually means Looker's tab-separated export, but some
+/// senders label CSV that way: a header line with commas and no tab is CSV.
+fn refine_delimiter(s: &str, delimiter: u8) -> u8 {
+    let header = s.trim_start().lines().next().unwrap_or("");
+    if delimiter == b'\t' && !header.contains('\t') && header.contains(',') {
+        b','
+    } else {
+        delimiter
     }
 }
 
@@ -555,6 +568,13 @@ mod tests {
         let body = json!({"attachment": {"data": "A\tB\n1\t2\n", "extension": "txt"}});
         let e = ok(body, Some("attachment.data"));
         assert_eq!(e.records, vec![json!({"A": "1", "B": "2"})]);
+    }
+
+    #[test]
+    fn csv_labelled_text_plain_is_still_csv() {
+        let body = json!({"a": {"data": "x,y\n1,2", "mimetype": "text/plain"}});
+        let e = ok(body, Some("a.data"));
+        assert_eq!(e.records, vec![json!({"x": "1", "y": "2"})]);
     }
 
     #[test]
