@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 /// Everything Inlet can be told at start.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "inlet", version, about = "Identity-resolving webhook event pipeline")]
+#[command(
+    name = "inlet",
+    version,
+    about = "Identity-resolving webhook event pipeline"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "INLET_ADDR", default_value = "127.0.0.1:8080")]

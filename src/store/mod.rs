@@ -14,6 +14,7 @@
 //! - `processed`: source id ‖ event id → () (identity idempotence);
 //!   `dedupe`: source id ‖ idempotency key → event id.
 
+pub mod identity;
 use std::path::Path;
 
 /// A storage failure. Callers turn it into a 500 and a log line.
