@@ -127,8 +127,8 @@ impl Model {
         for &r in roots.iter().skip(1) {
             self.parent[r] = target;
             let moved = std::mem::take(&mut self.sets[r]);
-            for kind in 0..3 {
-                self.sets[target][kind].extend(moved[kind].iter().cloned());
+            for (kind, set) in moved.into_iter().enumerate() {
+                self.sets[target][kind].extend(set);
             }
             self.merges[target] += self.merges[r] + 1;
         }

@@ -342,6 +342,8 @@ impl Store {
             self.redact_outcome(*event)?;
         }
         events.sort_unstable_by(|a, b| b.cmp(a));
+        // An erasure is a legal obligation: make it durable before answering.
+        self.db.flush()?;
         Ok(Some(events))
     }
 
