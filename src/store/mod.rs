@@ -17,6 +17,7 @@
 pub mod errors;
 pub mod events;
 pub mod flush;
+pub mod identity;
 pub mod mappings;
 pub mod sources;
 

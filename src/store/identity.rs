@@ -1,0 +1,729 @@
+//! Identity resolution on sled: one atomic transaction per event over the
+//! `ident`, `profiles`, `redirects`, `profile_events`, `audit` and
+//! `processed` trees, running the pure rules of [`crate::identity`].
+//!
+//! Value formats: `ident` and `redirects` hold the 16 profile-id bytes;
+//! `profiles` and `audit` hold JSON; `profile_events` is profile ‖ event → ();
+//! `processed` is event id → `Outcome` JSON (a redelivery answers it again).
+
+use super::{decode, encode, Store, StoreError, StoreResult, Trees};
+use crate::identity::{
+    self, AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Overlay, Profile, ResolveInput,
+};
+use crate::ids::{EventId, ProfileId};
+use serde_json::json;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+type TxError = ConflictableTransactionError<StoreError>;
+
+/// The six identity trees inside one sled transaction.
+struct SledTxn<'a> {
+    ident: &'a TransactionalTree,
+    profiles: &'a TransactionalTree,
+    redirects: &'a TransactionalTree,
+    profile_events: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    processed: &'a TransactionalTree,
+}
+
+fn corrupt_id(tree: &str) -> StoreError {
+    StoreError::Other(format!("corrupt profile id in {tree}"))
+}
+
+fn abort(e: StoreError) -> TxError {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// profile ‖ event: the `profile_events` key.
+fn link_key(profile: ProfileId, event: EventId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&profile.to_bytes());
+    key[16..].copy_from_slice(&event.to_bytes());
+    key
+}
+
+impl IdentityTxn for SledTxn<'_> {
+    type Error = TxError;
+
+    fn ident_get(&self, key: &IdentKey) -> Result<Option<ProfileId>, TxError> {
+        match self.ident.get(key.to_key_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| abort(corrupt_id("ident"))),
+            None => Ok(None),
+        }
+    }
+    fn ident_put(&self, key: &IdentKey, profile: ProfileId) -> Result<(), TxError> {
+        self.ident
+            .insert(key.to_key_bytes(), &profile.to_bytes()[..])?;
+        Ok(())
+    }
+    fn ident_remove(&self, key: &IdentKey) -> Result<(), TxError> {
+        self.ident.remove(key.to_key_bytes())?;
+        Ok(())
+    }
+    fn profile_get(&self, id: ProfileId) -> Result<Option<Profile>, TxError> {
+        match self.profiles.get(id.to_bytes())? {
+            Some(v) => decode("profiles", &v).map(Some).map_err(abort),
+            None => Ok(None),
+        }
+    }
+    fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
+        self.profiles
+            .insert(&profile.id.to_bytes()[..], encode(profile))?;
+        Ok(())
+    }
+    fn profile_remove(&self, id: ProfileId) -> Result<(), TxError> {
+        self.profiles.remove(&id.to_bytes()[..])?;
+        Ok(())
+    }
+    fn redirect_get(&self, from: ProfileId) -> Result<Option<ProfileId>, TxError> {
+        match self.redirects.get(from.to_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| abort(corrupt_id("redirects"))),
+            None => Ok(None),
+        }
+    }
+    fn redirect_put(&self, from: ProfileId, to: ProfileId) -> Result<(), TxError> {
+        self.redirects
+            .insert(&from.to_bytes()[..], &to.to_bytes()[..])?;
+        Ok(())
+    }
+    fn redirect_remove(&self, from: ProfileId) -> Result<(), TxError> {
+        self.redirects.remove(&from.to_bytes()[..])?;
+        Ok(())
+    }
+    fn audit_put(&self, entry: &AuditEntry) -> Result<(), TxError> {
+        self.audit.insert(&entry.key_bytes()[..], encode(entry))?;
+        Ok(())
+    }
+    fn link_event(&self, profile: ProfileId, event: EventId) -> Result<(), TxError> {
+        self.profile_events
+            .insert(&link_key(profile, event)[..], &[][..])?;
+        Ok(())
+    }
+    fn processed_get(&self, event: EventId) -> Result<Option<Outcome>, TxError> {
+        match self.processed.get(event.to_bytes())? {
+            Some(v) => decode("processed", &v).map(Some).map_err(abort),
+            None => Ok(None),
+        }
+    }
+    fn processed_put(&self, event: EventId, outcome: &Outcome) -> Result<(), TxError> {
+        self.processed
+            .insert(&event.to_bytes()[..], encode(outcome))?;
+        Ok(())
+    }
+}
+
+/// The live trees, read-only: the base of a preview [`Overlay`]. Writes are
+/// refused (the overlay never forwards them).
+struct ReadView<'a>(&'a Trees);
+
+fn read_only() -> StoreError {
+    StoreError::Other("identity read view is read-only".into())
+}
+
+impl IdentityTxn for ReadView<'_> {
+    type Error = StoreError;
+
+    fn ident_get(&self, key: &IdentKey) -> StoreResult<Option<ProfileId>> {
+        match self.0.ident.get(key.to_key_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt_id("ident")),
+            None => Ok(None),
+        }
+    }
+    fn ident_put(&self, _: &IdentKey, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn ident_remove(&self, _: &IdentKey) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn profile_get(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        match self.0.profiles.get(id.to_bytes())? {
+            Some(v) => decode("profiles", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn profile_put(&self, _: &Profile) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn profile_remove(&self, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn redirect_get(&self, from: ProfileId) -> StoreResult<Option<ProfileId>> {
+        match self.0.redirects.get(from.to_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt_id("redirects")),
+            None => Ok(None),
+        }
+    }
+    fn redirect_put(&self, _: ProfileId, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn redirect_remove(&self, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn audit_put(&self, _: &AuditEntry) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn link_event(&self, _: ProfileId, _: EventId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn processed_get(&self, event: EventId) -> StoreResult<Option<Outcome>> {
+        match self.0.processed.get(event.to_bytes())? {
+            Some(v) => decode("processed", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn processed_put(&self, _: EventId, _: &Outcome) -> StoreResult<()> {
+        Err(read_only())
+    }
+}
+
+impl Store {
+    /// Runs `f` in one serialisable transaction over the identity trees
+    /// (sled retries it on conflict, so `f` must be pure apart from `txn`).
+    fn identity_txn<A>(&self, f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>) -> StoreResult<A> {
+        let t = &self.trees;
+        let trees = (
+            &t.ident,
+            &t.profiles,
+            &t.redirects,
+            &t.profile_events,
+            &t.audit,
+            &t.processed,
+        );
+        trees
+            .transaction(
+                |(ident, profiles, redirects, profile_events, audit, processed)| {
+                    f(&SledTxn {
+                        ident,
+                        profiles,
+                        redirects,
+                        profile_events,
+                        audit,
+                        processed,
+                    })
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    /// Resolves one event atomically; a redelivered event id returns the
+    /// stored outcome and changes nothing.
+    pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        self.identity_txn(|txn| identity::resolve(txn, input, blocklist))
+    }
+
+    /// What `resolve` would do now, without writing anything.
+    pub fn resolve_preview(
+        &self,
+        input: &ResolveInput,
+        blocklist: &Blocklist,
+    ) -> StoreResult<Outcome> {
+        let view = ReadView(&self.trees);
+        identity::resolve(&Overlay::new(&view), input, blocklist)
+    }
+
+    /// A profile by id; an absorbed id answers with its survivor.
+    pub fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        self.identity_txn(|txn| identity::canonical(txn, id))
+    }
+
+    /// The profile owning an identifier (give the normalised value).
+    pub fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+        self.identity_txn(|txn| identity::lookup(txn, key))
+    }
+
+    /// A profile's events, newest first, including those of merged profiles;
+    /// `before` pages (exclusive).
+    pub fn profile_events(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        let Some(profile) = self.profile(id)? else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::new();
+        for pid in std::iter::once(profile.id).chain(profile.merged_from.iter().copied()) {
+            events.extend(self.linked_events(pid, limit, before)?);
+        }
+        events.sort_unstable_by(|a, b| b.cmp(a));
+        events.dedup();
+        events.truncate(limit);
+        Ok(events)
+    }
+
+    /// Up to `limit` events linked to exactly `pid`, newest first.
+    fn linked_events(
+        &self,
+        pid: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        let start = link_key(pid, EventId(uuid::Uuid::nil()));
+        let end = match before {
+            Some(b) => link_key(pid, b),
+            None => link_key(pid, EventId(uuid::Uuid::max())),
+        };
+        let mut out = Vec::new();
+        for item in self
+            .trees
+            .profile_events
+            .range(start..end)
+            .rev()
+            .take(limit)
+        {
+            let (key, _) = item?;
+            if let Some(e) = key.get(16..).and_then(EventId::from_slice) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The audit history of a profile and of every profile merged into it,
+    /// oldest first. Works for an erased id too (its erasure line remains).
+    pub fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+        let ids = match self.profile(id)? {
+            Some(p) => std::iter::once(p.id).chain(p.merged_from).collect(),
+            None => vec![id],
+        };
+        let mut entries = Vec::new();
+        for pid in ids {
+            for item in self.trees.audit.scan_prefix(pid.to_bytes()) {
+                let (_, v) = item?;
+                entries.push(decode::<AuditEntry>("audit", &v)?);
+            }
+        }
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
+    }
+
+    /// Support staff merge `from` into `into` (audited, no limits apply).
+    /// The inner `Err` says why it was refused.
+    pub fn merge_profiles(
+        &self,
+        from: ProfileId,
+        into: ProfileId,
+    ) -> StoreResult<Result<Profile, String>> {
+        self.identity_txn(|txn| identity::manual_merge(txn, from, into))
+    }
+
+    /// Erases a profile: the profile, its identifiers and redirects go in one
+    /// transaction; then its event links are removed and the personal data
+    /// in its audit lines and stored outcomes is redacted. Returns the event
+    /// ids (newest first) so the caller can scrub the events themselves, or
+    /// `None` when there is no such profile.
+    ///
+    /// After the transaction no event can join the erased ids any more, so
+    /// the follow-up scans see a complete, stable list. A crash between the
+    /// two steps leaves unreachable links and unredacted audit lines.
+    pub fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+        let Some(ids) = self.identity_txn(|txn| identity::erase(txn, id))? else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for pid in &ids {
+            events.extend(self.unlink_events(*pid)?);
+            self.redact_audit(*pid)?;
+        }
+        for event in &events {
+            self.redact_outcome(*event)?;
+        }
+        events.sort_unstable_by(|a, b| b.cmp(a));
+        // An erasure is a legal obligation: make it durable before answering.
+        self.db.flush()?;
+        Ok(Some(events))
+    }
+
+    fn unlink_events(&self, pid: ProfileId) -> StoreResult<Vec<EventId>> {
+        let mut events = Vec::new();
+        for item in self.trees.profile_events.scan_prefix(pid.to_bytes()) {
+            let (key, _) = item?;
+            if let Some(e) = key.get(16..).and_then(EventId::from_slice) {
+                events.push(e);
+            }
+            self.trees.profile_events.remove(key)?;
+        }
+        Ok(events)
+    }
+
+    /// Replaces the detail of every audit line of `pid` but the erasure one.
+    fn redact_audit(&self, pid: ProfileId) -> StoreResult<()> {
+        for item in self.trees.audit.scan_prefix(pid.to_bytes()) {
+            let (key, v) = item?;
+            let mut entry: AuditEntry = decode("audit", &v)?;
+            if entry.kind != "erasure" {
+                entry.detail = json!({ "redacted": true });
+                self.trees.audit.insert(key, encode(&entry))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blanks the identifier values kept in a stored outcome's refusals.
+    fn redact_outcome(&self, event: EventId) -> StoreResult<()> {
+        let key = event.to_bytes();
+        if let Some(v) = self.trees.processed.get(key)? {
+            let mut outcome: Outcome = decode("processed", &v)?;
+            for r in &mut outcome.refusals {
+                r.value = "[erased]".into();
+            }
+            self.trees.processed.insert(key, encode(&outcome))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Action, Identifiers, RefusalReason};
+    use crate::ids::SourceId;
+    use chrono::{DateTime, Duration, Utc};
+    use serde_json::{Map, Value};
+
+    fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
+        Identifiers {
+            external_id: x.map(Into::into),
+            email: e.map(Into::into),
+            visitor_id: v.map(Into::into),
+        }
+    }
+
+    fn input(ids: Identifiers) -> ResolveInput {
+        ResolveInput {
+            event_id: EventId::new(),
+            source_id: SourceId::new(),
+            at: Utc::now(),
+            ids,
+            traits: Map::new(),
+        }
+    }
+
+    fn run(store: &Store, x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Outcome {
+        store
+            .resolve(&input(ids(x, e, v)), &Blocklist::default())
+            .unwrap()
+    }
+
+    fn owner(store: &Store, key: IdentKey) -> Option<ProfileId> {
+        store.profile_by(&key).unwrap().map(|p| p.id)
+    }
+
+    #[test]
+    fn anonymous_visitor_creates_a_profile() {
+        let store = Store::temporary().unwrap();
+        let out = run(&store, None, None, Some("v1"));
+        assert_eq!(out.summary(), "create");
+        let p = store.profile(out.profile_id.unwrap()).unwrap().unwrap();
+        assert_eq!(p.visitor_ids, vec!["v1"]);
+        assert_eq!(p.event_count, 1);
+        assert_eq!(store.profile_events(p.id, 10, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn identification_attaches_email() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, None, Some("v1"));
+        let b = run(&store, None, Some("Jo@X.io"), Some("v1"));
+        assert_eq!(b.summary(), "attach");
+        assert_eq!(a.profile_id, b.profile_id);
+        assert_eq!(
+            owner(&store, IdentKey::Email("jo@x.io".into())),
+            a.profile_id
+        );
+    }
+
+    #[test]
+    fn chain_of_identifiers_is_one_profile() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("e1@x.io"), Some("v1"));
+        let b = run(&store, Some("x1"), Some("e1@x.io"), None);
+        let c = run(&store, Some("x1"), None, Some("v2"));
+        assert_eq!(a.profile_id, b.profile_id);
+        assert_eq!(b.profile_id, c.profile_id);
+        let p = store.profile(a.profile_id.unwrap()).unwrap().unwrap();
+        assert_eq!(p.external_ids, vec!["x1"]);
+        assert_eq!(p.visitor_ids.len(), 2);
+        assert_eq!(p.event_count, 3);
+    }
+
+    #[test]
+    fn two_external_ids_sharing_an_email_are_not_merged() {
+        let store = Store::temporary().unwrap();
+        let first = run(&store, Some("x1"), Some("e@x.io"), None);
+        let second = run(&store, Some("x2"), Some("e@x.io"), None);
+        assert_eq!(second.summary(), "create");
+        assert_ne!(first.profile_id, second.profile_id);
+        assert_eq!(second.refusals.len(), 1);
+        assert_eq!(second.refusals[0].reason, RefusalReason::ExternalIdConflict);
+        assert_eq!(
+            owner(&store, IdentKey::Email("e@x.io".into())),
+            first.profile_id
+        );
+        assert_eq!(
+            owner(&store, IdentKey::External("x2".into())),
+            second.profile_id
+        );
+        let history = store.profile_history(second.profile_id.unwrap()).unwrap();
+        assert!(history.iter().any(|h| h.kind == "refusal"));
+    }
+
+    #[test]
+    fn blocked_values_warn_and_keep_the_event() {
+        let store = Store::temporary().unwrap();
+        let out = run(&store, Some("null"), Some("\"undefined\""), Some("v1"));
+        assert_eq!(out.summary(), "create");
+        assert_eq!(out.warnings.len(), 2);
+        assert!(out
+            .refusals
+            .iter()
+            .all(|r| r.reason == RefusalReason::BlockedValue));
+        assert_eq!(owner(&store, IdentKey::External("null".into())), None);
+        let none = run(&store, None, None, Some("0"));
+        assert_eq!(none.summary(), "refused: blocked_value");
+        assert_eq!(none.profile_id, None);
+    }
+
+    #[test]
+    fn email_case_and_whitespace_are_one_identifier() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("  Ann@Example.COM "), None);
+        let b = run(&store, None, Some("ann@example.com"), None);
+        assert_eq!(a.profile_id, b.profile_id);
+        let c = run(&store, Some("ABC"), None, None);
+        let d = run(&store, Some("abc"), None, None);
+        assert_ne!(
+            c.profile_id, d.profile_id,
+            "external ids are case-sensitive"
+        );
+        let e = run(&store, None, None, Some("abc"));
+        assert_ne!(d.profile_id, e.profile_id, "kinds never collide");
+    }
+
+    #[test]
+    fn redelivery_is_not_counted_twice() {
+        let store = Store::temporary().unwrap();
+        run(&store, None, None, Some("v1"));
+        run(&store, None, None, Some("v2"));
+        let merge = input(ids(None, None, Some("v1")));
+        let mut merge = merge;
+        merge.ids.email = Some("m@x.io".into());
+        let first = store.resolve(&merge, &Blocklist::default()).unwrap();
+        let mut joined = input(ids(None, Some("m@x.io"), Some("v2")));
+        let second = store.resolve(&joined, &Blocklist::default()).unwrap();
+        assert_eq!(second.summary(), "merge");
+        let again = store.resolve(&joined, &Blocklist::default()).unwrap();
+        assert_eq!(again, second);
+        joined.event_id = merge.event_id;
+        assert_eq!(
+            store.resolve(&joined, &Blocklist::default()).unwrap(),
+            first
+        );
+        let p = store.profile(second.profile_id.unwrap()).unwrap().unwrap();
+        assert_eq!(p.event_count, 4);
+        assert_eq!(p.merge_count, 1);
+    }
+
+    #[test]
+    fn concurrent_resolvers_lose_nothing() {
+        let store = Store::temporary().unwrap();
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let v = format!("v{i}");
+                    run(&store, None, Some("shared@x.io"), Some(&v))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let p = store
+            .profile_by(&IdentKey::Email("shared@x.io".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.visitor_ids.len(), 40);
+        assert_eq!(p.event_count, 40);
+        for i in 0..40 {
+            assert_eq!(
+                owner(&store, IdentKey::Visitor(format!("v{i}"))),
+                Some(p.id)
+            );
+        }
+        assert_eq!(store.profile_events(p.id, 100, None).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn merging_anonymous_profiles_keeps_the_older() {
+        let store = Store::temporary().unwrap();
+        let old = run(&store, None, None, Some("v1")).profile_id.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let young = run(&store, None, Some("e@x.io"), None).profile_id.unwrap();
+        let out = run(&store, None, Some("e@x.io"), Some("v1"));
+        assert_eq!(
+            out.action,
+            Action::Merge {
+                absorbed: vec![young]
+            }
+        );
+        assert_eq!(out.profile_id, Some(old));
+        assert_eq!(store.profile(young).unwrap().unwrap().id, old);
+        let kinds: Vec<_> = store
+            .profile_history(young)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.kind)
+            .collect();
+        assert_eq!(kinds, vec!["create", "create", "merge"]);
+        assert_eq!(store.profile_events(young, 10, None).unwrap().len(), 3);
+        let page = store.profile_events(old, 2, None).unwrap();
+        let rest = store.profile_events(old, 2, page.last().copied()).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(rest.len(), 1);
+        assert!(page[0] > page[1] && page[1] > rest[0]);
+    }
+
+    #[test]
+    fn redirects_are_compressed() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, None, Some("a")).profile_id.unwrap();
+        let b = run(&store, None, None, Some("b")).profile_id.unwrap();
+        let c = run(&store, None, None, Some("c")).profile_id.unwrap();
+        // b absorbed into a... then a into c would need c older; use manual merges.
+        store.merge_profiles(b, a).unwrap().unwrap();
+        store.merge_profiles(a, c).unwrap().unwrap();
+        let raw = store.trees.redirects.get(b.to_bytes()).unwrap().unwrap();
+        assert_eq!(ProfileId::from_slice(&raw), Some(c));
+        assert_eq!(store.profile(b).unwrap().unwrap().id, c);
+    }
+
+    fn traited(at: DateTime<Utc>, plan: &str) -> ResolveInput {
+        let mut i = input(ids(None, None, Some("v1")));
+        i.at = at;
+        i.traits.insert("plan".into(), Value::from(plan));
+        i
+    }
+
+    #[test]
+    fn newest_trait_wins_whatever_the_order() {
+        let now = Utc::now();
+        let older = traited(now - Duration::hours(1), "free");
+        let newer = traited(now, "pro");
+        for order in [[&older, &newer], [&newer, &older]] {
+            let store = Store::temporary().unwrap();
+            for i in order {
+                store.resolve(i, &Blocklist::default()).unwrap();
+            }
+            let p = store
+                .profile_by(&IdentKey::Visitor("v1".into()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.traits["plan"].value, Value::from("pro"));
+            assert_eq!(p.first_seen, older.at);
+        }
+    }
+
+    #[test]
+    fn sixth_email_is_refused() {
+        let store = Store::temporary().unwrap();
+        for i in 0..5 {
+            run(&store, None, Some(&format!("e{i}@x.io")), Some("v1"));
+        }
+        let out = run(&store, None, Some("e5@x.io"), Some("v1"));
+        assert_eq!(out.refusals[0].reason, RefusalReason::LimitExceeded);
+        let p = store
+            .profile_by(&IdentKey::Visitor("v1".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.emails.len(), 5);
+        // The event went to the profile of its strongest surviving identifier.
+        assert_eq!(
+            owner(&store, IdentKey::Email("e5@x.io".into())),
+            out.profile_id
+        );
+        assert_ne!(out.profile_id, Some(p.id));
+    }
+
+    #[test]
+    fn manual_merge_joins_external_ids() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, Some("x1"), None, None).profile_id.unwrap();
+        let b = run(&store, Some("x2"), None, None).profile_id.unwrap();
+        let merged = store.merge_profiles(a, b).unwrap().unwrap();
+        assert_eq!(merged.id, b);
+        assert_eq!(merged.external_ids, vec!["x2", "x1"]);
+        assert_eq!(owner(&store, IdentKey::External("x1".into())), Some(b));
+        assert!(store.merge_profiles(a, b).unwrap().is_err());
+        assert!(store.merge_profiles(ProfileId::new(), b).unwrap().is_err());
+        // Events carrying either external id still attach.
+        assert_eq!(run(&store, Some("x1"), None, None).profile_id, Some(b));
+        let history = store.profile_history(b).unwrap();
+        assert!(history.iter().any(|h| h.kind == "manual_merge"));
+    }
+
+    #[test]
+    fn erasure_removes_everything_personal() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("gone@x.io"), Some("v1"));
+        run(&store, Some("x9"), Some("gone@x.io"), Some("v2"));
+        let id = a.profile_id.unwrap();
+        let events = store.erase_profile(id).unwrap().unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(store.profile(id).unwrap().is_none());
+        assert_eq!(owner(&store, IdentKey::Email("gone@x.io".into())), None);
+        assert_eq!(owner(&store, IdentKey::Visitor("v1".into())), None);
+        assert!(store.profile_events(id, 10, None).unwrap().is_empty());
+        let history = store.profile_history(id).unwrap();
+        assert!(history.iter().any(|h| h.kind == "erasure"));
+        let text = serde_json::to_string(&history).unwrap();
+        assert!(!text.contains("gone@x.io") && !text.contains("v1"));
+        assert!(store.erase_profile(id).unwrap().is_none());
+        // The identifier can start a new profile afterwards.
+        assert_eq!(
+            run(&store, None, Some("gone@x.io"), None).summary(),
+            "create"
+        );
+    }
+
+    #[test]
+    fn preview_writes_nothing() {
+        let store = Store::temporary().unwrap();
+        run(&store, None, None, Some("v1"));
+        run(&store, None, Some("e@x.io"), None);
+        let probe = input(ids(None, Some("e@x.io"), Some("v1")));
+        let preview = store
+            .resolve_preview(&probe, &Blocklist::default())
+            .unwrap();
+        assert_eq!(preview.summary(), "merge");
+        assert_ne!(
+            owner(&store, IdentKey::Visitor("v1".into())),
+            owner(&store, IdentKey::Email("e@x.io".into()))
+        );
+        assert!(store
+            .trees
+            .processed
+            .get(probe.event_id.to_bytes())
+            .unwrap()
+            .is_none());
+        let fresh = input(ids(None, None, Some("new")));
+        let preview = store
+            .resolve_preview(&fresh, &Blocklist::default())
+            .unwrap();
+        assert_eq!(preview.summary(), "create");
+        assert_eq!(owner(&store, IdentKey::Visitor("new".into())), None);
+    }
+}
