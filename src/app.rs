@@ -133,10 +133,8 @@ impl Application {
         state.processor.stop();
         state.new_events.notify_one();
         let _ = processor.await;
-        state.commit.stop();
-        if let Err(e) = state.store.db.flush_async().await {
-            tracing::error!(error = %e, "final flush failed");
-        }
+        let commit = state.commit.clone();
+        let _ = tokio::task::spawn_blocking(move || commit.stop()).await;
         tracing::info!("stopped");
         served
     }

@@ -78,3 +78,25 @@ pub fn source_json(source: &Source, counts: CountsView, token: Option<&str>) -> 
     }
     out
 }
+
+/// A profile as the API shows it: identities, trait values (without their
+/// bookkeeping), first/last seen, counts and merged ids.
+pub fn profile_json(profile: &crate::identity::Profile) -> Value {
+    let traits: Map<String, Value> = profile
+        .traits
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    json!({
+        "id": profile.id,
+        "external_ids": profile.external_ids,
+        "emails": profile.emails,
+        "visitor_ids": profile.visitor_ids,
+        "traits": traits,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "event_count": profile.event_count,
+        "merged_from": profile.merged_from,
+        "created_at": profile.created_at,
+    })
+}

@@ -5,6 +5,8 @@ mod errors;
 mod events;
 mod health;
 mod hooks;
+mod mapping;
+mod profiles;
 mod sources;
 
 use crate::app::AppState;
@@ -24,6 +26,8 @@ pub fn app(state: AppState) -> Router {
         .merge(sources::router())
         .merge(events::router())
         .merge(errors::router())
+        .merge(mapping::router())
+        .merge(profiles::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .nest("/api", api)

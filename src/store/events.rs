@@ -366,3 +366,85 @@ fn counts_key(source: SourceId) -> Vec<u8> {
 fn schema_key(source: SourceId) -> Vec<u8> {
     [SCHEMA_PREFIX, &source.to_bytes()].concat()
 }
+
+impl Store {
+    /// Claims an idempotency key for an event: returns the event that holds
+    /// it (this one if it was free). Idempotent for the same event id, so a
+    /// re-processed batch does not mistake an event for its own duplicate.
+    pub fn claim_dedupe(
+        &self,
+        source: SourceId,
+        key: &str,
+        event: EventId,
+    ) -> StoreResult<EventId> {
+        let dedupe_key = [source.to_bytes().as_slice(), key.as_bytes()].concat();
+        let claimed = self.trees.dedupe.compare_and_swap(
+            dedupe_key,
+            None as Option<&[u8]>,
+            Some(event.to_bytes().as_slice()),
+        )?;
+        Ok(match claimed {
+            Ok(()) => event,
+            Err(current) => current
+                .current
+                .and_then(|v| EventId::from_slice(&v))
+                .unwrap_or(event),
+        })
+    }
+
+    /// Removes the oldest processed events beyond `keep` (with their state
+    /// and index entries). Counting is a key scan, so this runs from the
+    /// processor's periodic maintenance, never per request.
+    pub fn prune_events(&self, keep: u64) -> StoreResult<u64> {
+        let len = self.trees.events.len() as u64;
+        if len <= keep {
+            return Ok(0);
+        }
+        let cursor = self.cursor()?.map(|c| c.to_bytes());
+        let mut removed = 0;
+        for item in self.trees.events.iter().take((len - keep) as usize) {
+            let (key, bytes) = item?;
+            if cursor.is_none_or(|c| key.as_ref() > c.as_slice()) {
+                break; // never prune what the processor has not seen
+            }
+            let raw: RawEvent = decode("events", &bytes)?;
+            self.trees.events.remove(&key)?;
+            self.trees.event_state.remove(&key)?;
+            self.trees
+                .events_by_source
+                .remove(by_source_key(raw.source_id, raw.id))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl Store {
+    /// Removes an event's personal data (erasure): the payload, envelope and
+    /// headers are replaced by a marker, and the mapped identifiers, traits
+    /// and properties are cleared. The event's existence and status remain,
+    /// so counts and audit stay consistent.
+    pub fn scrub_event(&self, id: EventId) -> StoreResult<()> {
+        if let Some(mut raw) = self.raw_event(id)? {
+            raw.payload = serde_json::json!({"_erased": true});
+            raw.envelope = None;
+            raw.headers.clear();
+            self.replace_raw_event(&raw)?;
+        }
+        if let Some(mut state) = self.event_state(id)? {
+            if let Some(mapped) = state.mapped.as_mut() {
+                mapped.email = None;
+                mapped.external_id = None;
+                mapped.visitor_id = None;
+                mapped.traits.clear();
+                mapped.properties.clear();
+            }
+            state.profile_id = None;
+            state.warnings.clear();
+            self.trees
+                .event_state
+                .insert(id.to_bytes(), encode(&state))?;
+        }
+        Ok(())
+    }
+}

@@ -34,6 +34,7 @@ pub struct GroupCommit {
     wake_cv: Condvar,
     progress: watch::Sender<Progress>,
     stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub stats: FlushStats,
 }
 
@@ -52,14 +53,20 @@ impl GroupCommit {
             wake_cv: Condvar::new(),
             progress,
             stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
             stats: FlushStats::default(),
         });
         let worker = gc.clone();
         let spawned = std::thread::Builder::new()
             .name("inlet-flusher".into())
             .spawn(move || worker.run(db));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the flusher thread");
+        match spawned {
+            Ok(handle) => {
+                if let Ok(mut slot) = gc.thread.lock() {
+                    *slot = Some(handle);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not start the flusher thread"),
         }
         gc
     }
@@ -79,10 +86,15 @@ impl GroupCommit {
         }
     }
 
-    /// Stops the flusher after one last flush.
+    /// Stops the flusher after one last flush and waits for its thread, so
+    /// the database (and its file lock) is released when this returns.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.ring();
+        let handle = self.thread.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     fn ring(&self) {

@@ -89,7 +89,11 @@ impl Store {
             .collect()
     }
 
-    pub fn mapping_version(&self, source: SourceId, version: u32) -> StoreResult<Option<MappingVersion>> {
+    pub fn mapping_version(
+        &self,
+        source: SourceId,
+        version: u32,
+    ) -> StoreResult<Option<MappingVersion>> {
         self.trees
             .mappings
             .get(mapping_key(source, version))?
@@ -98,7 +102,9 @@ impl Store {
     }
 
     pub fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
-        self.trees.meta.insert(replay_key(job.source_id), encode(job))?;
+        self.trees
+            .meta
+            .insert(replay_key(job.source_id), encode(job))?;
         Ok(())
     }
 

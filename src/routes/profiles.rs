@@ -1,0 +1,170 @@
+//! `/api/profiles`: look up, audit, merge and erase profiles.
+
+use super::page_limit;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::identity::{IdentKey, IdentKind, Profile};
+use crate::ids::{EventId, ProfileId};
+use crate::views::{event_json, profile_json};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/profiles", get(find))
+        .route("/profiles/{id}", get(read).delete(erase))
+        .route("/profiles/{id}/events", get(events))
+        .route("/profiles/{id}/history", get(history))
+        .route("/profiles/{id}/merge", post(merge))
+}
+
+#[derive(Deserialize)]
+struct FindQuery {
+    email: Option<String>,
+    external_id: Option<String>,
+    visitor_id: Option<String>,
+}
+
+/// The identifier a lookup asks for, normalised like events are.
+pub(crate) fn lookup_key(
+    email: Option<&str>,
+    external_id: Option<&str>,
+    visitor_id: Option<&str>,
+) -> Option<IdentKey> {
+    let pick = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(x) = pick(external_id) {
+        return Some(IdentKey::new(IdentKind::ExternalId, x));
+    }
+    if let Some(e) = pick(email) {
+        return Some(IdentKey::new(IdentKind::Email, e.to_lowercase()));
+    }
+    pick(visitor_id).map(|v| IdentKey::new(IdentKind::VisitorId, v))
+}
+
+async fn find(State(state): State<AppState>, Query(q): Query<FindQuery>) -> AppResult<Json<Value>> {
+    let key = lookup_key(
+        q.email.as_deref(),
+        q.external_id.as_deref(),
+        q.visitor_id.as_deref(),
+    )
+    .ok_or_else(|| AppError::BadRequest("give one of email, external_id or visitor_id".into()))?;
+    let profile = state
+        .store
+        .profile_by(&key)?
+        .ok_or_else(|| AppError::NotFound("no profile has this identifier".into()))?;
+    Ok(Json(profile_json(&profile)))
+}
+
+pub(crate) fn parse_profile_id(id: &str) -> AppResult<ProfileId> {
+    id.parse()
+        .map_err(|_| AppError::NotFound(format!("no profile `{id}`")))
+}
+
+pub(crate) fn load_profile(state: &AppState, id: &str) -> AppResult<Profile> {
+    let pid = parse_profile_id(id)?;
+    state
+        .store
+        .profile(pid)?
+        .ok_or_else(|| AppError::NotFound(format!("no profile `{id}` (it may have been erased)")))
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
+    Ok(Json(profile_json(&load_profile(&state, &id)?)))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> AppResult<Json<Value>> {
+    let profile = load_profile(&state, &id)?;
+    let before = q
+        .before
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            b.parse::<EventId>()
+                .map_err(|_| AppError::BadRequest(format!("before `{b}` is not an event id")))
+        })
+        .transpose()?;
+    let limit = page_limit(q.limit, 50, 500);
+    let ids = state.store.profile_events(profile.id, limit, before)?;
+    let mut events = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(event) = state.store.event(*id)? {
+            events.push(event_json(&event));
+        }
+    }
+    let next = if ids.len() == limit {
+        ids.last().copied()
+    } else {
+        None
+    };
+    Ok(Json(json!({"events": events, "next": next})))
+}
+
+async fn history(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
+    let pid = parse_profile_id(&id)?;
+    let entries = state.store.profile_history(pid)?;
+    if entries.is_empty() {
+        return Err(AppError::NotFound(format!("no profile `{id}`")));
+    }
+    Ok(Json(json!({"history": entries})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    into: String,
+}
+
+async fn merge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> AppResult<Json<Value>> {
+    let body: MergeBody = super::sources::parse_body(&body)?;
+    let from = load_profile(&state, &id)?;
+    let into = load_profile(&state, &body.into)?;
+    match state.store.merge_profiles(from.id, into.id)? {
+        Ok(profile) => Ok(Json(profile_json(&profile))),
+        Err(reason) => Err(AppError::Conflict(reason)),
+    }
+}
+
+async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
+    let pid = parse_profile_id(&id)?;
+    let store = state.store.clone();
+    let erased =
+        tokio::task::spawn_blocking(move || -> crate::store::StoreResult<Option<usize>> {
+            let Some(events) = store.erase_profile(pid)? else {
+                return Ok(None);
+            };
+            for event in &events {
+                store.scrub_event(*event)?;
+            }
+            Ok(Some(events.len()))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    match erased {
+        Some(n) => {
+            tracing::info!(profile = %pid, events = n, "profile erased");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(AppError::NotFound(format!("no profile `{id}`"))),
+    }
+}
