@@ -145,6 +145,16 @@ impl Source {
         Ok(())
     }
 
+    /// Replaces the extra blocked identifier values (trimmed, empty ones dropped).
+    pub fn set_blocked_values(&mut self, values: Vec<String>) {
+        self.blocked_values = values
+            .into_iter()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .take(1000)
+            .collect();
+    }
+
     pub fn set_records_path(&mut self, path: Option<String>) -> Result<(), SourceError> {
         self.records_path = validate_records_path(path)?;
         Ok(())

@@ -3,6 +3,7 @@
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::ids::SourceId;
+use crate::mapping::presets;
 use crate::source::{ApiKeyInput, Source, SourceError};
 use crate::views::source_json;
 use axum::extract::{Path, State};
@@ -22,7 +23,13 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateSource {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// Start from a preset: its records_path and mapping (version 1).
+    #[serde(default)]
+    preset: Option<String>,
+    #[serde(default)]
+    blocked_values: Option<Vec<String>>,
     #[serde(default)]
     api_key: Option<ApiKeyInput>,
     #[serde(default)]
@@ -39,6 +46,8 @@ struct UpdateSource {
     api_key: Option<Option<ApiKeyInput>>,
     #[serde(default, deserialize_with = "present")]
     records_path: Option<Option<String>>,
+    #[serde(default)]
+    blocked_values: Option<Vec<String>>,
 }
 
 /// Distinguishes "field absent" (outer None) from "field is null" (Some(None)).
@@ -80,17 +89,34 @@ async fn create(
     body: axum::body::Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let input: CreateSource = parse_body(&body)?;
-    let (source, token) = Source::create(&input.name, input.api_key, input.records_path)?;
+    let preset = input
+        .preset
+        .as_deref()
+        .map(|name| presets::preset(name).ok_or_else(|| super::mapping::unknown_preset(name)))
+        .transpose()?;
+    let name = input
+        .name
+        .or_else(|| preset.map(|p| p.name.clone()))
+        .unwrap_or_default();
+    let records_path = input
+        .records_path
+        .or_else(|| preset.and_then(|p| p.records_path.clone()));
+    let (mut source, token) = Source::create(&name, input.api_key, records_path)?;
+    source.set_blocked_values(input.blocked_values.unwrap_or_default());
     state.store.put_source(&source)?;
     tracing::info!(source = %source.id, "source created");
-    Ok((
-        StatusCode::CREATED,
-        Json(source_json(
+    let mut out = source_json(&source, state.counters.view(source.id), Some(&token));
+    if let Some(preset) = preset {
+        let saved = super::mapping::save_mapping(
+            &state,
             &source,
-            state.counters.view(source.id),
-            Some(&token),
-        )),
-    ))
+            preset.mapping.clone(),
+            Some(preset.name.clone()),
+        )?;
+        out["mapping_version"] = saved["version"].clone();
+        out["mapping"] = saved;
+    }
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn list(State(state): State<AppState>) -> AppResult<Json<Value>> {
@@ -105,11 +131,9 @@ async fn list(State(state): State<AppState>) -> AppResult<Json<Value>> {
 
 async fn read(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
     let source = load_source(&state, &id)?;
-    Ok(Json(source_json(
-        &source,
-        state.counters.view(source.id),
-        None,
-    )))
+    let mut out = source_json(&source, state.counters.view(source.id), None);
+    out["replay"] = json!(state.store.replay(source.id)?);
+    Ok(Json(out))
 }
 
 async fn update(
@@ -127,6 +151,9 @@ async fn update(
     }
     if let Some(path) = input.records_path {
         source.set_records_path(path)?;
+    }
+    if let Some(values) = input.blocked_values {
+        source.set_blocked_values(values);
     }
     source.updated_at = chrono::Utc::now();
     state.store.put_source(&source)?;
