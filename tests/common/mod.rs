@@ -206,3 +206,56 @@ pub async fn error_of(response: Response, status: StatusCode) -> String {
     let body: Value = response.json().await.expect("json error body");
     body["error"].as_str().expect("error message").to_string()
 }
+
+/// Dashboard verbs: the client's cookie store carries the session.
+impl TestApp {
+    /// Logs in through the form; returns the 303 answer (with its cookie).
+    pub async fn login(&self) -> Response {
+        let response = self.post_form("/login", &[("token", ADMIN_TOKEN)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
+        response
+    }
+
+    /// GETs a page; returns status and HTML.
+    pub async fn page(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.text().await.expect("html"))
+    }
+
+    /// The CSRF token from a page's forms.
+    pub async fn csrf(&self, path: &str) -> String {
+        let (_, html) = self.page(path).await;
+        csrf_in(&html).expect("a csrf field on the page")
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// The value of the hidden `csrf` field in a page.
+pub fn csrf_in(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// The webhook URL shown once on a source page, if any.
+pub fn webhook_url_in(html: &str) -> Option<String> {
+    let start = html.find("id=\"webhook-url\"")?;
+    let rest = &html[start..];
+    let value = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[value..].find('"')? + value;
+    Some(rest[value..end].to_string())
+}
