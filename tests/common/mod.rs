@@ -2,6 +2,8 @@
 //! with a temp data dir, and verbs the tests read like.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use inlet::app::Application;
 use inlet::config::Config;
 use reqwest::{Client, Response, StatusCode};
