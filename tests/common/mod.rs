@@ -20,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub dir: PathBuf,
+    /// The running server's state, for fixtures that need the store directly.
+    pub state: inlet::app::AppState,
     _tempdir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -50,6 +52,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let dir = config.data_dir.clone();
     let app = Application::build(config).await.expect("server starts");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let _ = app
@@ -66,6 +69,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
             .build()
             .expect("client"),
         dir,
+        state,
         _tempdir: None,
         stop: Some(stop),
         handle: Some(handle),
