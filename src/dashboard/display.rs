@@ -97,6 +97,16 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     out.finish()
 }
 
+/// The source filter's options, by name.
+pub fn source_options(names: &HashMap<SourceId, String>, selected: &str) -> Vec<Value> {
+    let mut sorted: Vec<(String, String)> = names
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.clone()))
+        .collect();
+    sorted.sort_by_key(|(_, name)| name.to_lowercase());
+    options(sorted, selected)
+}
+
 /// `{value, label, selected}` options for a `<select>`.
 pub fn options<'a>(
     items: impl IntoIterator<Item = (String, String)> + 'a,

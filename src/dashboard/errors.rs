@@ -1,6 +1,6 @@
 //! `/errors`: the error log, newest first, filtered by source and stage.
 
-use super::display::{clipped, options, query, short_id, source_names, time};
+use super::display::{clipped, options, query, short_id, source_names, source_options, time};
 use super::render::{page, PageResult};
 use super::session::Authed;
 use crate::app::AppState;
@@ -52,12 +52,10 @@ pub async fn list(
                 ])
             )
         });
-    let mut sorted: Vec<_> = names.iter().collect();
-    sorted.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
     let data = json!({
         "title": "Errors", "nav": "errors", "csrf": session.csrf,
         "errors": entries.iter().map(|e| row(e, &names)).collect::<Vec<_>>(),
-        "sources": options(sorted.into_iter().map(|(id, n)| (id.to_string(), n.clone())), &q.source_id),
+        "sources": source_options(&names, &q.source_id),
         "stages": options(Stage::ALL.iter().map(|s| (s.as_str().to_string(), s.as_str().to_string())), &q.stage),
         "filtered": filter.source_id.is_some() || filter.stage.is_some(),
         "next_url": next_url,

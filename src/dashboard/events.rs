@@ -1,7 +1,9 @@
 //! `/`: recent events across sources, and `/events/{id}`: one event, raw and
 //! mapped side by side.
 
-use super::display::{self, event_row, options, pretty, query, short_id, source_names};
+use super::display::{
+    self, event_row, options, pretty, query, short_id, source_names, source_options,
+};
 use super::render::{page, PageResult};
 use super::session::Authed;
 use crate::app::AppState;
@@ -88,14 +90,12 @@ pub async fn list(
         .before
         .is_empty()
         .then(|| format!("/events/stream?{}", keep(("after", newest))));
-    let mut sorted: Vec<_> = names.iter().collect();
-    sorted.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
     let data = json!({
         "title": "Events", "nav": "events", "csrf": session.csrf,
         "events": rows,
         "filters": {"source_id": filters.source_id, "status": filters.status, "q": filters.q},
         "filtered": filters.is_filtered(),
-        "sources": options(sorted.into_iter().map(|(id, n)| (id.to_string(), n.clone())), &filters.source_id),
+        "sources": source_options(&names, &filters.source_id),
         "statuses": options(EventStatus::ALL.iter().map(|s| (s.as_str().to_string(), s.as_str().to_string())), &filters.status),
         "next_url": next_url,
         "stream_url": stream_url,

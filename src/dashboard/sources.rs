@@ -51,7 +51,7 @@ fn list_page(
     form: &CreateForm,
 ) -> PageResult {
     let mut sources = state.store.sources()?;
-    sources.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    sources.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let rows: Vec<Value> = sources
         .iter()
         .map(|s| {
