@@ -27,6 +27,8 @@ pub struct AppState {
     pub new_events: Arc<Notify>,
     pub admin_token: Arc<SecretHash>,
     pub processor: Arc<Processor>,
+    /// Dashboard logins (in memory: a restart logs everyone out).
+    pub sessions: Arc<crate::dashboard::Sessions>,
 }
 
 /// Why Inlet could not start; each says what to do.
@@ -101,6 +103,7 @@ impl Application {
             new_events,
             admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             processor,
+            sessions: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -14,10 +14,12 @@
 //! - `error`: `AppError`, the one place errors become HTTP answers.
 //! - `store`: the only module that imports sled (trees, group commit, views).
 //! - `routes`: the only module that knows HTTP routing; one file per resource.
+//! - `dashboard`: the HTML pages (login, events, errors, sources, profiles).
 
 pub mod app;
 pub mod config;
 pub mod counters;
+pub mod dashboard;
 pub mod error;
 pub mod identity;
 pub mod ids;

@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api", api)
         .merge(hooks::router())
         .merge(health::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(trace_layer())

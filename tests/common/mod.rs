@@ -2,6 +2,8 @@
 //! with a temp data dir, and verbs the tests read like.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use inlet::app::Application;
 use inlet::config::Config;
 use reqwest::{Client, Response, StatusCode};
@@ -18,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub dir: PathBuf,
+    /// The running server's state, for fixtures that need the store directly.
+    pub state: inlet::app::AppState,
     _tempdir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -48,6 +52,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let dir = config.data_dir.clone();
     let app = Application::build(config).await.expect("server starts");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let _ = app
@@ -64,6 +69,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
             .build()
             .expect("client"),
         dir,
+        state,
         _tempdir: None,
         stop: Some(stop),
         handle: Some(handle),
@@ -205,4 +211,57 @@ pub async fn error_of(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.expect("json error body");
     body["error"].as_str().expect("error message").to_string()
+}
+
+/// Dashboard verbs: the client's cookie store carries the session.
+impl TestApp {
+    /// Logs in through the form; returns the 303 answer (with its cookie).
+    pub async fn login(&self) -> Response {
+        let response = self.post_form("/login", &[("token", ADMIN_TOKEN)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "login");
+        response
+    }
+
+    /// GETs a page; returns status and HTML.
+    pub async fn page(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.text().await.expect("html"))
+    }
+
+    /// The CSRF token from a page's forms.
+    pub async fn csrf(&self, path: &str) -> String {
+        let (_, html) = self.page(path).await;
+        csrf_in(&html).expect("a csrf field on the page")
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// The value of the hidden `csrf` field in a page.
+pub fn csrf_in(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// The webhook URL shown once on a source page, if any.
+pub fn webhook_url_in(html: &str) -> Option<String> {
+    let start = html.find("id=\"webhook-url\"")?;
+    let rest = &html[start..];
+    let value = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[value..].find('"')? + value;
+    Some(rest[value..end].to_string())
 }

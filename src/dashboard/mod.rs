@@ -1,0 +1,55 @@
+//! The dashboard: server-rendered HTML pages for people, next to the JSON API
+//! for programs. Pages work with JavaScript off; `app.js` only adds the live
+//! tail, copy buttons and delete confirmations.
+//!
+//! - `session`, `csrf`: login, the session cookie and form tokens.
+//! - `render`: the handlebars registry (strict, escaping on) and error pages.
+//! - `display`: how values are shown (clipped, shortened, pretty-printed).
+//! - one file per page group: `login`, `events`, `stream`, `errors`,
+//!   `sources`, `profiles`; `assets` serves the embedded CSS and JS.
+
+mod assets;
+mod csrf;
+mod display;
+mod errors;
+mod events;
+mod login;
+mod profiles;
+mod render;
+pub mod session;
+mod sources;
+mod stream;
+
+use crate::app::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use session::Sessions;
+
+/// Every dashboard route. All but `/login` and `/static/*` need a session.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(events::list))
+        .route("/events/stream", get(stream::tail))
+        .route("/events/{id}", get(events::detail))
+        .route("/errors", get(errors::list))
+        .route("/sources", get(sources::list).post(sources::create))
+        .route("/sources/{id}", get(sources::show))
+        .route("/sources/{id}/rotate", post(sources::rotate))
+        .route("/sources/{id}/delete", post(sources::delete))
+        .route("/sources/{id}/api-key", post(sources::api_key))
+        .route("/profiles", get(profiles::search))
+        .route("/profiles/{id}", get(profiles::show))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/static/app.css", get(assets::css))
+        .route("/static/app.js", get(assets::js))
+}
+
+/// Was the request made over https (as a reverse proxy reports it)?
+fn is_https(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}

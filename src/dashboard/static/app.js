@@ -1,0 +1,60 @@
+// Inlet dashboard: small progressive enhancements. Every page works without
+// this file; it adds the live tail, copy buttons and delete confirmations.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", function () {
+  liveTail();
+  copyButtons();
+  confirmForms();
+});
+
+// Prepends new events to the table as the server reports them. Rows arrive
+// rendered (and escaped) by the server, so nothing here builds HTML.
+function liveTail() {
+  var table = document.getElementById("events");
+  if (!table || !table.dataset.stream || !window.EventSource) return;
+  var body = table.tBodies[0];
+  var live = document.getElementById("live");
+  var source = new EventSource(table.dataset.stream);
+  source.addEventListener("open", function () { if (live) live.hidden = false; });
+  source.addEventListener("error", function () { if (live) live.hidden = true; });
+  source.addEventListener("event", function (message) {
+    var data;
+    try { data = JSON.parse(message.data); } catch (e) { return; }
+    if (!data.row || body.querySelector('tr[data-id="' + CSS.escape(String(data.id)) + '"]')) return;
+    var empty = body.querySelector("tr.empty");
+    if (empty) empty.remove();
+    var holder = document.createElement("tbody");
+    holder.innerHTML = data.row;
+    var row = holder.firstElementChild;
+    if (!row) return;
+    row.classList.add("new");
+    body.insertBefore(row, body.firstChild);
+  });
+}
+
+function copyButtons() {
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var target = document.querySelector(button.dataset.copy);
+    if (!target) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      target.select();
+      var done = function () { button.textContent = "Copied"; };
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(target.value).then(done, function () { document.execCommand("copy"); done(); });
+      } else {
+        document.execCommand("copy");
+        done();
+      }
+    });
+  });
+}
+
+function confirmForms() {
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+}

@@ -1,0 +1,108 @@
+//! Headless Chromium for end-to-end tests and screenshots: starts Debian's
+//! `chromedriver` on a free port, connects with fantoccini, and stops
+//! chromedriver when dropped.
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const CHROMEDRIVER: &str = "chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A running chromedriver and a browser session on it.
+pub struct Browser {
+    pub client: Client,
+    driver: DriverGuard,
+}
+
+/// Kills chromedriver (and so its Chromium) even when a test panics.
+struct DriverGuard {
+    child: Child,
+    _profile: TempDir,
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and Chromium. Panics with what to install when
+    /// they are missing: an end-to-end test that silently passes is worse
+    /// than one that fails.
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{CHROMEDRIVER}` ({e}); install it with \
+                     `apt-get install -y chromium chromium-driver`"
+                )
+            });
+        assert!(
+            std::path::Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing; install it with `apt-get install -y chromium chromium-driver`"
+        );
+        let profile = TempDir::new().expect("profile dir");
+        let driver = DriverGuard {
+            child,
+            _profile: profile,
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let client = connect(&url, driver._profile.path()).await;
+        Browser { client, driver }
+    }
+
+    /// Ends the browser session, then chromedriver.
+    pub async fn close(self) {
+        let Browser { client, driver } = self;
+        let _ = client.close().await;
+        drop(driver);
+    }
+}
+
+/// Connects once chromedriver answers (it takes a moment to listen).
+async fn connect(url: &str, profile: &std::path::Path) -> Client {
+    let caps = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync",
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,900",
+    ]}});
+    let caps = match caps {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    };
+    let mut last_error = String::new();
+    for _ in 0..100 {
+        let builder = ClientBuilder::rustls().map(|mut b| {
+            b.capabilities(caps.clone());
+            b
+        });
+        match builder {
+            Ok(b) => match b.connect(url).await {
+                Ok(client) => return client,
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver at {url} did not accept a session within 10s: {last_error}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
