@@ -218,8 +218,19 @@ pub fn is_secret_header(name: &str, api_key_header: Option<&str>) -> bool {
             .any(|word| name.contains(word))
 }
 
+/// Transport headers: meaningless to a mapping, so not stored with every event.
+const TRANSPORT_HEADERS: [&str; 7] = [
+    "content-length",
+    "host",
+    "connection",
+    "accept-encoding",
+    "transfer-encoding",
+    "expect",
+    "keep-alive",
+];
+
 /// Keeps the request headers a template may read: lowercase names, valid
-/// UTF-8 values, no secrets, bounded in number and size.
+/// UTF-8 values, no secrets, no transport headers, bounded in number and size.
 pub fn safe_headers<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     api_key_header: Option<&str>,
@@ -227,7 +238,10 @@ pub fn safe_headers<'a>(
     let mut kept = Map::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
-        if kept.len() >= 64 || is_secret_header(&name, api_key_header) {
+        if kept.len() >= 64
+            || TRANSPORT_HEADERS.contains(&name.as_str())
+            || is_secret_header(&name, api_key_header)
+        {
             continue;
         }
         if let Ok(value) = std::str::from_utf8(value) {
