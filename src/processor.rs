@@ -18,7 +18,9 @@ use crate::counters::{Counters, Counts};
 use crate::identity::{Blocklist, Identifiers, ResolveInput};
 use crate::ids::SourceId;
 use crate::mapping::CompiledMapping;
-use crate::model::{ErrorEntry, EventState, EventStatus, Level, RawEvent, RecordContext, Stage};
+use crate::model::{
+    ErrorEntry, EventState, EventStatus, Level, MappedEvent, RawEvent, RecordContext, Stage,
+};
 use crate::sniff::{Drift, SchemaRegistry};
 use crate::source::Source;
 use crate::store::events::StateUpdate;
@@ -269,12 +271,7 @@ impl Processor {
         blocklist: &Blocklist,
         mapping: &CompiledMapping,
     ) -> StoreResult<Processed> {
-        let ctx = RecordContext {
-            record: &raw.payload,
-            envelope: raw.envelope.as_ref(),
-            headers: &raw.headers,
-            received_at: raw.received_at,
-        };
+        let ctx = record_context(raw);
         let mapped = match mapping.apply(&ctx) {
             Ok(mapped) => mapped,
             Err(e) => return Ok(out.fail(raw, Stage::Map, "map_failed", e.to_string())),
@@ -293,17 +290,7 @@ impl Processor {
                 return Ok(out.finish(EventStatus::Duplicate));
             }
         }
-        let input = ResolveInput {
-            event_id: raw.id,
-            source_id: source.id,
-            at: event.timestamp,
-            ids: Identifiers {
-                external_id: event.external_id.clone(),
-                email: event.email.clone(),
-                visitor_id: event.visitor_id.clone(),
-            },
-            traits: event.traits.clone(),
-        };
+        let input = resolve_input(raw, source, &event);
         out.state.mapped = Some(event);
         let outcome = match self.store.resolve(&input, blocklist) {
             Ok(outcome) => outcome,
@@ -414,12 +401,7 @@ impl Processor {
         mapping: &CompiledMapping,
         raw: &RawEvent,
     ) -> StoreResult<serde_json::Value> {
-        let ctx = RecordContext {
-            record: &raw.payload,
-            envelope: raw.envelope.as_ref(),
-            headers: &raw.headers,
-            received_at: raw.received_at,
-        };
+        let ctx = record_context(raw);
         let mapped = match mapping.apply(&ctx) {
             Ok(mapped) => mapped,
             Err(e) => {
@@ -429,17 +411,7 @@ impl Processor {
             }
         };
         let event = mapped.event;
-        let input = ResolveInput {
-            event_id: raw.id,
-            source_id: source.id,
-            at: event.timestamp,
-            ids: Identifiers {
-                external_id: event.external_id.clone(),
-                email: event.email.clone(),
-                visitor_id: event.visitor_id.clone(),
-            },
-            traits: event.traits.clone(),
-        };
+        let input = resolve_input(raw, source, &event);
         let blocklist = Blocklist::with_extra(&source.blocked_values);
         let outcome = self.store.resolve_preview(&input, &blocklist)?;
         let mut warnings = mapped.warnings;
@@ -459,6 +431,31 @@ impl Processor {
             tracing::info!(events, errors, "pruned beyond retention");
         }
         Ok(())
+    }
+}
+
+/// What templates see for a stored event.
+fn record_context(raw: &RawEvent) -> RecordContext<'_> {
+    RecordContext {
+        record: &raw.payload,
+        envelope: raw.envelope.as_ref(),
+        headers: &raw.headers,
+        received_at: raw.received_at,
+    }
+}
+
+/// What the resolver needs from a mapped event.
+fn resolve_input(raw: &RawEvent, source: &Source, event: &MappedEvent) -> ResolveInput {
+    ResolveInput {
+        event_id: raw.id,
+        source_id: source.id,
+        at: event.timestamp,
+        ids: Identifiers {
+            external_id: event.external_id.clone(),
+            email: event.email.clone(),
+            visitor_id: event.visitor_id.clone(),
+        },
+        traits: event.traits.clone(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! `/api/errors`: the error log, newest first.
 
-use super::page_limit;
+use super::{page_limit, query_param};
 use crate::app::AppState;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::model::Stage;
 use crate::store::errors::ErrorFilter;
 use axum::extract::{Query, State};
@@ -24,33 +24,21 @@ struct ListQuery {
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
-    let source_id = q
-        .source_id
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| AppError::BadRequest(format!("source_id `{s}` is not a source id")))
-        })
-        .transpose()?;
-    let stage = q
-        .stage
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            Stage::parse(&s).ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "stage `{s}` is not one of auth, limit, decode, records, store, sniff, map, identity"
-                ))
-            })
-        })
-        .transpose()?;
-    let before = q
-        .before
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| AppError::BadRequest(format!("before `{s}` is not an error id")))
-        })
-        .transpose()?;
+    let source_id = query_param(
+        q.source_id,
+        |s| s.parse().ok(),
+        |s| format!("source_id `{s}` is not a source id"),
+    )?;
+    let stage = query_param(q.stage, Stage::parse, |s| {
+        format!(
+            "stage `{s}` is not one of auth, limit, decode, records, store, sniff, map, identity"
+        )
+    })?;
+    let before = query_param(
+        q.before,
+        |s| s.parse().ok(),
+        |s| format!("before `{s}` is not an error id"),
+    )?;
     let filter = ErrorFilter {
         source_id,
         stage,

@@ -1,6 +1,6 @@
 //! `/api/events`: recent events, newest first.
 
-use super::page_limit;
+use super::{page_limit, query_param};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::ids::EventId;
@@ -30,34 +30,19 @@ struct ListQuery {
 
 impl ListQuery {
     fn into_filter(self) -> AppResult<EventFilter> {
-        let source_id = self
-            .source_id
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse().map_err(|_| {
-                    AppError::BadRequest(format!("source_id `{s}` is not a source id"))
-                })
-            })
-            .transpose()?;
-        let status = self
-            .status
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                EventStatus::parse(&s).ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "status `{s}` is not one of pending, unmapped, resolved, failed, duplicate"
-                    ))
-                })
-            })
-            .transpose()?;
-        let before = self
-            .before
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<EventId>()
-                    .map_err(|_| AppError::BadRequest(format!("before `{s}` is not an event id")))
-            })
-            .transpose()?;
+        let source_id = query_param(
+            self.source_id,
+            |s| s.parse().ok(),
+            |s| format!("source_id `{s}` is not a source id"),
+        )?;
+        let status = query_param(self.status, EventStatus::parse, |s| {
+            format!("status `{s}` is not one of pending, unmapped, resolved, failed, duplicate")
+        })?;
+        let before = query_param(
+            self.before,
+            |s| s.parse::<EventId>().ok(),
+            |s| format!("before `{s}` is not an event id"),
+        )?;
         Ok(EventFilter {
             source_id,
             status,

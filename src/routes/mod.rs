@@ -93,3 +93,18 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub(crate) fn page_limit(limit: Option<usize>, default: usize, max: usize) -> usize {
     limit.unwrap_or(default).clamp(1, max)
 }
+
+/// Parses an optional query parameter: absent or empty is `None`; a value
+/// that does not parse is a 400 saying what was expected.
+pub(crate) fn query_param<T>(
+    value: Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: impl Fn(&str) -> String,
+) -> Result<Option<T>, AppError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse(&v)
+            .map(Some)
+            .ok_or_else(|| AppError::BadRequest(expected(&v))),
+    }
+}

@@ -1,6 +1,6 @@
 //! `/api/profiles`: look up, audit, merge and erase profiles.
 
-use super::page_limit;
+use super::{page_limit, query_param};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::identity::{IdentKey, IdentKind, Profile};
@@ -92,14 +92,11 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> AppResult<Json<Value>> {
     let profile = load_profile(&state, &id)?;
-    let before = q
-        .before
-        .filter(|b| !b.is_empty())
-        .map(|b| {
-            b.parse::<EventId>()
-                .map_err(|_| AppError::BadRequest(format!("before `{b}` is not an event id")))
-        })
-        .transpose()?;
+    let before = query_param(
+        q.before,
+        |b| b.parse::<EventId>().ok(),
+        |b| format!("before `{b}` is not an event id"),
+    )?;
     let limit = page_limit(q.limit, 50, 500);
     let ids = state.store.profile_events(profile.id, limit, before)?;
     let mut events = Vec::with_capacity(ids.len());
