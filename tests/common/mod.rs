@@ -81,7 +81,10 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.shutdown().await;
         let tempdir = self._tempdir.take();
-        let mut app = spawn_with(config_for(&self.dir)).await;
+        let dir = self.dir.clone();
+        // Drop the old state (it holds the store) before reopening the data dir.
+        drop(self);
+        let mut app = spawn_with(config_for(&dir)).await;
         app._tempdir = tempdir;
         app
     }
