@@ -8,15 +8,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use chrono::Utc;
 use common::browser::Browser;
 use common::*;
 use fantoccini::Locator;
-use inlet::ids::{EventId, ProfileId};
-use inlet::model::{ErrorEntry, EventState, EventStatus, Level, MappedEvent, Stage};
-use inlet::store::events::StateUpdate;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,76 +133,6 @@ async fn fill(app: &TestApp) -> Fixture {
     app.send_raw(&news.hook, "application/json", "{\"email\": ")
         .await;
     app.send(&shop.hook, &json!({"id": 1})).await;
-    pretend_processed(app, &resolved, &failed);
     Fixture { resolved }
 }
 
-/// Writes a resolved and a failed state, as the mapping and identity modules
-/// will once merged.
-fn pretend_processed(app: &TestApp, resolved: &str, failed: &str) {
-    let store = &app.state.store;
-    let resolved: EventId = resolved.parse().expect("id");
-    let failed: EventId = failed.parse().expect("id");
-    let source = store
-        .event(resolved)
-        .expect("read")
-        .expect("event")
-        .raw
-        .source_id;
-    let mapped = MappedEvent {
-        name: "Order placed".into(),
-        visitor_id: None,
-        email: Some("ada@example.com".into()),
-        external_id: Some("c-88".into()),
-        event_id: Some("4521".into()),
-        timestamp: Utc::now(),
-        properties: json!({"total_price": "129.00", "currency": "EUR", "items": 2})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        traits: Default::default(),
-        idempotency_key: Some("4521".into()),
-        mapping_version: 1,
-    };
-    let updates = [
-        StateUpdate {
-            event_id: resolved,
-            state: EventState {
-                status: Some(EventStatus::Resolved),
-                processed_at: Some(Utc::now()),
-                mapped: Some(mapped),
-                profile_id: Some(ProfileId::new()),
-                resolution: Some("attach".into()),
-                ..Default::default()
-            },
-        },
-        StateUpdate {
-            event_id: failed,
-            state: EventState {
-                status: Some(EventStatus::Failed),
-                processed_at: Some(Utc::now()),
-                errors: vec!["timestamp: `{{created_at}}` is missing in the record".into()],
-                ..Default::default()
-            },
-        },
-    ];
-    store
-        .commit_batch(&updates, None, &HashMap::new())
-        .expect("commit");
-    app.state
-        .counters
-        .record(source, Some(EventStatus::Unmapped), EventStatus::Resolved);
-    app.state
-        .counters
-        .record(source, Some(EventStatus::Unmapped), EventStatus::Failed);
-    let entry = ErrorEntry::new(
-        Some(source),
-        Stage::Map,
-        Level::Error,
-        "template_missing",
-        "timestamp: `{{created_at}}` is missing in the record; map another field or remove the slot",
-    )
-    .with_excerpt(Some("{\"id\":4522,\"customer\":{\"id\":\"c-91\"},\"total_price\":\"oops\"}".into()))
-    .with_event(failed);
-    store.log_error(&entry).expect("log");
-}

@@ -120,14 +120,19 @@ impl Counters {
         self.entry(source).received.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Applies a status change and returns the source's new persisted counts.
-    pub fn record(&self, source: SourceId, from: Option<EventStatus>, to: EventStatus) -> Counts {
-        let entry = self.entry(source);
-        let Ok(mut processed) = entry.processed.lock() else {
-            return Counts::default();
-        };
-        processed.record(from, to);
-        *processed
+    /// The source's processed counts now.
+    pub fn counts(&self, source: SourceId) -> Counts {
+        self.by_source
+            .get(&source)
+            .and_then(|e| e.processed.lock().ok().map(|c| *c))
+            .unwrap_or_default()
+    }
+
+    /// Installs counts the processor has just committed.
+    pub fn set(&self, source: SourceId, counts: Counts) {
+        if let Ok(mut processed) = self.entry(source).processed.lock() {
+            *processed = counts;
+        }
     }
 
     pub fn view(&self, source: SourceId) -> CountsView {

@@ -15,15 +15,15 @@
 use crate::app::AppState;
 use crate::config::Config;
 use crate::counters::{Counters, Counts};
-use crate::identity::{Blocklist, Identifiers, ResolveInput};
-use crate::ids::SourceId;
+use crate::identity::{Blocklist, Identifiers, Outcome, ResolveInput};
+use crate::ids::{EventId, SourceId};
 use crate::mapping::CompiledMapping;
 use crate::model::{
     ErrorEntry, EventState, EventStatus, Level, MappedEvent, RawEvent, RecordContext, Stage,
 };
 use crate::sniff::{Drift, SchemaRegistry};
 use crate::source::Source;
-use crate::store::events::StateUpdate;
+use crate::store::batch::Planned;
 use crate::store::mappings::ReplayJob;
 use crate::store::{Store, StoreResult};
 use chrono::Utc;
@@ -92,55 +92,118 @@ pub struct Processor {
     pub mappings: MappingCache,
 }
 
-/// What processing one event produced.
-pub struct Processed {
-    pub state: EventState,
-    pub errors: Vec<ErrorEntry>,
+/// Building up one event's plan: its state, its error-log entries, and
+/// the identity work left for the batch transaction.
+fn planned(raw: &RawEvent) -> Planned {
+    Planned {
+        event_id: raw.id,
+        state: EventState {
+            processed_at: Some(Utc::now()),
+            ..EventState::default()
+        },
+        errors: Vec::new(),
+        resolve: None,
+        dedupe_key: None,
+    }
 }
 
-impl Processed {
-    fn new() -> Self {
-        Self {
-            state: EventState {
-                processed_at: Some(Utc::now()),
-                ..EventState::default()
-            },
-            errors: Vec::new(),
+fn finish(mut plan: Planned, status: EventStatus) -> Planned {
+    plan.state.status = Some(status);
+    plan
+}
+
+fn fail(mut plan: Planned, raw: &RawEvent, stage: Stage, code: &str, reason: String) -> Planned {
+    plan.state.errors.push(reason.clone());
+    plan.errors.push(
+        ErrorEntry::new(Some(raw.source_id), stage, Level::Error, code, reason).with_event(raw.id),
+    );
+    finish(plan, EventStatus::Failed)
+}
+
+fn warn(plan: &mut Planned, raw: &RawEvent, stage: Stage, code: &str, message: String) {
+    plan.state.warnings.push(message.clone());
+    plan.errors.push(
+        ErrorEntry::new(Some(raw.source_id), stage, Level::Warning, code, message)
+            .with_event(raw.id),
+    );
+}
+
+/// Folds the resolver's outcome into an event's state (inside the batch
+/// transaction: pure, may run again on a retry).
+fn fold_outcome(
+    plan: &Planned,
+    state: &mut EventState,
+    entries: &mut Vec<ErrorEntry>,
+    outcome: &Outcome,
+) {
+    let source = plan.resolve.as_ref().map(|(input, _)| input.source_id);
+    for refusal in &outcome.refusals {
+        let message = format!(
+            "{} `{}` dropped: {}",
+            refusal.kind.as_str(),
+            refusal.value,
+            refusal.reason.as_str()
+        );
+        state.warnings.push(message.clone());
+        entries.push(
+            ErrorEntry::new(
+                source,
+                Stage::Identity,
+                Level::Warning,
+                refusal.reason.as_str(),
+                message,
+            )
+            .with_event(plan.event_id),
+        );
+    }
+    state.warnings.extend(outcome.warnings.iter().cloned());
+    state.profile_id = outcome.profile_id;
+    state.resolution = Some(outcome.summary());
+}
+
+/// Idempotency keys claimed so far in this batch (the store only knows the
+/// committed ones).
+type Claimed = HashMap<Vec<u8>, EventId>;
+
+/// Status transitions of a batch, applied to a copy of the counters first
+/// and to the live ones only after the commit.
+#[derive(Default)]
+struct Tally(HashMap<SourceId, Counts>);
+
+impl Tally {
+    fn record(
+        &mut self,
+        counters: &Counters,
+        source: SourceId,
+        from: Option<EventStatus>,
+        to: EventStatus,
+    ) {
+        self.0
+            .entry(source)
+            .or_insert_with(|| counters.counts(source))
+            .record(from, to);
+    }
+
+    fn apply(self, counters: &Counters) {
+        for (source, counts) in self.0 {
+            counters.set(source, counts);
         }
-    }
-
-    fn finish(mut self, status: EventStatus) -> Self {
-        self.state.status = Some(status);
-        self
-    }
-
-    fn fail(mut self, raw: &RawEvent, stage: Stage, code: &str, reason: String) -> Self {
-        self.state.errors.push(reason.clone());
-        self.errors.push(
-            ErrorEntry::new(Some(raw.source_id), stage, Level::Error, code, reason)
-                .with_event(raw.id),
-        );
-        self.finish(EventStatus::Failed)
-    }
-
-    fn warn(&mut self, raw: &RawEvent, stage: Stage, code: &str, message: String) {
-        self.state.warnings.push(message.clone());
-        self.errors.push(
-            ErrorEntry::new(Some(raw.source_id), stage, Level::Warning, code, message)
-                .with_event(raw.id),
-        );
     }
 }
 
 /// Sources looked up once per batch, with their identifier blocklists.
 #[derive(Default)]
-struct SourceMemo(HashMap<SourceId, Option<(Source, Blocklist)>>);
+struct SourceMemo(HashMap<SourceId, Option<(Source, Arc<Blocklist>)>>);
 
 impl SourceMemo {
-    fn get(&mut self, store: &Store, id: SourceId) -> StoreResult<Option<&(Source, Blocklist)>> {
+    fn get(
+        &mut self,
+        store: &Store,
+        id: SourceId,
+    ) -> StoreResult<Option<&(Source, Arc<Blocklist>)>> {
         if !self.0.contains_key(&id) {
             let loaded = store.source(id)?.map(|s| {
-                let blocklist = Blocklist::with_extra(&s.blocked_values);
+                let blocklist = Arc::new(Blocklist::with_extra(&s.blocked_values));
                 (s, blocklist)
             });
             self.0.insert(id, loaded);
@@ -189,41 +252,22 @@ impl Processor {
             return Ok(0);
         };
         let mut memo = SourceMemo::default();
-        let mut updates = Vec::with_capacity(events.len());
-        let mut touched: HashMap<SourceId, Counts> = HashMap::new();
+        let mut claimed = Claimed::new();
+        let mut tally = Tally::default();
+        let mut plans = Vec::with_capacity(events.len());
         for raw in &events {
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
             let _enter = span.enter();
             let source = memo.get(&self.store, raw.source_id)?;
-            let processed = self.process(raw, source)?;
-            self.record(raw, None, processed, &mut updates, &mut touched)?;
+            let plan = self.plan(raw, source, &mut claimed)?;
+            tally.record(&self.counters, raw.source_id, None, status_of(&plan));
+            plans.push(plan);
         }
-        self.store.commit_batch(&updates, Some(last), &touched)?;
+        self.store
+            .commit_batch(&plans, Some(last), &tally.0, fold_outcome)?;
+        tally.apply(&self.counters);
         self.persist_schemas()?;
         Ok(events.len())
-    }
-
-    fn record(
-        &self,
-        raw: &RawEvent,
-        from: Option<EventStatus>,
-        processed: Processed,
-        updates: &mut Vec<StateUpdate>,
-        touched: &mut HashMap<SourceId, Counts>,
-    ) -> StoreResult<()> {
-        for entry in &processed.errors {
-            self.store.log_error(entry)?;
-        }
-        let status = processed.state.status.unwrap_or(EventStatus::Failed);
-        touched.insert(
-            raw.source_id,
-            self.counters.record(raw.source_id, from, status),
-        );
-        updates.push(StateUpdate {
-            event_id: raw.id,
-            state: processed.state,
-        });
-        Ok(())
     }
 
     fn persist_schemas(&self) -> StoreResult<()> {
@@ -234,94 +278,78 @@ impl Processor {
         Ok(())
     }
 
-    /// One new event through sniff → map → resolve.
-    fn process(
+    /// One new event through sniff → map, leaving resolution to the batch.
+    fn plan(
         &self,
         raw: &RawEvent,
-        source: Option<&(Source, Blocklist)>,
-    ) -> StoreResult<Processed> {
-        let mut out = Processed::new();
+        source: Option<&(Source, Arc<Blocklist>)>,
+        claimed: &mut Claimed,
+    ) -> StoreResult<Planned> {
+        let mut plan = planned(raw);
         if let Some(reason) = &raw.not_mappable {
-            return Ok(out.fail(raw, Stage::Records, "not_mappable", reason.clone()));
+            return Ok(fail(
+                plan,
+                raw,
+                Stage::Records,
+                "not_mappable",
+                reason.clone(),
+            ));
         }
         for drift in self
             .schemas
             .observe(raw.source_id, &raw.payload, raw.received_at)
         {
-            note_drift(&mut out, raw, &drift);
+            note_drift(&mut plan, raw, &drift);
         }
         let Some((source, blocklist)) = source else {
-            out.state
+            plan.state
                 .warnings
                 .push("the source was deleted before this event was processed".into());
-            return Ok(out.finish(EventStatus::Unmapped));
+            return Ok(finish(plan, EventStatus::Unmapped));
         };
         match self.mappings.current(&self.store, source)? {
-            None => Ok(out.finish(EventStatus::Unmapped)),
-            Some(mapping) => self.map_and_resolve(out, raw, source, blocklist, &mapping),
+            None => Ok(finish(plan, EventStatus::Unmapped)),
+            Some(mapping) => self.plan_mapped(plan, raw, source, blocklist, &mapping, claimed),
         }
     }
 
-    /// Map with `mapping`, then resolve the identity (also used by replay).
-    fn map_and_resolve(
+    /// Maps with `mapping` and plans the identity resolution (also used by replay).
+    fn plan_mapped(
         &self,
-        mut out: Processed,
+        mut plan: Planned,
         raw: &RawEvent,
         source: &Source,
-        blocklist: &Blocklist,
+        blocklist: &Arc<Blocklist>,
         mapping: &CompiledMapping,
-    ) -> StoreResult<Processed> {
-        let ctx = record_context(raw);
-        let mapped = match mapping.apply(&ctx) {
+        claimed: &mut Claimed,
+    ) -> StoreResult<Planned> {
+        let mapped = match mapping.apply(&record_context(raw)) {
             Ok(mapped) => mapped,
-            Err(e) => return Ok(out.fail(raw, Stage::Map, "map_failed", e.to_string())),
+            Err(e) => return Ok(fail(plan, raw, Stage::Map, "map_failed", e.to_string())),
         };
         for warning in mapped.warnings {
-            out.warn(raw, Stage::Map, "map_warning", warning);
+            warn(&mut plan, raw, Stage::Map, "map_warning", warning);
         }
         let event = mapped.event;
         if let Some(key) = &event.idempotency_key {
-            let holder = self.store.claim_dedupe(source.id, key, raw.id)?;
-            if holder != raw.id {
-                out.state.warnings.push(format!(
+            let dedupe_key = [source.id.to_bytes().as_slice(), key.as_bytes()].concat();
+            let holder = match claimed.get(&dedupe_key) {
+                Some(holder) => Some(*holder),
+                None => self.store.dedupe_holder(&dedupe_key)?,
+            };
+            if let Some(holder) = holder.filter(|h| *h != raw.id) {
+                plan.state.warnings.push(format!(
                     "redelivery of event {holder} (idempotency key `{key}`): kept, not counted again"
                 ));
-                out.state.mapped = Some(event);
-                return Ok(out.finish(EventStatus::Duplicate));
+                plan.state.mapped = Some(event);
+                return Ok(finish(plan, EventStatus::Duplicate));
             }
+            claimed.insert(dedupe_key.clone(), raw.id);
+            plan.dedupe_key = Some(dedupe_key);
         }
-        let input = resolve_input(raw, source, &event);
-        out.state.mapped = Some(event);
-        let outcome = match self.store.resolve(&input, blocklist) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                tracing::error!(error = %e, "identity resolution failed");
-                return Ok(out.fail(
-                    raw,
-                    Stage::Identity,
-                    "resolve_failed",
-                    "identity resolution failed (storage error); replay failed events to retry"
-                        .into(),
-                ));
-            }
-        };
-        for refusal in &outcome.refusals {
-            out.warn(
-                raw,
-                Stage::Identity,
-                refusal.reason.as_str(),
-                format!(
-                    "{} `{}` dropped: {}",
-                    refusal.kind.as_str(),
-                    refusal.value,
-                    refusal.reason.as_str()
-                ),
-            );
-        }
-        out.state.warnings.extend(outcome.warnings.iter().cloned());
-        out.state.profile_id = outcome.profile_id;
-        out.state.resolution = Some(outcome.summary());
-        Ok(out.finish(EventStatus::Resolved))
+        plan.resolve = Some((resolve_input(raw, source, &event), blocklist.clone()));
+        plan.state.mapped = Some(event);
+        Ok(finish(plan, EventStatus::Resolved))
     }
 
     /// Runs a batch of the oldest open replay job; returns events examined.
@@ -344,8 +372,9 @@ impl Processor {
             self.store.put_replay(&job)?;
             return Ok(0);
         };
-        let mut updates = Vec::new();
-        let mut touched = HashMap::new();
+        let mut claimed = Claimed::new();
+        let mut tally = Tally::default();
+        let mut plans = Vec::new();
         for id in &ids {
             let Some(event) = self.store.event(*id)? else {
                 continue;
@@ -353,18 +382,26 @@ impl Processor {
             if event.status() != job.status {
                 continue;
             }
-            let processed =
-                self.map_and_resolve(Processed::new(), &event.raw, source, blocklist, &mapping)?;
-            self.record(
+            let plan = self.plan_mapped(
+                planned(&event.raw),
                 &event.raw,
-                Some(job.status),
-                processed,
-                &mut updates,
-                &mut touched,
+                source,
+                blocklist,
+                &mapping,
+                &mut claimed,
             )?;
+            tally.record(
+                &self.counters,
+                job.source_id,
+                Some(job.status),
+                status_of(&plan),
+            );
+            plans.push(plan);
             job.done += 1;
         }
-        self.store.commit_batch(&updates, None, &touched)?;
+        self.store
+            .commit_batch(&plans, None, &tally.0, fold_outcome)?;
+        tally.apply(&self.counters);
         job.after = ids.last().copied().or(job.after);
         if ids.len() < batch {
             finish_replay(&mut job);
@@ -459,7 +496,11 @@ fn resolve_input(raw: &RawEvent, source: &Source, event: &MappedEvent) -> Resolv
     }
 }
 
-fn note_drift(out: &mut Processed, raw: &RawEvent, drift: &Drift) {
+fn status_of(plan: &Planned) -> EventStatus {
+    plan.state.status.unwrap_or(EventStatus::Failed)
+}
+
+fn note_drift(out: &mut Planned, raw: &RawEvent, drift: &Drift) {
     let code = match drift.kind {
         crate::sniff::DriftKind::NewPath => "schema_new_path",
         crate::sniff::DriftKind::TypeChange => "schema_type_change",

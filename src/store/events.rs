@@ -8,7 +8,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 use std::collections::HashMap;
 
-const CURSOR_KEY: &[u8] = b"cursor";
+pub(super) const CURSOR_KEY: &[u8] = b"cursor";
 const COUNTS_PREFIX: &[u8] = b"counts/";
 const SCHEMA_PREFIX: &[u8] = b"schema/";
 
@@ -42,13 +42,6 @@ pub struct EventFilter {
 /// How many events a filtered page scans at most: a rare filter costs a
 /// bounded amount of work, and the page says where it stopped.
 const SCAN_CAP: usize = 20_000;
-
-/// One processed event to write back: its new state, and the status it had
-/// before (for the counters).
-pub struct StateUpdate {
-    pub event_id: EventId,
-    pub state: EventState,
-}
 
 impl Store {
     /// Stores every record of one request atomically (all or nothing),
@@ -221,39 +214,6 @@ impl Store {
         profile_hit || mapped_hit
     }
 
-    /// Writes one processor batch atomically: every event's state, the new
-    /// cursor, and the counters of the sources touched. A crash before this
-    /// commits means the batch is processed again (every step is idempotent);
-    /// after, never.
-    pub fn commit_batch(
-        &self,
-        updates: &[StateUpdate],
-        cursor: Option<EventId>,
-        counts: &HashMap<SourceId, Counts>,
-    ) -> StoreResult<()> {
-        let states: Vec<([u8; 16], Vec<u8>)> = updates
-            .iter()
-            .map(|u| (u.event_id.to_bytes(), encode(&u.state)))
-            .collect();
-        let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
-            .iter()
-            .map(|(s, c)| (counts_key(*s), encode(c)))
-            .collect();
-        (&self.trees.event_state, &self.trees.meta).transaction(|(state_tree, meta)| {
-            for (key, value) in &states {
-                state_tree.insert(key, value.as_slice())?;
-            }
-            if let Some(c) = cursor {
-                meta.insert(CURSOR_KEY, &c.to_bytes())?;
-            }
-            for (key, value) in &counts {
-                meta.insert(key.as_slice(), value.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(())
-        })?;
-        Ok(())
-    }
-
     pub fn cursor(&self) -> StoreResult<Option<EventId>> {
         Ok(self
             .trees
@@ -359,7 +319,7 @@ fn by_source_key(source: SourceId, event: EventId) -> [u8; 32] {
     key
 }
 
-fn counts_key(source: SourceId) -> Vec<u8> {
+pub(super) fn counts_key(source: SourceId) -> Vec<u8> {
     [COUNTS_PREFIX, &source.to_bytes()].concat()
 }
 
@@ -368,28 +328,15 @@ fn schema_key(source: SourceId) -> Vec<u8> {
 }
 
 impl Store {
-    /// Claims an idempotency key for an event: returns the event that holds
-    /// it (this one if it was free). Idempotent for the same event id, so a
-    /// re-processed batch does not mistake an event for its own duplicate.
-    pub fn claim_dedupe(
-        &self,
-        source: SourceId,
-        key: &str,
-        event: EventId,
-    ) -> StoreResult<EventId> {
-        let dedupe_key = [source.to_bytes().as_slice(), key.as_bytes()].concat();
-        let claimed = self.trees.dedupe.compare_and_swap(
-            dedupe_key,
-            None as Option<&[u8]>,
-            Some(event.to_bytes().as_slice()),
-        )?;
-        Ok(match claimed {
-            Ok(()) => event,
-            Err(current) => current
-                .current
-                .and_then(|v| EventId::from_slice(&v))
-                .unwrap_or(event),
-        })
+    /// The event holding an idempotency key, if any. Only the processor
+    /// claims keys (inside its batch transaction), so a read outside the
+    /// transaction is current.
+    pub fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
+        Ok(self
+            .trees
+            .dedupe
+            .get(key)?
+            .and_then(|v| EventId::from_slice(&v)))
     }
 
     /// Removes the oldest processed events beyond `keep` (with their state

@@ -15,16 +15,16 @@ use serde_json::json;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-type TxError = ConflictableTransactionError<StoreError>;
+pub(super) type TxError = ConflictableTransactionError<StoreError>;
 
 /// The six identity trees inside one sled transaction.
-struct SledTxn<'a> {
-    ident: &'a TransactionalTree,
-    profiles: &'a TransactionalTree,
-    redirects: &'a TransactionalTree,
-    profile_events: &'a TransactionalTree,
-    audit: &'a TransactionalTree,
-    processed: &'a TransactionalTree,
+pub(super) struct SledTxn<'a> {
+    pub(super) ident: &'a TransactionalTree,
+    pub(super) profiles: &'a TransactionalTree,
+    pub(super) redirects: &'a TransactionalTree,
+    pub(super) profile_events: &'a TransactionalTree,
+    pub(super) audit: &'a TransactionalTree,
+    pub(super) processed: &'a TransactionalTree,
 }
 
 fn corrupt_id(tree: &str) -> StoreError {

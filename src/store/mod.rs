@@ -14,6 +14,7 @@
 //! - `processed`: source id ‖ event id → () (identity idempotence);
 //!   `dedupe`: source id ‖ idempotency key → event id.
 
+pub mod batch;
 pub mod errors;
 pub mod events;
 pub mod flush;

@@ -1,0 +1,115 @@
+//! The processor's commit: one sled transaction per batch over the identity
+//! trees, the event states, the cursor and counters, the error log and the
+//! idempotency keys.
+//!
+//! One transaction per batch (not per event) is what keeps the processor
+//! fast: sled's commit cost is paid once for hundreds of events. It also
+//! makes a batch all-or-nothing: after a crash, either every event of the
+//! batch is resolved, stated, counted and the cursor moved past it, or none
+//! is and the batch runs again. The closure sled runs may be retried on a
+//! conflict (a support merge landing at the same moment), so everything it
+//! does goes through the transaction.
+
+use super::events::{counts_key, CURSOR_KEY};
+use super::identity::{SledTxn, TxError};
+use super::{encode, Store, StoreError, StoreResult};
+use crate::counters::Counts;
+use crate::identity::{self, Blocklist, Outcome, ResolveInput};
+use crate::ids::{EventId, SourceId};
+use crate::model::{ErrorEntry, EventState};
+use sled::transaction::TransactionError;
+use sled::Transactional;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One processed event, ready to commit.
+pub struct Planned {
+    pub event_id: EventId,
+    pub state: EventState,
+    pub errors: Vec<ErrorEntry>,
+    /// Identity work left: the resolver input and the source's blocklist.
+    pub resolve: Option<(ResolveInput, Arc<Blocklist>)>,
+    /// The idempotency key (source ‖ key) this event claims.
+    pub dedupe_key: Option<Vec<u8>>,
+}
+
+impl Store {
+    /// Commits a batch. `finish` folds a resolver outcome into the event's
+    /// state and may add error-log entries; it must be pure (sled may call
+    /// it again on a retry).
+    pub fn commit_batch(
+        &self,
+        planned: &[Planned],
+        cursor: Option<EventId>,
+        counts: &HashMap<SourceId, Counts>,
+        finish: impl Fn(&Planned, &mut EventState, &mut Vec<ErrorEntry>, &Outcome),
+    ) -> StoreResult<()> {
+        let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
+            .iter()
+            .map(|(s, c)| (counts_key(*s), encode(c)))
+            .collect();
+        let t = &self.trees;
+        let trees = (
+            &t.ident,
+            &t.profiles,
+            &t.redirects,
+            &t.profile_events,
+            &t.audit,
+            &t.processed,
+            &t.event_state,
+            &t.meta,
+            &t.errors,
+            &t.dedupe,
+        );
+        trees
+            .transaction(
+                |(
+                    ident,
+                    profiles,
+                    redirects,
+                    profile_events,
+                    audit,
+                    processed,
+                    states,
+                    meta,
+                    errors,
+                    dedupe,
+                )| {
+                    let txn = SledTxn {
+                        ident,
+                        profiles,
+                        redirects,
+                        profile_events,
+                        audit,
+                        processed,
+                    };
+                    for item in planned {
+                        let mut state = item.state.clone();
+                        let mut entries = item.errors.clone();
+                        if let Some((input, blocklist)) = &item.resolve {
+                            let outcome = identity::resolve(&txn, input, blocklist)?;
+                            finish(item, &mut state, &mut entries, &outcome);
+                        }
+                        states.insert(&item.event_id.to_bytes(), encode(&state))?;
+                        for entry in &entries {
+                            errors.insert(&entry.id.to_bytes(), encode(entry))?;
+                        }
+                        if let Some(key) = &item.dedupe_key {
+                            dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
+                        }
+                    }
+                    if let Some(c) = cursor {
+                        meta.insert(CURSOR_KEY, &c.to_bytes())?;
+                    }
+                    for (key, value) in &counts {
+                        meta.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok::<_, TxError>(())
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+}
