@@ -420,7 +420,10 @@ async fn failed_events_are_replayed_after_the_mapping_is_fixed() {
     assert_eq!(event["mapping_version"], 2);
     assert_eq!(event["name"], "order");
     assert_eq!(event["errors"], json!([]));
-    app.wait_for_replay(&source).await;
+    let view = app.wait_for_replay(&source).await;
+    assert_eq!(view["replay"]["done"], 1, "{view}");
+    assert_eq!(view["counts"]["failed"], 0, "{view}");
+    assert_eq!(view["counts"]["resolved"], 1, "{view}");
 }
 
 #[tokio::test]
@@ -440,6 +443,9 @@ async fn the_same_event_id_delivered_twice_is_accepted_twice_and_counted_once() 
     assert_eq!(second["event_id"], "evt-1");
     let profile = app.profile_by_email("a@x.org").await;
     assert_eq!(profile["event_count"], 1);
+    let view = app.api_json(&format!("/api/sources/{}", source.id)).await;
+    assert_eq!(view["counts"]["duplicate"], 1, "{view}");
+    assert_eq!(view["counts"]["resolved"], 1, "{view}");
 }
 
 #[tokio::test]
