@@ -493,3 +493,25 @@ async fn erasing_a_merged_profile_by_an_old_id_scrubs_the_events_of_both() {
         assert!(!text.contains("\"v2\""), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_source_can_block_its_own_placeholder_values() {
+    let app = spawn_app().await;
+    let source = app
+        .create_source(json!({"name": "Web", "blocked_values": ["test@example.org", "cafebabe"]}))
+        .await;
+    app.put_mapping(&source, people_mapping()).await;
+    let event = app
+        .send_processed(
+            &source.hook,
+            &json!({"type": "page", "anon": "CAFEBABE", "email": "Test@Example.org", "user": "x1"}),
+        )
+        .await;
+    assert_eq!(event["status"], "resolved");
+    let profile = app.profile_by("external_id", "x1").await;
+    assert_eq!(profile["id"], event["profile_id"]);
+    assert_eq!(profile["emails"], json!([]));
+    assert_eq!(profile["visitor_ids"], json!([]));
+    let warnings = event["warnings"].to_string();
+    assert!(warnings.contains("test@example.org"), "{warnings}");
+}

@@ -746,3 +746,42 @@ async fn a_new_field_after_twenty_events_of_one_shape_is_logged_as_schema_drift(
     assert_eq!(drift[0]["event_id"], event["id"]);
     assert!(drift[0]["message"].as_str().unwrap().contains("`coupon`"));
 }
+
+#[tokio::test]
+async fn reserved_names_are_not_reported_as_paths_never_seen() {
+    let app = spawn_app().await;
+    let source = app.source_named("Shop").await;
+    app.send_processed(
+        &source.hook,
+        &json!({"type": "a", "email": "a@x.org", "headers": "the record's own field", "users.email": "b@x.org"}),
+    )
+    .await;
+    let saved = app
+        .put_mapping(
+            &source,
+            json!({
+                "event_name": "{{headers.x-github-event}}",
+                "email": "{{[users.email]}}",
+                "external_id": "{{record.email}}",
+                "properties": {"own": "{{record.headers}}", "plan": "{{envelope.scheduled_plan.title}}", "kind": "{{default type \"order\"}}"}
+            }),
+        )
+        .await;
+    assert_eq!(saved["warnings"], json!([]));
+    let response = app
+        .client
+        .post(app.url(&source.hook))
+        .header("X-GitHub-Event", "push")
+        .json(&json!({"type": "a", "email": "a@x.org", "headers": "own", "users.email": "b@x.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let ids = ids_of(&response.json().await.unwrap());
+    let event = app.processed_event(&ids[0]).await;
+    assert_eq!(event["name"], "push", "{event}");
+    assert_eq!(event["email"], "b@x.org", "{event}");
+    assert_eq!(event["external_id"], "a@x.org");
+    assert_eq!(event["properties"]["own"], "own");
+    assert_eq!(event["properties"]["kind"], "a");
+}
