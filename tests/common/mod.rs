@@ -48,6 +48,18 @@ pub async fn spawn_app() -> TestApp {
     app
 }
 
+/// Starts the app on a temp data dir after letting the test adjust the config
+/// (e.g. a small `max_records`).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let tempdir = TempDir::new().expect("temp dir");
+    let dir = tempdir.path().to_path_buf();
+    let mut config = config_for(&dir);
+    adjust(&mut config);
+    let mut app = spawn_with(config).await;
+    app._tempdir = Some(tempdir);
+    app
+}
+
 pub async fn spawn_with(config: Config) -> TestApp {
     let dir = config.data_dir.clone();
     let app = Application::build(config).await.expect("server starts");
@@ -197,6 +209,149 @@ impl TestApp {
     pub async fn errors(&self, query: &str) -> Vec<Value> {
         let body = self.api_json(&format!("/api/errors?{query}")).await;
         body["errors"].as_array().expect("errors").clone()
+    }
+
+    /// Saves a mapping (or `{"preset": ...}`) and insists on a 200; returns the saved version.
+    pub async fn put_mapping(&self, source: &TestSource, mapping: Value) -> Value {
+        let response = self.try_put_mapping(source, mapping).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::OK, "PUT mapping: {body}");
+        body
+    }
+
+    pub async fn try_put_mapping(&self, source: &TestSource, mapping: Value) -> Response {
+        self.api_send(
+            reqwest::Method::PUT,
+            &format!("/api/sources/{}/mapping", source.id),
+            mapping,
+        )
+        .await
+    }
+
+    /// A source created with a mapping already saved.
+    pub async fn mapped_source(&self, name: &str, mapping: Value) -> TestSource {
+        let source = self.source_named(name).await;
+        self.put_mapping(&source, mapping).await;
+        source
+    }
+
+    /// Sends one record and waits until the processor has handled it.
+    pub async fn send_processed(&self, hook: &str, body: &Value) -> Value {
+        let ids = self.send_ok(hook, body).await;
+        assert_eq!(ids.len(), 1, "one record expected");
+        self.processed_event(&ids[0]).await
+    }
+
+    /// Waits until an event has a given status (e.g. after a replay).
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let mut event = Value::Null;
+        for _ in 0..200 {
+            event = self.event(id).await;
+            if event["status"] == status {
+                return event;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("event {id} did not become {status} within 5s: {event}");
+    }
+
+    /// Waits until an event has been resolved to a profile.
+    pub async fn wait_until_resolved(&self, id: &str) -> Value {
+        self.wait_for_status(id, "resolved").await
+    }
+
+    /// Waits until the source's replay job has finished; returns the source view.
+    pub async fn wait_for_replay(&self, source: &TestSource) -> Value {
+        let mut body = Value::Null;
+        for _ in 0..200 {
+            body = self.api_json(&format!("/api/sources/{}", source.id)).await;
+            if !body["replay"]["finished_at"].is_null() {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "replay of source {} did not finish within 5s: {body}",
+            source.id
+        );
+    }
+
+    pub async fn replay(&self, source: &TestSource, status: &str) -> Response {
+        self.api_send(
+            reqwest::Method::POST,
+            &format!("/api/sources/{}/replay", source.id),
+            json!({ "status": status }),
+        )
+        .await
+    }
+
+    pub async fn preview(&self, source: &TestSource, body: Value) -> Value {
+        let response = self
+            .api_send(
+                reqwest::Method::POST,
+                &format!("/api/sources/{}/mapping/preview", source.id),
+                body,
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::OK, "preview: {body}");
+        body
+    }
+
+    /// Looks a profile up by one identifier (`email`, `external_id`, `visitor_id`).
+    pub async fn try_profile_by(&self, kind: &str, value: &str) -> Response {
+        let url = reqwest::Url::parse_with_params(&self.url("/api/profiles"), &[(kind, value)])
+            .expect("url");
+        self.client
+            .get(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn profile_by(&self, kind: &str, value: &str) -> Value {
+        let response = self.try_profile_by(kind, value).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "profile by {kind}={value}"
+        );
+        response.json().await.expect("json")
+    }
+
+    pub async fn profile_by_email(&self, email: &str) -> Value {
+        self.profile_by("email", email).await
+    }
+
+    pub async fn profile(&self, id: &str) -> Value {
+        self.api_json(&format!("/api/profiles/{id}")).await
+    }
+
+    pub async fn profile_events(&self, id: &str) -> Vec<Value> {
+        let body = self.api_json(&format!("/api/profiles/{id}/events")).await;
+        body["events"].as_array().expect("events").clone()
+    }
+
+    pub async fn profile_history(&self, id: &str) -> Vec<Value> {
+        let body = self.api_json(&format!("/api/profiles/{id}/history")).await;
+        body["history"].as_array().expect("history").clone()
+    }
+
+    /// Every event of a source (newest first).
+    pub async fn source_events(&self, source: &TestSource) -> Vec<Value> {
+        let body = self
+            .api_json(&format!("/api/events?source_id={}&limit=500", source.id))
+            .await;
+        body["events"].as_array().expect("events").clone()
+    }
+
+    /// Error-log entries of a source at one stage.
+    pub async fn errors_at(&self, source: &TestSource, stage: &str) -> Vec<Value> {
+        self.errors(&format!("source_id={}&stage={stage}", source.id))
+            .await
     }
 }
 
