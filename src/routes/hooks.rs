@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub fn router() -> Router<AppState> {
@@ -75,7 +76,7 @@ async fn receive(
     }
 }
 
-fn find_source(state: &AppState, token: &str) -> Result<Source, AppError> {
+fn find_source(state: &AppState, token: &str) -> Result<Arc<Source>, AppError> {
     let unknown = || {
         AppError::NotFound(
             "unknown webhook URL: no source has this token (it may have been rotated or deleted)"
@@ -87,7 +88,7 @@ fn find_source(state: &AppState, token: &str) -> Result<Source, AppError> {
     }
     state
         .store
-        .source_by_token(&SecretHash::of(token.as_bytes()))?
+        .cached_source_by_token(&SecretHash::of(token.as_bytes()))?
         .ok_or_else(unknown)
 }
 
