@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::counters::Counters;
+use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::source::SecretHash;
 use crate::store::flush::GroupCommit;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub new_events: Arc<Notify>,
     pub admin_token: Arc<SecretHash>,
     pub processor: Arc<Processor>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why Inlet could not start; each says what to do.
@@ -101,6 +103,7 @@ impl Application {
             new_events,
             admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             processor,
+            metrics: Arc::new(Metrics::new()),
         };
         Ok(Self {
             listener,

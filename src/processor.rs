@@ -119,9 +119,13 @@ pub async fn run(state: AppState) {
     loop {
         let p = processor.clone();
         let span = tracing::info_span!("processor_batch");
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || p.process_batch())
             .instrument(span)
             .await;
+        if let Ok(Ok(n @ 1..)) = &result {
+            state.metrics.batch_processed(*n, started.elapsed());
+        }
         let taken = match result {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {

@@ -5,6 +5,7 @@ mod errors;
 mod events;
 mod health;
 mod hooks;
+mod metrics;
 mod sources;
 
 use crate::app::AppState;
@@ -27,7 +28,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .nest("/api", api)
-        .merge(hooks::router())
+        .merge(hooks::router().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_hooks,
+        )))
+        .merge(metrics::router())
         .merge(health::router())
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_response))
