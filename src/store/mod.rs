@@ -139,6 +139,12 @@ impl Store {
         Ok(self.db.flush()?)
     }
 
+    /// Starts a group-commit flusher for this database (benches and tools;
+    /// the server starts its own in `Application::build`).
+    pub fn start_group_commit(&self) -> Arc<flush::GroupCommit> {
+        flush::GroupCommit::start(self.db.clone())
+    }
+
     /// A throwaway database for unit tests and benches.
     pub fn temporary() -> StoreResult<Self> {
         let db = sled::Config::new().temporary(true).open()?;
