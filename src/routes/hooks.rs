@@ -117,8 +117,6 @@ async fn accept(
     );
     let mut events = to_raw_events(source.id, exploded, safe_headers);
     store_durably(state, &mut events).await?;
-    state.counters.add_received(source.id, events.len() as u64);
-    state.new_events.notify_one();
     Ok(events.iter().map(|e| e.id).collect())
 }
 
@@ -259,6 +257,15 @@ async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), 
         .store
         .append_events(events)
         .map_err(|e| unavailable(e.to_string()))?;
+    // Counted as soon as they are in the log, before the await: the
+    // processor sees them from now on, and a sender that hangs up during the
+    // flush cancels this future, which must not leave them uncounted.
+    if let Some(first) = events.first() {
+        state
+            .counters
+            .add_received(first.source_id, events.len() as u64);
+    }
+    state.new_events.notify_one();
     state
         .commit
         .durable()
