@@ -56,6 +56,9 @@ def panel(x0, title, xs, series, unit):
         out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
         for i, v in enumerate(vals):
             out.append(f'<circle cx="{px(i):.1f}" cy="{py(v):.1f}" r="3" fill="{color}"/>')
+    out.append(f'<rect x="{x0 + PAD_L + 4}" y="{PAD_T + 3}" width="170" height="{14 * len(series) + 4}" '
+               f'fill="white" fill-opacity="0.85"/>')
+    for j, (name, color, vals) in enumerate(series):
         ly = PAD_T + 14 + 14 * j
         out.append(f'<line x1="{x0 + PAD_L + 8}" x2="{x0 + PAD_L + 24}" y1="{ly - 4}" y2="{ly - 4}" '
                    f'stroke="{color}" stroke-width="2"/>')

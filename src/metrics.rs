@@ -101,7 +101,7 @@ impl Metrics {
         );
         r.register(
             "inlet_events_ingested",
-            "Events durably stored and acknowledged with 202 (kept across restarts)",
+            "Events stored in the log, counted at append (kept across restarts)",
             self.events_ingested.clone(),
         );
         r.register(
