@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::counters::Counters;
+use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::source::SecretHash;
 use crate::store::flush::GroupCommit;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub processor: Arc<Processor>,
     /// Dashboard logins (in memory: a restart logs everyone out).
     pub sessions: Arc<crate::dashboard::Sessions>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why Inlet could not start; each says what to do.
@@ -104,6 +106,7 @@ impl Application {
             admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             processor,
             sessions: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
         };
         Ok(Self {
             listener,

@@ -1,7 +1,8 @@
 //! Per-source event counters, kept as numbers rather than computed by
 //! scanning, so `GET /api/sources/{id}` stays O(1) at any volume.
 //!
-//! `received` is bumped by the request path after the 202-worthy flush; the
+//! `received` is bumped by the request path as soon as the events are in the
+//! log (before the flush, which a hung-up sender can cancel); the
 //! status counts are changed only by the processor, which persists them in
 //! the same sled transaction as the events' states, so they never drift from
 //! the stored truth across a crash. `pending` is derived: received minus

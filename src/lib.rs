@@ -13,6 +13,7 @@
 //! - `ids`, `model`: typed ids and the serde types every stage shares.
 //! - `error`: `AppError`, the one place errors become HTTP answers.
 //! - `store`: the only module that imports sled (trees, group commit, views).
+//! - `metrics`: Prometheus metrics (`GET /metrics`).
 //! - `routes`: the only module that knows HTTP routing; one file per resource.
 //! - `dashboard`: the HTML pages (login, events, errors, sources, profiles).
 
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod ids;
 pub mod ingest;
 pub mod mapping;
+pub mod metrics;
 pub mod model;
 pub mod processor;
 pub mod records;

@@ -532,6 +532,7 @@ pub async fn run(state: AppState) {
     loop {
         let p = processor.clone();
         let span = tracing::info_span!("processor_batch");
+        let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let taken = p.process_batch()?;
             if taken > 0 {
@@ -541,6 +542,9 @@ pub async fn run(state: AppState) {
         })
         .instrument(span)
         .await;
+        if let Ok(Ok(n @ 1..)) = &result {
+            state.metrics.batch_processed(*n, started.elapsed());
+        }
         let taken = match result {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub fn router() -> Router<AppState> {
@@ -75,7 +76,7 @@ async fn receive(
     }
 }
 
-fn find_source(state: &AppState, token: &str) -> Result<Source, AppError> {
+fn find_source(state: &AppState, token: &str) -> Result<Arc<Source>, AppError> {
     let unknown = || {
         AppError::NotFound(
             "unknown webhook URL: no source has this token (it may have been rotated or deleted)"
@@ -87,7 +88,7 @@ fn find_source(state: &AppState, token: &str) -> Result<Source, AppError> {
     }
     state
         .store
-        .source_by_token(&SecretHash::of(token.as_bytes()))?
+        .cached_source_by_token(&SecretHash::of(token.as_bytes()))?
         .ok_or_else(unknown)
 }
 
@@ -116,8 +117,6 @@ async fn accept(
     );
     let mut events = to_raw_events(source.id, exploded, safe_headers);
     store_durably(state, &mut events).await?;
-    state.counters.add_received(source.id, events.len() as u64);
-    state.new_events.notify_one();
     Ok(events.iter().map(|e| e.id).collect())
 }
 
@@ -258,6 +257,15 @@ async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), 
         .store
         .append_events(events)
         .map_err(|e| unavailable(e.to_string()))?;
+    // Counted as soon as they are in the log, before the await: the
+    // processor sees them from now on, and a sender that hangs up during the
+    // flush cancels this future, which must not leave them uncounted.
+    if let Some(first) = events.first() {
+        state
+            .counters
+            .add_received(first.source_id, events.len() as u64);
+    }
+    state.new_events.notify_one();
     state
         .commit
         .durable()

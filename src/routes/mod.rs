@@ -6,6 +6,7 @@ mod events;
 mod health;
 mod hooks;
 mod mapping;
+mod metrics;
 mod profiles;
 mod sources;
 
@@ -31,7 +32,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .nest("/api", api)
-        .merge(hooks::router())
+        .merge(hooks::router().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_hooks,
+        )))
+        .merge(metrics::router())
         .merge(health::router())
         .merge(crate::dashboard::router())
         .fallback(not_found)

@@ -20,6 +20,7 @@ pub mod events;
 pub mod flush;
 pub mod identity;
 pub mod mappings;
+pub mod source_cache;
 pub mod sources;
 
 use std::path::Path;
@@ -101,6 +102,8 @@ pub struct Store {
     pub(crate) trees: Trees,
     /// The last event id handed out (as u128); see `append_events`.
     append_lock: Arc<Mutex<u128>>,
+    /// Sources by token hash for the hook path; see `source_cache`.
+    pub(crate) source_cache: Arc<source_cache::SourceCache>,
 }
 
 impl Store {
@@ -124,12 +127,25 @@ impl Store {
             db,
             trees,
             append_lock: Arc::new(Mutex::new(last)),
+            source_cache: Arc::default(),
         })
     }
 
     /// Approximate bytes on disk (for the benchmark report and `/metrics`).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes to disk now, bypassing group commit: used by the benchmark
+    /// that shows what group commit buys (flush-per-write).
+    pub fn flush_now(&self) -> StoreResult<usize> {
+        Ok(self.db.flush()?)
+    }
+
+    /// Starts a group-commit flusher for this database (benches and tools;
+    /// the server starts its own in `Application::build`).
+    pub fn start_group_commit(&self) -> Arc<flush::GroupCommit> {
+        flush::GroupCommit::start(self.db.clone())
     }
 
     /// A throwaway database for unit tests and benches.

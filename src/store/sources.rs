@@ -1,10 +1,15 @@
 //! Sources and their token index.
+//!
+//! Every write to the `sources` or `source_tokens` trees must call
+//! `self.source_cache.invalidate()` after it commits (see `source_cache`):
+//! the hook path trusts the cache.
 
 use super::{decode, encode, Store, StoreResult};
 use crate::ids::SourceId;
 use crate::source::{SecretHash, Source};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
+use std::sync::Arc;
 
 impl Store {
     /// Inserts or replaces a source, keeping `source_tokens` in step: the old
@@ -25,6 +30,7 @@ impl Store {
             tokens.insert(token, &key)?;
             Ok(())
         })?;
+        self.source_cache.invalidate();
         Ok(())
     }
 
@@ -45,6 +51,22 @@ impl Store {
             .collect()
     }
 
+    /// The source a hook token belongs to, from the in-memory cache when it
+    /// can (the hook path calls this on every request). Shared, not cloned.
+    pub fn cached_source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Arc<Source>>> {
+        if let Some(hit) = self.source_cache.get(&hash.0) {
+            return Ok(Some(hit));
+        }
+        let seen = self.source_cache.generation();
+        let Some(source) = self.source_by_token(hash)? else {
+            return Ok(None);
+        };
+        let source = Arc::new(source);
+        self.source_cache.fill(&hash.0, source.clone(), seen);
+        Ok(Some(source))
+    }
+
+    /// The source a hook token belongs to, read from sled.
     pub fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
         let Some(id) = self.trees.source_tokens.get(hash.0.as_bytes())? else {
             return Ok(None);
@@ -66,6 +88,7 @@ impl Store {
             tokens.remove(source.token_hash.0.as_bytes())?;
             Ok::<_, ConflictableTransactionError<String>>(())
         })?;
+        self.source_cache.invalidate();
         Ok(Some(source))
     }
 }

@@ -1,0 +1,35 @@
+-- wrk script for scripts/load: POSTs distinct single JSON order events.
+-- Each request gets a unique event_id (thread id + run stamp + counter);
+-- 5,000 distinct people, so identities repeat as in real traffic.
+-- done() prints one machine-readable LOADRESULT line for scripts/load.
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+
+function init(args)
+  counter = 0
+  people = 5000
+  prefix = string.format("%d-%d-%d-", tid, os.time(), math.random(1, 1000000000))
+  headers = { ["Content-Type"] = "application/json" }
+end
+
+function request()
+  counter = counter + 1
+  local k = (counter * 7 + tid * 131) % people
+  local body = string.format(
+    '{"type":"order","event_id":"%s%d","email":"user%d@example.org","user_id":"u%d","anonymous_id":"v%d","total":12.5}',
+    prefix, counter, k, k, k)
+  return wrk.format("POST", nil, headers, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "LOADRESULT requests=%d status_errors=%d socket_errors=%d duration_us=%d p50_us=%d p99_us=%d\n",
+    summary.requests, e.status, e.connect + e.read + e.write + e.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(99)))
+end
