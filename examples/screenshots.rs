@@ -135,4 +135,3 @@ async fn fill(app: &TestApp) -> Fixture {
     app.send(&shop.hook, &json!({"id": 1})).await;
     Fixture { resolved }
 }
-

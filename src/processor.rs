@@ -104,6 +104,7 @@ fn planned(raw: &RawEvent) -> Planned {
         errors: Vec::new(),
         resolve: None,
         dedupe_key: None,
+        index_under: None,
     }
 }
 
@@ -259,7 +260,8 @@ impl Processor {
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
             let _enter = span.enter();
             let source = memo.get(&self.store, raw.source_id)?;
-            let plan = self.plan(raw, source, &mut claimed)?;
+            let mut plan = self.plan(raw, source, &mut claimed)?;
+            plan.index_under = Some(raw.source_id);
             tally.record(&self.counters, raw.source_id, None, status_of(&plan));
             plans.push(plan);
         }

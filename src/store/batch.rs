@@ -10,7 +10,7 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
-use super::events::{counts_key, CURSOR_KEY};
+use super::events::{by_source_key, counts_key, CURSOR_KEY};
 use super::identity::{SledTxn, TxError};
 use super::{encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
@@ -31,6 +31,8 @@ pub struct Planned {
     pub resolve: Option<(ResolveInput, Arc<Blocklist>)>,
     /// The idempotency key (source ‖ key) this event claims.
     pub dedupe_key: Option<Vec<u8>>,
+    /// Set on an event's first processing: its source, for the per-source index.
+    pub index_under: Option<SourceId>,
 }
 
 impl Store {
@@ -60,6 +62,7 @@ impl Store {
             &t.meta,
             &t.errors,
             &t.dedupe,
+            &t.events_by_source,
         );
         trees
             .transaction(
@@ -74,6 +77,7 @@ impl Store {
                     meta,
                     errors,
                     dedupe,
+                    by_source,
                 )| {
                     let txn = SledTxn {
                         ident,
@@ -93,6 +97,9 @@ impl Store {
                         states.insert(&item.event_id.to_bytes(), encode(&state))?;
                         for entry in &entries {
                             errors.insert(&entry.id.to_bytes(), encode(entry))?;
+                        }
+                        if let Some(source) = item.index_under {
+                            by_source.insert(&by_source_key(source, item.event_id)[..], &[][..])?;
                         }
                         if let Some(key) = &item.dedupe_key {
                             dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;

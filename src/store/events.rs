@@ -4,9 +4,8 @@ use super::{decode, encode, Store, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
-use sled::transaction::ConflictableTransactionError;
-use sled::Transactional;
 use std::collections::HashMap;
+use std::ops::Bound;
 
 pub(super) const CURSOR_KEY: &[u8] = b"cursor";
 const COUNTS_PREFIX: &[u8] = b"counts/";
@@ -60,17 +59,15 @@ impl Store {
         for event in events.iter_mut() {
             event.id = next_event_id(&mut last);
         }
-        let encoded: Vec<([u8; 16], Vec<u8>, [u8; 32])> = events
-            .iter()
-            .map(|e| (e.id.to_bytes(), encode(e), by_source_key(e.source_id, e.id)))
-            .collect();
-        (&self.trees.events, &self.trees.events_by_source).transaction(|(ev, by_source)| {
-            for (key, value, index) in &encoded {
-                ev.insert(key, value.as_slice())?;
-                by_source.insert(index, &[])?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(())
-        })?;
+        // One batch on one tree: atomic, and unlike a multi-tree sled
+        // transaction it does not take sled's global write lock, which under
+        // load stalls every concurrent request. The per-source index is
+        // written by the processor instead (see `commit_batch`).
+        let mut batch = sled::Batch::default();
+        for event in events.iter() {
+            batch.insert(&event.id.to_bytes(), encode_raw(event));
+        }
+        self.trees.events.apply_batch(batch)?;
         Ok(())
     }
 
@@ -78,7 +75,7 @@ impl Store {
         self.trees
             .events
             .get(id.to_bytes())?
-            .map(|b| decode("events", &b))
+            .map(|b| decode_raw(&b))
             .transpose()
     }
 
@@ -100,7 +97,9 @@ impl Store {
 
     /// Overwrites a raw event (only erasure does this: personal fields removed).
     pub fn replace_raw_event(&self, raw: &RawEvent) -> StoreResult<()> {
-        self.trees.events.insert(raw.id.to_bytes(), encode(raw))?;
+        self.trees
+            .events
+            .insert(raw.id.to_bytes(), encode_raw(raw))?;
         Ok(())
     }
 
@@ -117,10 +116,7 @@ impl Store {
             )),
             None => self.trees.events.range::<Vec<u8>, _>(..),
         };
-        range
-            .take(limit)
-            .map(|item| decode("events", &item?.1))
-            .collect()
+        range.take(limit).map(|item| decode_raw(&item?.1)).collect()
     }
 
     /// Events newest first, filtered; returns the page and the cursor for the next.
@@ -163,21 +159,7 @@ impl Store {
         filter: &EventFilter,
     ) -> Box<dyn Iterator<Item = StoreResult<EventId>> + '_> {
         match filter.source_id {
-            Some(source) => {
-                let lower = by_source_key(source, EventId(uuid::Uuid::nil()));
-                let upper = match filter.before {
-                    Some(before) => by_source_key(source, before),
-                    None => by_source_key(source, EventId(uuid::Uuid::max())),
-                };
-                Box::new(
-                    self.trees
-                        .events_by_source
-                        .range(lower..upper)
-                        .keys()
-                        .rev()
-                        .map(|k| Ok(id_at(&k?, 16))),
-                )
-            }
+            Some(source) => self.source_ids_newest_first(source, filter.before),
             None => {
                 let range = match filter.before {
                     Some(b) => self.trees.events.range(..b.to_bytes().to_vec()),
@@ -186,6 +168,60 @@ impl Store {
                 Box::new(range.keys().rev().map(|k| Ok(id_at(&k?, 0))))
             }
         }
+    }
+
+    /// A source's event ids newest first: first the events the processor
+    /// has not reached (scanned from the log, reading only the source id
+    /// each value starts with), then the per-source index, which holds
+    /// exactly the processed ones. Both parts are split at one cursor value
+    /// read up front, so an id never appears twice even while the processor
+    /// moves on.
+    fn source_ids_newest_first(
+        &self,
+        source: SourceId,
+        before: Option<EventId>,
+    ) -> Box<dyn Iterator<Item = StoreResult<EventId>> + '_> {
+        let cursor = match self.cursor() {
+            Ok(c) => c,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let upper = before.map(|b| b.to_bytes().to_vec());
+        let lower = cursor.map(|c| c.to_bytes().to_vec());
+        let tail: Box<dyn Iterator<Item = StoreResult<EventId>>> = match (&lower, &upper) {
+            (Some(l), Some(u)) if l >= u => Box::new(std::iter::empty()),
+            _ => {
+                let range = self.trees.events.range::<Vec<u8>, _>((
+                    lower.clone().map_or(Bound::Unbounded, Bound::Excluded),
+                    upper.clone().map_or(Bound::Unbounded, Bound::Excluded),
+                ));
+                let wanted = source.to_bytes();
+                Box::new(range.rev().filter_map(move |item| match item {
+                    Ok((k, v)) => (v.get(..16) == Some(&wanted[..])).then(|| Ok(id_at(&k, 0))),
+                    Err(e) => Some(Err(e.into())),
+                }))
+            }
+        };
+        let index_upper = match (before, cursor) {
+            (Some(b), Some(c)) => by_source_key(
+                source,
+                b.min(EventId(uuid::Uuid::from_u128(c.0.as_u128() + 1))),
+            ),
+            (Some(b), None) => by_source_key(source, b),
+            (None, Some(c)) => by_source_key(
+                source,
+                EventId(uuid::Uuid::from_u128(c.0.as_u128().saturating_add(1))),
+            ),
+            (None, None) => by_source_key(source, EventId(uuid::Uuid::nil())),
+        };
+        let index_lower = by_source_key(source, EventId(uuid::Uuid::nil()));
+        let indexed = self
+            .trees
+            .events_by_source
+            .range(index_lower..index_upper)
+            .keys()
+            .rev()
+            .map(|k| Ok(id_at(&k?, 16)));
+        Box::new(tail.chain(indexed))
     }
 
     fn matches(&self, filter: &EventFilter, event: &StoredEvent) -> bool {
@@ -248,8 +284,9 @@ impl Store {
         };
         for item in range {
             let (_, bytes) = item?;
-            let raw: RawEvent = decode("events", &bytes)?;
-            *out.entry(raw.source_id).or_default() += 1;
+            if let Some(source) = bytes.get(..16).and_then(SourceId::from_slice) {
+                *out.entry(source).or_default() += 1;
+            }
         }
         Ok(out)
     }
@@ -297,6 +334,20 @@ impl Store {
     }
 }
 
+/// A stored event: its source id (16 bytes, so per-source scans of the log
+/// need not parse the JSON) followed by the event as JSON.
+fn encode_raw(event: &RawEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&event.source_id.to_bytes());
+    // Writing our own plain types into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, event);
+    out
+}
+
+fn decode_raw(bytes: &[u8]) -> StoreResult<RawEvent> {
+    decode("events", bytes.get(16..).unwrap_or_default())
+}
+
 /// A UUID v7 strictly greater than the last one handed out.
 fn next_event_id(last: &mut u128) -> EventId {
     let fresh = uuid::Uuid::now_v7().as_u128();
@@ -312,7 +363,7 @@ fn id_at(key: &[u8], offset: usize) -> EventId {
         .unwrap_or(EventId(uuid::Uuid::nil()))
 }
 
-fn by_source_key(source: SourceId, event: EventId) -> [u8; 32] {
+pub(super) fn by_source_key(source: SourceId, event: EventId) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&source.to_bytes());
     key[16..].copy_from_slice(&event.to_bytes());
@@ -354,7 +405,7 @@ impl Store {
             if cursor.is_none_or(|c| key.as_ref() > c.as_slice()) {
                 break; // never prune what the processor has not seen
             }
-            let raw: RawEvent = decode("events", &bytes)?;
+            let raw = decode_raw(&bytes)?;
             self.trees.events.remove(&key)?;
             self.trees.event_state.remove(&key)?;
             self.trees
@@ -393,5 +444,64 @@ impl Store {
                 .insert(id.to_bytes(), encode(&state))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::RequestId;
+    use crate::store::batch::Planned;
+
+    fn raw(source: SourceId, n: i64) -> RawEvent {
+        RawEvent {
+            id: EventId(uuid::Uuid::nil()),
+            source_id: source,
+            request_id: RequestId::new(),
+            received_at: chrono::Utc::now(),
+            payload: serde_json::json!({ "n": n }),
+            envelope: None,
+            headers: serde_json::Map::new(),
+            not_mappable: None,
+        }
+    }
+
+    fn ids(store: &Store, source: SourceId, before: Option<EventId>) -> Vec<EventId> {
+        let filter = EventFilter {
+            source_id: Some(source),
+            limit: 100,
+            before,
+            ..EventFilter::default()
+        };
+        let (page, _) = store.events_page(&filter).unwrap();
+        page.iter().map(|e| e.raw.id).collect()
+    }
+
+    #[test]
+    fn a_source_page_joins_processed_and_pending_events_without_repeats() {
+        let store = Store::temporary().unwrap();
+        let (a, b) = (SourceId::new(), SourceId::new());
+        let mut events: Vec<RawEvent> = (0..6).map(|n| raw(if n % 2 == 0 { a } else { b }, n)).collect();
+        store.append_events(&mut events).unwrap();
+        // The processor has handled the first four events only.
+        let plans: Vec<Planned> = events[..4]
+            .iter()
+            .map(|e| Planned {
+                event_id: e.id,
+                state: EventState::default(),
+                errors: Vec::new(),
+                resolve: None,
+                dedupe_key: None,
+                index_under: Some(e.source_id),
+            })
+            .collect();
+        store
+            .commit_batch(&plans, Some(events[3].id), &HashMap::new(), |_, _, _, _| {})
+            .unwrap();
+        let expected: Vec<EventId> = [4, 2, 0].iter().map(|i| events[*i].id).collect();
+        assert_eq!(ids(&store, a, None), expected);
+        assert_eq!(ids(&store, a, Some(events[4].id)), expected[1..].to_vec());
+        assert_eq!(ids(&store, b, Some(events[3].id)), vec![events[1].id]);
+        assert_eq!(store.pending_by_source().unwrap().get(&b), Some(&1));
     }
 }
