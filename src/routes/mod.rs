@@ -5,9 +5,9 @@ mod errors;
 mod events;
 mod health;
 mod hooks;
-mod mapping;
-mod profiles;
-mod sources;
+pub(crate) mod mapping;
+pub(crate) mod profiles;
+pub(crate) mod sources;
 
 use crate::app::AppState;
 use crate::error::AppError;
