@@ -136,12 +136,12 @@ struct SourceMemo(HashMap<SourceId, Option<(Source, Blocklist)>>);
 
 impl SourceMemo {
     fn get(&mut self, store: &Store, id: SourceId) -> StoreResult<Option<&(Source, Blocklist)>> {
-        if !self.0.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(id) {
             let loaded = store.source(id)?.map(|s| {
                 let blocklist = Blocklist::with_extra(&s.blocked_values);
                 (s, blocklist)
             });
-            self.0.insert(id, loaded);
+            slot.insert(loaded);
         }
         Ok(self.0.get(&id).and_then(Option::as_ref))
     }
