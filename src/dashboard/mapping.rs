@@ -35,18 +35,18 @@ pub const SLOTS: [(&str, &str, &str); 7] = [
     (
         "event_name",
         "Event name",
-        "required: a static name like `Order placed` or `{{type}}`",
+        "required: a static name like Order placed, or {{type}}",
     ),
     (
         "visitor_id",
         "Visitor id",
-        "anonymous id, e.g. `{{anonymous_id}}`",
+        "anonymous id, e.g. {{anonymous_id}}",
     ),
-    ("email", "Email", "e.g. `{{customer.email}}`"),
+    ("email", "Email", "e.g. {{customer.email}}"),
     (
         "external_id",
         "External id",
-        "your user id, e.g. `{{user_id}}`",
+        "your user id, e.g. {{user_id}}",
     ),
     (
         "event_id",
@@ -470,7 +470,7 @@ fn preview_view(preview: &Value, samples: &[crate::model::RawEvent]) -> Value {
                     "external_id": field("external_id"),
                     "visitor_id": field("visitor_id"),
                     "event_id": field("event_id"),
-                    "timestamp": event["timestamp"],
+                    "timestamp": serde_json::from_value::<chrono::DateTime<chrono::Utc>>(event["timestamp"].clone()).map(|t| format!("{} UTC", time(&t))).unwrap_or_default(),
                     "properties": pretty(&event["properties"]),
                     "traits": event.get("traits").filter(|t| t.as_object().is_some_and(|o| !o.is_empty())).map(pretty),
                 })
