@@ -1,6 +1,7 @@
 //! End to end in headless Chromium: the dashboard as a marketer uses it,
-//! JavaScript on. Each step is a function over a shared `Story`, so steps
-//! for mapping, replay and profiles can be appended after the merge.
+//! JavaScript on. Each step is a function over a shared `Story`: connect a
+//! source, watch an event arrive, map it from the suggestion, replay, and
+//! follow the event to its profile.
 
 mod common;
 
@@ -32,6 +33,10 @@ async fn a_marketer_connects_a_source_and_watches_events_arrive() {
     create_source(&mut story).await;
     watch_an_event_arrive(&mut story).await;
     open_the_event(&story).await;
+    see_the_schema_on_the_source_page(&story).await;
+    use_the_suggestion_and_preview(&story).await;
+    save_and_replay(&story).await;
+    follow_the_event_to_its_profile(&story).await;
     browser.close().await;
 }
 
@@ -142,4 +147,83 @@ async fn open_the_event(story: &Story) {
         text.contains("<b>hi</b>"),
         "shown as text, not markup: {text}"
     );
+}
+
+/// Waits (polling, never a fixed sleep) until the element's text contains `needle`.
+async fn wait_for_text(b: &Client, css: &str, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(el) = b.find(Locator::Css(css)).await {
+            last = el.text().await.unwrap_or_default();
+            if last.contains(needle) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` did not show `{needle}` within 10s; it shows: {last}");
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn wait_for(b: &Client, css: &str) -> fantoccini::elements::Element {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+async fn see_the_schema_on_the_source_page(story: &Story) {
+    let b = &story.browser;
+    click(b, "dl.facts a[href^='/sources/']").await;
+    let schema = wait_for(b, "#schema").await;
+    let text = schema.text().await.unwrap();
+    assert!(text.contains("order.email"), "{text}");
+    assert!(text.contains("100.0%"), "{text}");
+}
+
+async fn use_the_suggestion_and_preview(story: &Story) {
+    let b = &story.browser;
+    click(b, "#use-suggestion").await;
+    let email = wait_for(b, "#mapping-form input[name=email]").await;
+    let value = email.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(value, "{{order.email}}", "the suggestion fills the editor");
+    click(b, "#preview-button").await;
+    let result = wait_for(b, "#preview .result").await;
+    let text = result.text().await.unwrap();
+    assert!(text.contains("ada@example.com"), "{text}");
+    assert!(text.contains("create"), "the resolver would create: {text}");
+}
+
+async fn save_and_replay(story: &Story) {
+    let b = &story.browser;
+    click(b, "#save-button").await;
+    wait_for_text(b, "#saved", "Saved version 1").await;
+    // Saving the first version replays the unmapped event; the page's poll
+    // reports progress without a reload.
+    wait_for_text(b, "#replay-progress", "finished").await;
+    click(b, "#replay-failed").await;
+    wait_for_text(b, "#replay-progress", "failed events finished").await;
+}
+
+async fn follow_the_event_to_its_profile(story: &Story) {
+    let b = &story.browser;
+    b.goto(&story.app.url(&format!("/events/{}", story.event_id)))
+        .await
+        .unwrap();
+    wait_for_text(b, ".head .badge", "resolved").await;
+    click(b, "dl.facts a.id[href^='/profiles/']").await;
+    let identities = wait_for(b, "#identities").await;
+    let text = identities.text().await.unwrap();
+    assert!(text.contains("ada@example.com"), "{text}");
+    let history = wait_for(b, "#history").await.text().await.unwrap();
+    assert!(history.contains("create"), "{history}");
 }

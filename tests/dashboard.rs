@@ -299,14 +299,8 @@ async fn the_live_tail_is_an_event_stream_behind_the_login() {
 }
 
 #[tokio::test]
-async fn profile_pages_are_placeholders_for_now() {
+async fn static_assets_have_their_content_types() {
     let app = spawn_app().await;
-    app.login().await;
-    let (status, html) = app.page("/profiles?q=a%40b.c").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("identity module"));
-    let (status, _) = app.page("/profiles/anything").await;
-    assert_eq!(status, StatusCode::OK);
     let response = app
         .client
         .get(app.url("/static/app.css"))
@@ -317,4 +311,370 @@ async fn profile_pages_are_placeholders_for_now() {
         .to_str()
         .unwrap()
         .starts_with("text/css"));
+}
+
+const EVIL: &str = "<script>alert(1)</script>";
+
+/// A source with two unmapped order events; returns it and the event ids.
+async fn shop_with_orders(app: &TestApp) -> (TestSource, Vec<String>) {
+    let source = app.source_named("Shop").await;
+    let mut ids = Vec::new();
+    for (n, email) in ["ada@example.com", "grace@example.com"].iter().enumerate() {
+        let body = json!({
+            "type": "order.created",
+            "id": format!("evt-{n}"),
+            "customer": {"email": email, "id": format!("c-{n}")},
+            "note": EVIL,
+        });
+        ids.extend(app.send_ok(&source.hook, &body).await);
+    }
+    for id in &ids {
+        assert_eq!(app.processed_event(id).await["status"], "unmapped");
+    }
+    (source, ids)
+}
+
+/// The editor's fields for a simple, valid mapping.
+fn mapping_fields<'a>(csrf: &'a str, email: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("event_name", "Order placed"),
+        ("email", email),
+        ("external_id", "{{customer.id}}"),
+        ("event_id", "{{id}}"),
+        ("properties", "*"),
+        ("traits", "note = {{note}}"),
+    ]
+}
+
+/// Polls the API until the event's status is `status`.
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let event = app.event(id).await;
+        if event["status"] == status {
+            return event;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("event {id} did not become {status} within 5s");
+}
+
+#[tokio::test]
+async fn the_mapping_section_shows_the_schema_and_prefills_the_suggestion() {
+    let app = spawn_app().await;
+    let (source, _) = shop_with_orders(&app).await;
+    app.login().await;
+    let (status, html) = app.page(&format!("/sources/{}", source.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"schema\""), "the field table");
+    assert!(html.contains("<code>customer.email</code>"));
+    assert!(html.contains("100.0%"), "% present");
+    assert!(html.contains("email"), "format column");
+    // The suggestion fills the editor, with its reasons.
+    assert!(html.contains("Showing the suggestion mapping"));
+    assert!(html.contains("name=\"email\" class=\"mono\" value=\"{{customer.email}}\""));
+    assert!(html.contains("suggested: "));
+    // An example value from the payload is escaped.
+    assert!(!html.contains(EVIL));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // Without events there is nothing to learn yet.
+    let empty = app.source_named("Empty").await;
+    let (_, html) = app.page(&format!("/sources/{}", empty.id)).await;
+    assert!(html.contains("id=\"schema-empty\""));
+}
+
+#[tokio::test]
+async fn preview_shows_mapped_results_and_resolutions_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (source, ids) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    let response = app
+        .post_form(
+            &format!("{path}/mapping/preview"),
+            &mapping_fields(&csrf, "{{customer.email}}"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("id=\"preview\""));
+    assert!(html.contains("class=\"mapped-name\">Order placed<"));
+    assert!(html.contains("grace@example.com"));
+    assert!(html.contains(">create</span>"), "resolver decision");
+    assert!(
+        html.contains(&ids[0]) && html.contains(&ids[1]),
+        "each sample"
+    );
+    assert!(!html.contains(EVIL), "mapped values are escaped");
+    // What was typed stays in the form.
+    assert!(html.contains("value=\"Order placed\""));
+    // Nothing was stored.
+    let api = app.api_json(&format!("/api/sources/{}", source.id)).await;
+    assert!(api["mapping_version"].is_null());
+    assert_eq!(app.event(&ids[0]).await["status"], "unmapped");
+    let missing = app.api_get("/api/profiles?email=ada%40example.com").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_bad_template_is_shown_next_to_its_field() {
+    let app = spawn_app().await;
+    let (source, _) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    for action in ["mapping", "mapping/preview"] {
+        let response = app
+            .post_form(
+                &format!("{path}/{action}"),
+                &mapping_fields(&csrf, "{{customer.email"),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{action}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("data-field=\"email\""), "{action}");
+        assert!(html.contains("aria-invalid"), "{action}");
+        assert!(
+            html.contains("value=\"{{customer.email\""),
+            "typed value kept"
+        );
+    }
+    // A traits line without `=` is refused before compiling.
+    let mut fields = mapping_fields(&csrf, "{{customer.email}}");
+    fields.retain(|(k, _)| *k != "traits");
+    fields.push(("traits", "note {{note}}"));
+    let response = app.post_form(&format!("{path}/mapping"), &fields).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("data-field=\"traits\""));
+    let api = app.api_json(&format!("/api/sources/{}", source.id)).await;
+    assert!(api["mapping_version"].is_null(), "nothing saved");
+}
+
+#[tokio::test]
+async fn save_creates_version_1_and_maps_the_earlier_events() {
+    let app = spawn_app().await;
+    let (source, ids) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    let response = app
+        .post_form(
+            &format!("{path}/mapping"),
+            &mapping_fields(&csrf, "{{customer.email}}"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    assert!(location.contains("saved=1"), "{location}");
+    for id in &ids {
+        let event = wait_for_status(&app, id, "resolved").await;
+        assert_eq!(event["mapping_version"], 1);
+    }
+    let (_, html) = app.page(location).await;
+    assert!(html.contains("Saved version 1"));
+    assert!(html.contains("Current version: <strong>v1</strong>"));
+    assert!(html.contains("id=\"versions\""));
+    assert!(
+        html.contains("current (version 1)"),
+        "editor shows the saved one"
+    );
+    assert!(html.contains("Order placed"));
+    // The suggestion is one click away, without JS.
+    let (_, html) = app.page(&format!("{path}?suggest=1")).await;
+    assert!(html.contains("Showing the suggestion mapping"));
+    // Unseen paths are warned about on save.
+    let mut fields = mapping_fields(&csrf, "{{customer.mail}}");
+    fields.retain(|(k, _)| *k != "traits");
+    let response = app.post_form(&format!("{path}/mapping"), &fields).await;
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let (_, html) = app.page(location).await;
+    assert!(html.contains("Saved version 2"));
+    assert!(html.contains("customer.mail") && html.contains("has never been seen"));
+    // Replay progress as JSON for the page's poll.
+    let response = app
+        .post_form(
+            &format!("{path}/replay"),
+            &[("csrf", &csrf), ("status", "failed")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let progress: serde_json::Value = app
+        .client
+        .get(app.url(&format!("{path}/replay.json")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["replay"]["status"], "failed");
+}
+
+#[tokio::test]
+async fn replay_needs_a_mapping_and_replay_json_a_session() {
+    let app = spawn_app().await;
+    let (source, _) = shop_with_orders(&app).await;
+    let path = format!("/sources/{}", source.id);
+    let response = app
+        .client
+        .get(app.url(&format!("{path}/replay.json")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.login().await;
+    let csrf = app.csrf(&path).await;
+    let response = app
+        .post_form(
+            &format!("{path}/replay"),
+            &[("csrf", &csrf), ("status", "unmapped")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response.text().await.unwrap().contains("save a mapping"));
+}
+
+#[tokio::test]
+async fn mapping_forms_without_the_csrf_token_are_refused() {
+    let app = spawn_app().await;
+    let (source, _) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    for action in ["mapping", "mapping/preview", "replay"] {
+        let mut fields = mapping_fields("wrong", "{{customer.email}}");
+        fields.push(("status", "unmapped"));
+        let response = app.post_form(&format!("{path}/{action}"), &fields).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{action}");
+    }
+    let api = app.api_json(&format!("/api/sources/{}", source.id)).await;
+    assert!(api["mapping_version"].is_null(), "nothing saved");
+}
+
+#[tokio::test]
+async fn a_source_can_start_from_a_preset() {
+    let app = spawn_app().await;
+    app.login().await;
+    let (_, html) = app.page("/sources").await;
+    assert!(html.contains("<option value=\"shopify_order\""));
+    let csrf = app.csrf("/sources").await;
+    let response = app
+        .post_form(
+            "/sources",
+            &[
+                ("csrf", &csrf),
+                ("name", "Orders"),
+                ("preset", "shopify_order"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Current version: <strong>v1</strong>"));
+    assert!(
+        html.contains("<td>shopify_order</td>"),
+        "the preset in versions"
+    );
+    let response = app
+        .post_form(
+            "/sources",
+            &[("csrf", &csrf), ("name", "X"), ("preset", "nope")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("unknown preset"));
+}
+
+#[tokio::test]
+async fn the_profile_page_shows_identities_events_and_history() {
+    let app = spawn_app().await;
+    let (source, ids) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    app.post_form(
+        &format!("{path}/mapping"),
+        &mapping_fields(&csrf, "{{customer.email}}"),
+    )
+    .await;
+    let event = wait_for_status(&app, &ids[0], "resolved").await;
+    let profile = event["profile_id"].as_str().unwrap().to_string();
+
+    let (status, html) = app.page(&format!("/profiles/{profile}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("ada@example.com"));
+    assert!(html.contains("c-0"), "external id");
+    assert!(html.contains(&ids[0]), "its event");
+    assert!(!html.contains(&ids[1]), "not grace's event");
+    assert!(html.contains("id=\"history\""));
+    assert!(html.contains(">create</span>"));
+    assert!(html.contains("Created from"));
+    assert!(html.contains("<code>note</code>"), "the trait");
+    assert!(!html.contains(EVIL), "trait values are escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    // Search redirects to the profile, by any identifier kind.
+    for query in [
+        "q=ADA%40example.com",
+        "q=ada%40example.com&kind=email",
+        "q=c-0&kind=external_id",
+        "q=c-0",
+    ] {
+        let response = app
+            .client
+            .get(app.url(&format!("/profiles?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{query}");
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            format!("/profiles/{profile}").as_str()
+        );
+    }
+    let (status, html) = app.page("/profiles?q=nobody%40example.com").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"no-profile\""));
+    let (status, _) = app.page("/profiles/not-a-profile").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_absorbed_profile_shows_its_survivor() {
+    let app = spawn_app().await;
+    let (source, ids) = shop_with_orders(&app).await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    app.post_form(
+        &format!("{path}/mapping"),
+        &mapping_fields(&csrf, "{{customer.email}}"),
+    )
+    .await;
+    let a = wait_for_status(&app, &ids[0], "resolved").await["profile_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = wait_for_status(&app, &ids[1], "resolved").await["profile_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app
+        .api_send(
+            reqwest::Method::POST,
+            &format!("/api/profiles/{a}/merge"),
+            json!({"into": b}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, html) = app.page(&format!("/profiles/{a}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"merged-note\""));
+    assert!(html.contains(&b), "the survivor is shown");
+    assert!(html.contains("ada@example.com") && html.contains("grace@example.com"));
+    assert!(html.contains("by hand"));
 }

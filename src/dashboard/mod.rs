@@ -6,7 +6,8 @@
 //! - `render`: the handlebars registry (strict, escaping on) and error pages.
 //! - `display`: how values are shown (clipped, shortened, pretty-printed).
 //! - one file per page group: `login`, `events`, `stream`, `errors`,
-//!   `sources`, `profiles`; `assets` serves the embedded CSS and JS.
+//!   `sources` (with `mapping`: the source page's mapping section),
+//!   `profiles`; `assets` serves the embedded CSS and JS.
 
 mod assets;
 mod csrf;
@@ -14,6 +15,7 @@ mod display;
 mod errors;
 mod events;
 mod login;
+mod mapping;
 mod profiles;
 mod render;
 pub mod session;
@@ -34,7 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/events/{id}", get(events::detail))
         .route("/errors", get(errors::list))
         .route("/sources", get(sources::list).post(sources::create))
-        .route("/sources/{id}", get(sources::show))
+        .route("/sources/{id}", get(mapping::show))
+        .route("/sources/{id}/mapping", post(mapping::save))
+        .route("/sources/{id}/mapping/preview", post(mapping::preview))
+        .route("/sources/{id}/replay", post(mapping::replay))
+        .route("/sources/{id}/replay.json", get(mapping::replay_json))
         .route("/sources/{id}/rotate", post(sources::rotate))
         .route("/sources/{id}/delete", post(sources::delete))
         .route("/sources/{id}/api-key", post(sources::api_key))

@@ -3,11 +3,14 @@
 //! the token is stored as a hash, so no later page could show it.
 
 use super::csrf;
-use super::display::time;
+use super::display::{options, time};
+use super::mapping::Editor;
 use super::render::{page, PageError, PageResult};
 use super::session::Authed;
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::mapping::presets;
+use crate::routes::mapping::{save_mapping, unknown_preset};
 use crate::source::{ApiKeyInput, Source};
 use crate::views::source_json;
 use axum::extract::{Path, State};
@@ -29,6 +32,9 @@ pub struct CreateForm {
     api_key_value: String,
     #[serde(default)]
     records_path: String,
+    /// A preset's name: its records path (unless one is typed) and mapping.
+    #[serde(default)]
+    preset: String,
 }
 
 pub async fn list(State(state): State<AppState>, session: Authed) -> PageResult {
@@ -68,6 +74,7 @@ fn list_page(
         "title": "Sources", "nav": "sources", "csrf": session.csrf,
         "sources": rows, "error": error,
         "form": {"name": form.name, "api_key_header": form.api_key_header, "records_path": form.records_path},
+        "presets": options(presets::presets().iter().map(|p| (p.name.clone(), format!("{} — {}", p.name, p.description))), &form.preset),
     });
     page(status, "sources", &data)
 }
@@ -80,23 +87,50 @@ pub async fn create(
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
     let api_key = api_key_input(&form.api_key_header, &form.api_key_value);
-    let records_path = Some(form.records_path.clone());
+    let refuse = |message: String| {
+        list_page(
+            &state,
+            &session,
+            StatusCode::BAD_REQUEST,
+            Some(message),
+            &form,
+        )
+    };
+    let preset = match form.preset.trim() {
+        "" => None,
+        name => match presets::preset(name) {
+            Some(p) => Some(p),
+            None => return refuse(unknown_preset(name).to_string()),
+        },
+    };
+    let records_path = Some(form.records_path.clone())
+        .filter(|p| !p.trim().is_empty())
+        .or_else(|| preset.and_then(|p| p.records_path.clone()));
     let (source, token) = match Source::create(&form.name, api_key, records_path) {
         Ok(created) => created,
-        Err(e) => {
-            return list_page(
-                &state,
-                &session,
-                StatusCode::BAD_REQUEST,
-                Some(e.to_string()),
-                &form,
-            )
-        }
+        Err(e) => return refuse(e.to_string()),
     };
     state.store.put_source(&source)?;
     tracing::info!(source = %source.id, "source created from the dashboard");
+    if let Some(preset) = preset {
+        save_mapping(
+            &state,
+            &source,
+            preset.mapping.clone(),
+            Some(preset.name.clone()),
+        )?;
+    }
     let url = webhook_url(&headers, &token);
-    source_page(&state, &session, &source, Some(url), None, StatusCode::OK)
+    let source = state.store.source(source.id)?.unwrap_or(source);
+    source_page(
+        &state,
+        &session,
+        &source,
+        SourcePage {
+            webhook_url: Some(url),
+            ..SourcePage::default()
+        },
+    )
 }
 
 /// The api-key pair, or `None` when both fields were left empty.
@@ -105,15 +139,6 @@ fn api_key_input(header: &str, value: &str) -> Option<ApiKeyInput> {
         header: header.to_string(),
         value: value.to_string(),
     })
-}
-
-pub async fn show(
-    State(state): State<AppState>,
-    session: Authed,
-    Path(id): Path<String>,
-) -> PageResult {
-    let source = load(&state, &id)?;
-    source_page(&state, &session, &source, None, None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -135,7 +160,16 @@ pub async fn rotate(
     state.store.put_source(&source)?;
     tracing::info!(source = %source.id, "source token rotated from the dashboard");
     let url = webhook_url(&headers, &token);
-    source_page(&state, &session, &source, Some(url), None, StatusCode::OK)
+    let source = state.store.source(source.id)?.unwrap_or(source);
+    source_page(
+        &state,
+        &session,
+        &source,
+        SourcePage {
+            webhook_url: Some(url),
+            ..SourcePage::default()
+        },
+    )
 }
 
 pub async fn delete(
@@ -180,14 +214,15 @@ pub async fn api_key(
         }),
     };
     if let Err(e) = source.set_api_key(key) {
-        let error = Some(e.to_string());
         return source_page(
             &state,
             &session,
             &source,
-            None,
-            error,
-            StatusCode::BAD_REQUEST,
+            SourcePage {
+                status: StatusCode::BAD_REQUEST,
+                error: Some(e.to_string()),
+                ..SourcePage::default()
+            },
         );
     }
     source.updated_at = chrono::Utc::now();
@@ -195,33 +230,51 @@ pub async fn api_key(
     Ok(Redirect::to(&format!("/sources/{}", source.id)).into_response())
 }
 
-fn load(state: &AppState, id: &str) -> Result<Source, PageError> {
+pub(super) fn load(state: &AppState, id: &str) -> Result<Source, PageError> {
     let not_found = || AppError::NotFound(format!("no source `{id}`"));
     let id = id.parse().map_err(|_| not_found())?;
     Ok(state.store.source(id)?.ok_or_else(not_found)?)
 }
 
-/// One source's page. `webhook_url` is set only right after create/rotate.
-/// The `mapping_section` partial gets `mapping`: `{source_id,
-/// mapping_version}` for now (the mapping module will extend it).
-fn source_page(
+/// What a source page shows beyond the source itself.
+pub(super) struct SourcePage {
+    pub status: StatusCode,
+    /// Set only right after create/rotate.
+    pub webhook_url: Option<String>,
+    pub error: Option<String>,
+    pub editor: Editor,
+}
+
+impl Default for SourcePage {
+    fn default() -> Self {
+        Self {
+            status: StatusCode::OK,
+            webhook_url: None,
+            error: None,
+            editor: Editor::default(),
+        }
+    }
+}
+
+/// One source's page; the `mapping_section` partial gets `mapping` (see
+/// `mapping::section`).
+pub(super) fn source_page(
     state: &AppState,
     session: &Authed,
     source: &Source,
-    webhook_url: Option<String>,
-    error: Option<String>,
-    status: StatusCode,
+    page_opts: SourcePage,
 ) -> PageResult {
+    let mapping = super::mapping::section(state, session, source, page_opts.editor)?;
     let data = json!({
         "title": source.name, "nav": "sources", "csrf": session.csrf,
         "source": source_json(source, state.counters.view(source.id), None),
         "created": time(&source.created_at),
         "updated": time(&source.updated_at),
-        "webhook_url": webhook_url,
-        "error": error,
-        "mapping": {"source_id": source.id.to_string(), "mapping_version": source.mapping_version},
+        "webhook_url": page_opts.webhook_url,
+        "error": page_opts.error,
+        "mapping": mapping,
     });
-    page(status, "source", &data)
+    page(page_opts.status, "source", &data)
 }
 
 /// `{scheme}://{host}/hooks/{token}` as the browser reached us. A Host

@@ -143,7 +143,11 @@ pub(crate) fn compile(spec: MappingSpec, version: u32) -> AppResult<CompiledMapp
 }
 
 /// Warnings for template paths the learned schema has never seen.
-fn unseen_paths(state: &AppState, source: &Source, mapping: &CompiledMapping) -> Vec<String> {
+pub(crate) fn unseen_paths(
+    state: &AppState,
+    source: &Source,
+    mapping: &CompiledMapping,
+) -> Vec<String> {
     let Some(schema) = state
         .processor
         .schemas

@@ -5,10 +5,10 @@ mod errors;
 mod events;
 mod health;
 mod hooks;
-mod mapping;
+pub(crate) mod mapping;
 mod metrics;
-mod profiles;
-mod sources;
+pub(crate) mod profiles;
+pub(crate) mod sources;
 
 use crate::app::AppState;
 use crate::error::AppError;

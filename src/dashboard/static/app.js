@@ -1,11 +1,13 @@
 // Inlet dashboard: small progressive enhancements. Every page works without
-// this file; it adds the live tail, copy buttons and delete confirmations.
+// this file; it adds the live tail, copy buttons, delete confirmations and
+// live replay progress.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
   liveTail();
   copyButtons();
   confirmForms();
+  replayProgress();
 });
 
 // Prepends new events to the table as the server reports them. Rows arrive
@@ -57,4 +59,33 @@ function confirmForms() {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   });
+}
+
+// While a replay runs, polls its progress and the counts on the source page.
+// Without JS a reload shows the same text.
+function replayProgress() {
+  var section = document.getElementById("replay");
+  var progress = document.getElementById("replay-progress");
+  if (!section || !progress || !section.dataset.poll || !window.fetch) return;
+  if (!progress.dataset.running) return;
+  var poll = function () {
+    fetch(section.dataset.poll, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        if (data.replay) progress.textContent = data.replay.text;
+        ["failed", "unmapped"].forEach(function (k) {
+          var el = section.querySelector('[data-count="' + k + '"]');
+          if (el && data.counts) el.textContent = String(data.counts[k]);
+        });
+        if (data.replay && !data.replay.finished) {
+          window.setTimeout(poll, 1000);
+        } else {
+          delete progress.dataset.running;
+          progress.dataset.finished = "1";
+        }
+      })
+      .catch(function () { window.setTimeout(poll, 3000); });
+  };
+  window.setTimeout(poll, 500);
 }
