@@ -69,17 +69,15 @@ impl Application {
         let lock = lock_data_dir(&config.data_dir)?;
         let admin_token = load_admin_token(&config)?;
         let store =
-            Store::open(&config.data_dir.join("db"), config.cache_mb).map_err(|source| {
-                StartError::Store {
-                    path: config.data_dir.display().to_string(),
-                    source,
-                }
+            Store::open(&config.data_dir, config.cache_mb).map_err(|source| StartError::Store {
+                path: config.data_dir.display().to_string(),
+                source,
             })?;
         let counters = restore_counters(&store).map_err(|source| StartError::Store {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let commit = GroupCommit::start(store.db.clone());
+        let commit = store.start_group_commit();
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {

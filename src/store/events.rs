@@ -65,7 +65,12 @@ impl Store {
         // written by the processor instead (see `commit_batch`).
         let mut batch = sled::Batch::default();
         for event in events.iter() {
-            batch.insert(&event.id.to_bytes(), encode_raw(event));
+            let key = event.id.to_bytes();
+            let value = encode_raw(event);
+            if let Some(wal) = &self.wal {
+                wal.append(&key, &value);
+            }
+            batch.insert(&key, value);
         }
         self.trees.events.apply_batch(batch)?;
         Ok(())
@@ -481,7 +486,9 @@ mod tests {
     fn a_source_page_joins_processed_and_pending_events_without_repeats() {
         let store = Store::temporary().unwrap();
         let (a, b) = (SourceId::new(), SourceId::new());
-        let mut events: Vec<RawEvent> = (0..6).map(|n| raw(if n % 2 == 0 { a } else { b }, n)).collect();
+        let mut events: Vec<RawEvent> = (0..6)
+            .map(|n| raw(if n % 2 == 0 { a } else { b }, n))
+            .collect();
         store.append_events(&mut events).unwrap();
         // The processor has handled the first four events only.
         let plans: Vec<Planned> = events[..4]

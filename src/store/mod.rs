@@ -22,6 +22,7 @@ pub mod identity;
 pub mod mappings;
 pub mod source_cache;
 pub mod sources;
+pub mod wal;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -104,19 +105,43 @@ pub struct Store {
     append_lock: Arc<Mutex<u128>>,
     /// Sources by token hash for the hook path; see `source_cache`.
     pub(crate) source_cache: Arc<source_cache::SourceCache>,
+    /// The write-ahead log that makes appends durable (none for temporary stores).
+    wal: Option<Arc<wal::Wal>>,
+    /// sled's data file (fsynced at checkpoints); none for temporary stores.
+    db_file: Option<std::path::PathBuf>,
 }
 
 impl Store {
-    /// Opens (or creates) the database under `dir`.
-    pub fn open(dir: &Path, cache_mb: u64) -> StoreResult<Self> {
+    /// Opens (or creates) the database in `<data_dir>/db` with its
+    /// write-ahead log in `<data_dir>/wal`, restoring into sled any logged
+    /// event a crash kept from it.
+    pub fn open(data_dir: &Path, cache_mb: u64) -> StoreResult<Self> {
         let db = sled::Config::new()
-            .path(dir)
+            .path(data_dir.join("db"))
             .cache_capacity(cache_mb * 1024 * 1024)
+            // Durability comes from the write-ahead log and its checkpoints
+            // (which flush sled); sled's own timer would only add IO.
+            .flush_every_ms(None)
             .open()?;
-        Self::with_db(db)
+        let (wal, records, replayed) = wal::Wal::open(&data_dir.join("wal"))
+            .map_err(|e| StoreError::Other(format!("cannot open the write-ahead log: {e}")))?;
+        let trees = Trees::open(&db)?;
+        let restored = restore_logged(&trees.events, records)?;
+        db.flush()?;
+        wal.delete(&replayed)
+            .map_err(|e| StoreError::Other(format!("cannot trim the write-ahead log: {e}")))?;
+        if restored > 0 {
+            tracing::warn!(
+                restored,
+                "restored acknowledged events from the write-ahead log after a crash"
+            );
+        }
+        let mut store = Self::with_db(db, Some(Arc::new(wal)))?;
+        store.db_file = Some(data_dir.join("db").join("db"));
+        Ok(store)
     }
 
-    fn with_db(db: sled::Db) -> StoreResult<Self> {
+    fn with_db(db: sled::Db, wal: Option<Arc<wal::Wal>>) -> StoreResult<Self> {
         let trees = Trees::open(&db)?;
         let last = trees
             .events
@@ -128,6 +153,8 @@ impl Store {
             trees,
             append_lock: Arc::new(Mutex::new(last)),
             source_cache: Arc::default(),
+            wal,
+            db_file: None,
         })
     }
 
@@ -145,14 +172,37 @@ impl Store {
     /// Starts a group-commit flusher for this database (benches and tools;
     /// the server starts its own in `Application::build`).
     pub fn start_group_commit(&self) -> Arc<flush::GroupCommit> {
-        flush::GroupCommit::start(self.db.clone())
+        let target = match &self.wal {
+            Some(wal) => flush::Durability::Wal {
+                wal: wal.clone(),
+                db: self.db.clone(),
+                db_file: self.db_file.clone().unwrap_or_default(),
+            },
+            None => flush::Durability::Sled(self.db.clone()),
+        };
+        flush::GroupCommit::start(target)
     }
 
     /// A throwaway database for unit tests and benches.
     pub fn temporary() -> StoreResult<Self> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::with_db(db)
+        Self::with_db(db, None)
     }
+}
+
+/// Puts back logged events sled lost in a crash. Insert-if-absent: an
+/// event sled kept may since have been changed (erasure scrubs payloads),
+/// and the log must never bring the old version back.
+fn restore_logged(events: &sled::Tree, records: Vec<wal::Record>) -> StoreResult<u64> {
+    let mut restored = 0;
+    for record in records {
+        let swapped =
+            events.compare_and_swap(record.key, None as Option<&[u8]>, Some(record.value))?;
+        if swapped.is_ok() {
+            restored += 1;
+        }
+    }
+    Ok(restored)
 }
 
 /// Reads a JSON value out of a tree.
@@ -168,4 +218,52 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain types to a Vec cannot fail (no maps with
     // non-string keys, no failing Serialize impls).
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{EventId, RequestId, SourceId};
+    use crate::model::RawEvent;
+
+    fn event(n: u128) -> RawEvent {
+        RawEvent {
+            id: EventId(uuid::Uuid::from_u128(n)),
+            source_id: SourceId::new(),
+            request_id: RequestId::new(),
+            received_at: chrono::Utc::now(),
+            payload: serde_json::json!({ "n": n as u64 }),
+            envelope: None,
+            headers: serde_json::Map::new(),
+            not_mappable: None,
+        }
+    }
+
+    #[test]
+    fn an_event_only_the_log_kept_is_restored_at_open_and_an_erased_one_is_not_revived() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = event(1);
+        let lost = event(2);
+        {
+            // sled holds `kept` in a scrubbed form; the crash lost `lost`.
+            let store = Store::open(dir.path(), 16).unwrap();
+            let mut scrubbed = kept.clone();
+            scrubbed.payload = serde_json::json!({"_erased": true});
+            store.replace_raw_event(&scrubbed).unwrap();
+            store.db.flush().unwrap();
+        }
+        {
+            let (wal, _, _) = wal::Wal::open(&dir.path().join("wal")).unwrap();
+            for e in [&kept, &lost] {
+                let mut value = e.source_id.to_bytes().to_vec();
+                value.extend(serde_json::to_vec(e).unwrap());
+                wal.append(&e.id.to_bytes(), &value);
+            }
+            wal.sync().unwrap();
+        }
+        let store = Store::open(dir.path(), 16).unwrap();
+        assert_eq!(store.raw_event(lost.id).unwrap(), Some(lost));
+        let kept_now = store.raw_event(kept.id).unwrap().unwrap();
+        assert_eq!(kept_now.payload, serde_json::json!({"_erased": true}));
+    }
 }
