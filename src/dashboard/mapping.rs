@@ -519,6 +519,30 @@ fn with_editor(
     )
 }
 
+/// The common start of preview and save: the CSRF check, the source, and the
+/// typed form as a mapping — or, when the form does not parse, the page again
+/// with its errors (the inner `Err`).
+fn read_form(
+    state: &AppState,
+    session: &Authed,
+    id: &str,
+    form: MappingForm,
+) -> Result<Result<(Source, Editor, crate::model::MappingSpec), Response>, PageError> {
+    csrf::check(session, &form.csrf)?;
+    let source = load(state, id)?;
+    let mut editor = Editor {
+        form: Some(form.clone()),
+        ..Editor::default()
+    };
+    match form.to_spec() {
+        Ok(spec) => Ok(Ok((source, editor, spec))),
+        Err(errors) => {
+            editor.errors = errors;
+            with_editor(state, session, &source, StatusCode::BAD_REQUEST, editor).map(Err)
+        }
+    }
+}
+
 /// `POST /sources/{id}/mapping/preview`: the page again, with what the typed
 /// mapping makes of the latest samples. Stores nothing.
 pub async fn preview(
@@ -527,18 +551,9 @@ pub async fn preview(
     Path(id): Path<String>,
     Form(form): Form<MappingForm>,
 ) -> PageResult {
-    csrf::check(&session, &form.csrf)?;
-    let source = load(&state, &id)?;
-    let mut editor = Editor {
-        form: Some(form.clone()),
-        ..Editor::default()
-    };
-    let spec = match form.to_spec() {
-        Ok(spec) => spec,
-        Err(errors) => {
-            editor.errors = errors;
-            return with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor);
-        }
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+        Ok(parts) => parts,
+        Err(page) => return Ok(page),
     };
     let samples = crate::routes::mapping::latest_samples(&state, &source, 5)?;
     match run_preview(&state, &source, Some(json!(spec)), None) {
@@ -561,18 +576,9 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<MappingForm>,
 ) -> PageResult {
-    csrf::check(&session, &form.csrf)?;
-    let source = load(&state, &id)?;
-    let mut editor = Editor {
-        form: Some(form.clone()),
-        ..Editor::default()
-    };
-    let spec = match form.to_spec() {
-        Ok(spec) => spec,
-        Err(errors) => {
-            editor.errors = errors;
-            return with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor);
-        }
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+        Ok(parts) => parts,
+        Err(page) => return Ok(page),
     };
     match save_mapping(&state, &source, spec, None) {
         Ok(saved) => {

@@ -12,12 +12,11 @@
 
 use super::events::{by_source_key, counts_key, CURSOR_KEY};
 use super::identity::{SledTxn, TxError};
-use super::{encode, Store, StoreError, StoreResult};
+use super::{encode, Store, StoreResult};
 use crate::counters::Counts;
 use crate::identity::{self, Blocklist, Outcome, ResolveInput};
 use crate::ids::{EventId, SourceId};
 use crate::model::{ErrorEntry, EventState};
-use sled::transaction::TransactionError;
 use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,9 +113,6 @@ impl Store {
                     Ok::<_, TxError>(())
                 },
             )
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(super::abort_reason)
     }
 }

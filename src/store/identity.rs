@@ -12,7 +12,7 @@ use crate::identity::{
 };
 use crate::ids::{EventId, ProfileId};
 use serde_json::json;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 pub(super) type TxError = ConflictableTransactionError<StoreError>;
@@ -211,10 +211,7 @@ impl Store {
                     })
                 },
             )
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(super::abort_reason)
     }
 
     /// Resolves one event atomically; a redelivered event id returns the

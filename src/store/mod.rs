@@ -54,6 +54,15 @@ impl<E: std::fmt::Debug> From<sled::transaction::TransactionError<E>> for StoreE
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A failed transaction whose closure aborts with a `StoreError`: the
+/// closure's own error, or sled's.
+pub(crate) fn abort_reason(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
 /// Handles to every tree. Cheap to clone (sled trees are `Arc`s).
 #[derive(Clone)]
 pub struct Trees {
