@@ -483,6 +483,22 @@ mod tests {
     }
 
     #[test]
+    fn retention_prunes_the_oldest_processed_events_only() {
+        let store = Store::temporary().unwrap();
+        let source = SourceId::new();
+        let mut events: Vec<RawEvent> = (0..5).map(|n| raw(source, n)).collect();
+        store.append_events(&mut events).unwrap();
+        // Only the first two are processed: the rest must survive any retention.
+        store
+            .commit_batch(&[], Some(events[1].id), &HashMap::new(), |_, _, _, _| {})
+            .unwrap();
+        assert_eq!(store.prune_events(1).unwrap(), 2);
+        assert!(store.raw_event(events[1].id).unwrap().is_none());
+        assert!(store.raw_event(events[2].id).unwrap().is_some());
+        assert_eq!(store.prune_events(1).unwrap(), 0);
+    }
+
+    #[test]
     fn a_source_page_joins_processed_and_pending_events_without_repeats() {
         let store = Store::temporary().unwrap();
         let (a, b) = (SourceId::new(), SourceId::new());
