@@ -42,7 +42,7 @@ pub struct Config {
     pub error_retention: u64,
 
     /// sled page-cache size in MiB (sled's own default is 1 GiB).
-    #[arg(long, env = "INLET_CACHE_MB", default_value_t = 64)]
+    #[arg(long, env = "INLET_CACHE_MB", default_value_t = 16)]
     pub cache_mb: u64,
 
     /// Events the processor takes per batch.

