@@ -18,6 +18,10 @@ fn limit_malloc_arenas() {
     }
 }
 
+fn config_host(app: &Application) -> String {
+    app.state().config.addr.ip().to_string()
+}
+
 fn main() {
     limit_malloc_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -44,7 +48,11 @@ async fn serve() {
             std::process::exit(1);
         }
     };
-    tracing::info!(port = app.port(), "listening");
+    tracing::info!(
+        "listening on http://{}:{} (dashboard at /, API under /api, hooks under /hooks)",
+        config_host(&app),
+        app.port()
+    );
     if let Err(e) = app.run().await {
         eprintln!("inlet: {e}");
         std::process::exit(1);
