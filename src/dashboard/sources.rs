@@ -120,11 +120,23 @@ pub async fn create(
             Some(preset.name.clone()),
         )?;
     }
-    let url = webhook_url(&headers, &token);
+    page_with_new_url(&state, &session, &headers, source, &token)
+}
+
+/// The source page right after its token was made (create or rotate): the
+/// only time the full webhook URL is shown.
+fn page_with_new_url(
+    state: &AppState,
+    session: &Authed,
+    headers: &HeaderMap,
+    source: Source,
+    token: &str,
+) -> PageResult {
+    let url = webhook_url(headers, token);
     let source = state.store.source(source.id)?.unwrap_or(source);
     source_page(
-        &state,
-        &session,
+        state,
+        session,
         &source,
         SourcePage {
             webhook_url: Some(url),
@@ -159,17 +171,7 @@ pub async fn rotate(
     let token = source.rotate();
     state.store.put_source(&source)?;
     tracing::info!(source = %source.id, "source token rotated from the dashboard");
-    let url = webhook_url(&headers, &token);
-    let source = state.store.source(source.id)?.unwrap_or(source);
-    source_page(
-        &state,
-        &session,
-        &source,
-        SourcePage {
-            webhook_url: Some(url),
-            ..SourcePage::default()
-        },
-    )
+    page_with_new_url(&state, &session, &headers, source, &token)
 }
 
 pub async fn delete(
