@@ -21,7 +21,9 @@ async fn main() {
     std::fs::create_dir_all(&out).expect("screenshot dir");
     let app = spawn_app().await;
     let fixture = fill(&app).await;
-    let browser = Browser::start().await;
+    let browser = Browser::start().await.expect(
+        "chromium and chromedriver are needed: apt-get install -y chromium chromium-driver",
+    );
     let b = &browser.client;
 
     let shot = |name: &'static str| {
