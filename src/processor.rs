@@ -254,7 +254,6 @@ impl Processor {
         };
         let mut memo = SourceMemo::default();
         let mut claimed = Claimed::new();
-        let mut tally = Tally::default();
         let mut plans = Vec::with_capacity(events.len());
         for raw in &events {
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
@@ -262,14 +261,46 @@ impl Processor {
             let source = memo.get(&self.store, raw.source_id)?;
             let mut plan = self.plan(raw, source, &mut claimed)?;
             plan.index_under = Some(raw.source_id);
-            tally.record(&self.counters, raw.source_id, None, status_of(&plan));
             plans.push(plan);
         }
-        self.store
-            .commit_batch(&plans, Some(last), &tally.0, fold_outcome)?;
-        tally.apply(&self.counters);
+        if let Err(e) = self.commit_new(&events, &plans, last) {
+            tracing::warn!(error = %e, "batch commit failed; committing its events one by one");
+            self.commit_one_by_one(&events, plans)?;
+        }
         self.persist_schemas()?;
         Ok(events.len())
+    }
+
+    /// Commits first-time plans with the cursor at `last`, then counts them.
+    fn commit_new(&self, events: &[RawEvent], plans: &[Planned], last: EventId) -> StoreResult<()> {
+        let mut tally = Tally::default();
+        for (raw, plan) in events.iter().zip(plans) {
+            tally.record(&self.counters, raw.source_id, None, status_of(plan));
+        }
+        self.store
+            .commit_batch(plans, Some(last), &tally.0, fold_outcome)?;
+        tally.apply(&self.counters);
+        Ok(())
+    }
+
+    /// The fallback when a whole batch cannot commit (say one event meets a
+    /// profile sled cannot read): each event alone, and an event that still
+    /// fails is stored as `failed` with the reason, so one bad event never
+    /// wedges the pipeline. Only a store that refuses even that stops it.
+    fn commit_one_by_one(&self, events: &[RawEvent], plans: Vec<Planned>) -> StoreResult<()> {
+        for (raw, plan) in events.iter().zip(plans) {
+            let single = std::slice::from_ref(raw);
+            if let Err(e) = self.commit_new(single, std::slice::from_ref(&plan), raw.id) {
+                tracing::error!(event = %raw.id, error = %e, "event could not be committed; marking it failed");
+                let reason = format!(
+                    "identity resolution could not be stored ({e}); replay failed events once the cause is fixed"
+                );
+                let mut failed = fail(planned(raw), raw, Stage::Identity, "commit_failed", reason);
+                failed.index_under = Some(raw.source_id);
+                self.commit_new(single, std::slice::from_ref(&failed), raw.id)?;
+            }
+        }
+        Ok(())
     }
 
     fn persist_schemas(&self) -> StoreResult<()> {
@@ -576,5 +607,71 @@ pub async fn run(state: AppState) {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {},
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{IdentKey, IdentKind};
+    use crate::ids::{ProfileId, RequestId};
+    use crate::model::MappingSpec;
+    use serde_json::json;
+
+    fn raw(source: SourceId, email: &str) -> RawEvent {
+        RawEvent {
+            id: EventId(uuid::Uuid::nil()),
+            source_id: source,
+            request_id: RequestId::new(),
+            received_at: Utc::now(),
+            payload: json!({"type": "order", "email": email}),
+            envelope: None,
+            headers: serde_json::Map::new(),
+            not_mappable: None,
+        }
+    }
+
+    #[test]
+    fn one_event_that_cannot_be_committed_fails_alone_and_the_pipeline_goes_on() {
+        let store = Store::temporary().unwrap();
+        let config = Arc::new(Config::for_data_dir("/nonexistent"));
+        let processor = Processor::new(store.clone(), Arc::default(), config).unwrap();
+        let (source, _) = Source::create("shop", None, None).unwrap();
+        store.put_source(&source).unwrap();
+        let spec = MappingSpec {
+            event_name: Some("{{type}}".into()),
+            email: Some("{{email}}".into()),
+            ..MappingSpec::default()
+        };
+        store.save_mapping(source.id, &spec, None).unwrap();
+        // A profile sled holds but cannot be read, owning one email.
+        let broken = ProfileId::new();
+        let key = IdentKey::new(IdentKind::Email, "broken@example.org");
+        store
+            .trees
+            .ident
+            .insert(key.to_key_bytes(), &broken.to_bytes()[..])
+            .unwrap();
+        store
+            .trees
+            .profiles
+            .insert(broken.to_bytes(), &b"not json"[..])
+            .unwrap();
+        let mut events = vec![
+            raw(source.id, "ann@example.org"),
+            raw(source.id, "broken@example.org"),
+            raw(source.id, "bob@example.org"),
+        ];
+        store.append_events(&mut events).unwrap();
+
+        assert_eq!(processor.process_batch().unwrap(), 3);
+
+        let status = |i: usize| store.event(events[i].id).unwrap().unwrap().status();
+        assert_eq!(status(0), EventStatus::Resolved);
+        assert_eq!(status(1), EventStatus::Failed);
+        assert_eq!(status(2), EventStatus::Resolved);
+        assert_eq!(store.cursor().unwrap(), Some(events[2].id));
+        let counts = processor.counters.counts(source.id);
+        assert_eq!((counts.resolved, counts.failed), (2, 1));
     }
 }
