@@ -9,10 +9,16 @@
 //! schema (`sniff`) → map (`mapping`) → resolve identity (`identity`, atomic in
 //! `store`) → events / profiles / error log → JSON API (`routes`) and dashboard.
 //!
+//! - `app`: `Application::build`: data-dir lock, admin token, store, flusher,
+//!   processor, listener; graceful shutdown.
 //! - `config`: typed settings, loaded once.
 //! - `ids`, `model`: typed ids and the serde types every stage shares.
 //! - `error`: `AppError`, the one place errors become HTTP answers.
-//! - `store`: the only module that imports sled (trees, group commit, views).
+//! - `counters`: per-source counts kept as numbers, persisted by the processor.
+//! - `store`: the only module that imports sled: trees, the write-ahead log
+//!   and group commit, the processor's batch transaction, identity on sled.
+//! - `views`: the JSON shapes of events, sources and profiles, shared by the
+//!   API and the dashboard.
 //! - `metrics`: Prometheus metrics (`GET /metrics`).
 //! - `routes`: the only module that knows HTTP routing; one file per resource.
 //! - `dashboard`: the HTML pages (login, events, errors, sources, profiles).

@@ -19,7 +19,9 @@ use super::sources::{load, source_page, SourcePage};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::model::{MappingSpec, PropertiesSpec};
-use crate::routes::mapping::{run_preview, save_mapping, start_replay, unseen_paths};
+use crate::routes::mapping::{
+    compile, latest_samples, run_preview, save_mapping, start_replay, unseen_paths,
+};
 use crate::source::Source;
 use crate::store::mappings::ReplayJob;
 use axum::extract::{Path, Query, State};
@@ -555,8 +557,9 @@ pub async fn preview(
         Ok(parts) => parts,
         Err(page) => return Ok(page),
     };
-    let samples = crate::routes::mapping::latest_samples(&state, &source, 5)?;
-    match run_preview(&state, &source, Some(json!(spec)), None) {
+    let samples = latest_samples(&state, &source, 5)?;
+    let preview = compile(spec, 0).and_then(|m| run_preview(&state, &source, &m, &samples));
+    match preview {
         Ok(result) => {
             editor.preview = Some(preview_view(&result, &samples));
             with_editor(&state, &session, &source, StatusCode::OK, editor)

@@ -220,35 +220,39 @@ struct PreviewBody {
     payload: Option<Value>,
 }
 
-/// Runs a mapping over a given payload or the latest samples; stores nothing.
+/// Runs a compiled mapping over stored or given records, with what the
+/// resolver would do for each; stores nothing.
 pub(crate) fn run_preview(
     state: &AppState,
     source: &Source,
-    mapping: Option<Value>,
-    payload: Option<Value>,
+    mapping: &CompiledMapping,
+    records: &[RawEvent],
 ) -> AppResult<Value> {
-    let compiled = match mapping {
-        Some(m) => {
-            let (spec, _) = spec_from_body(&serde_json::to_vec(&m).unwrap_or_default())?;
-            compile(spec, 0)?
-        }
-        None => {
-            let current = state.processor.mappings.current(&state.store, source)?;
-            let current = current.ok_or_else(|| {
-                AppError::BadRequest("no mapping given and the source has none saved yet".into())
-            })?;
-            compile(current.spec.clone(), current.version)?
-        }
-    };
-    let records = match payload {
-        Some(body) => preview_records(source, body, state.config.max_records)?,
-        None => latest_samples(state, source, 5)?,
-    };
     let mut results = Vec::with_capacity(records.len());
-    for raw in &records {
-        results.push(state.processor.preview(source, &compiled, raw)?);
+    for raw in records {
+        results.push(state.processor.preview(source, mapping, raw)?);
     }
-    Ok(json!({"results": results, "warnings": unseen_paths(state, source, &compiled)}))
+    Ok(json!({"results": results, "warnings": unseen_paths(state, source, mapping)}))
+}
+
+/// The mapping a preview runs: the one given (compiled, not saved), else
+/// the source's current one as already compiled for the processor.
+fn preview_mapping(
+    state: &AppState,
+    source: &Source,
+    given: Option<Value>,
+) -> AppResult<Arc<CompiledMapping>> {
+    if let Some(m) = given {
+        let (spec, _) = spec_from_body(&serde_json::to_vec(&m).unwrap_or_default())?;
+        return Ok(Arc::new(compile(spec, 0)?));
+    }
+    state
+        .processor
+        .mappings
+        .current(&state.store, source)?
+        .ok_or_else(|| {
+            AppError::BadRequest("no mapping given and the source has none saved yet".into())
+        })
 }
 
 fn preview_records(source: &Source, body: Value, max_records: usize) -> AppResult<Vec<RawEvent>> {
@@ -286,12 +290,12 @@ async fn preview(
     } else {
         parse_body(&body)?
     };
-    Ok(Json(run_preview(
-        &state,
-        &source,
-        body.mapping,
-        body.payload,
-    )?))
+    let mapping = preview_mapping(&state, &source, body.mapping)?;
+    let records = match body.payload {
+        Some(payload) => preview_records(&source, payload, state.config.max_records)?,
+        None => latest_samples(&state, &source, 5)?,
+    };
+    Ok(Json(run_preview(&state, &source, &mapping, &records)?))
 }
 
 #[derive(Deserialize)]

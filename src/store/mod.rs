@@ -2,16 +2,18 @@
 //!
 //! Trees (keys are big-endian so sled's order is the order we scan in):
 //! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
-//! - `events`: event id (UUID v7) → `RawEvent` JSON, immutable after the 202.
+//! - `events`: event id (UUID v7) → source id (16 bytes) ‖ `RawEvent` JSON,
+//!   immutable after the 202 (erasure aside); also in the write-ahead log
+//!   (`wal`) until a checkpoint.
 //! - `event_state`: event id → `EventState` JSON, written by the processor.
-//! - `events_by_source`: source id ‖ event id → ().
+//! - `events_by_source`: source id ‖ event id → (), written by the processor.
 //! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
 //! - `meta`: named singletons (processor cursor, counters, schema snapshots).
 //! - `mappings`: source id ‖ version (u32 BE) → mapping JSON.
 //! - `ident`: typed identifier (`x:`/`e:`/`v:` + value) → profile id.
 //! - `profiles`: profile id → profile JSON; `redirects`: absorbed id → survivor id.
 //! - `profile_events`: profile id ‖ event id → (); `audit`: profile id ‖ audit id → entry JSON.
-//! - `processed`: source id ‖ event id → () (identity idempotence);
+//! - `processed`: event id → resolver `Outcome` JSON (identity idempotence);
 //!   `dedupe`: source id ‖ idempotency key → event id.
 
 pub mod batch;
