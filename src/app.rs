@@ -137,8 +137,14 @@ impl Application {
         state.processor.stop();
         state.new_events.notify_one();
         let _ = processor.await;
-        let commit = state.commit.clone();
-        let _ = tokio::task::spawn_blocking(move || commit.stop()).await;
+        let (commit, store) = (state.commit.clone(), state.store.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            commit.stop();
+            if let Err(e) = store.close() {
+                tracing::error!(error = %e, "final flush failed; the processor redoes its last work at the next start");
+            }
+        })
+        .await;
         tracing::info!("stopped");
         served
     }

@@ -24,6 +24,8 @@ use crate::model::{
 use crate::sniff::{Drift, SchemaRegistry};
 use crate::source::Source;
 use crate::store::batch::Planned;
+use crate::store::events::Logged;
+use crate::store::log::Location;
 use crate::store::mappings::ReplayJob;
 use crate::store::{Store, StoreResult};
 use chrono::Utc;
@@ -94,9 +96,10 @@ pub struct Processor {
 
 /// Building up one event's plan: its state, its error-log entries, and
 /// the identity work left for the batch transaction.
-fn planned(raw: &RawEvent) -> Planned {
+fn planned(raw: &RawEvent, at: Location) -> Planned {
     Planned {
         event_id: raw.id,
+        at,
         state: EventState {
             processed_at: Some(Utc::now()),
             ..EventState::default()
@@ -245,21 +248,19 @@ impl Processor {
 
     /// Processes the next batch of new events; returns how many it took.
     fn process_batch(&self) -> StoreResult<usize> {
-        let cursor = self.store.cursor()?;
-        let events = self
-            .store
-            .events_after(cursor, self.config.processor_batch)?;
-        let Some(last) = events.last().map(|e| e.id) else {
+        let events = self.store.next_pending(self.config.processor_batch)?;
+        let Some(last) = events.last().map(|e| (e.raw.id, e.at)) else {
             return Ok(0);
         };
         let mut memo = SourceMemo::default();
         let mut claimed = Claimed::new();
         let mut plans = Vec::with_capacity(events.len());
-        for raw in &events {
+        for event in &events {
+            let raw = &event.raw;
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
             let _enter = span.enter();
             let source = memo.get(&self.store, raw.source_id)?;
-            let mut plan = self.plan(raw, source, &mut claimed)?;
+            let mut plan = self.plan(raw, event.at, source, &mut claimed)?;
             plan.index_under = Some(raw.source_id);
             plans.push(plan);
         }
@@ -267,15 +268,21 @@ impl Processor {
             tracing::warn!(error = %e, "batch commit failed; committing its events one by one");
             self.commit_one_by_one(&events, plans)?;
         }
+        self.store.pending_done(last.0)?;
         self.persist_schemas()?;
         Ok(events.len())
     }
 
     /// Commits first-time plans with the cursor at `last`, then counts them.
-    fn commit_new(&self, events: &[RawEvent], plans: &[Planned], last: EventId) -> StoreResult<()> {
+    fn commit_new(
+        &self,
+        events: &[Logged],
+        plans: &[Planned],
+        last: (EventId, Location),
+    ) -> StoreResult<()> {
         let mut tally = Tally::default();
-        for (raw, plan) in events.iter().zip(plans) {
-            tally.record(&self.counters, raw.source_id, None, status_of(plan));
+        for (event, plan) in events.iter().zip(plans) {
+            tally.record(&self.counters, event.raw.source_id, None, status_of(plan));
         }
         self.store
             .commit_batch(plans, Some(last), &tally.0, fold_outcome)?;
@@ -287,17 +294,24 @@ impl Processor {
     /// profile sled cannot read): each event alone, and an event that still
     /// fails is stored as `failed` with the reason, so one bad event never
     /// wedges the pipeline. Only a store that refuses even that stops it.
-    fn commit_one_by_one(&self, events: &[RawEvent], plans: Vec<Planned>) -> StoreResult<()> {
-        for (raw, plan) in events.iter().zip(plans) {
-            let single = std::slice::from_ref(raw);
-            if let Err(e) = self.commit_new(single, std::slice::from_ref(&plan), raw.id) {
+    fn commit_one_by_one(&self, events: &[Logged], plans: Vec<Planned>) -> StoreResult<()> {
+        for (event, plan) in events.iter().zip(plans) {
+            let (raw, single) = (&event.raw, std::slice::from_ref(event));
+            let last = (raw.id, event.at);
+            if let Err(e) = self.commit_new(single, std::slice::from_ref(&plan), last) {
                 tracing::error!(event = %raw.id, error = %e, "event could not be committed; marking it failed");
                 let reason = format!(
                     "identity resolution could not be stored ({e}); replay failed events once the cause is fixed"
                 );
-                let mut failed = fail(planned(raw), raw, Stage::Identity, "commit_failed", reason);
+                let mut failed = fail(
+                    planned(raw, event.at),
+                    raw,
+                    Stage::Identity,
+                    "commit_failed",
+                    reason,
+                );
                 failed.index_under = Some(raw.source_id);
-                self.commit_new(single, std::slice::from_ref(&failed), raw.id)?;
+                self.commit_new(single, std::slice::from_ref(&failed), last)?;
             }
         }
         Ok(())
@@ -315,10 +329,11 @@ impl Processor {
     fn plan(
         &self,
         raw: &RawEvent,
+        at: Location,
         source: Option<&(Source, Arc<Blocklist>)>,
         claimed: &mut Claimed,
     ) -> StoreResult<Planned> {
-        let mut plan = planned(raw);
+        let mut plan = planned(raw, at);
         if let Some(reason) = &raw.not_mappable {
             return Ok(fail(
                 plan,
@@ -416,7 +431,7 @@ impl Processor {
                 continue;
             }
             let plan = self.plan_mapped(
-                planned(&event.raw),
+                planned(&event.raw, event.at),
                 &event.raw,
                 source,
                 blocklist,
@@ -663,6 +678,7 @@ mod tests {
             raw(source.id, "bob@example.org"),
         ];
         store.append_events(&mut events).unwrap();
+        store.flush_now().unwrap();
 
         assert_eq!(processor.process_batch().unwrap(), 3);
 

@@ -61,6 +61,16 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
         .unwrap();
     let hook = format!("{base}{}", source["webhook_path"].as_str().unwrap());
     let source_id = source["id"].as_str().unwrap().to_string();
+    // Every event joins one of 16 profiles, so after the crash the profiles'
+    // event counts show whether anything was resolved twice.
+    let mapped = client
+        .put(format!("{base}/api/sources/{source_id}/mapping"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"event_name": "tick", "email": "w{{worker}}@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mapped.status(), 200);
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut senders = Vec::new();
@@ -141,6 +151,50 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     }
     assert!(seen.len() >= acked.len());
     assert_eq!(seen.len() % 2, 0, "a request was stored in part");
+
+    // Processed exactly once: the processor finishes what the crash cut off
+    // (from the log), and the profiles count each stored event once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        let source: Value = client
+            .get(format!("{base}/api/sources/{source_id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let counts = source["counts"].clone();
+        if counts["pending"] == 0 || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        counts["pending"], 0,
+        "the processor did not catch up: {counts}"
+    );
+    assert_eq!(counts["resolved"], seen.len(), "{counts}");
+    let mut profile_events = 0;
+    for worker in 0..16 {
+        let r = client
+            .get(format!("{base}/api/profiles?email=w{worker}@example.org"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            profile_events += r.json::<Value>().await.unwrap()["event_count"]
+                .as_u64()
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        profile_events,
+        seen.len() as u64,
+        "an event was resolved twice or not at all"
+    );
     child.kill().ok();
     let _ = child.wait();
 }

@@ -1,7 +1,7 @@
 //! In-memory views: [`MemoryTxn`] (a whole identity store in maps, for tests)
 //! and [`Overlay`] (buffered writes over another view, for previews).
 
-use super::types::{AuditEntry, IdentKey, Outcome, Profile};
+use super::types::{AuditEntry, IdentKey, Profile};
 use super::IdentityTxn;
 use crate::ids::{EventId, ProfileId};
 use std::cell::RefCell;
@@ -17,7 +17,6 @@ pub struct MemoryTxn {
     redirects: RefCell<BTreeMap<ProfileId, ProfileId>>,
     audit: RefCell<Vec<AuditEntry>>,
     links: RefCell<BTreeSet<(ProfileId, EventId)>>,
-    processed: RefCell<BTreeMap<EventId, Outcome>>,
 }
 
 impl MemoryTxn {
@@ -92,13 +91,6 @@ impl IdentityTxn for MemoryTxn {
         self.links.borrow_mut().insert((profile, event));
         Ok(())
     }
-    fn processed_get(&self, event: EventId) -> Result<Option<Outcome>, Infallible> {
-        Ok(self.processed.borrow().get(&event).cloned())
-    }
-    fn processed_put(&self, event: EventId, outcome: &Outcome) -> Result<(), Infallible> {
-        self.processed.borrow_mut().insert(event, outcome.clone());
-        Ok(())
-    }
 }
 
 /// Reads through to `base`, keeps writes in memory. Running `resolve` on an
@@ -109,7 +101,6 @@ pub struct Overlay<'a, T> {
     ident: RefCell<BTreeMap<IdentKey, Option<ProfileId>>>,
     profiles: RefCell<BTreeMap<ProfileId, Option<Profile>>>,
     redirects: RefCell<BTreeMap<ProfileId, Option<ProfileId>>>,
-    processed: RefCell<BTreeMap<EventId, Outcome>>,
     audit: RefCell<Vec<AuditEntry>>,
 }
 
@@ -120,7 +111,6 @@ impl<'a, T> Overlay<'a, T> {
             ident: RefCell::default(),
             profiles: RefCell::default(),
             redirects: RefCell::default(),
-            processed: RefCell::default(),
             audit: RefCell::default(),
         }
     }
@@ -183,16 +173,6 @@ impl<T: IdentityTxn> IdentityTxn for Overlay<'_, T> {
         Ok(())
     }
     fn link_event(&self, _profile: ProfileId, _event: EventId) -> Result<(), T::Error> {
-        Ok(())
-    }
-    fn processed_get(&self, event: EventId) -> Result<Option<Outcome>, T::Error> {
-        match self.processed.borrow().get(&event) {
-            Some(v) => Ok(Some(v.clone())),
-            None => self.base.processed_get(event),
-        }
-    }
-    fn processed_put(&self, event: EventId, outcome: &Outcome) -> Result<(), T::Error> {
-        self.processed.borrow_mut().insert(event, outcome.clone());
         Ok(())
     }
 }

@@ -40,7 +40,4 @@ pub trait IdentityTxn {
     fn audit_put(&self, entry: &AuditEntry) -> Result<(), Self::Error>;
     /// Records that `event` belongs to `profile`.
     fn link_event(&self, profile: ProfileId, event: EventId) -> Result<(), Self::Error>;
-    /// The stored outcome of an already-resolved event.
-    fn processed_get(&self, event: EventId) -> Result<Option<Outcome>, Self::Error>;
-    fn processed_put(&self, event: EventId, outcome: &Outcome) -> Result<(), Self::Error>;
 }

@@ -50,7 +50,17 @@ impl Candidates {
         let mut owners = Vec::with_capacity(keys.len());
         let mut profiles: Vec<Profile> = Vec::new();
         for key in &keys {
-            let owner = lookup(txn, key)?;
+            let Some(id) = txn.ident_get(key)? else {
+                owners.push(None);
+                continue;
+            };
+            // An event's identifiers mostly point at one profile: read and
+            // decode it once, not once per identifier.
+            if profiles.iter().any(|q| q.id == id) {
+                owners.push(Some(id));
+                continue;
+            }
+            let owner = canonical(txn, id)?;
             owners.push(owner.as_ref().map(|p| p.id));
             if let Some(p) = owner {
                 if !profiles.iter().any(|q| q.id == p.id) {
@@ -138,16 +148,14 @@ impl Candidates {
     }
 }
 
-/// Resolves one event inside `txn`. Idempotent per event id: a second call
-/// returns the stored outcome and writes nothing.
+/// Resolves one event inside `txn`. Not idempotent by itself: the processor
+/// resolves an event once, in the transaction that also moves its cursor
+/// past it, and replays only events that never resolved (failed, unmapped).
 pub fn resolve<T: IdentityTxn>(
     txn: &T,
     input: &ResolveInput,
     blocklist: &Blocklist,
 ) -> Result<Outcome, T::Error> {
-    if let Some(done) = txn.processed_get(input.event_id)? {
-        return Ok(done);
-    }
     let (ids, mut refusals) = normalise(&input.ids, blocklist);
     let mut cands = Candidates::load(txn, ids.keys())?;
     while let Some((i, reason)) = cands.violation() {
@@ -169,7 +177,6 @@ pub fn resolve<T: IdentityTxn>(
         refusals,
     };
     audit_refusals(txn, input, &outcome)?;
-    txn.processed_put(input.event_id, &outcome)?;
     Ok(outcome)
 }
 

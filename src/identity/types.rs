@@ -314,8 +314,7 @@ pub enum Action {
     None,
 }
 
-/// The result of resolving one event; stored in `processed` so a redelivery
-/// answers the same thing.
+/// The result of resolving one event (folded into the event's state).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub profile_id: Option<ProfileId>,

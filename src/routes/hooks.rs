@@ -245,8 +245,8 @@ fn to_raw_events(
 
 /// Appends the records and waits for the group flush that covers them.
 ///
-/// The append itself runs inline: it is in-memory sled work of a few
-/// microseconds, cheaper than a hop to the blocking pool. Only the flush
+/// The append itself runs inline: it is a memcpy into the log buffer,
+/// cheaper than a hop to the blocking pool. Only the flush
 /// waits, and it waits asynchronously.
 async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), Refusal> {
     let unavailable = |detail: String| {
@@ -265,12 +265,14 @@ async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), 
             .counters
             .add_received(first.source_id, events.len() as u64);
     }
-    state.new_events.notify_one();
     state
         .commit
         .durable()
         .await
-        .map_err(|e| unavailable(e.to_string()))
+        .map_err(|e| unavailable(e.to_string()))?;
+    // The processor takes durable events only: wake it now that these are.
+    state.new_events.notify_one();
+    Ok(())
 }
 
 fn log_refusal(state: &AppState, source: SourceId, refusal: &Refusal) {

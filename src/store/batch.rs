@@ -10,8 +10,9 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
-use super::events::{by_source_key, counts_key, CURSOR_KEY};
+use super::events::{by_source_key, counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY};
 use super::identity::{SledTxn, TxError};
+use super::log::Location;
 use super::{encode, Store, StoreResult};
 use crate::counters::Counts;
 use crate::identity::{self, Blocklist, Outcome, ResolveInput};
@@ -24,6 +25,8 @@ use std::sync::Arc;
 /// One processed event, ready to commit.
 pub struct Planned {
     pub event_id: EventId,
+    /// Where the event lives in the log (kept with its state).
+    pub at: Location,
     pub state: EventState,
     pub errors: Vec<ErrorEntry>,
     /// Identity work left: the resolver input and the source's blocklist.
@@ -35,13 +38,14 @@ pub struct Planned {
 }
 
 impl Store {
-    /// Commits a batch. `finish` folds a resolver outcome into the event's
+    /// Commits a batch; `cursor` (the last new event of the batch and its
+    /// place in the log) moves the processor on. `finish` folds a resolver outcome into the event's
     /// state and may add error-log entries; it must be pure (sled may call
     /// it again on a retry).
     pub fn commit_batch(
         &self,
         planned: &[Planned],
-        cursor: Option<EventId>,
+        cursor: Option<(EventId, Location)>,
         counts: &HashMap<SourceId, Counts>,
         finish: impl Fn(&Planned, &mut EventState, &mut Vec<ErrorEntry>, &Outcome),
     ) -> StoreResult<()> {
@@ -56,7 +60,6 @@ impl Store {
             &t.redirects,
             &t.profile_events,
             &t.audit,
-            &t.processed,
             &t.event_state,
             &t.meta,
             &t.errors,
@@ -71,7 +74,6 @@ impl Store {
                     redirects,
                     profile_events,
                     audit,
-                    processed,
                     states,
                     meta,
                     errors,
@@ -84,7 +86,6 @@ impl Store {
                         redirects,
                         profile_events,
                         audit,
-                        processed,
                     };
                     for item in planned {
                         let mut state = item.state.clone();
@@ -93,7 +94,7 @@ impl Store {
                             let outcome = identity::resolve(&txn, input, blocklist)?;
                             finish(item, &mut state, &mut entries, &outcome);
                         }
-                        states.insert(&item.event_id.to_bytes(), encode(&state))?;
+                        states.insert(&item.event_id.to_bytes(), encode_state(item.at, &state))?;
                         for entry in &entries {
                             errors.insert(&entry.id.to_bytes(), encode(entry))?;
                         }
@@ -104,8 +105,9 @@ impl Store {
                             dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
                         }
                     }
-                    if let Some(c) = cursor {
-                        meta.insert(CURSOR_KEY, &c.to_bytes())?;
+                    if let Some((id, at)) = cursor {
+                        meta.insert(CURSOR_KEY, &id.to_bytes())?;
+                        meta.insert(CURSOR_AT_KEY, &at.to_bytes())?;
                     }
                     for (key, value) in &counts {
                         meta.insert(key.as_slice(), value.as_slice())?;

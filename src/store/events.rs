@@ -1,13 +1,19 @@
-//! The durable event log, processed state, the processor cursor and counters.
+//! Events: appending to the log, the processor's queue, processed state,
+//! pages of recent events, the processor cursor and counters, retention
+//! and erasure.
 
-use super::{decode, encode, Store, StoreResult};
+use super::log::Location;
+use super::pending::{Pending, PendingEntry};
+use super::{decode, encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
 use std::collections::HashMap;
-use std::ops::Bound;
+use std::sync::Arc;
 
 pub(super) const CURSOR_KEY: &[u8] = b"cursor";
+/// The cursor event's `Location` in the log (where the start-up scan begins).
+pub(super) const CURSOR_AT_KEY: &[u8] = b"cursor_at";
 const COUNTS_PREFIX: &[u8] = b"counts/";
 const SCHEMA_PREFIX: &[u8] = b"schema/";
 
@@ -16,6 +22,8 @@ const SCHEMA_PREFIX: &[u8] = b"schema/";
 pub struct StoredEvent {
     pub raw: RawEvent,
     pub state: Option<EventState>,
+    /// Where the raw event lives in the log.
+    pub at: Location,
 }
 
 impl StoredEvent {
@@ -42,86 +50,165 @@ pub struct EventFilter {
 /// bounded amount of work, and the page says where it stopped.
 const SCAN_CAP: usize = 20_000;
 
+/// An event taken from the log for the processor: the event and where it lives.
+pub struct Logged {
+    pub raw: RawEvent,
+    pub at: Location,
+}
+
 impl Store {
-    /// Stores every record of one request atomically (all or nothing),
+    /// Stores every record of one request (all or nothing: the records are
+    /// one contiguous run of the log buffer, written by one `write`),
     /// assigning their event ids. The caller then waits for the group flush
     /// before acknowledging.
     ///
-    /// Ids are assigned under the append lock, so id order is commit order:
-    /// the processor's cursor (the last id it processed) can never skip an
-    /// event whose request committed late. The lock covers only in-memory
-    /// sled work, never a flush.
+    /// Ids are assigned under the append lock, which also appends to the log
+    /// and queues the events for the processor, so id order is log order.
+    /// The lock covers in-memory work only (a memcpy into the log buffer),
+    /// never a write or a sync.
     pub fn append_events(&self, events: &mut [RawEvent]) -> StoreResult<()> {
-        let mut last = self
-            .append_lock
-            .lock()
-            .map_err(|_| super::StoreError::Other("append lock poisoned".into()))?;
+        let mut pending = self.pending_lock()?;
         for event in events.iter_mut() {
-            event.id = next_event_id(&mut last);
+            event.id = next_event_id(&mut pending.last_id);
+            let body = encode_raw(event);
+            let (at, lsn) = self
+                .log
+                .append(&body)
+                .map_err(|e| StoreError::Other(format!("cannot append to the event log: {e}")))?;
+            pending.push(PendingEntry {
+                id: event.id,
+                source: event.source_id,
+                at,
+                lsn,
+                body: Some(Arc::from(body)),
+            });
         }
-        // One batch on one tree: atomic, and unlike a multi-tree sled
-        // transaction it does not take sled's global write lock, which under
-        // load stalls every concurrent request. The per-source index is
-        // written by the processor instead (see `commit_batch`).
-        let mut batch = sled::Batch::default();
-        for event in events.iter() {
-            let key = event.id.to_bytes();
-            let value = encode_raw(event);
-            if let Some(wal) = &self.wal {
-                wal.append(&key, &value);
-            }
-            batch.insert(&key, value);
-        }
-        self.trees.events.apply_batch(batch)?;
         Ok(())
     }
 
+    fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
+        self.pending
+            .lock()
+            .map_err(|_| StoreError::Other("append lock poisoned".into()))
+    }
+
+    /// Rebuilds the processor's queue from the log after the committed
+    /// cursor (at open). Returns how many events wait.
+    pub(super) fn queue_unprocessed(&self) -> StoreResult<usize> {
+        let cursor = self.cursor()?;
+        let from = self
+            .trees
+            .meta
+            .get(CURSOR_AT_KEY)?
+            .and_then(|b| Location::from_slice(&b))
+            .map_or((0, 0), |at| (at.segment, at.end()));
+        let records = self
+            .log
+            .scan_from(from)
+            .map_err(|e| StoreError::Other(format!("cannot read the event log: {e}")))?;
+        let mut pending = self.pending_lock()?;
+        pending.last_id = cursor.map_or(0, |c| c.0.as_u128());
+        pending.processed_upto = cursor;
+        let mut queued = 0;
+        for record in records {
+            let (Some(id), Some(source)) = (
+                record.body.get(..16).and_then(EventId::from_slice),
+                record.body.get(16..32).and_then(SourceId::from_slice),
+            ) else {
+                continue;
+            };
+            if cursor.is_some_and(|c| id <= c) {
+                continue;
+            }
+            pending.last_id = pending.last_id.max(id.0.as_u128());
+            pending.push(PendingEntry {
+                id,
+                source,
+                at: record.at,
+                lsn: 0,
+                body: Some(Arc::from(record.body)),
+            });
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Up to `limit` of the oldest events the processor has not committed,
+    /// durable ones only (an event is processed only once its 202 could be sent).
+    pub fn next_pending(&self, limit: usize) -> StoreResult<Vec<Logged>> {
+        let entries = self.pending_lock()?.oldest(limit, self.log.synced());
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let raw = match &entry.body {
+                Some(body) => decode_raw(body)?,
+                None => match self.raw_at(entry.id, entry.at) {
+                    Ok(raw) => raw,
+                    // Written but not yet readable: take it next time.
+                    Err(_) => break,
+                },
+            };
+            out.push(Logged { raw, at: entry.at });
+        }
+        Ok(out)
+    }
+
+    /// Drops committed events from the processor's queue (after `commit_batch`).
+    pub fn pending_done(&self, last: EventId) -> StoreResult<()> {
+        self.pending_lock()?.done(last);
+        Ok(())
+    }
+
+    /// The raw event stored at `at`: from the log, or the scrubbed copy of
+    /// an erased one.
+    fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+        if let Some(scrubbed) = self.trees.erased.get(id.to_bytes())? {
+            return decode("erased", &scrubbed);
+        }
+        let body = self.log.read(at).map_err(|e| {
+            StoreError::Other(format!("cannot read event {id} from the event log: {e}"))
+        })?;
+        decode_raw(&body)
+    }
+
     pub fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
-        self.trees
-            .events
-            .get(id.to_bytes())?
-            .map(|b| decode_raw(&b))
-            .transpose()
+        Ok(self.event(id)?.map(|e| e.raw))
     }
 
     pub fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
+        Ok(self.located_state(id)?.map(|(_, state)| state))
+    }
+
+    fn located_state(&self, id: EventId) -> StoreResult<Option<(Location, EventState)>> {
         self.trees
             .event_state
             .get(id.to_bytes())?
-            .map(|b| decode("event_state", &b))
+            .map(|b| decode_state(&b))
             .transpose()
     }
 
     pub fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
-        let Some(raw) = self.raw_event(id)? else {
+        // The queue first: an event leaves it only after its state is
+        // committed, so one that is in neither place does not exist.
+        let queued = self.pending_lock()?.get(id).cloned();
+        if let Some(entry) = queued {
+            let raw = match &entry.body {
+                Some(body) => decode_raw(body)?,
+                None => self.raw_at(id, entry.at)?,
+            };
+            return Ok(Some(StoredEvent {
+                raw,
+                state: None,
+                at: entry.at,
+            }));
+        }
+        let Some((at, state)) = self.located_state(id)? else {
             return Ok(None);
         };
-        let state = self.event_state(id)?;
-        Ok(Some(StoredEvent { raw, state }))
-    }
-
-    /// Overwrites a raw event (only erasure does this: personal fields removed).
-    pub fn replace_raw_event(&self, raw: &RawEvent) -> StoreResult<()> {
-        self.trees
-            .events
-            .insert(raw.id.to_bytes(), encode_raw(raw))?;
-        Ok(())
-    }
-
-    /// Up to `limit` events stored after `cursor`, oldest first (the processor's feed).
-    pub fn events_after(
-        &self,
-        cursor: Option<EventId>,
-        limit: usize,
-    ) -> StoreResult<Vec<RawEvent>> {
-        let range = match cursor {
-            Some(c) => self.trees.events.range((
-                std::ops::Bound::Excluded(c.to_bytes().to_vec()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.trees.events.range::<Vec<u8>, _>(..),
-        };
-        range.take(limit).map(|item| decode_raw(&item?.1)).collect()
+        Ok(Some(StoredEvent {
+            raw: self.raw_at(id, at)?,
+            state: Some(state),
+            at,
+        }))
     }
 
     /// Events newest first, filtered; returns the page and the cursor for the next.
@@ -129,7 +216,7 @@ impl Store {
         &self,
         filter: &EventFilter,
     ) -> StoreResult<(Vec<StoredEvent>, Option<EventId>)> {
-        let ids = self.candidate_ids(filter);
+        let ids = self.candidate_ids(filter)?;
         let mut out = Vec::new();
         let mut last_scanned = None;
         let mut scanned = 0;
@@ -157,76 +244,47 @@ impl Store {
         Ok((out, next))
     }
 
-    /// Event ids newest first: from the per-source index when a source is
-    /// given, else from the log itself.
+    /// Event ids newest first: the unprocessed ones from the queue, then the
+    /// processed ones from sled (the per-source index when a source is
+    /// given, else the states). Both parts are split at `processed_upto`,
+    /// read with the queue snapshot, so an id never appears twice or goes
+    /// missing while the processor moves on.
     fn candidate_ids(
         &self,
         filter: &EventFilter,
-    ) -> Box<dyn Iterator<Item = StoreResult<EventId>> + '_> {
-        match filter.source_id {
-            Some(source) => self.source_ids_newest_first(source, filter.before),
-            None => {
-                let range = match filter.before {
-                    Some(b) => self.trees.events.range(..b.to_bytes().to_vec()),
-                    None => self.trees.events.range::<Vec<u8>, _>(..),
-                };
-                Box::new(range.keys().rev().map(|k| Ok(id_at(&k?, 0))))
-            }
-        }
-    }
-
-    /// A source's event ids newest first: first the events the processor
-    /// has not reached (scanned from the log, reading only the source id
-    /// each value starts with), then the per-source index, which holds
-    /// exactly the processed ones. Both parts are split at one cursor value
-    /// read up front, so an id never appears twice even while the processor
-    /// moves on.
-    fn source_ids_newest_first(
-        &self,
-        source: SourceId,
-        before: Option<EventId>,
-    ) -> Box<dyn Iterator<Item = StoreResult<EventId>> + '_> {
-        let cursor = match self.cursor() {
-            Ok(c) => c,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
+    ) -> StoreResult<Box<dyn Iterator<Item = StoreResult<EventId>> + '_>> {
+        let (upto, queued) = {
+            let pending = self.pending_lock()?;
+            let ids = pending.ids_newest_first(filter.source_id, filter.before, SCAN_CAP);
+            (pending.processed_upto, ids)
         };
-        let upper = before.map(|b| b.to_bytes().to_vec());
-        let lower = cursor.map(|c| c.to_bytes().to_vec());
-        let tail: Box<dyn Iterator<Item = StoreResult<EventId>>> = match (&lower, &upper) {
-            (Some(l), Some(u)) if l >= u => Box::new(std::iter::empty()),
-            _ => {
-                let range = self.trees.events.range::<Vec<u8>, _>((
-                    lower.clone().map_or(Bound::Unbounded, Bound::Excluded),
-                    upper.clone().map_or(Bound::Unbounded, Bound::Excluded),
-                ));
-                let wanted = source.to_bytes();
-                Box::new(range.rev().filter_map(move |item| match item {
-                    Ok((k, v)) => (v.get(..16) == Some(&wanted[..])).then(|| Ok(id_at(&k, 0))),
-                    Err(e) => Some(Err(e.into())),
-                }))
-            }
+        let Some(upto) = upto else {
+            return Ok(Box::new(queued.into_iter().map(Ok)));
         };
-        let index_upper = match (before, cursor) {
-            (Some(b), Some(c)) => by_source_key(
-                source,
-                b.min(EventId(uuid::Uuid::from_u128(c.0.as_u128() + 1))),
+        let after_upto = EventId(uuid::Uuid::from_u128(upto.0.as_u128().saturating_add(1)));
+        let upper = filter.before.map_or(after_upto, |b| b.min(after_upto));
+        let processed: Box<dyn Iterator<Item = StoreResult<EventId>>> = match filter.source_id {
+            Some(source) => Box::new(
+                self.trees
+                    .events_by_source
+                    .range(
+                        by_source_key(source, EventId(uuid::Uuid::nil()))
+                            ..by_source_key(source, upper),
+                    )
+                    .keys()
+                    .rev()
+                    .map(|k| Ok(id_at(&k?, 16))),
             ),
-            (Some(b), None) => by_source_key(source, b),
-            (None, Some(c)) => by_source_key(
-                source,
-                EventId(uuid::Uuid::from_u128(c.0.as_u128().saturating_add(1))),
+            None => Box::new(
+                self.trees
+                    .event_state
+                    .range(..upper.to_bytes())
+                    .keys()
+                    .rev()
+                    .map(|k| Ok(id_at(&k?, 0))),
             ),
-            (None, None) => by_source_key(source, EventId(uuid::Uuid::nil())),
         };
-        let index_lower = by_source_key(source, EventId(uuid::Uuid::nil()));
-        let indexed = self
-            .trees
-            .events_by_source
-            .range(index_lower..index_upper)
-            .keys()
-            .rev()
-            .map(|k| Ok(id_at(&k?, 16)));
-        Box::new(tail.chain(indexed))
+        Ok(Box::new(queued.into_iter().map(Ok).chain(processed)))
     }
 
     fn matches(&self, filter: &EventFilter, event: &StoredEvent) -> bool {
@@ -278,20 +336,9 @@ impl Store {
     /// Events waiting for the processor, per source (a scan from the cursor:
     /// bounded by the processor's lag, done once at start).
     pub fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
-        let cursor = self.cursor()?;
         let mut out: HashMap<SourceId, u64> = HashMap::new();
-        let range = match cursor {
-            Some(c) => self.trees.events.range((
-                std::ops::Bound::Excluded(c.to_bytes().to_vec()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.trees.events.range::<Vec<u8>, _>(..),
-        };
-        for item in range {
-            let (_, bytes) = item?;
-            if let Some(source) = bytes.get(..16).and_then(SourceId::from_slice) {
-                *out.entry(source).or_default() += 1;
-            }
+        for entry in self.pending_lock()?.iter() {
+            *out.entry(entry.source).or_default() += 1;
         }
         Ok(out)
     }
@@ -339,18 +386,35 @@ impl Store {
     }
 }
 
-/// A stored event: its source id (16 bytes, so per-source scans of the log
-/// need not parse the JSON) followed by the event as JSON.
+/// A log record's body: the event id and source id (16 bytes each, so a
+/// scan of the log need not parse JSON) followed by the event as JSON.
 fn encode_raw(event: &RawEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&event.id.to_bytes());
     out.extend_from_slice(&event.source_id.to_bytes());
     // Writing our own plain types into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, event);
     out
 }
 
-fn decode_raw(bytes: &[u8]) -> StoreResult<RawEvent> {
-    decode("events", bytes.get(16..).unwrap_or_default())
+fn decode_raw(body: &[u8]) -> StoreResult<RawEvent> {
+    decode("event log", body.get(32..).unwrap_or_default())
+}
+
+/// An `event_state` value: the event's location in the log, then the state.
+pub(super) fn encode_state(at: Location, state: &EventState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&at.to_bytes());
+    // Writing our own plain types into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, state);
+    out
+}
+
+fn decode_state(bytes: &[u8]) -> StoreResult<(Location, EventState)> {
+    let at = Location::from_slice(bytes).ok_or_else(|| {
+        StoreError::Other("an event_state value is shorter than its location".into())
+    })?;
+    Ok((at, decode("event_state", &bytes[Location::BYTES..])?))
 }
 
 /// A UUID v7 strictly greater than the last one handed out.
@@ -395,46 +459,81 @@ impl Store {
             .and_then(|v| EventId::from_slice(&v)))
     }
 
-    /// Removes the oldest processed events beyond `keep` (with their state
-    /// and index entries). Counting is a key scan, so this runs from the
+    /// Removes the oldest processed events beyond `keep`, a whole log
+    /// segment at a time (so at least `keep` stay), with their states and
+    /// index entries. Counting is a key scan, so this runs from the
     /// processor's periodic maintenance, never per request.
     pub fn prune_events(&self, keep: u64) -> StoreResult<u64> {
-        let len = self.trees.events.len() as u64;
-        if len <= keep {
+        let mut stored = self.trees.event_state.len() as u64;
+        if stored <= keep {
             return Ok(0);
         }
-        let cursor = self.cursor()?.map(|c| c.to_bytes());
+        let log_error = |e: std::io::Error| StoreError::Other(format!("event log: {e}"));
+        // Segments before the cursor's hold processed events only.
+        let Some(cursor_segment) = self.cursor_at()?.map(|at| at.segment) else {
+            return Ok(0);
+        };
         let mut removed = 0;
-        for item in self.trees.events.iter().take((len - keep) as usize) {
-            let (key, bytes) = item?;
-            if cursor.is_none_or(|c| key.as_ref() > c.as_slice()) {
-                break; // never prune what the processor has not seen
+        for segment in self.log.closed_segments().map_err(log_error)? {
+            if segment >= cursor_segment {
+                break;
             }
-            let raw = decode_raw(&bytes)?;
-            self.trees.events.remove(&key)?;
-            self.trees.event_state.remove(&key)?;
-            self.trees
-                .events_by_source
-                .remove(by_source_key(raw.source_id, raw.id))?;
-            removed += 1;
+            let records = self.log.segment_records(segment).map_err(log_error)?;
+            let count = records.len() as u64;
+            if stored.saturating_sub(count) < keep {
+                break;
+            }
+            let (mut states, mut index, mut erased) = Default::default();
+            for record in &records {
+                let (Some(id), Some(source)) = (
+                    record.body.get(..16).and_then(EventId::from_slice),
+                    record.body.get(16..32).and_then(SourceId::from_slice),
+                ) else {
+                    continue;
+                };
+                sled::Batch::remove(&mut states, &id.to_bytes());
+                sled::Batch::remove(&mut erased, &id.to_bytes());
+                sled::Batch::remove(&mut index, &by_source_key(source, id));
+            }
+            self.trees.event_state.apply_batch(states)?;
+            self.trees.events_by_source.apply_batch(index)?;
+            self.trees.erased.apply_batch(erased)?;
+            // The states go before the file: a crash in between leaves a
+            // segment nothing points to, which the next pass deletes.
+            self.db.flush()?;
+            self.log.delete_segment(segment).map_err(log_error)?;
+            stored -= count;
+            removed += count;
         }
         Ok(removed)
+    }
+
+    /// Where the processor's cursor event lives in the log.
+    fn cursor_at(&self) -> StoreResult<Option<Location>> {
+        Ok(self
+            .trees
+            .meta
+            .get(CURSOR_AT_KEY)?
+            .and_then(|b| Location::from_slice(&b)))
     }
 }
 
 impl Store {
     /// Removes an event's personal data (erasure): the payload, envelope and
-    /// headers are replaced by a marker, and the mapped identifiers, traits
+    /// headers are replaced by a marker (kept in sled, and the log record's
+    /// JSON is overwritten with zeros), and the mapped identifiers, traits
     /// and properties are cleared. The event's existence and status remain,
     /// so counts and audit stay consistent.
     pub fn scrub_event(&self, id: EventId) -> StoreResult<()> {
-        if let Some(mut raw) = self.raw_event(id)? {
-            raw.payload = serde_json::json!({"_erased": true});
-            raw.envelope = None;
-            raw.headers.clear();
-            self.replace_raw_event(&raw)?;
-        }
-        if let Some(mut state) = self.event_state(id)? {
+        let Some(event) = self.event(id)? else {
+            return Ok(());
+        };
+        let mut raw = event.raw;
+        raw.payload = serde_json::json!({"_erased": true});
+        raw.envelope = None;
+        raw.headers.clear();
+        self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
+        if let Some(mut state) = event.state {
             if let Some(mapped) = state.mapped.as_mut() {
                 mapped.email = None;
                 mapped.external_id = None;
@@ -446,9 +545,14 @@ impl Store {
             state.warnings.clear();
             self.trees
                 .event_state
-                .insert(id.to_bytes(), encode(&state))?;
+                .insert(id.to_bytes(), encode_state(event.at, &state))?;
         }
-        Ok(())
+        // The scrubbed copy must be durable before the log forgets the original.
+        self.db.flush()?;
+        self.pending_lock()?.forget_body(id);
+        self.log
+            .scrub(event.at, 32)
+            .map_err(|e| StoreError::Other(format!("cannot scrub the event log: {e}")))
     }
 }
 
@@ -482,20 +586,73 @@ mod tests {
         page.iter().map(|e| e.raw.id).collect()
     }
 
+    /// Plans for events the processor handled, with nothing else to do.
+    fn handled(logged: &[Logged]) -> Vec<Planned> {
+        logged
+            .iter()
+            .map(|e| Planned {
+                event_id: e.raw.id,
+                at: e.at,
+                state: EventState::default(),
+                errors: Vec::new(),
+                resolve: None,
+                dedupe_key: None,
+                index_under: Some(e.raw.source_id),
+            })
+            .collect()
+    }
+
+    fn process(store: &Store, n: usize) {
+        store.flush_now().unwrap();
+        let logged = store.next_pending(n).unwrap();
+        let last = logged.last().map(|e| (e.raw.id, e.at));
+        store
+            .commit_batch(&handled(&logged), last, &HashMap::new(), |_, _, _, _| {})
+            .unwrap();
+        if let Some((id, _)) = last {
+            store.pending_done(id).unwrap();
+        }
+    }
+
     #[test]
-    fn retention_prunes_the_oldest_processed_events_only() {
-        let store = Store::temporary().unwrap();
+    fn retention_prunes_whole_segments_of_processed_events_only() {
+        // One record per segment.
+        let store = Store::temporary_with_segment_bytes(1).unwrap();
         let source = SourceId::new();
         let mut events: Vec<RawEvent> = (0..5).map(|n| raw(source, n)).collect();
         store.append_events(&mut events).unwrap();
-        // Only the first two are processed: the rest must survive any retention.
-        store
-            .commit_batch(&[], Some(events[1].id), &HashMap::new(), |_, _, _, _| {})
-            .unwrap();
+        // Only the first three are processed: the rest must survive any retention.
+        process(&store, 3);
         assert_eq!(store.prune_events(1).unwrap(), 2);
         assert!(store.raw_event(events[1].id).unwrap().is_none());
         assert!(store.raw_event(events[2].id).unwrap().is_some());
+        assert!(store.raw_event(events[3].id).unwrap().is_some());
         assert_eq!(store.prune_events(1).unwrap(), 0);
+        assert_eq!(store.prune_events(0).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_processor_only_sees_events_once_they_are_durable() {
+        let store = Store::temporary().unwrap();
+        let mut events = vec![raw(SourceId::new(), 1)];
+        store.append_events(&mut events).unwrap();
+        assert!(store.next_pending(10).unwrap().is_empty());
+        store.flush_now().unwrap();
+        assert_eq!(store.next_pending(10).unwrap()[0].raw, events[0]);
+    }
+
+    #[test]
+    fn an_erased_event_reads_back_scrubbed_and_its_log_record_is_zeroed() {
+        let store = Store::temporary().unwrap();
+        let mut events = vec![raw(SourceId::new(), 1)];
+        events[0].payload = serde_json::json!({"email": "ann@example.org"});
+        store.append_events(&mut events).unwrap();
+        process(&store, 1);
+        store.scrub_event(events[0].id).unwrap();
+        let event = store.event(events[0].id).unwrap().unwrap();
+        assert_eq!(event.raw.payload, serde_json::json!({"_erased": true}));
+        let body = store.log.read(event.at).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("ann@example.org"));
     }
 
     #[test]
@@ -507,24 +664,21 @@ mod tests {
             .collect();
         store.append_events(&mut events).unwrap();
         // The processor has handled the first four events only.
-        let plans: Vec<Planned> = events[..4]
-            .iter()
-            .map(|e| Planned {
-                event_id: e.id,
-                state: EventState::default(),
-                errors: Vec::new(),
-                resolve: None,
-                dedupe_key: None,
-                index_under: Some(e.source_id),
-            })
-            .collect();
-        store
-            .commit_batch(&plans, Some(events[3].id), &HashMap::new(), |_, _, _, _| {})
-            .unwrap();
+        process(&store, 4);
         let expected: Vec<EventId> = [4, 2, 0].iter().map(|i| events[*i].id).collect();
         assert_eq!(ids(&store, a, None), expected);
         assert_eq!(ids(&store, a, Some(events[4].id)), expected[1..].to_vec());
         assert_eq!(ids(&store, b, Some(events[3].id)), vec![events[1].id]);
         assert_eq!(store.pending_by_source().unwrap().get(&b), Some(&1));
+        let all = EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        };
+        let (page, _) = store.events_page(&all).unwrap();
+        let newest_first: Vec<EventId> = events.iter().rev().map(|e| e.id).collect();
+        assert_eq!(
+            page.iter().map(|e| e.raw.id).collect::<Vec<_>>(),
+            newest_first
+        );
     }
 }

@@ -1,76 +1,17 @@
 //! Group commit: many writers, one flusher.
 //!
-//! A writer applies its write, takes a ticket, and waits until a flush that
-//! *started after* its ticket has finished. One dedicated thread flushes in
-//! a loop, so concurrent requests share one fsync instead of paying one
-//! each. The flush is a write-ahead-log sync (see `wal`); without a log
-//! (temporary stores) it is `Db::flush`, from this one thread only, never
-//! `flush_async` from many tasks (sled #1308 can deadlock that way).
-//!
-//! With a log, a second thread checkpoints once a second: it rotates the log,
-//! flushes sled, and deletes the log segments sled now holds durably.
+//! A writer appends its records to the event log, takes a ticket, and waits
+//! until a sync that *started after* its ticket has finished. One dedicated
+//! thread syncs in a loop, so concurrent requests share one `fdatasync`
+//! instead of paying one each. (One thread, never `flush_async` from many
+//! tasks: with sled that can deadlock, sled #1308; the log keeps the habit.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::wal::Wal;
-
-/// How often the log is checkpointed into sled.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-/// Pause between two drains of sled's dirty buffers.
-const DRAIN_PAUSE: Duration = Duration::from_millis(20);
-
-/// What a flush makes durable.
-#[derive(Clone)]
-pub enum Durability {
-    /// Sync the write-ahead log; sled is flushed by checkpoints.
-    Wal {
-        wal: Arc<Wal>,
-        db: sled::Db,
-        /// sled's data file, fsynced at each checkpoint.
-        db_file: std::path::PathBuf,
-    },
-    /// Flush sled itself (temporary stores, and the flush-per-write bench).
-    Sled(sled::Db),
-}
-
-impl Durability {
-    fn sync(&self) -> Result<(), String> {
-        match self {
-            Durability::Wal { wal, .. } => wal.sync().map_err(|e| e.to_string()),
-            Durability::Sled(db) => db.flush().map(|_| ()).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Writes sled's dirty buffers out (no log rotation): run back to back
-    /// so sled never builds a backlog that a later flush would wait on
-    /// (measured: a flush once a second took 100–300 ms under load and
-    /// stalled acknowledgements behind it; back to back, each is small).
-    fn drain(&self) -> Result<usize, String> {
-        match self {
-            Durability::Wal { db, .. } => db.flush().map_err(|e| e.to_string()),
-            Durability::Sled(_) => Ok(0),
-        }
-    }
-
-    /// Rotates the log, makes sled durable (its flush, then an fsync of its
-    /// file: sled's flush alone only issues `sync_file_range`), and drops
-    /// the log segments sled now holds.
-    fn checkpoint(&self) -> Result<(), String> {
-        let Durability::Wal { wal, db, db_file } = self else {
-            return Ok(());
-        };
-        let keep = wal.rotate().map_err(|e| e.to_string())?;
-        db.flush().map_err(|e| e.to_string())?;
-        std::fs::File::open(db_file)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| e.to_string())?;
-        wal.delete_before(keep).map_err(|e| e.to_string())
-    }
-}
+use super::log::EventLog;
 
 /// Progress of the flusher: every ticket up to `durable` is on disk; a ticket
 /// up to `failed` (and above `durable`) was in a flush that failed.
@@ -105,8 +46,8 @@ pub struct GroupCommit {
 pub struct FlushFailed;
 
 impl GroupCommit {
-    /// Starts the flusher (and, with a log, the checkpointer) thread.
-    pub fn start(target: Durability) -> Arc<Self> {
+    /// Starts the flusher thread.
+    pub fn start(log: Arc<EventLog>) -> Arc<Self> {
         let (progress, _) = watch::channel(Progress::default());
         let gc = Arc::new(Self {
             next_ticket: AtomicU64::new(0),
@@ -118,58 +59,20 @@ impl GroupCommit {
             stats: FlushStats::default(),
         });
         let flusher = {
-            let (gc, target) = (gc.clone(), target.clone());
-            std::thread::Builder::new()
-                .name("inlet-flusher".into())
-                .spawn(move || gc.run(target))
-        };
-        let checkpointer = {
             let gc = gc.clone();
             std::thread::Builder::new()
-                .name("inlet-checkpoint".into())
-                .spawn(move || gc.checkpoints(target))
+                .name("inlet-flusher".into())
+                .spawn(move || gc.run(&log))
         };
-        for spawned in [flusher, checkpointer] {
-            match spawned {
-                Ok(handle) => {
-                    if let Ok(mut threads) = gc.threads.lock() {
-                        threads.push(handle);
-                    }
+        match flusher {
+            Ok(handle) => {
+                if let Ok(mut threads) = gc.threads.lock() {
+                    threads.push(handle);
                 }
-                Err(e) => tracing::error!(error = %e, "could not start a flusher thread"),
             }
+            Err(e) => tracing::error!(error = %e, "could not start the flusher thread"),
         }
         gc
-    }
-
-    fn checkpoints(&self, target: Durability) {
-        if matches!(target, Durability::Sled(_)) {
-            return;
-        }
-        let mut last = std::time::Instant::now();
-        loop {
-            let stopping = self.stop.load(Ordering::SeqCst);
-            let result = if stopping || last.elapsed() >= CHECKPOINT_EVERY {
-                last = std::time::Instant::now();
-                target.checkpoint().map(|_| 1)
-            } else {
-                target.drain()
-            };
-            match result {
-                Err(e) => {
-                    tracing::error!(error = %e, "checkpoint failed; the log keeps its segments");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                // Nothing was dirty: idle briefly instead of spinning.
-                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
-                // Pace the drains: fewer, larger IO submissions (measured
-                // ~10% more throughput than back to back), each still small.
-                Ok(_) => std::thread::sleep(DRAIN_PAUSE),
-            }
-            if stopping {
-                break;
-            }
-        }
     }
 
     /// Waits until everything written before this call is durable.
@@ -208,7 +111,7 @@ impl GroupCommit {
         }
     }
 
-    fn run(&self, durability: Durability) {
+    fn run(&self, log: &EventLog) {
         let mut durable = 0u64;
         loop {
             if !self.wait_for_work() {
@@ -220,7 +123,7 @@ impl GroupCommit {
             if target == durable && !self.stop.load(Ordering::SeqCst) {
                 continue;
             }
-            let result = durability.sync();
+            let result = log.sync().map_err(|e| e.to_string());
             self.record_batch(target - durable);
             durable = self.publish(result, durable, target);
             if self.stop.load(Ordering::SeqCst)

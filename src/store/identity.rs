@@ -1,10 +1,9 @@
-//! Identity resolution on sled: one atomic transaction per event over the
-//! `ident`, `profiles`, `redirects`, `profile_events`, `audit` and
-//! `processed` trees, running the pure rules of [`crate::identity`].
+//! Identity resolution on sled: one atomic transaction over the `ident`,
+//! `profiles`, `redirects`, `profile_events` and `audit` trees, running the
+//! pure rules of [`crate::identity`].
 //!
 //! Value formats: `ident` and `redirects` hold the 16 profile-id bytes;
 //! `profiles` and `audit` hold JSON; `profile_events` is profile ‖ event → ();
-//! `processed` is event id → `Outcome` JSON (a redelivery answers it again).
 
 use super::{decode, encode, Store, StoreError, StoreResult, Trees};
 use crate::identity::{
@@ -24,7 +23,6 @@ pub(super) struct SledTxn<'a> {
     pub(super) redirects: &'a TransactionalTree,
     pub(super) profile_events: &'a TransactionalTree,
     pub(super) audit: &'a TransactionalTree,
-    pub(super) processed: &'a TransactionalTree,
 }
 
 fn corrupt_id(tree: &str) -> StoreError {
@@ -104,17 +102,6 @@ impl IdentityTxn for SledTxn<'_> {
             .insert(&link_key(profile, event)[..], &[][..])?;
         Ok(())
     }
-    fn processed_get(&self, event: EventId) -> Result<Option<Outcome>, TxError> {
-        match self.processed.get(event.to_bytes())? {
-            Some(v) => decode("processed", &v).map(Some).map_err(abort),
-            None => Ok(None),
-        }
-    }
-    fn processed_put(&self, event: EventId, outcome: &Outcome) -> Result<(), TxError> {
-        self.processed
-            .insert(&event.to_bytes()[..], encode(outcome))?;
-        Ok(())
-    }
 }
 
 /// The live trees, read-only: the base of a preview [`Overlay`]. Writes are
@@ -174,15 +161,6 @@ impl IdentityTxn for ReadView<'_> {
     fn link_event(&self, _: ProfileId, _: EventId) -> StoreResult<()> {
         Err(read_only())
     }
-    fn processed_get(&self, event: EventId) -> StoreResult<Option<Outcome>> {
-        match self.0.processed.get(event.to_bytes())? {
-            Some(v) => decode("processed", &v).map(Some),
-            None => Ok(None),
-        }
-    }
-    fn processed_put(&self, _: EventId, _: &Outcome) -> StoreResult<()> {
-        Err(read_only())
-    }
 }
 
 impl Store {
@@ -196,26 +174,22 @@ impl Store {
             &t.redirects,
             &t.profile_events,
             &t.audit,
-            &t.processed,
         );
         trees
-            .transaction(
-                |(ident, profiles, redirects, profile_events, audit, processed)| {
-                    f(&SledTxn {
-                        ident,
-                        profiles,
-                        redirects,
-                        profile_events,
-                        audit,
-                        processed,
-                    })
-                },
-            )
+            .transaction(|(ident, profiles, redirects, profile_events, audit)| {
+                f(&SledTxn {
+                    ident,
+                    profiles,
+                    redirects,
+                    profile_events,
+                    audit,
+                })
+            })
             .map_err(super::abort_reason)
     }
 
-    /// Resolves one event atomically; a redelivered event id returns the
-    /// stored outcome and changes nothing.
+    /// Resolves one event atomically (tests and benches; the processor
+    /// resolves inside its batch transaction).
     pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
         self.identity_txn(|txn| identity::resolve(txn, input, blocklist))
     }
@@ -335,9 +309,6 @@ impl Store {
             events.extend(self.unlink_events(*pid)?);
             self.redact_audit(*pid)?;
         }
-        for event in &events {
-            self.redact_outcome(*event)?;
-        }
         events.sort_unstable_by(|a, b| b.cmp(a));
         // An erasure is a legal obligation: make it durable before answering.
         self.db.flush()?;
@@ -365,19 +336,6 @@ impl Store {
                 entry.detail = json!({ "redacted": true });
                 self.trees.audit.insert(key, encode(&entry))?;
             }
-        }
-        Ok(())
-    }
-
-    /// Blanks the identifier values kept in a stored outcome's refusals.
-    fn redact_outcome(&self, event: EventId) -> StoreResult<()> {
-        let key = event.to_bytes();
-        if let Some(v) = self.trees.processed.get(key)? {
-            let mut outcome: Outcome = decode("processed", &v)?;
-            for r in &mut outcome.refusals {
-                r.value = "[erased]".into();
-            }
-            self.trees.processed.insert(key, encode(&outcome))?;
         }
         Ok(())
     }
@@ -508,30 +466,6 @@ mod tests {
         );
         let e = run(&store, None, None, Some("abc"));
         assert_ne!(d.profile_id, e.profile_id, "kinds never collide");
-    }
-
-    #[test]
-    fn redelivery_is_not_counted_twice() {
-        let store = Store::temporary().unwrap();
-        run(&store, None, None, Some("v1"));
-        run(&store, None, None, Some("v2"));
-        let merge = input(ids(None, None, Some("v1")));
-        let mut merge = merge;
-        merge.ids.email = Some("m@x.io".into());
-        let first = store.resolve(&merge, &Blocklist::default()).unwrap();
-        let mut joined = input(ids(None, Some("m@x.io"), Some("v2")));
-        let second = store.resolve(&joined, &Blocklist::default()).unwrap();
-        assert_eq!(second.summary(), "merge");
-        let again = store.resolve(&joined, &Blocklist::default()).unwrap();
-        assert_eq!(again, second);
-        joined.event_id = merge.event_id;
-        assert_eq!(
-            store.resolve(&joined, &Blocklist::default()).unwrap(),
-            first
-        );
-        let p = store.profile(second.profile_id.unwrap()).unwrap().unwrap();
-        assert_eq!(p.event_count, 4);
-        assert_eq!(p.merge_count, 1);
     }
 
     #[test]
@@ -712,10 +646,10 @@ mod tests {
         );
         assert!(store
             .trees
-            .processed
-            .get(probe.event_id.to_bytes())
-            .unwrap()
-            .is_none());
+            .profile_events
+            .iter()
+            .keys()
+            .all(|k| !k.unwrap().ends_with(&probe.event_id.to_bytes())));
         let fresh = input(ids(None, None, Some("new")));
         let preview = store
             .resolve_preview(&fresh, &Blocklist::default())

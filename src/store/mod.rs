@@ -2,10 +2,12 @@
 //!
 //! Trees (keys are big-endian so sled's order is the order we scan in):
 //! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
-//! - `events`: event id (UUID v7) → source id (16 bytes) ‖ `RawEvent` JSON,
-//!   immutable after the 202 (erasure aside); also in the write-ahead log
-//!   (`wal`) until a checkpoint.
-//! - `event_state`: event id → `EventState` JSON, written by the processor.
+//! - Raw events are not in sled: they live in the event log (`log`), and
+//!   the not-yet-processed ones are also queued in memory (`pending`).
+//! - `event_state`: event id → the event's `Location` in the log (16 bytes)
+//!   ‖ `EventState` JSON, written by the processor.
+//! - `erased`: event id → the scrubbed `RawEvent` JSON of an erased event
+//!   (its log record is zeroed).
 //! - `events_by_source`: source id ‖ event id → (), written by the processor.
 //! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
 //! - `meta`: named singletons (processor cursor, counters, schema snapshots).
@@ -13,18 +15,18 @@
 //! - `ident`: typed identifier (`x:`/`e:`/`v:` + value) → profile id.
 //! - `profiles`: profile id → profile JSON; `redirects`: absorbed id → survivor id.
 //! - `profile_events`: profile id ‖ event id → (); `audit`: profile id ‖ audit id → entry JSON.
-//! - `processed`: event id → resolver `Outcome` JSON (identity idempotence);
-//!   `dedupe`: source id ‖ idempotency key → event id.
+//! - `dedupe`: source id ‖ idempotency key → event id.
 
 pub mod batch;
 pub mod errors;
 pub mod events;
 pub mod flush;
 pub mod identity;
+pub mod log;
 pub mod mappings;
+mod pending;
 pub mod source_cache;
 pub mod sources;
-pub mod wal;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -70,7 +72,7 @@ pub(crate) fn abort_reason(e: sled::transaction::TransactionError<StoreError>) -
 pub struct Trees {
     pub sources: sled::Tree,
     pub source_tokens: sled::Tree,
-    pub events: sled::Tree,
+    pub erased: sled::Tree,
     pub event_state: sled::Tree,
     pub events_by_source: sled::Tree,
     pub errors: sled::Tree,
@@ -81,7 +83,6 @@ pub struct Trees {
     pub redirects: sled::Tree,
     pub profile_events: sled::Tree,
     pub audit: sled::Tree,
-    pub processed: sled::Tree,
     pub dedupe: sled::Tree,
 }
 
@@ -90,7 +91,7 @@ impl Trees {
         Ok(Self {
             sources: db.open_tree("sources")?,
             source_tokens: db.open_tree("source_tokens")?,
-            events: db.open_tree("events")?,
+            erased: db.open_tree("erased")?,
             event_state: db.open_tree("event_state")?,
             events_by_source: db.open_tree("events_by_source")?,
             errors: db.open_tree("errors")?,
@@ -101,119 +102,118 @@ impl Trees {
             redirects: db.open_tree("redirects")?,
             profile_events: db.open_tree("profile_events")?,
             audit: db.open_tree("audit")?,
-            processed: db.open_tree("processed")?,
             dedupe: db.open_tree("dedupe")?,
         })
     }
 }
 
-/// The database.
+/// How often sled writes the processor's state out. Acknowledged events are
+/// durable in the log already; a crash loses at most this much processing,
+/// which the processor redoes from the log (its cursor is in the same
+/// transactions as the states it covers).
+const SLED_FLUSH_MS: u64 = 500;
+
+/// The database: sled for everything the processor decides, the event log
+/// for the events themselves.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) trees: Trees,
-    /// The last event id handed out (as u128); see `append_events`.
-    append_lock: Arc<Mutex<u128>>,
+    pub(crate) log: Arc<log::EventLog>,
+    /// Unprocessed events; its lock is also the append lock (see `append_events`).
+    pending: Arc<Mutex<pending::Pending>>,
     /// Sources by token hash for the hook path; see `source_cache`.
     pub(crate) source_cache: Arc<source_cache::SourceCache>,
-    /// The write-ahead log that makes appends durable (none for temporary stores).
-    wal: Option<Arc<wal::Wal>>,
-    /// sled's data file (fsynced at checkpoints); none for temporary stores.
-    db_file: Option<std::path::PathBuf>,
+    /// A temporary store's directory, removed with the last handle.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Store {
-    /// Opens (or creates) the database in `<data_dir>/db` with its
-    /// write-ahead log in `<data_dir>/wal`, restoring into sled any logged
-    /// event a crash kept from it.
+    /// Opens (or creates) the database in `<data_dir>/db` and the event log
+    /// in `<data_dir>/log`, queueing for the processor every logged event
+    /// after its cursor.
     pub fn open(data_dir: &Path, cache_mb: u64) -> StoreResult<Self> {
+        Self::open_with(
+            data_dir,
+            cache_mb,
+            log::EventLog::open(&data_dir.join("log")),
+        )
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        cache_mb: u64,
+        log: std::io::Result<log::EventLog>,
+    ) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(data_dir.join("db"))
             .cache_capacity(cache_mb * 1024 * 1024)
-            // Durability comes from the write-ahead log and its checkpoints
-            // (which flush sled); sled's own timer would only add IO.
-            .flush_every_ms(None)
+            .flush_every_ms(Some(SLED_FLUSH_MS))
             .open()?;
-        let (wal, records, replayed) = wal::Wal::open(&data_dir.join("wal"))
-            .map_err(|e| StoreError::Other(format!("cannot open the write-ahead log: {e}")))?;
-        let trees = Trees::open(&db)?;
-        let restored = restore_logged(&trees.events, records)?;
-        db.flush()?;
-        wal.delete(&replayed)
-            .map_err(|e| StoreError::Other(format!("cannot trim the write-ahead log: {e}")))?;
-        if restored > 0 {
-            tracing::warn!(
-                restored,
-                "restored acknowledged events from the write-ahead log after a crash"
-            );
-        }
-        let mut store = Self::with_db(db, Some(Arc::new(wal)))?;
-        store.db_file = Some(data_dir.join("db").join("db"));
-        Ok(store)
+        let log = log.map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
+        Self::assemble(db, log, None)
     }
 
-    fn with_db(db: sled::Db, wal: Option<Arc<wal::Wal>>) -> StoreResult<Self> {
+    fn assemble(
+        db: sled::Db,
+        log: log::EventLog,
+        temp: Option<Arc<tempfile::TempDir>>,
+    ) -> StoreResult<Self> {
         let trees = Trees::open(&db)?;
-        let last = trees
-            .events
-            .last()?
-            .and_then(|(k, _)| uuid::Uuid::from_slice(&k).ok())
-            .map_or(0, |u| u.as_u128());
-        Ok(Self {
+        let store = Self {
             db,
             trees,
-            append_lock: Arc::new(Mutex::new(last)),
+            log: Arc::new(log),
+            pending: Arc::default(),
             source_cache: Arc::default(),
-            wal,
-            db_file: None,
-        })
+            _temp: temp,
+        };
+        let queued = store.queue_unprocessed()?;
+        if queued > 0 {
+            tracing::info!(queued, "events in the log wait for the processor");
+        }
+        Ok(store)
     }
 
     /// Approximate bytes on disk (for the benchmark report and `/metrics`).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.log.size_on_disk()
     }
 
-    /// Flushes to disk now, bypassing group commit: used by the benchmark
-    /// that shows what group commit buys (flush-per-write).
-    pub fn flush_now(&self) -> StoreResult<usize> {
-        Ok(self.db.flush()?)
+    /// Syncs the log now, bypassing group commit: used by the benchmark
+    /// that shows what group commit buys (sync-per-write).
+    pub fn flush_now(&self) -> StoreResult<()> {
+        self.log
+            .sync()
+            .map_err(|e| StoreError::Other(format!("cannot sync the event log: {e}")))
     }
 
-    /// Starts a group-commit flusher for this database (benches and tools;
-    /// the server starts its own in `Application::build`).
+    /// Starts the group-commit flusher for this store's log.
     pub fn start_group_commit(&self) -> Arc<flush::GroupCommit> {
-        let target = match &self.wal {
-            Some(wal) => flush::Durability::Wal {
-                wal: wal.clone(),
-                db: self.db.clone(),
-                db_file: self.db_file.clone().unwrap_or_default(),
-            },
-            None => flush::Durability::Sled(self.db.clone()),
-        };
-        flush::GroupCommit::start(target)
+        flush::GroupCommit::start(self.log.clone())
     }
 
-    /// A throwaway database for unit tests and benches.
+    /// Writes everything out (at shutdown, after the processor stopped).
+    pub fn close(&self) -> StoreResult<()> {
+        self.flush_now()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A throwaway store for unit tests and benches.
     pub fn temporary() -> StoreResult<Self> {
-        let db = sled::Config::new().temporary(true).open()?;
-        Self::with_db(db, None)
+        Self::temporary_with_segment_bytes(64 << 20)
     }
-}
 
-/// Puts back logged events sled lost in a crash. Insert-if-absent: an
-/// event sled kept may since have been changed (erasure scrubs payloads),
-/// and the log must never bring the old version back.
-fn restore_logged(events: &sled::Tree, records: Vec<wal::Record>) -> StoreResult<u64> {
-    let mut restored = 0;
-    for record in records {
-        let swapped =
-            events.compare_and_swap(record.key, None as Option<&[u8]>, Some(record.value))?;
-        if swapped.is_ok() {
-            restored += 1;
-        }
+    /// A throwaway store whose log segments close at `segment_bytes`.
+    pub fn temporary_with_segment_bytes(segment_bytes: u64) -> StoreResult<Self> {
+        let dir = tempfile::tempdir()
+            .map_err(|e| StoreError::Other(format!("cannot create a temporary dir: {e}")))?;
+        let db = sled::Config::new().temporary(true).open()?;
+        let log = log::EventLog::open_with_segment_bytes(&dir.path().join("log"), segment_bytes)
+            .map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
+        Self::assemble(db, log, Some(Arc::new(dir)))
     }
-    Ok(restored)
 }
 
 /// Reads a JSON value out of a tree.
@@ -237,13 +237,13 @@ mod tests {
     use crate::ids::{EventId, RequestId, SourceId};
     use crate::model::RawEvent;
 
-    fn event(n: u128) -> RawEvent {
+    fn event(n: i64) -> RawEvent {
         RawEvent {
-            id: EventId(uuid::Uuid::from_u128(n)),
+            id: EventId(uuid::Uuid::nil()),
             source_id: SourceId::new(),
             request_id: RequestId::new(),
             received_at: chrono::Utc::now(),
-            payload: serde_json::json!({ "n": n as u64 }),
+            payload: serde_json::json!({ "n": n }),
             envelope: None,
             headers: serde_json::Map::new(),
             not_mappable: None,
@@ -251,30 +251,37 @@ mod tests {
     }
 
     #[test]
-    fn an_event_only_the_log_kept_is_restored_at_open_and_an_erased_one_is_not_revived() {
+    fn logged_events_the_processor_had_not_committed_are_queued_again_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let kept = event(1);
-        let lost = event(2);
+        let mut events: Vec<RawEvent> = (0..3).map(event).collect();
         {
-            // sled holds `kept` in a scrubbed form; the crash lost `lost`.
             let store = Store::open(dir.path(), 16).unwrap();
-            let mut scrubbed = kept.clone();
-            scrubbed.payload = serde_json::json!({"_erased": true});
-            store.replace_raw_event(&scrubbed).unwrap();
+            store.append_events(&mut events).unwrap();
+            store.flush_now().unwrap();
+            // The processor committed the first event only.
+            let first = store.next_pending(1).unwrap().remove(0);
+            store
+                .commit_batch(
+                    &[],
+                    Some((first.raw.id, first.at)),
+                    &std::collections::HashMap::new(),
+                    |_, _, _, _| {},
+                )
+                .unwrap();
             store.db.flush().unwrap();
         }
-        {
-            let (wal, _, _) = wal::Wal::open(&dir.path().join("wal")).unwrap();
-            for e in [&kept, &lost] {
-                let mut value = e.source_id.to_bytes().to_vec();
-                value.extend(serde_json::to_vec(e).unwrap());
-                wal.append(&e.id.to_bytes(), &value);
-            }
-            wal.sync().unwrap();
-        }
         let store = Store::open(dir.path(), 16).unwrap();
-        assert_eq!(store.raw_event(lost.id).unwrap(), Some(lost));
-        let kept_now = store.raw_event(kept.id).unwrap().unwrap();
-        assert_eq!(kept_now.payload, serde_json::json!({"_erased": true}));
+        let queued: Vec<EventId> = store
+            .next_pending(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.raw.id)
+            .collect();
+        assert_eq!(queued, vec![events[1].id, events[2].id]);
+        assert_eq!(store.event(events[2].id).unwrap().unwrap().raw, events[2]);
+        // New ids keep growing after a restart.
+        let mut more = vec![event(9)];
+        store.append_events(&mut more).unwrap();
+        assert!(more[0].id > events[2].id);
     }
 }
