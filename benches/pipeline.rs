@@ -102,7 +102,7 @@ fn token_lookup(c: &mut Criterion) {
 enum Durability {
     /// Wait for the shared flusher (what Inlet does).
     GroupCommit,
-    /// Every writer calls `flush` itself (what group commit replaces).
+    /// Every writer syncs the log itself (what group commit replaces).
     FlushPerWrite,
 }
 

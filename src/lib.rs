@@ -15,8 +15,9 @@
 //! - `ids`, `model`: typed ids and the serde types every stage shares.
 //! - `error`: `AppError`, the one place errors become HTTP answers.
 //! - `counters`: per-source counts kept as numbers, persisted by the processor.
-//! - `store`: the only module that imports sled: trees, the write-ahead log
-//!   and group commit, the processor's batch transaction, identity on sled.
+//! - `store`: the only module that imports sled: trees, the event log (raw
+//!   events, not in sled) and group commit, the processor's queue and batch
+//!   transaction, identity on sled.
 //! - `views`: the JSON shapes of events, sources and profiles, shared by the
 //!   API and the dashboard.
 //! - `metrics`: Prometheus metrics (`GET /metrics`).
