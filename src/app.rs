@@ -17,9 +17,22 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// Everything a request handler or background task needs. Cheap to clone.
+/// Everything a request handler or background task needs: one `Arc`, so
+/// the clone axum makes for every request is one atomic increment (it was
+/// ~20, one per tree handle and shared part, measured at ~10% of the hook
+/// path's CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub commit: Arc<GroupCommit>,
@@ -95,7 +108,7 @@ impl Application {
                 }
             })?,
         );
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             config,
             store,
             commit,
@@ -105,7 +118,7 @@ impl Application {
             processor,
             sessions: Arc::default(),
             metrics: Arc::new(Metrics::new()),
-        };
+        }));
         Ok(Self {
             listener,
             state,
