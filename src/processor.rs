@@ -31,7 +31,8 @@ use crate::store::{Store, StoreResult};
 use chrono::Utc;
 use dashmap::DashMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -92,6 +93,9 @@ pub struct Processor {
     stopping: AtomicBool,
     pub schemas: SchemaRegistry,
     pub mappings: MappingCache,
+    planner: std::sync::Mutex<PlannerState>,
+    /// Bumped when a commit fails, which voids batches planned after it.
+    epoch: AtomicU64,
 }
 
 /// Building up one event's plan: its state, its error-log entries, and
@@ -165,9 +169,51 @@ fn fold_outcome(
     state.resolution = Some(outcome.summary());
 }
 
-/// Idempotency keys claimed so far in this batch (the store only knows the
-/// committed ones).
-type Claimed = HashMap<Vec<u8>, EventId>;
+/// Idempotency keys claimed by events not committed yet: the batch being
+/// planned, and the one before it (which the committer may still be
+/// writing). The store knows every older claim.
+#[derive(Default)]
+struct Claims {
+    previous: HashMap<Vec<u8>, EventId>,
+    current: HashMap<Vec<u8>, EventId>,
+}
+
+impl Claims {
+    fn get(&self, key: &[u8]) -> Option<EventId> {
+        self.current
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .copied()
+    }
+
+    fn insert(&mut self, key: Vec<u8>, event: EventId) {
+        self.current.insert(key, event);
+    }
+
+    /// A new batch starts: the last one's claims become `previous`, and the
+    /// one before it is committed (the committer took the last batch only
+    /// after finishing it).
+    fn next_batch(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+}
+
+/// A batch of new events, mapped and ready for the committer.
+struct PlannedBatch {
+    events: Vec<Logged>,
+    plans: Vec<Planned>,
+    last: (EventId, Location),
+    /// The planner's epoch when it was planned (see `Processor::forget_planned`).
+    epoch: u64,
+}
+
+/// What the planner keeps between batches.
+#[derive(Default)]
+struct PlannerState {
+    /// The last event handed to the committer (ahead of the committed cursor).
+    taken: Option<EventId>,
+    claims: Claims,
+}
 
 /// Status transitions of a batch, applied to a copy of the counters first
 /// and to the live ones only after the commit.
@@ -234,6 +280,8 @@ impl Processor {
             stopping: AtomicBool::new(false),
             schemas,
             mappings: MappingCache::default(),
+            planner: std::sync::Mutex::default(),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -246,31 +294,97 @@ impl Processor {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Processes the next batch of new events; returns how many it took.
+    /// Processes the next batch of new events on this thread (plan, then
+    /// commit); returns how many it took. The server pipelines the two
+    /// halves instead (see `run`).
+    #[cfg(test)]
     fn process_batch(&self) -> StoreResult<usize> {
-        let events = self.store.next_pending(self.config.processor_batch)?;
+        match self.plan_next()? {
+            Some(batch) => {
+                let taken = batch.events.len();
+                self.commit_planned(batch)?;
+                Ok(taken)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Sniffs and maps the next durable events after those already handed
+    /// to the committer.
+    fn plan_next(&self) -> StoreResult<Option<PlannedBatch>> {
+        let mut planner = self
+            .planner
+            .lock()
+            .map_err(|_| crate::store::StoreError::Other("planner lock poisoned".into()))?;
+        let upto = self.store.processed_upto()?;
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        // After a failed commit the committer drops what was planned past
+        // it; start again from what is committed.
+        if planner.taken < upto {
+            planner.taken = upto;
+        }
+        let events = self
+            .store
+            .next_pending(planner.taken, self.config.processor_batch)?;
         let Some(last) = events.last().map(|e| (e.raw.id, e.at)) else {
-            return Ok(0);
+            return Ok(None);
         };
+        planner.claims.next_batch();
         let mut memo = SourceMemo::default();
-        let mut claimed = Claimed::new();
         let mut plans = Vec::with_capacity(events.len());
         for event in &events {
             let raw = &event.raw;
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
             let _enter = span.enter();
             let source = memo.get(&self.store, raw.source_id)?;
-            let mut plan = self.plan(raw, event.at, source, &mut claimed)?;
+            let mut plan = self.plan(raw, event.at, source, &mut planner.claims)?;
             plan.index_under = Some(raw.source_id);
             plans.push(plan);
         }
+        planner.taken = Some(last.0);
+        Ok(Some(PlannedBatch {
+            events,
+            plans,
+            last,
+            epoch,
+        }))
+    }
+
+    /// Writes a planned batch (identity, states, cursor, counters) and lets
+    /// its events leave the queue.
+    fn commit_planned(&self, batch: PlannedBatch) -> StoreResult<()> {
+        let PlannedBatch {
+            events,
+            plans,
+            last,
+            ..
+        } = batch;
         if let Err(e) = self.commit_new(&events, &plans, last) {
             tracing::warn!(error = %e, "batch commit failed; committing its events one by one");
-            self.commit_one_by_one(&events, plans)?;
+            if let Err(e) = self.commit_one_by_one(&events, plans) {
+                // Nothing past the committed cursor is kept: the planner
+                // starts again from it.
+                self.forget_planned();
+                return Err(e);
+            }
         }
         self.store.pending_done(last.0)?;
-        self.persist_schemas()?;
-        Ok(events.len())
+        self.persist_schemas()
+    }
+
+    /// After a failed commit: batches planned past it are void (the
+    /// committer skips them) and the planner starts again from the
+    /// committed cursor. Both happen under the planner's lock, so a batch
+    /// being planned meanwhile carries the old epoch.
+    fn forget_planned(&self) {
+        if let Ok(mut planner) = self.planner.lock() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            *planner = PlannerState::default();
+        }
+    }
+
+    fn is_current(&self, batch: &PlannedBatch) -> bool {
+        batch.epoch == self.epoch.load(Ordering::SeqCst)
     }
 
     /// Commits first-time plans with the cursor at `last`, then counts them.
@@ -331,7 +445,7 @@ impl Processor {
         raw: &RawEvent,
         at: Location,
         source: Option<&(Source, Arc<Blocklist>)>,
-        claimed: &mut Claimed,
+        claimed: &mut Claims,
     ) -> StoreResult<Planned> {
         let mut plan = planned(raw, at);
         if let Some(reason) = &raw.not_mappable {
@@ -369,7 +483,7 @@ impl Processor {
         source: &Source,
         blocklist: &Arc<Blocklist>,
         mapping: &CompiledMapping,
-        claimed: &mut Claimed,
+        claimed: &mut Claims,
     ) -> StoreResult<Planned> {
         let mapped = match mapping.apply(&record_context(raw)) {
             Ok(mapped) => mapped,
@@ -382,7 +496,7 @@ impl Processor {
         if let Some(key) = &event.idempotency_key {
             let dedupe_key = [source.id.to_bytes().as_slice(), key.as_bytes()].concat();
             let holder = match claimed.get(&dedupe_key) {
-                Some(holder) => Some(*holder),
+                Some(holder) => Some(holder),
                 None => self.store.dedupe_holder(&dedupe_key)?,
             };
             if let Some(holder) = holder.filter(|h| *h != raw.id) {
@@ -420,7 +534,7 @@ impl Processor {
             self.store.put_replay(&job)?;
             return Ok(0);
         };
-        let mut claimed = Claimed::new();
+        let mut claimed = Claims::default();
         let mut tally = Tally::default();
         let mut plans = Vec::new();
         for id in &ids {
@@ -572,27 +686,92 @@ fn finish_replay(job: &mut ReplayJob) {
     job.finished_at = Some(Utc::now());
 }
 
-/// The loop: drain new events in batches, then replay jobs, then sleep
-/// until new events arrive.
+/// Work for the committer thread.
+enum Work {
+    /// A planned batch of new events, and when its planning started.
+    Batch(PlannedBatch, Instant),
+    /// Answered once everything sent before it is committed.
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// The committer: the one thread that writes processed events. It commits
+/// batch N while the planner sniffs and maps batch N+1 on another thread, so
+/// the processor uses two cores (measured: see docs/performance.md). It ends
+/// when the planner drops its sender, after the batch in hand.
+fn commit_loop(processor: &Processor, metrics: &crate::metrics::Metrics, work: Receiver<Work>) {
+    for item in work {
+        match item {
+            Work::Batch(batch, started) => {
+                if !processor.is_current(&batch) {
+                    continue; // planned past a commit that failed: replanned
+                }
+                let events = batch.events.len();
+                let span = tracing::info_span!("processor_commit", events);
+                let _enter = span.enter();
+                match processor.commit_planned(batch) {
+                    Ok(()) => metrics.batch_processed(events, started.elapsed()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "processor batch failed; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+            Work::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Waits until the committer has written everything sent so far, so the
+/// caller may write too (replay, retention) without a second writer.
+fn quiesce(work: &SyncSender<Work>) -> StoreResult<()> {
+    let stopped = || crate::store::StoreError::Other("the committer stopped".into());
+    let (done, wait) = std::sync::mpsc::channel();
+    work.send(Work::Barrier(done)).map_err(|_| stopped())?;
+    wait.recv().map_err(|_| stopped())
+}
+
+/// One step of the planner: plan the next batch and hand it over; with
+/// nothing new, run a batch of replay once the committer is idle. Returns
+/// how many events it took (0: nothing to do).
+fn plan_step(processor: &Processor, work: &SyncSender<Work>) -> StoreResult<usize> {
+    let started = Instant::now();
+    if let Some(batch) = processor.plan_next()? {
+        let taken = batch.events.len();
+        work.send(Work::Batch(batch, started))
+            .map_err(|_| crate::store::StoreError::Other("the committer stopped".into()))?;
+        return Ok(taken);
+    }
+    quiesce(work)?;
+    processor.replay_batch()
+}
+
+/// The loop: plan new events in batches for the committer, then replay
+/// jobs, then sleep until new events arrive.
 pub async fn run(state: AppState) {
     let processor = state.processor.clone();
+    let (work, queue) = std::sync::mpsc::sync_channel::<Work>(0);
+    let committer = {
+        let (p, metrics) = (processor.clone(), state.metrics.clone());
+        std::thread::Builder::new()
+            .name("inlet-committer".into())
+            .spawn(move || commit_loop(&p, &metrics, queue))
+    };
+    let committer = match committer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the processor's committer thread");
+            return;
+        }
+    };
     let mut last_maintenance = Instant::now();
     loop {
-        let p = processor.clone();
+        let (p, w) = (processor.clone(), work.clone());
         let span = tracing::info_span!("processor_batch");
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let taken = p.process_batch()?;
-            if taken > 0 {
-                return Ok(taken);
-            }
-            p.replay_batch()
-        })
-        .instrument(span)
-        .await;
-        if let Ok(Ok(n @ 1..)) = &result {
-            state.metrics.batch_processed(*n, started.elapsed());
-        }
+        let result = tokio::task::spawn_blocking(move || plan_step(&p, &w))
+            .instrument(span)
+            .await;
         let taken = match result {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
@@ -611,8 +790,13 @@ pub async fn run(state: AppState) {
         }
         if last_maintenance.elapsed() > MAINTENANCE_EVERY {
             last_maintenance = Instant::now();
-            let p = processor.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.maintain()).await {
+            let (p, w) = (processor.clone(), work.clone());
+            let maintained = tokio::task::spawn_blocking(move || {
+                quiesce(&w)?;
+                p.maintain()
+            })
+            .await;
+            if let Ok(Err(e)) = maintained {
                 tracing::error!(error = %e, "maintenance failed");
             }
         }
@@ -623,6 +807,9 @@ pub async fn run(state: AppState) {
             }
         }
     }
+    // The committer finishes the batch in hand, then sees the channel close.
+    drop(work);
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
 }
 
 #[cfg(test)]

@@ -133,10 +133,11 @@ impl Store {
         Ok(queued)
     }
 
-    /// Up to `limit` of the oldest events the processor has not committed,
-    /// durable ones only (an event is processed only once its 202 could be sent).
-    pub fn next_pending(&self, limit: usize) -> StoreResult<Vec<Logged>> {
-        let entries = self.pending_lock()?.oldest(limit, self.log.synced());
+    /// Up to `limit` of the oldest events after `after` the processor has
+    /// not committed, durable ones only (an event is processed only once its
+    /// 202 could be sent).
+    pub fn next_pending(&self, after: Option<EventId>, limit: usize) -> StoreResult<Vec<Logged>> {
+        let entries = self.pending_lock()?.oldest(after, limit, self.log.synced());
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let raw = match &entry.body {
@@ -150,6 +151,11 @@ impl Store {
             out.push(Logged { raw, at: entry.at });
         }
         Ok(out)
+    }
+
+    /// The last event whose processing is committed (and left the queue).
+    pub fn processed_upto(&self) -> StoreResult<Option<EventId>> {
+        Ok(self.pending_lock()?.processed_upto)
     }
 
     /// Drops committed events from the processor's queue (after `commit_batch`).
@@ -604,7 +610,7 @@ mod tests {
 
     fn process(store: &Store, n: usize) {
         store.flush_now().unwrap();
-        let logged = store.next_pending(n).unwrap();
+        let logged = store.next_pending(None, n).unwrap();
         let last = logged.last().map(|e| (e.raw.id, e.at));
         store
             .commit_batch(&handled(&logged), last, &HashMap::new(), |_, _, _, _| {})
@@ -636,9 +642,9 @@ mod tests {
         let store = Store::temporary().unwrap();
         let mut events = vec![raw(SourceId::new(), 1)];
         store.append_events(&mut events).unwrap();
-        assert!(store.next_pending(10).unwrap().is_empty());
+        assert!(store.next_pending(None, 10).unwrap().is_empty());
         store.flush_now().unwrap();
-        assert_eq!(store.next_pending(10).unwrap()[0].raw, events[0]);
+        assert_eq!(store.next_pending(None, 10).unwrap()[0].raw, events[0]);
     }
 
     #[test]

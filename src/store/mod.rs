@@ -259,7 +259,7 @@ mod tests {
             store.append_events(&mut events).unwrap();
             store.flush_now().unwrap();
             // The processor committed the first event only.
-            let first = store.next_pending(1).unwrap().remove(0);
+            let first = store.next_pending(None, 1).unwrap().remove(0);
             store
                 .commit_batch(
                     &[],
@@ -272,7 +272,7 @@ mod tests {
         }
         let store = Store::open(dir.path(), 16).unwrap();
         let queued: Vec<EventId> = store
-            .next_pending(10)
+            .next_pending(None, 10)
             .unwrap()
             .iter()
             .map(|e| e.raw.id)

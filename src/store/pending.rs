@@ -47,10 +47,11 @@ impl Pending {
         self.entries.push_back(entry);
     }
 
-    /// Up to `limit` of the oldest entries that are durable by `synced`.
-    pub fn oldest(&self, limit: usize, synced: u64) -> Vec<PendingEntry> {
+    /// Up to `limit` of the oldest entries after `after` that are durable by `synced`.
+    pub fn oldest(&self, after: Option<EventId>, limit: usize, synced: u64) -> Vec<PendingEntry> {
+        let start = after.map_or(0, |a| self.entries.partition_point(|e| e.id <= a));
         self.entries
-            .iter()
+            .range(start..)
             .take(limit)
             .take_while(|e| e.lsn <= synced)
             .cloned()
