@@ -10,7 +10,7 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
-use super::events::{by_source_key, counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY};
+use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY};
 use super::identity::{SledTxn, TxError};
 use super::log::Location;
 use super::{encode, Store, StoreResult};
@@ -49,6 +49,11 @@ impl Store {
         counts: &HashMap<SourceId, Counts>,
         finish: impl Fn(&Planned, &mut EventState, &mut Vec<ErrorEntry>, &Outcome),
     ) -> StoreResult<()> {
+        let indexed: Vec<(SourceId, EventId)> = planned
+            .iter()
+            .filter_map(|p| p.index_under.map(|s| (s, p.event_id)))
+            .collect();
+        let index = super::source_index::entries(&indexed);
         let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
             .iter()
             .map(|(s, c)| (counts_key(*s), encode(c)))
@@ -98,12 +103,12 @@ impl Store {
                         for entry in &entries {
                             errors.insert(&entry.id.to_bytes(), encode(entry))?;
                         }
-                        if let Some(source) = item.index_under {
-                            by_source.insert(&by_source_key(source, item.event_id)[..], &[][..])?;
-                        }
                         if let Some(key) = &item.dedupe_key {
                             dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
                         }
+                    }
+                    for (key, ids) in &index {
+                        by_source.insert(&key[..], ids.as_slice())?;
                     }
                     if let Some((id, at)) = cursor {
                         meta.insert(CURSOR_KEY, &id.to_bytes())?;

@@ -270,17 +270,11 @@ impl Store {
         let after_upto = EventId(uuid::Uuid::from_u128(upto.0.as_u128().saturating_add(1)));
         let upper = filter.before.map_or(after_upto, |b| b.min(after_upto));
         let processed: Box<dyn Iterator<Item = StoreResult<EventId>>> = match filter.source_id {
-            Some(source) => Box::new(
-                self.trees
-                    .events_by_source
-                    .range(
-                        by_source_key(source, EventId(uuid::Uuid::nil()))
-                            ..by_source_key(source, upper),
-                    )
-                    .keys()
-                    .rev()
-                    .map(|k| Ok(id_at(&k?, 16))),
-            ),
+            Some(source) => Box::new(super::source_index::newest_first(
+                &self.trees.events_by_source,
+                source,
+                upper,
+            )),
             None => Box::new(
                 self.trees
                     .event_state
@@ -349,28 +343,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Event ids of one source newest first, after `before` (used by replay).
+    /// Processed event ids of one source oldest first, after `after` (replay).
     pub fn source_event_ids(
         &self,
         source: SourceId,
         after: Option<EventId>,
         limit: usize,
     ) -> StoreResult<Vec<EventId>> {
-        let lower = match after {
-            Some(a) => by_source_key(source, a),
-            None => by_source_key(source, EventId(uuid::Uuid::nil())),
-        };
-        let upper = by_source_key(source, EventId(uuid::Uuid::max()));
-        self.trees
-            .events_by_source
-            .range((
-                std::ops::Bound::Excluded(lower),
-                std::ops::Bound::Excluded(upper),
-            ))
-            .keys()
-            .take(limit)
-            .map(|k| Ok(id_at(&k?, 16)))
-            .collect()
+        super::source_index::oldest_first(&self.trees.events_by_source, source, after, limit)
     }
 
     /// Saves a learned schema snapshot (JSON) for a source.
@@ -489,21 +469,21 @@ impl Store {
             if stored.saturating_sub(count) < keep {
                 break;
             }
-            let (mut states, mut index, mut erased) = Default::default();
+            let (mut states, mut erased) = (sled::Batch::default(), sled::Batch::default());
+            let mut newest = None;
             for record in &records {
-                let (Some(id), Some(source)) = (
-                    record.body.get(..16).and_then(EventId::from_slice),
-                    record.body.get(16..32).and_then(SourceId::from_slice),
-                ) else {
+                let Some(id) = record.body.get(..16).and_then(EventId::from_slice) else {
                     continue;
                 };
-                sled::Batch::remove(&mut states, &id.to_bytes());
-                sled::Batch::remove(&mut erased, &id.to_bytes());
-                sled::Batch::remove(&mut index, &by_source_key(source, id));
+                states.remove(&id.to_bytes());
+                erased.remove(&id.to_bytes());
+                newest = newest.max(Some(id));
             }
             self.trees.event_state.apply_batch(states)?;
-            self.trees.events_by_source.apply_batch(index)?;
             self.trees.erased.apply_batch(erased)?;
+            if let Some(newest) = newest {
+                super::source_index::prune(&self.trees.events_by_source, newest)?;
+            }
             // The states go before the file: a crash in between leaves a
             // segment nothing points to, which the next pass deletes.
             self.db.flush()?;

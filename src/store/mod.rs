@@ -8,7 +8,8 @@
 //!   ‖ `EventState` JSON, written by the processor.
 //! - `erased`: event id → the scrubbed `RawEvent` JSON of an erased event
 //!   (its log record is zeroed).
-//! - `events_by_source`: source id ‖ event id → (), written by the processor.
+//! - `events_by_source`: source id ‖ the last event id of a processor batch
+//!   → that batch's event ids of the source (see `source_index`).
 //! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
 //! - `meta`: named singletons (processor cursor, counters, schema snapshots).
 //! - `mappings`: source id ‖ version (u32 BE) → mapping JSON.
@@ -26,6 +27,7 @@ pub mod log;
 pub mod mappings;
 mod pending;
 pub mod source_cache;
+mod source_index;
 pub mod sources;
 
 use std::path::Path;
