@@ -10,7 +10,7 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
-use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY};
+use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY, STORED_KEY};
 use super::identity::{SledTxn, TxError};
 use super::log::Location;
 use super::{encode, Store, StoreResult};
@@ -66,6 +66,7 @@ impl Store {
             &t.profile_events,
             &t.audit,
             &t.event_state,
+            &t.state_overrides,
             &t.meta,
             &t.errors,
             &t.dedupe,
@@ -80,6 +81,7 @@ impl Store {
                     profile_events,
                     audit,
                     states,
+                    overrides,
                     meta,
                     errors,
                     dedupe,
@@ -92,6 +94,9 @@ impl Store {
                         profile_events,
                         audit,
                     };
+                    // New events' states go in chunks (id order); a state
+                    // written again (replay) goes to the overrides.
+                    let mut new_states = Vec::with_capacity(planned.len());
                     for item in planned {
                         let mut state = item.state.clone();
                         let mut entries = item.errors.clone();
@@ -99,13 +104,29 @@ impl Store {
                             let outcome = identity::resolve(&txn, input, blocklist)?;
                             finish(item, &mut state, &mut entries, &outcome);
                         }
-                        states.insert(&item.event_id.to_bytes(), encode_state(item.at, &state))?;
+                        let entry = encode_state(item.at, &state);
+                        if item.index_under.is_some() {
+                            new_states.push((item.event_id, entry));
+                        } else {
+                            overrides.insert(&item.event_id.to_bytes(), entry)?;
+                        }
                         for entry in &entries {
                             errors.insert(&entry.id.to_bytes(), encode(entry))?;
                         }
                         if let Some(key) = &item.dedupe_key {
                             dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
                         }
+                    }
+                    for (key, chunk) in super::state_chunks::chunks(&new_states) {
+                        states.insert(&key[..], chunk)?;
+                    }
+                    if !new_states.is_empty() {
+                        let stored = meta
+                            .get(STORED_KEY)?
+                            .and_then(|b| Some(u64::from_be_bytes(b.as_ref().try_into().ok()?)))
+                            .unwrap_or(0);
+                        let stored = stored + new_states.len() as u64;
+                        meta.insert(STORED_KEY, &stored.to_be_bytes())?;
                     }
                     for (key, ids) in &index {
                         by_source.insert(&key[..], ids.as_slice())?;

@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub(super) const CURSOR_KEY: &[u8] = b"cursor";
 /// The cursor event's `Location` in the log (where the start-up scan begins).
 pub(super) const CURSOR_AT_KEY: &[u8] = b"cursor_at";
+/// How many processed events are stored (for retention; kept by the
+/// processor's transaction and by pruning, so nothing needs counting).
+pub(super) const STORED_KEY: &[u8] = b"events_stored";
 const COUNTS_PREFIX: &[u8] = b"counts/";
 const SCHEMA_PREFIX: &[u8] = b"schema/";
 
@@ -176,6 +179,15 @@ impl Store {
         decode_raw(&body)
     }
 
+    /// As `raw_at`, but `None` when retention removed the event's segment
+    /// (a state chunk can outlive part of its events by a segment boundary).
+    fn retained_raw_at(&self, id: EventId, at: Location) -> StoreResult<Option<RawEvent>> {
+        if !self.log.has_segment(at.segment) {
+            return Ok(None);
+        }
+        self.raw_at(id, at).map(Some)
+    }
+
     pub fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
         Ok(self.event(id)?.map(|e| e.raw))
     }
@@ -185,9 +197,7 @@ impl Store {
     }
 
     fn located_state(&self, id: EventId) -> StoreResult<Option<(Location, EventState)>> {
-        self.trees
-            .event_state
-            .get(id.to_bytes())?
+        super::state_chunks::get(&self.trees.event_state, &self.trees.state_overrides, id)?
             .map(|b| decode_state(&b))
             .transpose()
     }
@@ -210,8 +220,11 @@ impl Store {
         let Some((at, state)) = self.located_state(id)? else {
             return Ok(None);
         };
+        let Some(raw) = self.retained_raw_at(id, at)? else {
+            return Ok(None);
+        };
         Ok(Some(StoredEvent {
-            raw: self.raw_at(id, at)?,
+            raw,
             state: Some(state),
             at,
         }))
@@ -275,14 +288,10 @@ impl Store {
                 source,
                 upper,
             )),
-            None => Box::new(
-                self.trees
-                    .event_state
-                    .range(..upper.to_bytes())
-                    .keys()
-                    .rev()
-                    .map(|k| Ok(id_at(&k?, 0))),
-            ),
+            None => Box::new(super::state_chunks::newest_first(
+                &self.trees.event_state,
+                upper,
+            )),
         };
         Ok(Box::new(queued.into_iter().map(Ok).chain(processed)))
     }
@@ -411,13 +420,6 @@ fn next_event_id(last: &mut u128) -> EventId {
     EventId(uuid::Uuid::from_u128(id))
 }
 
-/// The event id stored at `offset` in a key (our keys always hold one).
-fn id_at(key: &[u8], offset: usize) -> EventId {
-    key.get(offset..offset + 16)
-        .and_then(EventId::from_slice)
-        .unwrap_or(EventId(uuid::Uuid::nil()))
-}
-
 pub(super) fn by_source_key(source: SourceId, event: EventId) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&source.to_bytes());
@@ -447,10 +449,9 @@ impl Store {
 
     /// Removes the oldest processed events beyond `keep`, a whole log
     /// segment at a time (so at least `keep` stay), with their states and
-    /// index entries. Counting is a key scan, so this runs from the
-    /// processor's periodic maintenance, never per request.
+    /// index entries. Runs from the processor's periodic maintenance.
     pub fn prune_events(&self, keep: u64) -> StoreResult<u64> {
-        let mut stored = self.trees.event_state.len() as u64;
+        let mut stored = self.stored_events()?;
         if stored <= keep {
             return Ok(0);
         }
@@ -469,21 +470,23 @@ impl Store {
             if stored.saturating_sub(count) < keep {
                 break;
             }
-            let (mut states, mut erased) = (sled::Batch::default(), sled::Batch::default());
+            let (mut overrides, mut erased) = (sled::Batch::default(), sled::Batch::default());
             let mut newest = None;
             for record in &records {
                 let Some(id) = record.body.get(..16).and_then(EventId::from_slice) else {
                     continue;
                 };
-                states.remove(&id.to_bytes());
+                overrides.remove(&id.to_bytes());
                 erased.remove(&id.to_bytes());
                 newest = newest.max(Some(id));
             }
-            self.trees.event_state.apply_batch(states)?;
+            self.trees.state_overrides.apply_batch(overrides)?;
             self.trees.erased.apply_batch(erased)?;
             if let Some(newest) = newest {
+                super::state_chunks::prune(&self.trees.event_state, newest)?;
                 super::source_index::prune(&self.trees.events_by_source, newest)?;
             }
+            self.set_stored_events(stored.saturating_sub(count))?;
             // The states go before the file: a crash in between leaves a
             // segment nothing points to, which the next pass deletes.
             self.db.flush()?;
@@ -492,6 +495,21 @@ impl Store {
             removed += count;
         }
         Ok(removed)
+    }
+
+    /// Processed events stored (see `STORED_KEY`).
+    pub fn stored_events(&self) -> StoreResult<u64> {
+        Ok(self
+            .trees
+            .meta
+            .get(STORED_KEY)?
+            .and_then(|b| Some(u64::from_be_bytes(b.as_ref().try_into().ok()?)))
+            .unwrap_or(0))
+    }
+
+    fn set_stored_events(&self, n: u64) -> StoreResult<()> {
+        self.trees.meta.insert(STORED_KEY, &n.to_be_bytes())?;
+        Ok(())
     }
 
     /// Where the processor's cursor event lives in the log.
@@ -530,7 +548,7 @@ impl Store {
             state.profile_id = None;
             state.warnings.clear();
             self.trees
-                .event_state
+                .state_overrides
                 .insert(id.to_bytes(), encode_state(event.at, &state))?;
         }
         // The scrubbed copy must be durable before the log forgets the original.

@@ -257,6 +257,11 @@ impl EventLog {
         Ok(())
     }
 
+    /// Whether a segment is still there (retention deletes whole segments).
+    pub fn has_segment(&self, segment: u32) -> bool {
+        segment_path(&self.dir, segment).exists()
+    }
+
     /// Bytes the segments take on disk.
     pub fn size_on_disk(&self) -> u64 {
         segments(&self.dir)

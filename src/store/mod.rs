@@ -4,8 +4,10 @@
 //! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
 //! - Raw events are not in sled: they live in the event log (`log`), and
 //!   the not-yet-processed ones are also queued in memory (`pending`).
-//! - `event_state`: event id → the event's `Location` in the log (16 bytes)
-//!   ‖ `EventState` JSON, written by the processor.
+//! - `event_state`: processed states in chunks of 64 events per key (see
+//!   `state_chunks`); each entry is the event's `Location` in the log (16
+//!   bytes) ‖ `EventState` JSON. `state_overrides`: event id → entry, for
+//!   states changed after their first write (replay, erasure).
 //! - `erased`: event id → the scrubbed `RawEvent` JSON of an erased event
 //!   (its log record is zeroed).
 //! - `events_by_source`: source id ‖ the last event id of a processor batch
@@ -29,6 +31,7 @@ mod pending;
 pub mod source_cache;
 mod source_index;
 pub mod sources;
+mod state_chunks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -76,6 +79,7 @@ pub struct Trees {
     pub source_tokens: sled::Tree,
     pub erased: sled::Tree,
     pub event_state: sled::Tree,
+    pub state_overrides: sled::Tree,
     pub events_by_source: sled::Tree,
     pub errors: sled::Tree,
     pub meta: sled::Tree,
@@ -95,6 +99,7 @@ impl Trees {
             source_tokens: db.open_tree("source_tokens")?,
             erased: db.open_tree("erased")?,
             event_state: db.open_tree("event_state")?,
+            state_overrides: db.open_tree("state_overrides")?,
             events_by_source: db.open_tree("events_by_source")?,
             errors: db.open_tree("errors")?,
             meta: db.open_tree("meta")?,

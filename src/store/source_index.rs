@@ -53,10 +53,8 @@ pub(super) fn newest_first(
     // before it; every batch keyed before `upper` is wholly before it.
     let straddling = tree.range(at_upper..end).next();
     let earlier = tree.range(start..at_upper).rev();
-    straddling
-        .into_iter()
-        .chain(earlier)
-        .flat_map(move |item| -> Box<dyn Iterator<Item = StoreResult<EventId>>> {
+    straddling.into_iter().chain(earlier).flat_map(
+        move |item| -> Box<dyn Iterator<Item = StoreResult<EventId>>> {
             match item {
                 Ok((_, value)) => Box::new(
                     ids_of(&value)
@@ -68,7 +66,8 @@ pub(super) fn newest_first(
                 ),
                 Err(e) => Box::new(std::iter::once(Err(e.into()))),
             }
-        })
+        },
+    )
 }
 
 /// Up to `limit` of a source's indexed event ids after `after`, oldest first.
@@ -142,14 +141,17 @@ mod tests {
         assert_eq!(newest(100), vec![id(7), id(6), id(5), id(3), id(1)]);
         assert_eq!(newest(6), vec![id(5), id(3), id(1)]);
         assert_eq!(newest(1), Vec::<EventId>::new());
-        let oldest = |after: Option<u128>, limit| oldest_first(&tree, a, after.map(id), limit).unwrap();
+        let oldest =
+            |after: Option<u128>, limit| oldest_first(&tree, a, after.map(id), limit).unwrap();
         assert_eq!(oldest(None, 10), vec![id(1), id(3), id(5), id(6), id(7)]);
         assert_eq!(oldest(Some(5), 10), vec![id(6), id(7)]);
         assert_eq!(oldest(Some(1), 2), vec![id(3), id(5)]);
         prune(&tree, id(5)).unwrap();
         // The first batch went; the second straddles 5 and stays.
         assert_eq!(newest(100), vec![id(7), id(6), id(5)]);
-        let b_ids: Vec<EventId> = newest_first(&tree, b, id(100)).map(Result::unwrap).collect();
+        let b_ids: Vec<EventId> = newest_first(&tree, b, id(100))
+            .map(Result::unwrap)
+            .collect();
         assert!(b_ids.is_empty());
     }
 }
