@@ -58,6 +58,14 @@ impl Store {
             .iter()
             .map(|(s, c)| (counts_key(*s), encode(c)))
             .collect();
+        // The only identity writer while this runs, so the hot-identity
+        // cache is current (see `hot`).
+        let _writer = self
+            .hot
+            .writer
+            .lock()
+            .map_err(|_| super::StoreError::Other("identity writer lock poisoned".into()))?;
+        let staged = std::cell::RefCell::new(super::hot::Staged::default());
         let t = &self.trees;
         let trees = (
             &t.ident,
@@ -87,12 +95,15 @@ impl Store {
                     dedupe,
                     by_source,
                 )| {
+                    // A retried run starts from nothing staged.
+                    *staged.borrow_mut() = super::hot::Staged::default();
                     let txn = SledTxn {
                         ident,
                         profiles,
                         redirects,
                         profile_events,
                         audit,
+                        hot: Some((&self.hot, &staged)),
                     };
                     // New events' states go in chunks (id order); a state
                     // written again (replay) goes to the overrides.
@@ -141,6 +152,67 @@ impl Store {
                     Ok::<_, TxError>(())
                 },
             )
-            .map_err(super::abort_reason)
+            .map_err(super::abort_reason)?;
+        self.hot.absorb(staged.into_inner());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identifiers;
+    use crate::ids::ProfileId;
+
+    /// Resolves one event with `email` through the processor's batch commit
+    /// (which reads through the hot-identity cache); returns its profile.
+    fn resolve_in_batch(store: &Store, email: &str) -> Option<ProfileId> {
+        let event_id = EventId::new();
+        let source_id = SourceId::new();
+        let input = ResolveInput {
+            event_id,
+            source_id,
+            at: chrono::Utc::now(),
+            ids: Identifiers {
+                external_id: None,
+                email: Some(email.into()),
+                visitor_id: None,
+            },
+            traits: serde_json::Map::new(),
+        };
+        let plan = Planned {
+            event_id,
+            at: Location {
+                segment: 1,
+                offset: 0,
+                len: 0,
+            },
+            state: EventState::default(),
+            errors: Vec::new(),
+            resolve: Some((input, Arc::new(Blocklist::default()))),
+            dedupe_key: None,
+            index_under: Some(source_id),
+        };
+        store
+            .commit_batch(&[plan], None, &HashMap::new(), |_, state, _, outcome| {
+                state.profile_id = outcome.profile_id;
+            })
+            .unwrap();
+        store.event_state(event_id).unwrap().unwrap().profile_id
+    }
+
+    #[test]
+    fn the_hot_identity_cache_never_outlives_a_support_action() {
+        let store = Store::temporary().unwrap();
+        let first = resolve_in_batch(&store, "ann@example.org").unwrap();
+        assert_eq!(resolve_in_batch(&store, "ann@example.org"), Some(first));
+        // Support erases Ann; her next event must start a new profile, not
+        // attach to the erased one the cache remembered.
+        store.erase_profile(first).unwrap();
+        let second = resolve_in_batch(&store, "ann@example.org").unwrap();
+        assert_ne!(second, first);
+        assert!(store.profile(first).unwrap().is_none());
+        let profile = store.profile(second).unwrap().unwrap();
+        assert_eq!(profile.event_count, 1);
     }
 }

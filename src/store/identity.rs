@@ -13,16 +13,21 @@ use crate::ids::{EventId, ProfileId};
 use serde_json::json;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
+use std::cell::RefCell;
+
+use super::hot::{HotIdentities, Staged};
 
 pub(super) type TxError = ConflictableTransactionError<StoreError>;
 
-/// The six identity trees inside one sled transaction.
+/// The identity trees inside one sled transaction, optionally read through
+/// the hot-identity cache (only by a writer holding its lock, see `hot`).
 pub(super) struct SledTxn<'a> {
     pub(super) ident: &'a TransactionalTree,
     pub(super) profiles: &'a TransactionalTree,
     pub(super) redirects: &'a TransactionalTree,
     pub(super) profile_events: &'a TransactionalTree,
     pub(super) audit: &'a TransactionalTree,
+    pub(super) hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
 }
 
 fn corrupt_id(tree: &str) -> StoreError {
@@ -45,35 +50,75 @@ impl IdentityTxn for SledTxn<'_> {
     type Error = TxError;
 
     fn ident_get(&self, key: &IdentKey) -> Result<Option<ProfileId>, TxError> {
-        match self.ident.get(key.to_key_bytes())? {
-            Some(v) => ProfileId::from_slice(&v)
-                .map(Some)
-                .ok_or_else(|| abort(corrupt_id("ident"))),
-            None => Ok(None),
+        let bytes = key.to_key_bytes();
+        if let Some((hot, staged)) = self.hot {
+            if let Some(owner) = staged.borrow().ident.get(&bytes) {
+                return Ok(*owner);
+            }
+            if let Some(owner) = hot.owner(&bytes) {
+                return Ok(Some(owner));
+            }
         }
+        let owner = match self.ident.get(&bytes)? {
+            Some(v) => Some(ProfileId::from_slice(&v).ok_or_else(|| abort(corrupt_id("ident")))?),
+            None => None,
+        };
+        if let (Some((_, staged)), Some(owner)) = (self.hot, owner) {
+            staged.borrow_mut().read_ident.insert(bytes, owner);
+        }
+        Ok(owner)
     }
     fn ident_put(&self, key: &IdentKey, profile: ProfileId) -> Result<(), TxError> {
+        let bytes = key.to_key_bytes();
         self.ident
-            .insert(key.to_key_bytes(), &profile.to_bytes()[..])?;
+            .insert(bytes.as_slice(), &profile.to_bytes()[..])?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().ident.insert(bytes, Some(profile));
+        }
         Ok(())
     }
     fn ident_remove(&self, key: &IdentKey) -> Result<(), TxError> {
-        self.ident.remove(key.to_key_bytes())?;
+        let bytes = key.to_key_bytes();
+        self.ident.remove(bytes.as_slice())?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().ident.insert(bytes, None);
+        }
         Ok(())
     }
     fn profile_get(&self, id: ProfileId) -> Result<Option<Profile>, TxError> {
-        match self.profiles.get(id.to_bytes())? {
-            Some(v) => decode("profiles", &v).map(Some).map_err(abort),
-            None => Ok(None),
+        if let Some((hot, staged)) = self.hot {
+            if let Some(profile) = staged.borrow().profiles.get(&id) {
+                return Ok(profile.clone());
+            }
+            if let Some(profile) = hot.profile(id) {
+                return Ok(Some(profile));
+            }
         }
+        let profile: Option<Profile> = match self.profiles.get(id.to_bytes())? {
+            Some(v) => Some(decode("profiles", &v).map_err(abort)?),
+            None => None,
+        };
+        if let (Some((_, staged)), Some(p)) = (self.hot, &profile) {
+            staged.borrow_mut().read_profiles.insert(id, p.clone());
+        }
+        Ok(profile)
     }
     fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
         self.profiles
             .insert(&profile.id.to_bytes()[..], encode(profile))?;
+        if let Some((_, staged)) = self.hot {
+            staged
+                .borrow_mut()
+                .profiles
+                .insert(profile.id, Some(profile.clone()));
+        }
         Ok(())
     }
     fn profile_remove(&self, id: ProfileId) -> Result<(), TxError> {
         self.profiles.remove(&id.to_bytes()[..])?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().profiles.insert(id, None);
+        }
         Ok(())
     }
     fn redirect_get(&self, from: ProfileId) -> Result<Option<ProfileId>, TxError> {
@@ -164,6 +209,23 @@ impl IdentityTxn for ReadView<'_> {
 }
 
 impl Store {
+    /// Runs `f`, which writes identities, in one transaction: it holds the
+    /// identity writer lock, and the hot-identity cache is cleared after it
+    /// (the write bypassed the cache).
+    fn identity_write_txn<A>(
+        &self,
+        f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>,
+    ) -> StoreResult<A> {
+        let _writer = self
+            .hot
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Other("identity writer lock poisoned".into()))?;
+        let result = self.identity_txn(f);
+        self.hot.clear();
+        result
+    }
+
     /// Runs `f` in one serialisable transaction over the identity trees
     /// (sled retries it on conflict, so `f` must be pure apart from `txn`).
     fn identity_txn<A>(&self, f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>) -> StoreResult<A> {
@@ -183,6 +245,7 @@ impl Store {
                     redirects,
                     profile_events,
                     audit,
+                    hot: None,
                 })
             })
             .map_err(super::abort_reason)
@@ -191,7 +254,7 @@ impl Store {
     /// Resolves one event atomically (tests and benches; the processor
     /// resolves inside its batch transaction).
     pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
-        self.identity_txn(|txn| identity::resolve(txn, input, blocklist))
+        self.identity_write_txn(|txn| identity::resolve(txn, input, blocklist))
     }
 
     /// What `resolve` would do now, without writing anything.
@@ -288,7 +351,7 @@ impl Store {
         from: ProfileId,
         into: ProfileId,
     ) -> StoreResult<Result<Profile, String>> {
-        self.identity_txn(|txn| identity::manual_merge(txn, from, into))
+        self.identity_write_txn(|txn| identity::manual_merge(txn, from, into))
     }
 
     /// Erases a profile: the profile, its identifiers and redirects go in one
@@ -301,7 +364,7 @@ impl Store {
     /// the follow-up scans see a complete, stable list. A crash between the
     /// two steps leaves unreachable links and unredacted audit lines.
     pub fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
-        let Some(ids) = self.identity_txn(|txn| identity::erase(txn, id))? else {
+        let Some(ids) = self.identity_write_txn(|txn| identity::erase(txn, id))? else {
             return Ok(None);
         };
         let mut events = Vec::new();

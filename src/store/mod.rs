@@ -24,6 +24,7 @@ pub mod batch;
 pub mod errors;
 pub mod events;
 pub mod flush;
+mod hot;
 pub mod identity;
 pub mod log;
 pub mod mappings;
@@ -131,6 +132,8 @@ pub struct Store {
     pending: Arc<Mutex<pending::Pending>>,
     /// Sources by token hash for the hook path; see `source_cache`.
     pub(crate) source_cache: Arc<source_cache::SourceCache>,
+    /// Decoded profiles the processor uses often; see `hot`.
+    pub(crate) hot: Arc<hot::HotIdentities>,
     /// A temporary store's directory, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -173,6 +176,7 @@ impl Store {
             log: Arc::new(log),
             pending: Arc::default(),
             source_cache: Arc::default(),
+            hot: Arc::default(),
             _temp: temp,
         };
         let queued = store.queue_unprocessed()?;

@@ -1,0 +1,91 @@
+//! Hot identities: profiles and identifier owners the processor read or
+//! wrote recently, kept decoded in memory.
+//!
+//! Why: reading an event's identifiers and its profile from sled and
+//! decoding the profile's JSON was a fifth of the processor's commit
+//! (measured, docs/performance.md). Traffic repeats people, so most events
+//! find their profile here.
+//!
+//! Why it cannot go stale: only whoever holds `writer` writes the identity
+//! trees — the processor's batch commit, which updates this cache with what
+//! it wrote once the commit succeeded, and support actions (merge, erasure,
+//! `Store::resolve`), which clear it. A batch reads the cache only while
+//! holding `writer`.
+
+use crate::identity::Profile;
+use crate::ids::ProfileId;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// More profiles than this and the cache starts over (bounded memory:
+/// about half a kilobyte each).
+const MAX_PROFILES: usize = 20_000;
+
+#[derive(Default)]
+pub(crate) struct HotIdentities {
+    /// Held while writing the identity trees.
+    pub writer: Mutex<()>,
+    inner: Mutex<Hot>,
+}
+
+#[derive(Default)]
+struct Hot {
+    /// Identifier key bytes → owning profile id.
+    ident: HashMap<Vec<u8>, ProfileId>,
+    profiles: HashMap<ProfileId, Profile>,
+}
+
+/// What one transaction run read from sled and wrote, to fold into the
+/// cache after it commits. `None` values are removals.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub ident: HashMap<Vec<u8>, Option<ProfileId>>,
+    pub profiles: HashMap<ProfileId, Option<Profile>>,
+    pub read_ident: HashMap<Vec<u8>, ProfileId>,
+    pub read_profiles: HashMap<ProfileId, Profile>,
+}
+
+impl HotIdentities {
+    fn inner(&self) -> Option<MutexGuard<'_, Hot>> {
+        self.inner.lock().ok()
+    }
+
+    pub fn owner(&self, key: &[u8]) -> Option<ProfileId> {
+        self.inner()?.ident.get(key).copied()
+    }
+
+    pub fn profile(&self, id: ProfileId) -> Option<Profile> {
+        self.inner()?.profiles.get(&id).cloned()
+    }
+
+    /// Folds a committed transaction's reads and writes in.
+    pub fn absorb(&self, staged: Staged) {
+        let Some(mut hot) = self.inner() else {
+            return;
+        };
+        if hot.profiles.len() > MAX_PROFILES {
+            *hot = Hot::default();
+        }
+        hot.ident.extend(staged.read_ident);
+        hot.profiles.extend(staged.read_profiles);
+        for (key, owner) in staged.ident {
+            match owner {
+                Some(id) => hot.ident.insert(key, id),
+                None => hot.ident.remove(&key),
+            };
+        }
+        for (id, profile) in staged.profiles {
+            match profile {
+                Some(p) => hot.profiles.insert(id, p),
+                None => hot.profiles.remove(&id),
+            };
+        }
+    }
+
+    /// Forgets everything (after a write that bypassed the cache).
+    pub fn clear(&self) {
+        if let Some(mut hot) = self.inner() {
+            *hot = Hot::default();
+        }
+    }
+}
