@@ -321,10 +321,16 @@ impl Processor {
             .map(|mut g| std::mem::take(&mut *g))
             .unwrap_or_default();
         drop(garbage);
-        let mut planner = self
-            .planner
-            .lock()
-            .map_err(|_| crate::store::StoreError::Other("planner lock poisoned".into()))?;
+        let mut planner = match self.planner.lock() {
+            Ok(planner) => planner,
+            // A panic while planning: start again from the committed cursor.
+            Err(poisoned) => {
+                let mut planner = poisoned.into_inner();
+                *planner = PlannerState::default();
+                self.planner.clear_poison();
+                planner
+            }
+        };
         let upto = self.store.processed_upto()?;
         let epoch = self.epoch.load(Ordering::SeqCst);
         // After a failed commit the committer drops what was planned past
@@ -398,10 +404,12 @@ impl Processor {
     /// committed cursor. Both happen under the planner's lock, so a batch
     /// being planned meanwhile carries the old epoch.
     fn forget_planned(&self) {
-        if let Ok(mut planner) = self.planner.lock() {
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            *planner = PlannerState::default();
-        }
+        let mut planner = self.planner.lock().unwrap_or_else(|poisoned| {
+            self.planner.clear_poison();
+            poisoned.into_inner()
+        });
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *planner = PlannerState::default();
     }
 
     fn is_current(&self, batch: &PlannedBatch) -> bool {
@@ -729,10 +737,20 @@ fn commit_loop(processor: &Processor, metrics: &crate::metrics::Metrics, work: R
                 let events = batch.events.len();
                 let span = tracing::info_span!("processor_commit", events);
                 let _enter = span.enter();
-                match processor.commit_planned(batch) {
-                    Ok(()) => metrics.batch_processed(events, started.elapsed()),
-                    Err(e) => {
+                // A panic must not end the only writer: it is logged, the
+                // batch is replanned from the committed cursor, and work goes on.
+                let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    processor.commit_planned(batch)
+                }));
+                match committed {
+                    Ok(Ok(())) => metrics.batch_processed(events, started.elapsed()),
+                    Ok(Err(e)) => {
                         tracing::error!(error = %e, "processor batch failed; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(_) => {
+                        tracing::error!("processor batch panicked; retrying");
+                        processor.forget_planned();
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }
