@@ -30,6 +30,19 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .expect("start inlet")
 }
 
+/// GET with the admin token, as JSON.
+async fn get_json(client: &Client, url: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_ready(client: &Client, base: &str) {
     for _ in 0..200 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
@@ -127,17 +140,11 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     let mut seen = std::collections::HashSet::new();
     let mut before = String::new();
     loop {
-        let page: Value = client
-            .get(format!(
-                "{base}/api/events?source_id={source_id}&limit=500&before={before}"
-            ))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &client,
+            &format!("{base}/api/events?source_id={source_id}&limit=500&before={before}"),
+        )
+        .await;
         for e in page["events"].as_array().unwrap() {
             assert!(
                 seen.insert(e["id"].as_str().unwrap().to_string()),
@@ -156,15 +163,7 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     // (from the log), and the profiles count each stored event once.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let counts = loop {
-        let source: Value = client
-            .get(format!("{base}/api/sources/{source_id}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let source = get_json(&client, &format!("{base}/api/sources/{source_id}")).await;
         let counts = source["counts"].clone();
         if counts["pending"] == 0 || std::time::Instant::now() > deadline {
             break counts;

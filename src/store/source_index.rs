@@ -32,8 +32,11 @@ pub(super) fn entries(events: &[(SourceId, EventId)]) -> Vec<([u8; 32], Vec<u8>)
         .collect()
 }
 
-fn ids_of(value: &[u8]) -> impl DoubleEndedIterator<Item = EventId> + '_ {
-    value.chunks_exact(16).filter_map(EventId::from_slice)
+fn ids_of(value: &[u8]) -> Vec<EventId> {
+    value
+        .chunks_exact(16)
+        .filter_map(EventId::from_slice)
+        .collect()
 }
 
 fn last_id_of(key: &[u8]) -> Option<EventId> {
@@ -47,27 +50,45 @@ pub(super) fn newest_first(
     upper: EventId,
 ) -> impl Iterator<Item = StoreResult<EventId>> + '_ {
     let start = by_source_key(source, EventId(uuid::Uuid::nil()));
-    let at_upper = by_source_key(source, upper);
     let end = by_source_key(source, EventId(uuid::Uuid::max()));
-    // The one batch whose last id is at or past `upper` may still hold ids
-    // before it; every batch keyed before `upper` is wholly before it.
-    let straddling = tree.range(at_upper..end).next();
-    let earlier = tree.range(start..at_upper).rev();
-    straddling.into_iter().chain(earlier).flat_map(
-        move |item| -> Box<dyn Iterator<Item = StoreResult<EventId>>> {
-            match item {
-                Ok((_, value)) => Box::new(
-                    ids_of(&value)
-                        .rev()
-                        .filter(|id| *id < upper)
-                        .map(Ok)
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ),
-                Err(e) => Box::new(std::iter::once(Err(e.into()))),
-            }
-        },
+    runs_newest_first(
+        tree,
+        &start,
+        &by_source_key(source, upper),
+        &end,
+        ids_of,
+        upper,
     )
+}
+
+/// Ids strictly before `upper`, newest first, from keys in `start..end`
+/// that each hold an ascending run of ids and end in the run's last id (the
+/// per-source index here, state chunks too). `at_upper` is the key a run
+/// ending at `upper` would have.
+pub(super) fn runs_newest_first<'a>(
+    tree: &'a sled::Tree,
+    start: &[u8],
+    at_upper: &[u8],
+    end: &[u8],
+    ids: fn(&[u8]) -> Vec<EventId>,
+    upper: EventId,
+) -> impl Iterator<Item = StoreResult<EventId>> + 'a {
+    // The one run whose last id is at or past `upper` may still hold ids
+    // before it; every run keyed before `upper` is wholly before it.
+    let straddling = tree.range(at_upper.to_vec()..end.to_vec()).next();
+    let earlier = tree.range(start.to_vec()..at_upper.to_vec()).rev();
+    straddling.into_iter().chain(earlier).flat_map(move |item| {
+        let ids: Vec<StoreResult<EventId>> = match item {
+            Ok((_, value)) => ids(&value)
+                .into_iter()
+                .rev()
+                .filter(|id| *id < upper)
+                .map(Ok)
+                .collect(),
+            Err(e) => vec![Err(e.into())],
+        };
+        ids
+    })
 }
 
 /// Up to `limit` of a source's indexed event ids after `after`, oldest first.
@@ -86,7 +107,7 @@ pub(super) fn oldest_first(
         std::ops::Bound::Excluded(end),
     )) {
         let (_, value) = item?;
-        out.extend(ids_of(&value).filter(|id| *id > after));
+        out.extend(ids_of(&value).into_iter().filter(|id| *id > after));
         if out.len() >= limit {
             out.truncate(limit);
             break;

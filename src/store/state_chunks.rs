@@ -101,25 +101,8 @@ pub(super) fn newest_first(
     chunks: &sled::Tree,
     upper: EventId,
 ) -> impl Iterator<Item = StoreResult<EventId>> + '_ {
-    let at_upper = upper.to_bytes();
-    // The chunk whose last id is at or past `upper` may hold ids before it;
-    // every chunk keyed before `upper` is wholly before it.
-    let straddling = chunks.range(at_upper..).next();
-    let earlier = chunks.range(..at_upper).rev();
-    straddling.into_iter().chain(earlier).flat_map(
-        move |item| -> Box<dyn Iterator<Item = StoreResult<EventId>>> {
-            match item {
-                Ok((_, value)) => Box::new(
-                    ids(&value)
-                        .into_iter()
-                        .rev()
-                        .filter(move |id| *id < upper)
-                        .map(Ok),
-                ),
-                Err(e) => Box::new(std::iter::once(Err(e.into()))),
-            }
-        },
-    )
+    let end = [0xff; 17];
+    super::source_index::runs_newest_first(chunks, &[], &upper.to_bytes(), &end, ids, upper)
 }
 
 /// Removes every chunk whose events are all at or before `upto` (retention).
