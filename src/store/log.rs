@@ -82,6 +82,10 @@ pub struct EventLog {
     writer: Mutex<Writer>,
     /// Log sequence number (bytes appended since start) known durable.
     synced: AtomicU64,
+    /// Set when a write or sync failed: offsets handed out after that point
+    /// may not match the file, so the log takes nothing more until a
+    /// restart (which starts a new segment; the scan stops at the damage).
+    broken: std::sync::atomic::AtomicBool,
     readers: Mutex<HashMap<u32, Arc<File>>>,
 }
 
@@ -125,6 +129,7 @@ impl EventLog {
                 file,
             }),
             synced: AtomicU64::new(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
         })
     }
@@ -135,6 +140,11 @@ impl EventLog {
     pub fn append(&self, body: &[u8]) -> io::Result<(Location, u64)> {
         let len = u32::try_from(body.len()).map_err(|_| io::Error::other("record too large"))?;
         let mut a = self.appender.lock().map_err(|_| poisoned())?;
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(io::Error::other(
+                "the event log failed to write earlier; fix the disk and restart Inlet",
+            ));
+        }
         if a.end >= self.segment_bytes {
             a.segment += 1;
             a.end = 0;
@@ -161,6 +171,17 @@ impl EventLog {
 
     /// Writes everything appended so far and syncs it to disk.
     pub fn sync(&self) -> io::Result<()> {
+        let result = self.write_pending();
+        if result.is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn write_pending(&self) -> io::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(io::Error::other("the event log failed to write earlier"));
+        }
         let mut writer = self.writer.lock().map_err(|_| poisoned())?;
         let (chunks, lsn) = {
             let mut a = self.appender.lock().map_err(|_| poisoned())?;
