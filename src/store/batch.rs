@@ -60,11 +60,7 @@ impl Store {
             .collect();
         // The only identity writer while this runs, so the hot-identity
         // cache is current (see `hot`).
-        let _writer = self
-            .hot
-            .writer
-            .lock()
-            .map_err(|_| super::StoreError::Other("identity writer lock poisoned".into()))?;
+        let _writer = self.hot.lock_writer()?;
         let staged = std::cell::RefCell::new(super::hot::Staged::default());
         let t = &self.trees;
         let trees = (

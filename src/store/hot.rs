@@ -24,7 +24,7 @@ const MAX_PROFILES: usize = 20_000;
 #[derive(Default)]
 pub(crate) struct HotIdentities {
     /// Held while writing the identity trees.
-    pub writer: Mutex<()>,
+    writer: Mutex<()>,
     inner: Mutex<Hot>,
 }
 
@@ -46,6 +46,13 @@ pub(crate) struct Staged {
 }
 
 impl HotIdentities {
+    /// Takes the identity writer lock (see the module comment).
+    pub fn lock_writer(&self) -> super::StoreResult<MutexGuard<'_, ()>> {
+        self.writer
+            .lock()
+            .map_err(|_| super::StoreError::Other("identity writer lock poisoned".into()))
+    }
+
     fn inner(&self) -> Option<MutexGuard<'_, Hot>> {
         self.inner.lock().ok()
     }

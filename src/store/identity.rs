@@ -216,11 +216,7 @@ impl Store {
         &self,
         f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>,
     ) -> StoreResult<A> {
-        let _writer = self
-            .hot
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Other("identity writer lock poisoned".into()))?;
+        let _writer = self.hot.lock_writer()?;
         let result = self.identity_txn(f);
         self.hot.clear();
         result
