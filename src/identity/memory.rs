@@ -87,8 +87,8 @@ impl IdentityTxn for MemoryTxn {
         self.audit.borrow_mut().push(entry.clone());
         Ok(())
     }
-    fn link_event(&self, profile: ProfileId, event: EventId) -> Result<(), Infallible> {
-        self.links.borrow_mut().insert((profile, event));
+    fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Infallible> {
+        self.links.borrow_mut().insert((profile.id, event));
         Ok(())
     }
 }
@@ -172,7 +172,7 @@ impl<T: IdentityTxn> IdentityTxn for Overlay<'_, T> {
         self.audit.borrow_mut().push(entry.clone());
         Ok(())
     }
-    fn link_event(&self, _profile: ProfileId, _event: EventId) -> Result<(), T::Error> {
+    fn link_event(&self, _profile: &Profile, _event: EventId) -> Result<(), T::Error> {
         Ok(())
     }
 }

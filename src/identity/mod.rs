@@ -39,5 +39,5 @@ pub trait IdentityTxn {
     fn redirect_remove(&self, from: ProfileId) -> Result<(), Self::Error>;
     fn audit_put(&self, entry: &AuditEntry) -> Result<(), Self::Error>;
     /// Records that `event` belongs to `profile`.
-    fn link_event(&self, profile: ProfileId, event: EventId) -> Result<(), Self::Error>;
+    fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Self::Error>;
 }

@@ -217,7 +217,7 @@ fn apply<T: IdentityTxn>(
     }
     survivor.touch(input.at);
     txn.profile_put(&survivor)?;
-    txn.link_event(survivor.id, input.event_id)?;
+    txn.link_event(&survivor, input.event_id)?;
     audit_action(txn, input, survivor.id, &action, &added)?;
     Ok((survivor.id, action))
 }
