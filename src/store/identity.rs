@@ -3,7 +3,8 @@
 //! pure rules of [`crate::identity`].
 //!
 //! Value formats: `ident` and `redirects` hold the 16 profile-id bytes;
-//! `profiles` and `audit` hold JSON; `profile_events` is profile ‖ event → ();
+//! `profiles` and `audit` hold JSON; `profile_events` is profile ‖ chunk
+//! number → up to 64 event ids (see `link_key`).
 
 use super::{decode, encode, Store, StoreError, StoreResult, Trees};
 use crate::identity::{

@@ -17,7 +17,8 @@
 //! - `mappings`: source id ‖ version (u32 BE) → mapping JSON.
 //! - `ident`: typed identifier (`x:`/`e:`/`v:` + value) → profile id.
 //! - `profiles`: profile id → profile JSON; `redirects`: absorbed id → survivor id.
-//! - `profile_events`: profile id ‖ event id → (); `audit`: profile id ‖ audit id → entry JSON.
+//! - `profile_events`: profile id ‖ chunk number → up to 64 event ids;
+//!   `audit`: profile id ‖ audit id → entry JSON.
 //! - `dedupe`: source id ‖ idempotency key → event id.
 
 pub mod batch;
