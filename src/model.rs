@@ -174,6 +174,24 @@ pub struct RawEvent {
     pub not_mappable: Option<String>,
 }
 
+#[cfg(test)]
+impl RawEvent {
+    /// A record received now with `payload` and nothing else; its id is
+    /// left for the store to assign (unit tests).
+    pub(crate) fn received(source_id: SourceId, payload: Value) -> Self {
+        RawEvent {
+            id: EventId(uuid::Uuid::nil()),
+            source_id,
+            request_id: RequestId::new(),
+            received_at: Utc::now(),
+            payload,
+            envelope: None,
+            headers: Map::new(),
+            not_mappable: None,
+        }
+    }
+}
+
 /// What the processor decided for one event. Stored apart from the raw event
 /// so processing never rewrites the payload.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

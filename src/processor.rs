@@ -855,21 +855,12 @@ pub async fn run(state: AppState) {
 mod tests {
     use super::*;
     use crate::identity::{IdentKey, IdentKind};
-    use crate::ids::{ProfileId, RequestId};
+    use crate::ids::ProfileId;
     use crate::model::MappingSpec;
     use serde_json::json;
 
     fn raw(source: SourceId, email: &str) -> RawEvent {
-        RawEvent {
-            id: EventId(uuid::Uuid::nil()),
-            source_id: source,
-            request_id: RequestId::new(),
-            received_at: Utc::now(),
-            payload: json!({"type": "order", "email": email}),
-            envelope: None,
-            headers: serde_json::Map::new(),
-            not_mappable: None,
-        }
+        RawEvent::received(source, json!({"type": "order", "email": email}))
     }
 
     #[test]

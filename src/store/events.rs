@@ -563,20 +563,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::RequestId;
     use crate::store::batch::Planned;
 
     fn raw(source: SourceId, n: i64) -> RawEvent {
-        RawEvent {
-            id: EventId(uuid::Uuid::nil()),
-            source_id: source,
-            request_id: RequestId::new(),
-            received_at: chrono::Utc::now(),
-            payload: serde_json::json!({ "n": n }),
-            envelope: None,
-            headers: serde_json::Map::new(),
-            not_mappable: None,
-        }
+        RawEvent::received(source, serde_json::json!({ "n": n }))
     }
 
     fn ids(store: &Store, source: SourceId, before: Option<EventId>) -> Vec<EventId> {

@@ -246,20 +246,11 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{EventId, RequestId, SourceId};
+    use crate::ids::{EventId, SourceId};
     use crate::model::RawEvent;
 
     fn event(n: i64) -> RawEvent {
-        RawEvent {
-            id: EventId(uuid::Uuid::nil()),
-            source_id: SourceId::new(),
-            request_id: RequestId::new(),
-            received_at: chrono::Utc::now(),
-            payload: serde_json::json!({ "n": n }),
-            envelope: None,
-            headers: serde_json::Map::new(),
-            not_mappable: None,
-        }
+        RawEvent::received(SourceId::new(), serde_json::json!({ "n": n }))
     }
 
     #[test]
