@@ -8,13 +8,17 @@ use tracing_subscriber::EnvFilter;
 /// glibc gives every thread that allocates its own arena; with tokio's
 /// workers, the blocking pool and sled's IO threads that multiplies the
 /// resident size by fragmentation (measured: 266 → 213 MiB at 350k events).
-/// Two arenas keep RSS bounded at no measurable cost in throughput.
+/// Four arenas, one per thread that allocates on the hot path (two tokio
+/// workers, the planner, the committer), keep RSS bounded (163 MiB at 613k
+/// events) without the lock contention two arenas caused: with two, those
+/// threads queued on arena locks and end-to-end throughput fell by a
+/// fifth (measured A/B, docs/performance.md).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 

@@ -24,12 +24,9 @@ pub struct SecretHash(pub String);
 
 impl SecretHash {
     pub fn of(secret: &[u8]) -> Self {
-        let digest = Sha256::digest(secret);
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        Self(hex)
+        // One formatting pass over the whole digest (the digest type
+        // implements `LowerHex`): this runs on every hook request.
+        Self(format!("{:x}", Sha256::digest(secret)))
     }
 
     /// Constant-time check of a presented secret against this hash.
@@ -217,6 +214,16 @@ fn validate_records_path(path: Option<String>) -> Result<Option<String>, SourceE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stored token hashes must keep their format: lowercase hex SHA-256.
+    #[test]
+    fn a_secret_hash_is_the_lowercase_hex_sha256() {
+        assert_eq!(
+            SecretHash::of(b"abc").0,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(SecretHash::of(b"").0.len(), 64);
+    }
 
     #[test]
     fn tokens_are_long_url_safe_and_distinct() {

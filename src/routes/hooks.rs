@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -51,6 +52,14 @@ impl Refusal {
     }
 }
 
+/// The 202 body: how many records were stored, and their event ids in
+/// record order.
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+    ids: Vec<EventId>,
+}
+
 async fn receive(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -58,7 +67,7 @@ async fn receive(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let source = find_source(&state, &token)?;
     let span = tracing::info_span!("hook", source = %source.id);
     let accepted = accept(&state, &source, &method, &headers, query.as_deref(), body)
@@ -67,7 +76,10 @@ async fn receive(
     match accepted {
         Ok(ids) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"accepted": ids.len(), "ids": ids})),
+            Json(Accepted {
+                accepted: ids.len(),
+                ids,
+            }),
         )),
         Err(refusal) => {
             log_refusal(&state, source.id, &refusal);
@@ -219,28 +231,47 @@ fn records_refusal(e: RecordsError, bytes: &[u8]) -> Refusal {
     }
 }
 
+/// One `RawEvent` per record. What the records share (envelope, headers)
+/// is cloned for all but the last, which takes the originals: most
+/// requests carry one record.
 fn to_raw_events(
     source_id: SourceId,
     exploded: records::Exploded,
-    headers: serde_json::Map<String, Value>,
+    mut headers: serde_json::Map<String, Value>,
 ) -> Vec<RawEvent> {
     let request_id = RequestId::new();
     let received_at = Utc::now();
-    exploded
-        .records
-        .into_iter()
-        .map(|payload| RawEvent {
+    let records::Exploded {
+        records,
+        mut envelope,
+        mut not_mappable,
+    } = exploded;
+    let mut events = Vec::with_capacity(records.len());
+    let mut records = records.into_iter().peekable();
+    while let Some(payload) = records.next() {
+        let last = records.peek().is_none();
+        events.push(RawEvent {
             // Replaced by the store under its append lock (id order = commit order).
             id: EventId(uuid::Uuid::nil()),
             source_id,
             request_id,
             received_at,
             payload,
-            envelope: exploded.envelope.clone(),
-            headers: headers.clone(),
-            not_mappable: exploded.not_mappable.clone(),
-        })
-        .collect()
+            envelope: share(&mut envelope, last),
+            headers: share(&mut headers, last),
+            not_mappable: share(&mut not_mappable, last),
+        });
+    }
+    events
+}
+
+/// A copy of `value`, or `value` itself for its last user.
+fn share<T: Clone + Default>(value: &mut T, last: bool) -> T {
+    if last {
+        std::mem::take(value)
+    } else {
+        value.clone()
+    }
 }
 
 /// Appends the records and waits for the group flush that covers them.

@@ -8,8 +8,8 @@ use super::{decode, encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
+use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 pub(super) const CURSOR_KEY: &[u8] = b"cursor";
 /// The cursor event's `Location` in the log (where the start-up scan begins).
@@ -83,7 +83,7 @@ impl Store {
                 source: event.source_id,
                 at,
                 lsn,
-                body: Some(Arc::from(body)),
+                body: Some(Bytes::from(body)),
             });
         }
         Ok(())
@@ -129,7 +129,7 @@ impl Store {
                 source,
                 at: record.at,
                 lsn: 0,
-                body: Some(Arc::from(record.body)),
+                body: Some(Bytes::from(record.body)),
             });
             queued += 1;
         }

@@ -14,7 +14,8 @@
 //! id (16 bytes) ‖ the event as JSON. A torn record at the tail (a crash
 //! mid-write) fails its length or CRC check and ends the scan of that
 //! segment; it was never acknowledged. Every start opens a new segment, so
-//! nothing is ever appended after a torn tail.
+//! nothing is ever appended after a torn tail. The flusher lays zeros ahead
+//! of the records (`ZERO_AHEAD`); a zero length ends a scan the same way.
 //!
 //! Appends only copy bytes into a buffer (under the store's append lock, so
 //! log order is id order); the flusher thread writes and syncs the buffer
@@ -23,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +102,23 @@ struct Appender {
 struct Writer {
     segment: u32,
     file: File,
+    /// Where the next record is written.
+    written: u64,
+    /// The file is zero-filled up to here (see `ZERO_AHEAD`).
+    zeroed: u64,
+    /// `ZERO_AHEAD`, or less for the small segments of tests.
+    zero_ahead: u64,
 }
+
+/// How far ahead of the records the flusher zero-fills a segment.
+///
+/// Why: `fdatasync` on a file that grew must also write the inode (its size)
+/// and wait for it, a second synchronous disk write per group commit.
+/// Records written over blocks that already hold zeros change no metadata,
+/// so the sync writes the data alone. One extra write and sync per
+/// `ZERO_AHEAD` bytes pays for that (measured, docs/performance.md). The
+/// zeros also end a scan: a record length of 0 is no record.
+const ZERO_AHEAD: u64 = 1 << 20;
 
 impl EventLog {
     /// Opens the log in `dir`, starting a fresh segment after the existing ones.
@@ -124,10 +141,7 @@ impl EventLog {
                 lsn: 0,
                 chunks: Vec::new(),
             }),
-            writer: Mutex::new(Writer {
-                segment: next,
-                file,
-            }),
+            writer: Mutex::new(Writer::new(next, file, segment_bytes)),
             synced: AtomicU64::new(0),
             broken: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
@@ -190,11 +204,11 @@ impl EventLog {
         for (segment, bytes) in chunks {
             if segment != writer.segment {
                 writer.file.sync_data()?;
-                writer.file = create_segment(&self.dir, segment)?;
-                writer.segment = segment;
+                let file = create_segment(&self.dir, segment)?;
+                *writer = Writer::new(segment, file, self.segment_bytes);
                 sync_dir(&self.dir);
             }
-            writer.file.write_all(&bytes)?;
+            writer.write(&bytes)?;
         }
         writer.file.sync_data()?;
         self.synced.fetch_max(lsn, Ordering::SeqCst);
@@ -304,6 +318,45 @@ impl EventLog {
     }
 }
 
+impl Writer {
+    fn new(segment: u32, file: File, segment_bytes: u64) -> Self {
+        Writer {
+            segment,
+            file,
+            written: 0,
+            zeroed: 0,
+            zero_ahead: ZERO_AHEAD.min(segment_bytes),
+        }
+    }
+
+    /// Writes `bytes` at the end of the records, zero-filling ahead first
+    /// when they would pass the zeroed part.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let end = self.written + bytes.len() as u64;
+        if end > self.zeroed {
+            self.zero_fill_to(end + self.zero_ahead)?;
+        }
+        self.file.write_all_at(bytes, self.written)?;
+        self.written = end;
+        Ok(())
+    }
+
+    /// Extends the file with zeros and syncs that on its own, so later
+    /// syncs find the size and blocks already on disk.
+    fn zero_fill_to(&mut self, target: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = self.zeroed.max(self.written);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_data()?;
+        self.zeroed = target;
+        Ok(())
+    }
+}
+
 fn poisoned() -> io::Error {
     io::Error::other("event log lock poisoned")
 }
@@ -315,7 +368,8 @@ fn segment_path(dir: &Path, number: u32) -> PathBuf {
 fn create_segment(dir: &Path, number: u32) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(false)
+        .write(true)
         .open(segment_path(dir, number))
 }
 
@@ -372,6 +426,7 @@ fn read_segment(dir: &Path, segment: u32, offset: u64, out: &mut Vec<Record>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn body(n: u8, text: &[u8]) -> Vec<u8> {
         [[n; 32].as_slice(), text].concat()
@@ -425,6 +480,25 @@ mod tests {
         assert!(!closed.is_empty());
         log.delete_segment(closed[0]).unwrap();
         assert!(log.read(places[0]).is_err());
+    }
+
+    /// Syncs between zero-fills must not grow the file: that is what spares
+    /// each group commit the inode write.
+    #[test]
+    fn records_are_written_over_zeros_laid_ahead_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let (at, _) = log.append(&body(1, b"one")).unwrap();
+        log.sync().unwrap();
+        let path = segment_path(dir.path(), at.segment);
+        let laid = fs::metadata(&path).unwrap().len();
+        assert!(laid >= at.end() + ZERO_AHEAD);
+        let (next, _) = log.append(&body(2, b"two")).unwrap();
+        log.sync().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), laid);
+        assert_eq!(log.read(next).unwrap(), body(2, b"two"));
+        // The zeros after the records end the scan.
+        assert_eq!(log.scan_from((0, 0)).unwrap().len(), 2);
     }
 
     #[test]

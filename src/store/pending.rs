@@ -10,8 +10,8 @@
 
 use super::log::Location;
 use crate::ids::{EventId, SourceId};
+use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 /// Record bodies kept in memory for the processor up to this many bytes in
 /// total; beyond it (a processor far behind) they are read back from the log.
@@ -24,7 +24,9 @@ pub(crate) struct PendingEntry {
     pub at: Location,
     /// The log sequence number that makes this record durable.
     pub lsn: u64,
-    pub body: Option<Arc<[u8]>>,
+    /// The record as logged, while it fits the memory budget. `Bytes`: the
+    /// encoded record moves in without a copy.
+    pub body: Option<Bytes>,
 }
 
 #[derive(Default)]
