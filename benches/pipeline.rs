@@ -155,7 +155,7 @@ fn durable_append(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::TempDir::new().expect("temp dir");
     let store = Store::open(dir.path(), 64).expect("store");
-    let commit = store.start_group_commit();
+    let commit = store.start_group_commit(std::time::Duration::from_micros(200));
     let body = order_body();
     let payload: Value = serde_json::from_slice(&body).expect("json");
     let mut group = short(c, "durable_append");

@@ -90,7 +90,8 @@ impl Application {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let commit = store.start_group_commit();
+        let commit =
+            store.start_group_commit(std::time::Duration::from_micros(config.commit_delay_us));
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {

@@ -45,6 +45,13 @@ pub struct Config {
     #[arg(long, env = "INLET_CACHE_MB", default_value_t = 16)]
     pub cache_mb: u64,
 
+    /// Group commit: when writers arrive together and fewer than 32 wait,
+    /// the flusher waits this many microseconds for more before it syncs
+    /// (Postgres' `commit_delay`). 0 syncs at once. A lone writer never
+    /// waits.
+    #[arg(long, env = "INLET_COMMIT_DELAY_US", default_value_t = 200)]
+    pub commit_delay_us: u64,
+
     /// Events the processor takes per batch.
     #[arg(long, env = "INLET_PROCESSOR_BATCH", default_value_t = 512)]
     pub processor_batch: usize,

@@ -5,6 +5,15 @@
 //! thread syncs in a loop, so concurrent requests share one `fdatasync`
 //! instead of paying one each. (One thread, never `flush_async` from many
 //! tasks: with sled that can deadlock, sled #1308; the log keeps the habit.)
+//!
+//! Gathering: when the last flush was shared (writers are arriving
+//! together) and fewer than `GATHER_ENOUGH` wait, the flusher waits
+//! `delay` (200 µs by default) before it syncs, as Postgres' `commit_delay`
+//! does. Without it, the flusher synced as soon as the previous sync ended,
+//! about 3,000 times a second at 64 connections with ten writers each, and
+//! each sync costs CPU the requests needed; with it, end to end is 7–14%
+//! faster and p99 no worse (measured A/B, docs/performance.md). A lone
+//! writer (the last flush covered one) never waits.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::log::EventLog;
+
+/// Writers waiting that make a flush worth doing without gathering more.
+const GATHER_ENOUGH: u64 = 32;
 
 /// Progress of the flusher: every ticket up to `durable` is on disk; a ticket
 /// up to `failed` (and above `durable`) was in a flush that failed.
@@ -43,6 +55,8 @@ pub struct GroupCommit {
     progress: watch::Sender<Progress>,
     stop: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// How long a flush may wait to gather writers (see the module comment).
+    delay: Duration,
     pub stats: FlushStats,
 }
 
@@ -53,7 +67,7 @@ pub struct FlushFailed;
 
 impl GroupCommit {
     /// Starts the flusher thread.
-    pub fn start(log: Arc<EventLog>) -> Arc<Self> {
+    pub fn start(log: Arc<EventLog>, delay: Duration) -> Arc<Self> {
         let (progress, _) = watch::channel(Progress::default());
         let gc = Arc::new(Self {
             next_ticket: AtomicU64::new(0),
@@ -64,6 +78,7 @@ impl GroupCommit {
             progress,
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            delay,
             stats: FlushStats::default(),
         });
         let flusher = {
@@ -127,10 +142,12 @@ impl GroupCommit {
 
     fn run(&self, log: &EventLog) {
         let mut durable = 0u64;
+        let mut last_batch = 0u64;
         loop {
             if !self.wait_for_work() {
                 break;
             }
+            self.gather(durable, last_batch);
             // Every ticket taken so far belongs to a write that already
             // happened, so one flush started now covers all of them.
             let target = self.next_ticket.load(Ordering::SeqCst);
@@ -138,7 +155,8 @@ impl GroupCommit {
                 continue;
             }
             let result = log.sync().map_err(|e| e.to_string());
-            self.record_batch(target - durable);
+            last_batch = target - durable;
+            self.record_batch(last_batch);
             durable = self.publish(result, durable, target);
             if self.stop.load(Ordering::SeqCst)
                 && self.next_ticket.load(Ordering::SeqCst) == durable
@@ -146,6 +164,20 @@ impl GroupCommit {
                 break;
             }
         }
+    }
+
+    /// Waits `delay` for more writers when the last flush was shared and
+    /// few are waiting yet (see the module comment).
+    fn gather(&self, durable: u64, last_batch: u64) {
+        let waiting = self.next_ticket.load(Ordering::SeqCst) - durable;
+        if self.delay.is_zero()
+            || last_batch < 2
+            || waiting >= GATHER_ENOUGH
+            || self.stop.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        std::thread::sleep(self.delay);
     }
 
     /// Blocks until a writer rings or a stop is asked; false when stopping

@@ -200,9 +200,10 @@ impl Store {
             .map_err(|e| StoreError::Other(format!("cannot sync the event log: {e}")))
     }
 
-    /// Starts the group-commit flusher for this store's log.
-    pub fn start_group_commit(&self) -> Arc<flush::GroupCommit> {
-        flush::GroupCommit::start(self.log.clone())
+    /// Starts the group-commit flusher for this store's log; `delay` is
+    /// how long it may wait to gather concurrent writers (see `flush`).
+    pub fn start_group_commit(&self, delay: std::time::Duration) -> Arc<flush::GroupCommit> {
+        flush::GroupCommit::start(self.log.clone(), delay)
     }
 
     /// Writes everything out (at shutdown, after the processor stopped).
