@@ -128,9 +128,9 @@ async fn durable_round(
     let mut handles = Vec::with_capacity(tasks);
     for _ in 0..tasks {
         let (store, commit) = (store.clone(), commit.clone());
-        let mut events = vec![raw_event(SourceId::new(), payload.clone())];
+        let events = vec![raw_event(SourceId::new(), payload.clone())];
         handles.push(tokio::spawn(async move {
-            store.append_events(&mut events).expect("append");
+            store.append_events(events).expect("append");
             match how {
                 Durability::GroupCommit => commit.durable().await.expect("durable"),
                 Durability::FlushPerWrite => {

@@ -889,12 +889,12 @@ mod tests {
             .profiles
             .insert(broken.to_bytes(), &b"not json"[..])
             .unwrap();
-        let mut events = vec![
+        let events = vec![
             raw(source.id, "ann@example.org"),
             raw(source.id, "broken@example.org"),
             raw(source.id, "bob@example.org"),
         ];
-        store.append_events(&mut events).unwrap();
+        let events = store.append_events(events).unwrap();
         store.flush_now().unwrap();
 
         assert_eq!(processor.process_batch().unwrap(), 3);

@@ -127,9 +127,8 @@ async fn accept(
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
         source.api_key.as_ref().map(|k| k.header.as_str()),
     );
-    let mut events = to_raw_events(source.id, exploded, safe_headers);
-    store_durably(state, &mut events).await?;
-    Ok(events.iter().map(|e| e.id).collect())
+    let events = to_raw_events(source.id, exploded, safe_headers);
+    store_durably(state, source.id, events).await
 }
 
 fn authenticate(source: &Source, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -274,28 +273,32 @@ fn share<T: Clone + Default>(value: &mut T, last: bool) -> T {
     }
 }
 
-/// Appends the records and waits for the group flush that covers them.
+/// Appends the records and waits for the group flush that covers them;
+/// returns their event ids.
 ///
 /// The append itself runs inline: it is a memcpy into the log buffer,
 /// cheaper than a hop to the blocking pool. Only the flush
 /// waits, and it waits asynchronously.
-async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), Refusal> {
+async fn store_durably(
+    state: &AppState,
+    source_id: SourceId,
+    events: Vec<RawEvent>,
+) -> Result<Vec<EventId>, Refusal> {
     let unavailable = |detail: String| {
         tracing::error!(error = %detail, "append failed");
         Refusal::new(AppError::Internal(detail), Stage::Store, "store_failed")
     };
-    state
+    let ids: Vec<EventId> = state
         .store
         .append_events(events)
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unavailable(e.to_string()))?
+        .iter()
+        .map(|e| e.id)
+        .collect();
     // Counted as soon as they are in the log, before the await: the
     // processor sees them from now on, and a sender that hangs up during the
     // flush cancels this future, which must not leave them uncounted.
-    if let Some(first) = events.first() {
-        state
-            .counters
-            .add_received(first.source_id, events.len() as u64);
-    }
+    state.counters.add_received(source_id, ids.len() as u64);
     state
         .commit
         .durable()
@@ -303,7 +306,7 @@ async fn store_durably(state: &AppState, events: &mut [RawEvent]) -> Result<(), 
         .map_err(|e| unavailable(e.to_string()))?;
     // The processor takes durable events only: wake it now that these are.
     state.new_events.notify_one();
-    Ok(())
+    Ok(ids)
 }
 
 fn log_refusal(state: &AppState, source: SourceId, refusal: &Refusal) {

@@ -8,8 +8,8 @@ use super::{decode, encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
-use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub(super) const CURSOR_KEY: &[u8] = b"cursor";
 /// The cursor event's `Location` in the log (where the start-up scan begins).
@@ -55,7 +55,9 @@ const SCAN_CAP: usize = 20_000;
 
 /// An event taken from the log for the processor: the event and where it lives.
 pub struct Logged {
-    pub raw: RawEvent,
+    /// Shared with the processor's queue, which keeps it until the event's
+    /// state is committed.
+    pub raw: Arc<RawEvent>,
     pub at: Location,
 }
 
@@ -68,25 +70,29 @@ impl Store {
     /// Ids are assigned under the append lock, which also appends to the log
     /// and queues the events for the processor, so id order is log order.
     /// The lock covers in-memory work only (a memcpy into the log buffer),
-    /// never a write or a sync.
-    pub fn append_events(&self, events: &mut [RawEvent]) -> StoreResult<()> {
+    /// never a write or a sync. Returns the events as stored (with their
+    /// ids); the processor's queue holds them too, decoded, so the
+    /// processor does not parse what the request path already parsed.
+    pub fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
         let mut pending = self.pending_lock()?;
-        for event in events.iter_mut() {
+        let mut stored = Vec::with_capacity(events.len());
+        for mut event in events {
             event.id = next_event_id(&mut pending.last_id);
-            let body = encode_raw(event);
             let (at, lsn) = self
                 .log
-                .append(&body)
+                .append(&encode_raw(&event))
                 .map_err(|e| StoreError::Other(format!("cannot append to the event log: {e}")))?;
-            pending.push(PendingEntry {
-                id: event.id,
-                source: event.source_id,
+            let event = Arc::new(event);
+            pending.push(PendingEntry::new(
+                event.id,
+                event.source_id,
                 at,
                 lsn,
-                body: Some(Bytes::from(body)),
-            });
+                Some(event.clone()),
+            ));
+            stored.push(event);
         }
-        Ok(())
+        Ok(stored)
     }
 
     fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
@@ -124,13 +130,10 @@ impl Store {
                 continue;
             }
             pending.last_id = pending.last_id.max(id.0.as_u128());
-            pending.push(PendingEntry {
-                id,
-                source,
-                at: record.at,
-                lsn: 0,
-                body: Some(Bytes::from(record.body)),
-            });
+            // Undecodable here means undecodable for the processor too:
+            // it reads the record itself and records the failure.
+            let event = decode_raw(&record.body).ok().map(Arc::new);
+            pending.push(PendingEntry::new(id, source, record.at, 0, event));
             queued += 1;
         }
         Ok(queued)
@@ -143,10 +146,10 @@ impl Store {
         let entries = self.pending_lock()?.oldest(after, limit, self.log.synced());
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
-            let raw = match &entry.body {
-                Some(body) => decode_raw(body)?,
+            let raw = match entry.event {
+                Some(event) => event,
                 None => match self.raw_at(entry.id, entry.at) {
-                    Ok(raw) => raw,
+                    Ok(raw) => Arc::new(raw),
                     // Written but not yet readable: take it next time.
                     Err(_) => break,
                 },
@@ -207,8 +210,8 @@ impl Store {
         // committed, so one that is in neither place does not exist.
         let queued = self.pending_lock()?.get(id).cloned();
         if let Some(entry) = queued {
-            let raw = match &entry.body {
-                Some(body) => decode_raw(body)?,
+            let raw = match &entry.event {
+                Some(event) => RawEvent::clone(event),
                 None => self.raw_at(id, entry.at)?,
             };
             return Ok(Some(StoredEvent {
@@ -553,7 +556,7 @@ impl Store {
         }
         // The scrubbed copy must be durable before the log forgets the original.
         self.db.flush()?;
-        self.pending_lock()?.forget_body(id);
+        self.pending_lock()?.forget_event(id);
         self.log
             .scrub(event.at, 32)
             .map_err(|e| StoreError::Other(format!("cannot scrub the event log: {e}")))
@@ -613,8 +616,8 @@ mod tests {
         // One record per segment.
         let store = Store::temporary_with_segment_bytes(1).unwrap();
         let source = SourceId::new();
-        let mut events: Vec<RawEvent> = (0..5).map(|n| raw(source, n)).collect();
-        store.append_events(&mut events).unwrap();
+        let events: Vec<RawEvent> = (0..5).map(|n| raw(source, n)).collect();
+        let events = store.append_events(events).unwrap();
         // Only the first three are processed: the rest must survive any retention.
         process(&store, 3);
         assert_eq!(store.prune_events(1).unwrap(), 2);
@@ -628,8 +631,8 @@ mod tests {
     #[test]
     fn the_processor_only_sees_events_once_they_are_durable() {
         let store = Store::temporary().unwrap();
-        let mut events = vec![raw(SourceId::new(), 1)];
-        store.append_events(&mut events).unwrap();
+        let events = vec![raw(SourceId::new(), 1)];
+        let events = store.append_events(events).unwrap();
         assert!(store.next_pending(None, 10).unwrap().is_empty());
         store.flush_now().unwrap();
         assert_eq!(store.next_pending(None, 10).unwrap()[0].raw, events[0]);
@@ -640,7 +643,7 @@ mod tests {
         let store = Store::temporary().unwrap();
         let mut events = vec![raw(SourceId::new(), 1)];
         events[0].payload = serde_json::json!({"email": "ann@example.org"});
-        store.append_events(&mut events).unwrap();
+        let events = store.append_events(events).unwrap();
         process(&store, 1);
         store.scrub_event(events[0].id).unwrap();
         let event = store.event(events[0].id).unwrap().unwrap();
@@ -653,10 +656,10 @@ mod tests {
     fn a_source_page_joins_processed_and_pending_events_without_repeats() {
         let store = Store::temporary().unwrap();
         let (a, b) = (SourceId::new(), SourceId::new());
-        let mut events: Vec<RawEvent> = (0..6)
+        let events: Vec<RawEvent> = (0..6)
             .map(|n| raw(if n % 2 == 0 { a } else { b }, n))
             .collect();
-        store.append_events(&mut events).unwrap();
+        let events = store.append_events(events).unwrap();
         // The processor has handled the first four events only.
         process(&store, 4);
         let expected: Vec<EventId> = [4, 2, 0].iter().map(|i| events[*i].id).collect();

@@ -257,10 +257,9 @@ mod tests {
     #[test]
     fn logged_events_the_processor_had_not_committed_are_queued_again_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut events: Vec<RawEvent> = (0..3).map(event).collect();
-        {
+        let events = {
             let store = Store::open(dir.path(), 16).unwrap();
-            store.append_events(&mut events).unwrap();
+            let events = store.append_events((0..3).map(event).collect()).unwrap();
             store.flush_now().unwrap();
             // The processor committed the first event only.
             let first = store.next_pending(None, 1).unwrap().remove(0);
@@ -273,7 +272,8 @@ mod tests {
                 )
                 .unwrap();
             store.db.flush().unwrap();
-        }
+            events
+        };
         let store = Store::open(dir.path(), 16).unwrap();
         let queued: Vec<EventId> = store
             .next_pending(None, 10)
@@ -282,10 +282,9 @@ mod tests {
             .map(|e| e.raw.id)
             .collect();
         assert_eq!(queued, vec![events[1].id, events[2].id]);
-        assert_eq!(store.event(events[2].id).unwrap().unwrap().raw, events[2]);
+        assert_eq!(store.event(events[2].id).unwrap().unwrap().raw, *events[2]);
         // New ids keep growing after a restart.
-        let mut more = vec![event(9)];
-        store.append_events(&mut more).unwrap();
+        let more = store.append_events(vec![event(9)]).unwrap();
         assert!(more[0].id > events[2].id);
     }
 }

@@ -10,12 +10,18 @@
 
 use super::log::Location;
 use crate::ids::{EventId, SourceId};
-use bytes::Bytes;
+use crate::model::RawEvent;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-/// Record bodies kept in memory for the processor up to this many bytes in
-/// total; beyond it (a processor far behind) they are read back from the log.
-const BODY_BUDGET: usize = 32 << 20;
+/// Decoded events kept in memory for the processor up to about this many
+/// bytes in total; beyond it (a processor far behind) they are read back
+/// from the log and decoded there.
+const EVENT_BUDGET: usize = 32 << 20;
+
+/// What a decoded event is charged per byte of its encoded record: a JSON
+/// tree in memory takes a few times its text.
+const DECODED_PER_ENCODED_BYTE: usize = 4;
 
 #[derive(Clone)]
 pub(crate) struct PendingEntry {
@@ -24,9 +30,35 @@ pub(crate) struct PendingEntry {
     pub at: Location,
     /// The log sequence number that makes this record durable.
     pub lsn: u64,
-    /// The record as logged, while it fits the memory budget. `Bytes`: the
-    /// encoded record moves in without a copy.
-    pub body: Option<Bytes>,
+    /// The event as the request path decoded it, while it fits the memory
+    /// budget: the processor takes it from here rather than reading the
+    /// log and parsing the record again (measured, docs/performance.md).
+    pub event: Option<Arc<RawEvent>>,
+    /// What `event` is charged against the budget.
+    charge: usize,
+}
+
+impl PendingEntry {
+    /// An entry for the record at `at`, `encoded` bytes long in the log.
+    pub fn new(
+        event_id: EventId,
+        source: SourceId,
+        at: Location,
+        lsn: u64,
+        event: Option<Arc<RawEvent>>,
+    ) -> Self {
+        let charge = event
+            .as_ref()
+            .map_or(0, |_| at.len as usize * DECODED_PER_ENCODED_BYTE);
+        Self {
+            id: event_id,
+            source,
+            at,
+            lsn,
+            event,
+            charge,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -35,16 +67,16 @@ pub(crate) struct Pending {
     pub last_id: u128,
     pub processed_upto: Option<EventId>,
     entries: VecDeque<PendingEntry>,
-    body_bytes: usize,
+    charged: usize,
 }
 
 impl Pending {
     pub fn push(&mut self, mut entry: PendingEntry) {
-        match &entry.body {
-            Some(body) if self.body_bytes + body.len() <= BODY_BUDGET => {
-                self.body_bytes += body.len();
-            }
-            _ => entry.body = None,
+        if self.charged + entry.charge <= EVENT_BUDGET {
+            self.charged += entry.charge;
+        } else {
+            entry.event = None;
+            entry.charge = 0;
         }
         self.entries.push_back(entry);
     }
@@ -66,9 +98,7 @@ impl Pending {
             if front.id > last {
                 break;
             }
-            if let Some(body) = &front.body {
-                self.body_bytes -= body.len();
-            }
+            self.charged -= front.charge;
             self.entries.pop_front();
         }
         self.processed_upto = self.processed_upto.max(Some(last));
@@ -79,13 +109,13 @@ impl Pending {
         self.entries.get(i)
     }
 
-    /// Drops the in-memory copy of an entry's body (erasure: reads then go
+    /// Drops the in-memory copy of an event (erasure: reads then go
     /// through the store, which knows the event is scrubbed).
-    pub fn forget_body(&mut self, id: EventId) {
+    pub fn forget_event(&mut self, id: EventId) {
         if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
-            if let Some(body) = self.entries[i].body.take() {
-                self.body_bytes -= body.len();
-            }
+            let entry = &mut self.entries[i];
+            entry.event = None;
+            self.charged -= std::mem::take(&mut entry.charge);
         }
     }
 
@@ -108,5 +138,46 @@ impl Pending {
 
     pub fn iter(&self) -> impl Iterator<Item = &PendingEntry> {
         self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, len: u32) -> PendingEntry {
+        let id = EventId(uuid::Uuid::from_u128(u128::from(n) + 1));
+        let source = SourceId::new();
+        let at = Location {
+            segment: 1,
+            offset: 0,
+            len,
+        };
+        let event = RawEvent::received(source, serde_json::json!({ "n": n }));
+        PendingEntry::new(id, source, at, 0, Some(Arc::new(event)))
+    }
+
+    /// Decoded events stay in memory up to the budget only; past it the
+    /// processor reads the log. Committing frees budget for new events.
+    #[test]
+    fn decoded_events_are_kept_within_the_budget() {
+        let len = (EVENT_BUDGET / DECODED_PER_ENCODED_BYTE / 2) as u32;
+        let mut pending = Pending::default();
+        for n in 0..3 {
+            pending.push(entry(n, len));
+        }
+        let kept: Vec<bool> = pending.iter().map(|e| e.event.is_some()).collect();
+        assert_eq!(kept, vec![true, true, false]);
+        let first = pending.iter().next().unwrap().id;
+        pending.done(first);
+        pending.push(entry(3, len));
+        let last = pending.iter().last().unwrap().id;
+        assert!(pending.get(last).unwrap().event.is_some());
+        pending.forget_event(last);
+        assert!(pending.get(last).unwrap().event.is_none());
+        assert!(pending
+            .iter()
+            .all(|e| e.id > EventId(uuid::Uuid::from_u128(1))));
+        assert_eq!(pending.charged, EVENT_BUDGET / 2);
     }
 }
