@@ -12,7 +12,7 @@ use crate::model::{ErrorEntry, Level, RawEvent, Stage};
 use crate::records::{self, RecordsError};
 use crate::source::{SecretHash, Source};
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -60,19 +60,27 @@ struct Accepted {
     ids: Vec<EventId>,
 }
 
+/// Takes the whole request rather than the `HeaderMap`, `Method` and
+/// `RawQuery` extractors, which clone their parts: the headers are only
+/// read, and this runs on every hook request.
 async fn receive(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let source = find_source(&state, &token)?;
     let span = tracing::info_span!("hook", source = %source.id);
-    let accepted = accept(&state, &source, &method, &headers, query.as_deref(), body)
-        .instrument(span)
-        .await;
+    let (parts, body) = request.into_parts();
+    let accepted = accept(
+        &state,
+        &source,
+        &parts.method,
+        &parts.headers,
+        parts.uri.query(),
+        body,
+    )
+    .instrument(span)
+    .await;
     match accepted {
         Ok(ids) => Ok((
             StatusCode::ACCEPTED,
