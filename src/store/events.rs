@@ -3,7 +3,7 @@
 //! and erasure.
 
 use super::log::Location;
-use super::pending::{Pending, PendingEntry};
+use super::pending::{Held, Pending};
 use super::{decode, encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
@@ -78,18 +78,14 @@ impl Store {
         let mut stored = Vec::with_capacity(events.len());
         for mut event in events {
             event.id = next_event_id(&mut pending.last_id);
-            let (at, lsn) = self
+            let body = encode_raw(&event);
+            let place = self
                 .log
-                .append(&encode_raw(&event))
+                .append(&body)
                 .map_err(|e| StoreError::Other(format!("cannot append to the event log: {e}")))?;
             let event = Arc::new(event);
-            pending.push(PendingEntry::new(
-                event.id,
-                event.source_id,
-                at,
-                lsn,
-                Some(event.clone()),
-            ));
+            let (id, source) = (event.id, event.source_id);
+            pending.push(id, source, place, Some(event.clone()), Some(body.into()));
             stored.push(event);
         }
         Ok(stored)
@@ -130,10 +126,7 @@ impl Store {
                 continue;
             }
             pending.last_id = pending.last_id.max(id.0.as_u128());
-            // Undecodable here means undecodable for the processor too:
-            // it reads the record itself and records the failure.
-            let event = decode_raw(&record.body).ok().map(Arc::new);
-            pending.push(PendingEntry::new(id, source, record.at, 0, event));
+            pending.push(id, source, (record.at, 0), None, Some(record.body.into()));
             queued += 1;
         }
         Ok(queued)
@@ -146,9 +139,10 @@ impl Store {
         let entries = self.pending_lock()?.oldest(after, limit, self.log.synced());
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
-            let raw = match entry.event {
-                Some(event) => event,
-                None => match self.raw_at(entry.id, entry.at) {
+            let raw = match entry.held {
+                Held::Decoded(event) => event,
+                Held::Encoded(body) => Arc::new(decode_raw(&body)?),
+                Held::InLog => match self.raw_at(entry.id, entry.at) {
                     Ok(raw) => Arc::new(raw),
                     // Written but not yet readable: take it next time.
                     Err(_) => break,
@@ -210,9 +204,10 @@ impl Store {
         // committed, so one that is in neither place does not exist.
         let queued = self.pending_lock()?.get(id).cloned();
         if let Some(entry) = queued {
-            let raw = match &entry.event {
-                Some(event) => RawEvent::clone(event),
-                None => self.raw_at(id, entry.at)?,
+            let raw = match &entry.held {
+                Held::Decoded(event) => RawEvent::clone(event),
+                Held::Encoded(body) => decode_raw(body)?,
+                Held::InLog => self.raw_at(id, entry.at)?,
             };
             return Ok(Some(StoredEvent {
                 raw,

@@ -11,17 +11,32 @@
 use super::log::Location;
 use crate::ids::{EventId, SourceId};
 use crate::model::RawEvent;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Decoded events kept in memory for the processor up to about this many
-/// bytes in total; beyond it (a processor far behind) they are read back
-/// from the log and decoded there.
-const EVENT_BUDGET: usize = 32 << 20;
-
-/// What a decoded event is charged per byte of its encoded record: a JSON
-/// tree in memory takes a few times its text.
+/// Decoded events kept in memory for the processor, up to about this many
+/// bytes in total (each charged `DECODED_PER_ENCODED_BYTE` times its
+/// record's length: a JSON tree in memory takes a few times its text).
+const DECODED_BUDGET: usize = 16 << 20;
 const DECODED_PER_ENCODED_BYTE: usize = 4;
+
+/// Past the decoded budget (a processor behind), records are kept as bytes
+/// up to this many; past both, the processor reads them from the log.
+const ENCODED_BUDGET: usize = 32 << 20;
+
+/// What the queue holds of a record besides its place in the log.
+#[derive(Clone)]
+pub(crate) enum Held {
+    /// The event as the request path decoded it: the processor takes it
+    /// as is instead of parsing the record again (measured,
+    /// docs/performance.md).
+    Decoded(Arc<RawEvent>),
+    /// The record's bytes: decoded when taken, without reading the log.
+    Encoded(Bytes),
+    /// Nothing: the record is read from the log.
+    InLog,
+}
 
 #[derive(Clone)]
 pub(crate) struct PendingEntry {
@@ -30,35 +45,7 @@ pub(crate) struct PendingEntry {
     pub at: Location,
     /// The log sequence number that makes this record durable.
     pub lsn: u64,
-    /// The event as the request path decoded it, while it fits the memory
-    /// budget: the processor takes it from here rather than reading the
-    /// log and parsing the record again (measured, docs/performance.md).
-    pub event: Option<Arc<RawEvent>>,
-    /// What `event` is charged against the budget.
-    charge: usize,
-}
-
-impl PendingEntry {
-    /// An entry for the record at `at`, `encoded` bytes long in the log.
-    pub fn new(
-        event_id: EventId,
-        source: SourceId,
-        at: Location,
-        lsn: u64,
-        event: Option<Arc<RawEvent>>,
-    ) -> Self {
-        let charge = event
-            .as_ref()
-            .map_or(0, |_| at.len as usize * DECODED_PER_ENCODED_BYTE);
-        Self {
-            id: event_id,
-            source,
-            at,
-            lsn,
-            event,
-            charge,
-        }
-    }
+    pub held: Held,
 }
 
 #[derive(Default)]
@@ -67,18 +54,53 @@ pub(crate) struct Pending {
     pub last_id: u128,
     pub processed_upto: Option<EventId>,
     entries: VecDeque<PendingEntry>,
-    charged: usize,
+    decoded_bytes: usize,
+    encoded_bytes: usize,
 }
 
 impl Pending {
-    pub fn push(&mut self, mut entry: PendingEntry) {
-        if self.charged + entry.charge <= EVENT_BUDGET {
-            self.charged += entry.charge;
+    /// Queues a record, keeping the decoded event or else its bytes while
+    /// they fit their budgets (`at.len` is the record's length).
+    pub fn push(
+        &mut self,
+        id: EventId,
+        source: SourceId,
+        (at, lsn): (Location, u64),
+        event: Option<Arc<RawEvent>>,
+        body: Option<Bytes>,
+    ) {
+        let len = at.len as usize;
+        let held = match (event, body) {
+            (Some(event), _)
+                if self.decoded_bytes + len * DECODED_PER_ENCODED_BYTE <= DECODED_BUDGET =>
+            {
+                Held::Decoded(event)
+            }
+            (_, Some(body)) if self.encoded_bytes + len <= ENCODED_BUDGET => Held::Encoded(body),
+            _ => Held::InLog,
+        };
+        self.charge(&held, len, true);
+        self.entries.push_back(PendingEntry {
+            id,
+            source,
+            at,
+            lsn,
+            held,
+        });
+    }
+
+    /// Adds (`add`) or releases what `held` takes of the budgets.
+    fn charge(&mut self, held: &Held, len: usize, add: bool) {
+        let (total, amount) = match held {
+            Held::Decoded(_) => (&mut self.decoded_bytes, len * DECODED_PER_ENCODED_BYTE),
+            Held::Encoded(_) => (&mut self.encoded_bytes, len),
+            Held::InLog => return,
+        };
+        if add {
+            *total += amount;
         } else {
-            entry.event = None;
-            entry.charge = 0;
+            *total -= amount;
         }
-        self.entries.push_back(entry);
     }
 
     /// Up to `limit` of the oldest entries after `after` that are durable by `synced`.
@@ -98,8 +120,9 @@ impl Pending {
             if front.id > last {
                 break;
             }
-            self.charged -= front.charge;
-            self.entries.pop_front();
+            if let Some(entry) = self.entries.pop_front() {
+                self.charge(&entry.held, entry.at.len as usize, false);
+            }
         }
         self.processed_upto = self.processed_upto.max(Some(last));
     }
@@ -113,9 +136,9 @@ impl Pending {
     /// through the store, which knows the event is scrubbed).
     pub fn forget_event(&mut self, id: EventId) {
         if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
-            let entry = &mut self.entries[i];
-            entry.event = None;
-            self.charged -= std::mem::take(&mut entry.charge);
+            let held = std::mem::replace(&mut self.entries[i].held, Held::InLog);
+            let len = self.entries[i].at.len as usize;
+            self.charge(&held, len, false);
         }
     }
 
@@ -145,7 +168,7 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn entry(n: u8, len: u32) -> PendingEntry {
+    fn push(pending: &mut Pending, n: u8, len: u32) -> EventId {
         let id = EventId(uuid::Uuid::from_u128(u128::from(n) + 1));
         let source = SourceId::new();
         let at = Location {
@@ -154,30 +177,39 @@ mod tests {
             len,
         };
         let event = RawEvent::received(source, serde_json::json!({ "n": n }));
-        PendingEntry::new(id, source, at, 0, Some(Arc::new(event)))
+        let body = Bytes::from(vec![0u8; len as usize]);
+        pending.push(id, source, (at, 0), Some(Arc::new(event)), Some(body));
+        id
     }
 
-    /// Decoded events stay in memory up to the budget only; past it the
-    /// processor reads the log. Committing frees budget for new events.
-    #[test]
-    fn decoded_events_are_kept_within_the_budget() {
-        let len = (EVENT_BUDGET / DECODED_PER_ENCODED_BYTE / 2) as u32;
-        let mut pending = Pending::default();
-        for n in 0..3 {
-            pending.push(entry(n, len));
-        }
-        let kept: Vec<bool> = pending.iter().map(|e| e.event.is_some()).collect();
-        assert_eq!(kept, vec![true, true, false]);
-        let first = pending.iter().next().unwrap().id;
-        pending.done(first);
-        pending.push(entry(3, len));
-        let last = pending.iter().last().unwrap().id;
-        assert!(pending.get(last).unwrap().event.is_some());
-        pending.forget_event(last);
-        assert!(pending.get(last).unwrap().event.is_none());
-        assert!(pending
+    fn held(pending: &Pending) -> Vec<&'static str> {
+        pending
             .iter()
-            .all(|e| e.id > EventId(uuid::Uuid::from_u128(1))));
-        assert_eq!(pending.charged, EVENT_BUDGET / 2);
+            .map(|e| match e.held {
+                Held::Decoded(_) => "decoded",
+                Held::Encoded(_) => "encoded",
+                Held::InLog => "log",
+            })
+            .collect()
+    }
+
+    /// Decoded events stay in memory up to their budget, then records as
+    /// bytes up to theirs, then the log; committing or erasing frees budget.
+    #[test]
+    fn the_queue_keeps_what_fits_its_budgets() {
+        let len = (DECODED_BUDGET / DECODED_PER_ENCODED_BYTE / 2) as u32;
+        let mut pending = Pending::default();
+        let ids: Vec<EventId> = (0..2 + ENCODED_BUDGET / len as usize + 1)
+            .map(|n| push(&mut pending, n as u8, len))
+            .collect();
+        let kinds = held(&pending);
+        assert_eq!(&kinds[..3], &["decoded", "decoded", "encoded"]);
+        assert_eq!(kinds.last(), Some(&"log"));
+        pending.done(ids[0]);
+        let next = push(&mut pending, 200, len);
+        assert!(matches!(pending.get(next).unwrap().held, Held::Decoded(_)));
+        pending.forget_event(next);
+        assert!(matches!(pending.get(next).unwrap().held, Held::InLog));
+        assert_eq!(pending.decoded_bytes, DECODED_BUDGET / 2);
     }
 }
