@@ -611,8 +611,9 @@ mod tests {
         // One record per segment.
         let store = Store::temporary_with_segment_bytes(1).unwrap();
         let source = SourceId::new();
-        let events: Vec<RawEvent> = (0..5).map(|n| raw(source, n)).collect();
-        let events = store.append_events(events).unwrap();
+        let events = store
+            .append_events((0..5).map(|n| raw(source, n)).collect())
+            .unwrap();
         // Only the first three are processed: the rest must survive any retention.
         process(&store, 3);
         assert_eq!(store.prune_events(1).unwrap(), 2);
@@ -626,8 +627,7 @@ mod tests {
     #[test]
     fn the_processor_only_sees_events_once_they_are_durable() {
         let store = Store::temporary().unwrap();
-        let events = vec![raw(SourceId::new(), 1)];
-        let events = store.append_events(events).unwrap();
+        let events = store.append_events(vec![raw(SourceId::new(), 1)]).unwrap();
         assert!(store.next_pending(None, 10).unwrap().is_empty());
         store.flush_now().unwrap();
         assert_eq!(store.next_pending(None, 10).unwrap()[0].raw, events[0]);
