@@ -31,16 +31,13 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
 }
 
 /// GET with the admin token, as JSON.
+/// An admin GET.
+async fn get(client: &Client, url: &str) -> reqwest::Response {
+    client.get(url).bearer_auth(TOKEN).send().await.unwrap()
+}
+
 async fn get_json(client: &Client, url: &str) -> Value {
-    client
-        .get(url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get(client, url).await.json().await.unwrap()
 }
 
 async fn wait_ready(client: &Client, base: &str) {
@@ -127,12 +124,7 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     let mut child = start(dir.path(), port);
     wait_ready(&client, &base).await;
     for id in &acked {
-        let r = client
-            .get(format!("{base}/api/events/{id}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = get(&client, &format!("{base}/api/events/{id}")).await;
         assert_eq!(r.status(), 200, "acknowledged event {id} was lost");
     }
     // Exactly once: the per-source listing holds no id twice, and every
@@ -177,12 +169,11 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     assert_eq!(counts["resolved"], seen.len(), "{counts}");
     let mut profile_events = 0;
     for worker in 0..16 {
-        let r = client
-            .get(format!("{base}/api/profiles?email=w{worker}@example.org"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = get(
+            &client,
+            &format!("{base}/api/profiles?email=w{worker}@example.org"),
+        )
+        .await;
         if r.status() == 200 {
             profile_events += r.json::<Value>().await.unwrap()["event_count"]
                 .as_u64()

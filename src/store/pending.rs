@@ -116,10 +116,7 @@ impl Pending {
 
     /// Forgets every entry up to `last` (now committed).
     pub fn done(&mut self, last: EventId) {
-        while let Some(front) = self.entries.front() {
-            if front.id > last {
-                break;
-            }
+        while self.entries.front().is_some_and(|e| e.id <= last) {
             if let Some(entry) = self.entries.pop_front() {
                 self.charge(&entry.held, entry.at.len as usize, false);
             }
