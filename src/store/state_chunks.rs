@@ -1,5 +1,5 @@
-//! Processed states of new events, stored in chunks of up to 64 events per
-//! sled key.
+//! Processed states of new events, stored in chunks of up to 64 events
+//! (and about 4 KiB) per sled key.
 //!
 //! `event_state`: key = the last event id of a chunk; value = `count: u32
 //! LE`, then `count` × (event id (16 bytes) ‖ end offset `u32 LE`), then
@@ -19,20 +19,34 @@
 use super::StoreResult;
 use crate::ids::EventId;
 
-/// States per chunk.
+/// Most states per chunk.
 pub(super) const CHUNK: usize = 64;
+
+/// A chunk closes once its entries reach this many bytes. sled rewrites a
+/// whole leaf (up to 17 keys) when it splits or consolidates one, and a leaf
+/// over 128 KiB (a quarter of its 512 KiB segment) goes to a blob file of
+/// its own: with 64 states of ~300 bytes a leaf was ~300 KiB, and creating
+/// those files was 5% of all CPU under load (measured, docs/performance.md).
+/// 4 KiB keeps a leaf near 70 KiB, inside sled's log.
+const CHUNK_BYTES: usize = 4096;
 
 const SLOT: usize = 20;
 
-/// Splits a batch's new entries (id ascending) into (key, value) chunks.
+/// Splits a batch's new entries (id ascending) into (key, value) chunks of
+/// at most `CHUNK` entries and about `CHUNK_BYTES`.
 pub(super) fn chunks(entries: &[(EventId, Vec<u8>)]) -> Vec<([u8; 16], Vec<u8>)> {
-    entries
-        .chunks(CHUNK)
-        .filter_map(|chunk| {
-            let last = chunk.last()?.0;
-            Some((last.to_bytes(), encode(chunk)))
-        })
-        .collect()
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, entry)) in entries.iter().enumerate() {
+        bytes += entry.len();
+        if i + 1 - start == CHUNK || bytes >= CHUNK_BYTES || i + 1 == entries.len() {
+            let chunk = &entries[start..=i];
+            out.push((entries[i].0.to_bytes(), encode(chunk)));
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    out
 }
 
 fn encode(chunk: &[(EventId, Vec<u8>)]) -> Vec<u8> {
@@ -140,9 +154,12 @@ mod tests {
             let (tree, overrides) = (db.open_tree("c").unwrap(), db.open_tree("o").unwrap());
             let mut n = 0;
             let ids_written: Vec<EventId> = gaps.iter().map(|g| { n += g; id(n) }).collect();
+            // Entries of 10 bytes to ~1 KiB, so both the count and the
+            // byte budget close chunks.
             let entries: Vec<(EventId, Vec<u8>)> = ids_written
                 .iter()
-                .map(|i| (*i, format!("state of {}", i.0.as_u128()).into_bytes()))
+                .zip(&gaps)
+                .map(|(i, g)| (*i, format!("state of {}", i.0.as_u128()).repeat((g * g * g * 12) as usize).into_bytes()))
                 .collect();
             for part in entries.chunks(batch) {
                 for (k, v) in chunks(part) {
@@ -161,6 +178,19 @@ mod tests {
             let expected: Vec<EventId> = ids_written.iter().rev().filter(|i| **i < id(bound)).copied().collect();
             prop_assert_eq!(listed, expected);
         }
+    }
+
+    #[test]
+    fn chunks_close_at_their_byte_budget() {
+        let entries: Vec<(EventId, Vec<u8>)> = (1..=100).map(|n| (id(n), vec![0; 1000])).collect();
+        let sizes: Vec<usize> = chunks(&entries).iter().map(|(_, v)| ids(v).len()).collect();
+        // 1,000-byte states: a chunk closes at its fifth (5,000 >= 4,096).
+        assert_eq!(sizes, [5; 20]);
+        let (last, value) = chunks(&entries).pop().unwrap();
+        assert_eq!(
+            (last, ids(&value).last().copied()),
+            (id(100).to_bytes(), Some(id(100)))
+        );
     }
 
     #[test]
