@@ -93,14 +93,10 @@ impl Store {
                 )| {
                     // A retried run starts from nothing staged.
                     *staged.borrow_mut() = super::hot::Staged::default();
-                    let txn = SledTxn {
-                        ident,
-                        profiles,
-                        redirects,
-                        profile_events,
-                        audit,
-                        hot: Some((&self.hot, &staged)),
-                    };
+                    let txn = SledTxn::new(
+                        (ident, profiles, redirects, profile_events, audit),
+                        Some((&self.hot, &staged)),
+                    );
                     // New events' states go in chunks (id order); a state
                     // written again (replay) goes to the overrides.
                     let mut new_states = Vec::with_capacity(planned.len());
@@ -124,6 +120,7 @@ impl Store {
                             dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
                         }
                     }
+                    txn.finish()?;
                     for (key, chunk) in super::state_chunks::chunks(&new_states) {
                         states.insert(&key[..], chunk)?;
                     }

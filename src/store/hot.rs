@@ -14,11 +14,15 @@
 
 use crate::identity::Profile;
 use crate::ids::ProfileId;
+
+/// A profile as its record holds it: the profile, and the ids of the events
+/// linked to it since its last full link chunk (see `store::identity`).
+pub(crate) type Record = (Profile, Vec<u8>);
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// More profiles than this and the cache starts over (bounded memory:
-/// about half a kilobyte each).
+/// about a kilobyte each, half of it the open link chunk).
 const MAX_PROFILES: usize = 20_000;
 
 #[derive(Default)]
@@ -32,7 +36,7 @@ pub(crate) struct HotIdentities {
 struct Hot {
     /// Identifier key bytes → owning profile id.
     ident: HashMap<Vec<u8>, ProfileId>,
-    profiles: HashMap<ProfileId, Profile>,
+    profiles: HashMap<ProfileId, Record>,
 }
 
 /// What one transaction run read from sled and wrote, to fold into the
@@ -40,9 +44,9 @@ struct Hot {
 #[derive(Default)]
 pub(crate) struct Staged {
     pub ident: HashMap<Vec<u8>, Option<ProfileId>>,
-    pub profiles: HashMap<ProfileId, Option<Profile>>,
+    pub profiles: HashMap<ProfileId, Option<Record>>,
     pub read_ident: HashMap<Vec<u8>, ProfileId>,
-    pub read_profiles: HashMap<ProfileId, Profile>,
+    pub read_profiles: HashMap<ProfileId, Record>,
 }
 
 impl HotIdentities {
@@ -61,7 +65,7 @@ impl HotIdentities {
         self.inner()?.ident.get(key).copied()
     }
 
-    pub fn profile(&self, id: ProfileId) -> Option<Profile> {
+    pub fn profile(&self, id: ProfileId) -> Option<Record> {
         self.inner()?.profiles.get(&id).cloned()
     }
 

@@ -3,8 +3,9 @@
 //! pure rules of [`crate::identity`].
 //!
 //! Value formats: `ident` and `redirects` hold the 16 profile-id bytes;
-//! `profiles` and `audit` hold JSON; `profile_events` is profile ‖ chunk
-//! number → up to 64 event ids (see `link_key`).
+//! `audit` holds JSON; `profiles` holds the profile's JSON, then the open
+//! link chunk (see `encode_profile`); `profile_events` is profile ‖ chunk
+//! number → the event ids of a full chunk (see `link_key`).
 
 use super::{decode, encode, Store, StoreError, StoreResult, Trees};
 use crate::identity::{
@@ -16,7 +17,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use std::cell::RefCell;
 
-use super::hot::{HotIdentities, Staged};
+use super::hot::{HotIdentities, Record, Staged};
+use std::collections::HashMap;
 
 pub(super) type TxError = ConflictableTransactionError<StoreError>;
 
@@ -29,6 +31,19 @@ pub(super) struct SledTxn<'a> {
     pub(super) profile_events: &'a TransactionalTree,
     pub(super) audit: &'a TransactionalTree,
     pub(super) hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
+    /// Profile writes of this run, applied by `finish`.
+    pub(super) writes: RefCell<ProfileWrites>,
+}
+
+/// The profile records a transaction run touches. A profile is written once
+/// per run, by `finish`, whatever number of events it took: its JSON and its
+/// open link chunk together.
+#[derive(Default)]
+pub(super) struct ProfileWrites {
+    /// Open link chunks of the profiles read or written in this run.
+    tails: HashMap<ProfileId, Vec<u8>>,
+    /// Profiles put in this run, not yet written.
+    dirty: HashMap<ProfileId, Profile>,
 }
 
 fn corrupt_id(tree: &str) -> StoreError {
@@ -39,17 +54,19 @@ fn abort(e: StoreError) -> TxError {
     ConflictableTransactionError::Abort(e)
 }
 
-/// Event links per `profile_events` key (see `link_key`).
+/// Event links per full chunk: the open chunk in a profile's record moves to
+/// `profile_events` when it holds this many.
 const LINKS_PER_KEY: u64 = 64;
 
-/// The `profile_events` key of a profile's `n`th link (0-based): profile ‖
-/// chunk number. The value holds up to 64 event ids, 16 bytes each.
+/// The `profile_events` key of a chunk closed at a profile's `n`th link
+/// (0-based): profile ‖ chunk number. The value holds event ids, 16 bytes
+/// each: 64 from a full chunk, fewer from a profile merged away or erased,
+/// more where such a remainder met a full chunk under one key.
 ///
 /// Why chunks: a new sled key costs ~5 µs and more when random; one key per
 /// (profile, event) was the costliest write left per event. A profile's
-/// `event_count` numbers its links, so the chunk of the next one is known
-/// without a read (after a merge the count jumps ahead, leaving a chunk
-/// part-filled, which is harmless).
+/// `event_count` numbers its links, so chunk numbers grow with it (after a
+/// merge the count jumps ahead, which only skips numbers).
 fn link_key(profile: ProfileId, n: u64) -> [u8; 20] {
     let mut key = [0u8; 20];
     key[..16].copy_from_slice(&profile.to_bytes());
@@ -58,9 +75,94 @@ fn link_key(profile: ProfileId, n: u64) -> [u8; 20] {
     key
 }
 
-/// The event ids held in a `profile_events` value.
+/// The event ids held in a `profile_events` value or an open link chunk.
 fn linked_ids(value: &[u8]) -> impl Iterator<Item = EventId> + '_ {
     value.chunks_exact(16).filter_map(EventId::from_slice)
+}
+
+/// A `profiles` value: the profile's JSON, a 0 byte (JSON never holds one
+/// raw), then the open link chunk: the ids of the events linked since the
+/// last full chunk went to `profile_events`.
+///
+/// Why in the profile's record: each event rewrites its profile anyway, and
+/// a second key per event (the link chunk) was an eighth of all CPU under
+/// load (measured A/B, docs/performance.md). A value written before this
+/// format has no 0 byte and an empty open chunk.
+fn encode_profile(profile: &Profile, tail: &[u8]) -> Vec<u8> {
+    let mut value = encode(profile);
+    value.reserve(1 + tail.len());
+    value.push(0);
+    value.extend_from_slice(tail);
+    value
+}
+
+/// A `profiles` value back into the profile and its open link chunk.
+fn decode_profile(value: &[u8]) -> StoreResult<Record> {
+    let (json, tail) = match value.iter().position(|b| *b == 0) {
+        Some(at) => (&value[..at], &value[at + 1..]),
+        None => (value, &[][..]),
+    };
+    Ok((decode("profiles", json)?, tail.to_vec()))
+}
+
+impl<'a> SledTxn<'a> {
+    pub(super) fn new(
+        trees: (
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+        ),
+        hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
+    ) -> Self {
+        let (ident, profiles, redirects, profile_events, audit) = trees;
+        Self {
+            ident,
+            profiles,
+            redirects,
+            profile_events,
+            audit,
+            hot,
+            writes: RefCell::default(),
+        }
+    }
+
+    /// Writes the profiles this run put, each once with its open link
+    /// chunk. Call it last in the transaction closure.
+    pub(super) fn finish(&self) -> Result<(), TxError> {
+        let ProfileWrites { tails, dirty } = self.writes.take();
+        for (id, profile) in dirty {
+            let tail = tails.get(&id).cloned().unwrap_or_default();
+            self.profiles
+                .insert(&id.to_bytes()[..], encode_profile(&profile, &tail))?;
+            if let Some((_, staged)) = self.hot {
+                staged
+                    .borrow_mut()
+                    .profiles
+                    .insert(id, Some((profile, tail)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a profile's open link chunk (full, or the last of a profile
+    /// being removed) into `profile_events`, appending to a chunk already
+    /// under that key (a merge can make two chunks meet there).
+    fn close_links(&self, profile: &Profile, tail: Vec<u8>) -> Result<(), TxError> {
+        if tail.is_empty() {
+            return Ok(());
+        }
+        let key = link_key(profile.id, profile.event_count.saturating_sub(1));
+        let mut links = self
+            .profile_events
+            .get(key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        links.extend_from_slice(&tail);
+        self.profile_events.insert(&key[..], links)?;
+        Ok(())
+    }
 }
 
 impl IdentityTxn for SledTxn<'_> {
@@ -103,35 +205,50 @@ impl IdentityTxn for SledTxn<'_> {
         Ok(())
     }
     fn profile_get(&self, id: ProfileId) -> Result<Option<Profile>, TxError> {
-        if let Some((hot, staged)) = self.hot {
-            if let Some(profile) = staged.borrow().profiles.get(&id) {
-                return Ok(profile.clone());
-            }
-            if let Some(profile) = hot.profile(id) {
-                return Ok(Some(profile));
-            }
+        if let Some(profile) = self.writes.borrow().dirty.get(&id) {
+            return Ok(Some(profile.clone()));
         }
-        let profile: Option<Profile> = match self.profiles.get(id.to_bytes())? {
-            Some(v) => Some(decode("profiles", &v).map_err(abort)?),
+        let record = match self.hot {
+            Some((hot, staged)) => match staged.borrow().profiles.get(&id) {
+                Some(written) => written.clone(),
+                None => hot.profile(id),
+            },
             None => None,
         };
-        if let (Some((_, staged)), Some(p)) = (self.hot, &profile) {
-            staged.borrow_mut().read_profiles.insert(id, p.clone());
-        }
-        Ok(profile)
-    }
-    fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
-        self.profiles
-            .insert(&profile.id.to_bytes()[..], encode(profile))?;
-        if let Some((_, staged)) = self.hot {
+        let (record, from_sled) = match record {
+            Some(record) => (Some(record), false),
+            None => match self.profiles.get(id.to_bytes())? {
+                Some(v) => (Some(decode_profile(&v).map_err(abort)?), true),
+                None => (None, false),
+            },
+        };
+        let Some((profile, tail)) = record else {
+            return Ok(None);
+        };
+        if let (Some((_, staged)), true) = (self.hot, from_sled) {
             staged
                 .borrow_mut()
-                .profiles
-                .insert(profile.id, Some(profile.clone()));
+                .read_profiles
+                .insert(id, (profile.clone(), tail.clone()));
         }
+        self.writes.borrow_mut().tails.entry(id).or_insert(tail);
+        Ok(Some(profile))
+    }
+    fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
+        self.writes
+            .borrow_mut()
+            .dirty
+            .insert(profile.id, profile.clone());
         Ok(())
     }
     fn profile_remove(&self, id: ProfileId) -> Result<(), TxError> {
+        // Its open links go to `profile_events` first, where listing the
+        // events of whoever absorbed it (or erasing them) finds them.
+        if let Some(profile) = self.profile_get(id)? {
+            let tail = self.writes.borrow_mut().tails.remove(&id);
+            self.close_links(&profile, tail.unwrap_or_default())?;
+        }
+        self.writes.borrow_mut().dirty.remove(&id);
         self.profiles.remove(&id.to_bytes()[..])?;
         if let Some((_, staged)) = self.hot {
             staged.borrow_mut().profiles.insert(id, None);
@@ -160,16 +277,20 @@ impl IdentityTxn for SledTxn<'_> {
         Ok(())
     }
     fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), TxError> {
-        // `event_count` already counts this event.
-        let key = link_key(profile.id, profile.event_count.saturating_sub(1));
-        let mut links = self
-            .profile_events
-            .get(key)?
-            .map(|v| v.to_vec())
-            .unwrap_or_default();
-        links.extend_from_slice(&event.to_bytes());
-        self.profile_events.insert(&key[..], links)?;
-        Ok(())
+        let full = {
+            let mut writes = self.writes.borrow_mut();
+            writes
+                .dirty
+                .entry(profile.id)
+                .or_insert_with(|| profile.clone());
+            let tail = writes.tails.entry(profile.id).or_default();
+            tail.extend_from_slice(&event.to_bytes());
+            (tail.len() >= LINKS_PER_KEY as usize * 16).then(|| std::mem::take(tail))
+        };
+        match full {
+            Some(tail) => self.close_links(profile, tail),
+            None => Ok(()),
+        }
     }
 }
 
@@ -200,7 +321,7 @@ impl IdentityTxn for ReadView<'_> {
     }
     fn profile_get(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
         match self.0.profiles.get(id.to_bytes())? {
-            Some(v) => decode("profiles", &v).map(Some),
+            Some(v) => decode_profile(&v).map(|(profile, _)| Some(profile)),
             None => Ok(None),
         }
     }
@@ -259,14 +380,10 @@ impl Store {
         );
         trees
             .transaction(|(ident, profiles, redirects, profile_events, audit)| {
-                f(&SledTxn {
-                    ident,
-                    profiles,
-                    redirects,
-                    profile_events,
-                    audit,
-                    hot: None,
-                })
+                let txn = SledTxn::new((ident, profiles, redirects, profile_events, audit), None);
+                let answer = f(&txn)?;
+                txn.finish()?;
+                Ok(answer)
             })
             .map_err(super::abort_reason)
     }
@@ -319,19 +436,25 @@ impl Store {
     }
 
     /// Up to `limit` events linked to exactly `pid` before `before`, newest
-    /// first. Reads all of the profile's link chunks (64 ids each): links
-    /// are in arrival order, which a replay makes differ from id order.
+    /// first. Reads the open link chunk in its record and all its full
+    /// chunks (64 ids each): links are in arrival order, which a replay
+    /// makes differ from id order.
     fn linked_events(
         &self,
         pid: ProfileId,
         limit: usize,
         before: Option<EventId>,
     ) -> StoreResult<Vec<EventId>> {
-        let mut out = Vec::new();
+        let open = match self.trees.profiles.get(pid.to_bytes())? {
+            Some(value) => decode_profile(&value)?.1,
+            None => Vec::new(),
+        };
+        let mut out: Vec<EventId> = linked_ids(&open).collect();
         for item in self.trees.profile_events.scan_prefix(pid.to_bytes()) {
             let (_, value) = item?;
-            out.extend(linked_ids(&value).filter(|e| before.is_none_or(|b| *e < b)));
+            out.extend(linked_ids(&value));
         }
+        out.retain(|e| before.is_none_or(|b| *e < b));
         out.sort_unstable_by(|a, b| b.cmp(a));
         out.truncate(limit);
         Ok(out)
@@ -470,10 +593,64 @@ mod tests {
             .profile_events(p.id, 100, first.last().copied())
             .unwrap();
         assert_eq!([first, rest].concat(), sent);
-        assert!(
-            store.trees.profile_events.len() >= 3,
-            "150 links take three chunks"
+        // Two full chunks moved out; the last 22 links are in the record.
+        assert_eq!(store.trees.profile_events.len(), 2);
+        let record = store.trees.profiles.get(p.id.to_bytes()).unwrap().unwrap();
+        assert_eq!(decode_profile(&record).unwrap().1.len(), 22 * 16);
+    }
+
+    #[test]
+    fn a_merged_profiles_open_links_stay_listed_and_erasable() {
+        let store = Store::temporary().unwrap();
+        let mut sent = Vec::new();
+        for (email, visitor) in [
+            (None, Some("v1")),
+            (None, Some("v1")),
+            (Some("m@x.io"), None),
+        ] {
+            let i = input(ids(None, email, visitor));
+            store.resolve(&i, &Blocklist::default()).unwrap();
+            sent.push(i.event_id);
+        }
+        // This event joins the visitor's profile and the email's: a merge.
+        let joining = input(ids(None, Some("m@x.io"), Some("v1")));
+        let merged = store.resolve(&joining, &Blocklist::default()).unwrap();
+        assert_eq!(merged.summary(), "merge");
+        sent.push(joining.event_id);
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let survivor = merged.profile_id.unwrap();
+        assert_eq!(store.profile_events(survivor, 10, None).unwrap(), sent);
+        // The absorbed profile's record is gone; its links moved to a chunk.
+        assert_eq!(store.trees.profiles.len(), 1);
+        assert_eq!(store.trees.profile_events.len(), 1);
+        let mut erased = store.erase_profile(survivor).unwrap().unwrap();
+        erased.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(erased, sent);
+        assert!(store.trees.profile_events.is_empty());
+    }
+
+    #[test]
+    fn a_profile_stored_before_open_link_chunks_reads_and_links_on() {
+        let store = Store::temporary().unwrap();
+        let first = run(&store, None, Some("old@x.io"), None)
+            .profile_id
+            .unwrap();
+        // Rewrite its record as the previous format did: JSON alone (its
+        // first link, kept in `profile_events` back then, is dropped here).
+        let (profile, _) =
+            decode_profile(&store.trees.profiles.get(first.to_bytes()).unwrap().unwrap()).unwrap();
+        store
+            .trees
+            .profiles
+            .insert(first.to_bytes(), encode(&profile))
+            .unwrap();
+        store.hot.clear();
+        assert_eq!(store.profile(first).unwrap(), Some(profile));
+        assert_eq!(
+            run(&store, None, Some("old@x.io"), None).profile_id,
+            Some(first)
         );
+        assert_eq!(store.profile_events(first, 10, None).unwrap().len(), 1);
     }
 
     #[test]
