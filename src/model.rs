@@ -198,8 +198,10 @@ impl RawEvent {
 pub struct EventState {
     pub status: Option<EventStatus>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// Shared: the processor's commit copies a state per attempt, and the
+    /// mapped event (with its properties) is most of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mapped: Option<MappedEvent>,
+    pub mapped: Option<std::sync::Arc<MappedEvent>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<ProfileId>,
     /// What the resolver did: `create`, `attach`, `merge`, or `refused: <reason>`.

@@ -532,14 +532,14 @@ impl Processor {
                 plan.state.warnings.push(format!(
                     "redelivery of event {holder} (idempotency key `{key}`): kept, not counted again"
                 ));
-                plan.state.mapped = Some(event);
+                plan.state.mapped = Some(Arc::new(event));
                 return Ok(finish(plan, EventStatus::Duplicate));
             }
             claimed.insert(dedupe_key.clone(), raw.id);
             plan.dedupe_key = Some(dedupe_key);
         }
         plan.resolve = Some((resolve_input(raw, source, &event), blocklist.clone()));
-        plan.state.mapped = Some(event);
+        plan.state.mapped = Some(Arc::new(event));
         Ok(finish(plan, EventStatus::Resolved))
     }
 

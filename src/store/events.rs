@@ -536,7 +536,7 @@ impl Store {
         raw.headers.clear();
         self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
         if let Some(mut state) = event.state {
-            if let Some(mapped) = state.mapped.as_mut() {
+            if let Some(mapped) = state.mapped.as_mut().map(std::sync::Arc::make_mut) {
                 mapped.email = None;
                 mapped.external_id = None;
                 mapped.visitor_id = None;
