@@ -46,7 +46,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// One span per request. The URI is logged without its path tail for hooks:
-/// the path of a hook *is* the source's secret.
+/// the path of a hook *is* the source's secret; a hook request records its
+/// source id instead.
 fn trace_layer() -> TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     impl Fn(&Request) -> tracing::Span + Clone,
@@ -58,7 +59,12 @@ fn trace_layer() -> TraceLayer<
         } else {
             path
         };
-        tracing::info_span!("request", method = %req.method(), path = %shown)
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %shown,
+            source = tracing::field::Empty
+        )
     })
 }
 
