@@ -64,12 +64,26 @@ pub struct Config {
     #[arg(long, env = "INLET_PROCESSOR_BATCH", default_value_t = 128)]
     pub processor_batch: usize,
 
+    /// Threads serving requests; default: one more than the machine has
+    /// cores. The processor's and the group commit's threads preempt a
+    /// worker now and then, and the spare one keeps requests moving
+    /// meanwhile: on 2 cores 3 workers beat 2 in 5 of 6 A/B pairs (+3%).
+    #[arg(long, env = "INLET_WORKERS")]
+    pub workers: Option<usize>,
+
     /// Dashboard session lifetime in minutes.
     #[arg(long, env = "INLET_SESSION_MINUTES", default_value_t = 12 * 60)]
     pub session_minutes: i64,
 }
 
 impl Config {
+    /// Request-serving threads (see `workers`).
+    pub fn worker_threads(&self) -> usize {
+        self.workers
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() + 1))
+    }
+
     /// Defaults for a given data dir, as tests and benches want them.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let mut config = Config::parse_from(["inlet"]);

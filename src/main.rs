@@ -22,23 +22,27 @@ fn config_host(app: &Application) -> String {
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let config = Config::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("inlet: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
-    runtime.block_on(serve());
+    runtime.block_on(serve(config));
 }
 
-async fn serve() {
+async fn serve(config: Config) {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn")),
         )
         .init();
-    let config = Config::parse();
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
