@@ -235,6 +235,12 @@ impl IdentityTxn for SledTxn<'_> {
         Ok(Some(profile))
     }
     fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
+        // `finish` writes the open link chunk this run knows: make sure it
+        // knows the stored one (the resolver reads before it writes, so this
+        // reads only for a profile that is new).
+        if !self.writes.borrow().tails.contains_key(&profile.id) {
+            self.profile_get(profile.id)?;
+        }
         self.writes
             .borrow_mut()
             .dirty
@@ -878,6 +884,9 @@ mod tests {
         assert!(store.merge_profiles(ProfileId::new(), b).unwrap().is_err());
         // Events carrying either external id still attach.
         assert_eq!(run(&store, Some("x1"), None, None).profile_id, Some(b));
+        // Both profiles' open links survived the merge: a's moved to a
+        // chunk, b's stayed in its record through support's write.
+        assert_eq!(store.profile_events(b, 10, None).unwrap().len(), 3);
         let history = store.profile_history(b).unwrap();
         assert!(history.iter().any(|h| h.kind == "manual_merge"));
     }
