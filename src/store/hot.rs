@@ -14,12 +14,12 @@
 
 use crate::identity::Profile;
 use crate::ids::ProfileId;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 /// A profile as its record holds it: the profile, and the ids of the events
 /// linked to it since its last full link chunk (see `store::identity`).
 pub(crate) type Record = (Profile, Vec<u8>);
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
 /// More profiles than this and the cache starts over (bounded memory:
 /// about a kilobyte each, half of it the open link chunk).

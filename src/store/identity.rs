@@ -208,6 +208,9 @@ impl IdentityTxn for SledTxn<'_> {
         if let Some(profile) = self.writes.borrow().dirty.get(&id) {
             return Ok(Some(profile.clone()));
         }
+        // While a run lasts, `staged.profiles` holds only its removals
+        // (`finish` adds the writes): a removed profile must not come back
+        // from the cache, and the transaction's own read answers `None`.
         let record = match self.hot {
             Some((hot, staged)) => match staged.borrow().profiles.get(&id) {
                 Some(written) => written.clone(),

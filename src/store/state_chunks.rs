@@ -154,7 +154,7 @@ mod tests {
             let (tree, overrides) = (db.open_tree("c").unwrap(), db.open_tree("o").unwrap());
             let mut n = 0;
             let ids_written: Vec<EventId> = gaps.iter().map(|g| { n += g; id(n) }).collect();
-            // Entries of 10 bytes to ~1 KiB, so both the count and the
+            // Entries of ~150 bytes to ~9 KiB, so both the count and the
             // byte budget close chunks.
             let entries: Vec<(EventId, Vec<u8>)> = ids_written
                 .iter()
