@@ -156,11 +156,11 @@ impl Store {
         cache_mb: u64,
         log: std::io::Result<log::EventLog>,
     ) -> StoreResult<Self> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(data_dir.join("db"))
             .cache_capacity(cache_mb * 1024 * 1024)
-            .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open()?;
+            .flush_every_ms(Some(SLED_FLUSH_MS));
+        let db = open_sled(&config)?;
         let log = log.map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
         Self::assemble(db, log, None)
     }
@@ -230,6 +230,26 @@ impl Store {
 }
 
 /// Reads a JSON value out of a tree.
+/// Opens sled, waiting up to 2 s while its file lock is still held by a
+/// store of this process being dropped: sled releases the lock from its
+/// background flusher thread, a moment after the last handle goes (seen as
+/// a flaky reopen in a restart test). Another process cannot be the holder
+/// here: the data-dir lock (`app`) is taken before the store opens.
+fn open_sled(config: &sled::Config) -> StoreResult<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     tree: &'static str,
     bytes: &[u8],
