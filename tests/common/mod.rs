@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod process;
 
 use inlet::app::Application;
 use inlet::config::Config;
