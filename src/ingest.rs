@@ -130,7 +130,12 @@ fn decode_pairs(text: &str) -> Result<Value, DecodeError> {
         }
         // The root object is level 1 and the value one more than its key's
         // segments (a repeated key adds an array level, `check_depth` sees it).
-        if key.split("__").filter(|s| !s.is_empty()).nth(MAX_DEPTH - 1).is_some() {
+        if key
+            .split("__")
+            .filter(|s| !s.is_empty())
+            .nth(MAX_DEPTH - 1)
+            .is_some()
+        {
             return Err(DecodeError::TooDeep);
         }
         let segments: Vec<&str> = key.split("__").filter(|s| !s.is_empty()).collect();
@@ -417,7 +422,10 @@ mod tests {
         assert_eq!(decode_query(&wide), Err(DecodeError::TooManyPairs));
         assert_eq!(DecodeError::TooManyPairs.code(), "too_many_fields");
         let fits = "t=x&".repeat(MAX_PAIRS);
-        assert_eq!(decode_query(&fits).unwrap()["t"].as_array().unwrap().len(), MAX_PAIRS);
+        assert_eq!(
+            decode_query(&fits).unwrap()["t"].as_array().unwrap().len(),
+            MAX_PAIRS
+        );
     }
 
     #[test]
@@ -437,7 +445,12 @@ mod tests {
         ] {
             assert!(is_secret_header(name, None), "{name}");
         }
-        for name in ["user-agent", "content-type", "x-github-event", "x-request-id"] {
+        for name in [
+            "user-agent",
+            "content-type",
+            "x-github-event",
+            "x-request-id",
+        ] {
             assert!(!is_secret_header(name, None), "{name}");
         }
     }

@@ -42,7 +42,9 @@ pub enum RecordsError {
     TooMany { count: usize, limit: usize },
     #[error("the body holds no records: {0}")]
     Empty(String),
-    #[error("records_path `{0}` holds JSON nested deeper than {MAX_DEPTH} levels; flatten the records")]
+    #[error(
+        "records_path `{0}` holds JSON nested deeper than {MAX_DEPTH} levels; flatten the records"
+    )]
     TooDeep(String),
     #[error(
         "split into records, this request would store about {estimated} bytes (each row repeats \
@@ -781,7 +783,11 @@ mod tests {
         let deeper = "[".repeat(10_000) + &"]".repeat(10_000);
         let err = explode(json!({ "d": deeper }), Some("d"), 5).unwrap_err();
         assert!(matches!(err, RecordsError::TooDeep(_)), "{err:?}");
-        let fits = format!("[{}{}]", "[".repeat(MAX_DEPTH - 2), "]".repeat(MAX_DEPTH - 2));
+        let fits = format!(
+            "[{}{}]",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
         assert!(explode(json!({ "d": fits }), Some("d"), 5).is_ok());
     }
 

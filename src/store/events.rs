@@ -212,7 +212,9 @@ impl Store {
     /// from the log unless `cache` holds them).
     fn decode_raw(&self, body: &[u8], cache: &mut SharedCache) -> StoreResult<RawEvent> {
         let logged = shared::Logged::decode(body).map_err(|e| {
-            StoreError::Other(format!("the event log holds a record that does not decode: {e}"))
+            StoreError::Other(format!(
+                "the event log holds a record that does not decode: {e}"
+            ))
         })?;
         let Some(at) = logged.shared() else {
             return Ok(logged.into_event(None));
@@ -221,10 +223,14 @@ impl Store {
             Some((cached_at, parts)) if *cached_at == at => parts.clone(),
             _ => {
                 let body = self.log.read(at.location()).map_err(|e| {
-                    StoreError::Other(format!("cannot read a shared record from the event log: {e}"))
+                    StoreError::Other(format!(
+                        "cannot read a shared record from the event log: {e}"
+                    ))
                 })?;
                 let parts = Arc::new(shared::decode_parts(&body).map_err(|e| {
-                    StoreError::Other(format!("a shared record in the event log does not decode: {e}"))
+                    StoreError::Other(format!(
+                        "a shared record in the event log does not decode: {e}"
+                    ))
                 })?);
                 *cache = Some((at, parts.clone()));
                 parts
@@ -728,7 +734,10 @@ mod tests {
             .map(|r| r.body.len() + 8)
             .sum();
         // About 280 bytes per record (ids, times, the shared place), the envelope once.
-        assert!(bytes < 10_000 * 300 + 11_000, "{bytes} bytes for 10,000 records");
+        assert!(
+            bytes < 10_000 * 300 + 11_000,
+            "{bytes} bytes for 10,000 records"
+        );
         assert!(written < 4 << 20, "{written}");
         let last = stored.last().unwrap();
         let read = store.event(last.id).unwrap().unwrap().raw;

@@ -160,7 +160,11 @@ impl Logged {
     /// The event, with the shared parts (`None` for an inline record).
     pub fn into_event(self, parts: Option<&SharedParts>) -> RawEvent {
         let (envelope, headers, not_mappable) = match parts {
-            Some(p) => (p.envelope.clone(), p.headers.clone(), p.not_mappable.clone()),
+            Some(p) => (
+                p.envelope.clone(),
+                p.headers.clone(),
+                p.not_mappable.clone(),
+            ),
             None => (self.envelope, self.headers, self.not_mappable),
         };
         RawEvent {
