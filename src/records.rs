@@ -841,6 +841,56 @@ mod tests {
         ));
     }
 
+    /// Worst cases measured for docs/performance.md (not a test of speed:
+    /// `cargo test --lib records::tests::measure -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn measure_worst_cases() {
+        use std::time::Instant;
+        // The list search this replaced, for the before figure.
+        fn quadratic(raw: &[&str]) -> Vec<String> {
+            let mut names: Vec<String> = Vec::new();
+            for h in raw {
+                let mut name = h.to_string();
+                let mut n = 2;
+                while names.contains(&name) {
+                    name = format!("{h}_{n}");
+                    n += 1;
+                }
+                names.push(name);
+            }
+            names
+        }
+        for columns in [1_000usize, 2_000, 4_000] {
+            let raw = vec!["a"; columns];
+            let t = Instant::now();
+            quadratic(&raw);
+            println!("before: {columns} repeated names {:?}", t.elapsed());
+        }
+        for columns in [4_000usize, 100_000, 1_000_000] {
+            let t = Instant::now();
+            header_names(std::iter::repeat_n("a", columns));
+            println!("after: {columns} repeated names {:?}", t.elapsed());
+        }
+        // A 5 MB CSV of repeated names and one row; and one refused by its budget.
+        let header = vec!["a"; 1_250_000].join(",");
+        let csv = format!("{header}\n{}", vec!["1"; 1_250_000].join(","));
+        let t = Instant::now();
+        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let r = explode_within(json!({ "d": csv }), Some("d"), limits);
+        println!("5 MB CSV, 1.25M repeated names: {:?} ({})", t.elapsed(), r.is_ok());
+        let header: Vec<String> = (0..2_000).map(|i| format!("a rather long column name {i}")).collect();
+        let mut csv = header.join(",");
+        let row = format!("\n1{}", ",".repeat(1_999));
+        while csv.len() < 5 << 20 {
+            csv.push_str(&row);
+        }
+        let t = Instant::now();
+        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let r = explode_within(json!({ "d": csv }), Some("d"), limits);
+        println!("5 MB CSV exploding 2,600 rows x 2,000 columns: {:?} ({:?})", t.elapsed(), r.err());
+    }
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),

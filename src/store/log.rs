@@ -11,7 +11,8 @@
 //!
 //! Format of a segment `seg-<n>.log`: records of `len: u32 LE`,
 //! `crc32(body): u32 LE`, `body`, where body = event id (16 bytes) ‖ source
-//! id (16 bytes) ‖ the event as JSON. A torn record at the tail (a crash
+//! id (16 bytes) ‖ the event as JSON (or, with the nil event id, what a
+//! request's records share: see `store::shared`). A torn record at the tail (a crash
 //! mid-write) fails its length or CRC check and ends the scan of that
 //! segment; it was never acknowledged. Every start opens a new segment, so
 //! nothing is ever appended after a torn tail. The flusher lays zeros ahead
