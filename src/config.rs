@@ -33,6 +33,13 @@ pub struct Config {
     #[arg(long, env = "INLET_MAX_RECORDS", default_value_t = 10_000)]
     pub max_records: usize,
 
+    /// Most bytes one request's records may take, as a multiple of its body:
+    /// CSV/TSV rows repeat the header names, so a small body can explode
+    /// into far more (refused with 413 `explosion_too_large`, see
+    /// docs/security.md). Each record also costs a fixed overhead.
+    #[arg(long, env = "INLET_MAX_STORED_FACTOR", default_value_t = 16)]
+    pub max_stored_factor: usize,
+
     /// Events kept (oldest processed ones are pruned beyond this).
     #[arg(long, env = "INLET_EVENT_RETENTION", default_value_t = 2_000_000)]
     pub event_retention: u64,

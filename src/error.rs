@@ -28,6 +28,14 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A refusal whose body also carries a machine-readable `code` (the
+    /// hook path: senders branch on it). Client errors only.
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -43,6 +51,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Coded { status, .. } => *status,
             AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +69,9 @@ impl AppError {
         body.insert("error".into(), Value::String(message));
         if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
+        }
+        if let AppError::Coded { code, .. } = self {
+            body.insert("code".into(), json!(code));
         }
         Value::Object(body)
     }

@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 /// shallow enough that every later recursive walk is safe.
 pub const MAX_DEPTH: usize = 64;
 
+/// Most `key=value` pairs accepted in a form body or query string: far more
+/// than any real form, few enough that building the object stays cheap.
+pub const MAX_PAIRS: usize = 10_000;
+
 /// Longest excerpt of a refused body kept in the error log.
 pub const EXCERPT_CHARS: usize = 256;
 
@@ -27,6 +31,8 @@ pub enum DecodeError {
     UnsupportedType(String),
     #[error("the form body is not valid: {0}")]
     InvalidForm(String),
+    #[error("the form or query string has more than {MAX_PAIRS} fields; send the data as a JSON body or split it")]
+    TooManyPairs,
 }
 
 impl DecodeError {
@@ -39,6 +45,7 @@ impl DecodeError {
             DecodeError::TooDeep => "too_deep",
             DecodeError::UnsupportedType(_) => "unsupported_content_type",
             DecodeError::InvalidForm(_) => "invalid_form",
+            DecodeError::TooManyPairs => "too_many_fields",
         }
     }
 }
@@ -78,7 +85,7 @@ pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, DecodeError
     let text = std::str::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
     let value = match format {
         BodyFormat::Json => parse_json(text)?,
-        BodyFormat::Form => decode_pairs(text),
+        BodyFormat::Form => decode_pairs(text)?,
     };
     check_depth(&value)?;
     Ok(value)
@@ -89,7 +96,7 @@ pub fn decode_query(query: &str) -> Result<Value, DecodeError> {
     if query.trim().is_empty() {
         return Err(DecodeError::Empty);
     }
-    let value = decode_pairs(query);
+    let value = decode_pairs(query)?;
     check_depth(&value)?;
     Ok(value)
 }
@@ -110,55 +117,75 @@ fn parse_json(text: &str) -> Result<Value, DecodeError> {
 /// sniffer reports formats so marketers can see what a string holds. A key
 /// that is both a value and a parent (`a=1&a__b=2`) keeps the value under
 /// `a._value`, so nothing the sender sent is lost.
-fn decode_pairs(text: &str) -> Value {
+///
+/// Nesting and the number of pairs are checked before anything is built:
+/// a key of thousands of `__` levels is refused as `TooDeep` from its text
+/// alone, and insertion walks down iteratively, so no input controls the
+/// depth of a recursion here (nor of the recursive drop of the result).
+fn decode_pairs(text: &str) -> Result<Value, DecodeError> {
     let mut root = Map::new();
-    for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+    for (count, (key, value)) in form_urlencoded::parse(text.as_bytes()).enumerate() {
+        if count >= MAX_PAIRS {
+            return Err(DecodeError::TooManyPairs);
+        }
+        // The root object is level 1 and the value one more than its key's
+        // segments (a repeated key adds an array level, `check_depth` sees it).
+        if key
+            .split("__")
+            .filter(|s| !s.is_empty())
+            .nth(MAX_DEPTH - 1)
+            .is_some()
+        {
+            return Err(DecodeError::TooDeep);
+        }
         let segments: Vec<&str> = key.split("__").filter(|s| !s.is_empty()).collect();
         if segments.is_empty() {
             continue;
         }
         insert_nested(&mut root, &segments, Value::String(value.into_owned()));
     }
-    Value::Object(root)
+    Ok(Value::Object(root))
 }
 
-fn insert_nested(map: &mut Map<String, Value>, segments: &[&str], value: Value) {
-    let (first, rest) = match segments.split_first() {
-        Some(split) => split,
-        None => return,
-    };
-    if rest.is_empty() {
-        match map.get_mut(*first) {
-            None => {
-                map.insert((*first).to_string(), value);
-            }
-            Some(Value::Array(items)) => items.push(value),
-            Some(Value::Object(child)) => {
-                child.insert("_value".into(), value);
-            }
-            Some(existing) => {
-                let previous = existing.take();
-                *existing = Value::Array(vec![previous, value]);
-            }
-        }
+/// Puts `value` at `segments` under `root`, creating objects on the way.
+fn insert_nested(root: &mut Map<String, Value>, segments: &[&str], value: Value) {
+    let Some((last, parents)) = segments.split_last() else {
         return;
+    };
+    let mut map = root;
+    for segment in parents {
+        let entry = map
+            .entry((*segment).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            let previous = entry.take();
+            let mut child = Map::new();
+            child.insert("_value".into(), previous);
+            *entry = Value::Object(child);
+        }
+        map = match entry {
+            Value::Object(child) => child,
+            // Made an object just above.
+            _ => return,
+        };
     }
-    let entry = map
-        .entry((*first).to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        let previous = entry.take();
-        let mut child = Map::new();
-        child.insert("_value".into(), previous);
-        *entry = Value::Object(child);
-    }
-    if let Value::Object(child) = entry {
-        insert_nested(child, rest, value);
+    match map.get_mut(*last) {
+        None => {
+            map.insert((*last).to_string(), value);
+        }
+        Some(Value::Array(items)) => items.push(value),
+        Some(Value::Object(child)) => {
+            child.insert("_value".into(), value);
+        }
+        Some(existing) => {
+            let previous = existing.take();
+            *existing = Value::Array(vec![previous, value]);
+        }
     }
 }
 
 /// Refuses values nested deeper than `MAX_DEPTH`, without recursion.
-fn check_depth(value: &Value) -> Result<(), DecodeError> {
+pub fn check_depth(value: &Value) -> Result<(), DecodeError> {
     let mut stack = vec![(value, 1usize)];
     while let Some((v, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
@@ -207,15 +234,35 @@ const SECRET_HEADERS: [&str; 6] = [
     "api-key",
 ];
 
+/// Words that mark a header name as carrying a secret wherever they appear
+/// (`x-hub-signature-256`, `x-credentials`, `x-pass`, `x-session-id`,
+/// `x-csrf-token`, `x-jwt-assertion`, `x-private-key`, ...). Broad on
+/// purpose: a header wrongly dropped costs a template one field, a secret
+/// wrongly kept is shown on the dashboard.
+const SECRET_WORDS: [&str; 14] = [
+    "signature",
+    "token",
+    "secret",
+    "auth",
+    "key",
+    "pass",
+    "credential",
+    "session",
+    "cookie",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "bearer",
+    "private",
+];
+
 /// Does this (lowercase) header name carry a secret? Covers the fixed list,
-/// the source's own api-key header, and anything named like a signature,
-/// token or secret (`x-hub-signature-256`, `stripe-signature`, ...).
+/// the source's own api-key header, and anything named with a `SECRET_WORDS`
+/// word.
 pub fn is_secret_header(name: &str, api_key_header: Option<&str>) -> bool {
     SECRET_HEADERS.contains(&name)
         || api_key_header == Some(name)
-        || ["signature", "token", "secret", "auth", "key", "password"]
-            .iter()
-            .any(|word| name.contains(word))
+        || SECRET_WORDS.iter().any(|word| name.contains(word))
 }
 
 /// Transport headers: meaningless to a mapping, so not stored with every event.
@@ -348,6 +395,103 @@ mod tests {
                 .unwrap()
                 .clone()
         );
+    }
+
+    #[test]
+    fn a_key_nested_thousands_deep_is_refused_before_it_is_built() {
+        // 8,000 levels overflowed the stack in a recursive insert.
+        let query = format!("{}=1", vec!["a"; 100_000].join("__"));
+        assert_eq!(decode_query(&query), Err(DecodeError::TooDeep));
+        assert_eq!(
+            decode_body(BodyFormat::Form, query.as_bytes()),
+            Err(DecodeError::TooDeep)
+        );
+        // The deepest key accepted: the root, 63 levels of keys, the value.
+        let ok = format!("{}=1", vec!["a"; MAX_DEPTH - 1].join("__"));
+        assert!(decode_query(&ok).is_ok());
+        let one_more = format!("{}=1", vec!["a"; MAX_DEPTH].join("__"));
+        assert_eq!(decode_query(&one_more), Err(DecodeError::TooDeep));
+        // Empty segments do not count (they are skipped when nesting).
+        let hollow = format!("a{}b=1", "__".repeat(10_000));
+        assert_eq!(decode_query(&hollow).unwrap(), json!({"a": {"b": "1"}}));
+    }
+
+    #[test]
+    fn a_form_with_too_many_fields_is_refused() {
+        let wide = "t=x&".repeat(MAX_PAIRS + 1);
+        assert_eq!(decode_query(&wide), Err(DecodeError::TooManyPairs));
+        assert_eq!(DecodeError::TooManyPairs.code(), "too_many_fields");
+        let fits = "t=x&".repeat(MAX_PAIRS);
+        assert_eq!(
+            decode_query(&fits).unwrap()["t"].as_array().unwrap().len(),
+            MAX_PAIRS
+        );
+    }
+
+    #[test]
+    fn credential_session_and_similar_headers_are_secret() {
+        for name in [
+            "x-credentials",
+            "x-pass",
+            "x-passphrase",
+            "x-session-id",
+            "x-cookie",
+            "x-csrf-token",
+            "x-xsrf",
+            "x-jwt-assertion",
+            "x-bearer",
+            "x-private-key",
+            "x-amz-security-token",
+        ] {
+            assert!(is_secret_header(name, None), "{name}");
+        }
+        for name in [
+            "user-agent",
+            "content-type",
+            "x-github-event",
+            "x-request-id",
+        ] {
+            assert!(!is_secret_header(name, None), "{name}");
+        }
+    }
+
+    fn deep_key() -> impl Strategy<Value = String> {
+        (1usize..20_000, "[a-z]{1,3}", prop::bool::ANY).prop_map(|(levels, seg, trailing)| {
+            let key = vec![seg.as_str(); levels].join("__");
+            if trailing {
+                format!("{key}__=1&{key}=2")
+            } else {
+                format!("{key}=1")
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Keys of any depth: never a crash, deep ones refused, and what is
+        /// accepted stays within `MAX_DEPTH`.
+        #[test]
+        fn deep_keys_never_crash_and_are_refused_past_the_limit(query in deep_key()) {
+            match decode_query(&query) {
+                Ok(v) => prop_assert!(check_depth(&v).is_ok()),
+                Err(e) => prop_assert_eq!(e, DecodeError::TooDeep),
+            }
+        }
+
+        /// Wide and repetitive forms: a bounded object or `too_many_fields`.
+        #[test]
+        fn wide_forms_are_bounded(
+            keys in prop::collection::vec("[a-c]{1,2}(__[a-c]{1,2}){0,3}", 1..50),
+            repeat in 1usize..400,
+        ) {
+            let pairs: Vec<String> = keys.iter().map(|k| format!("{k}=v")).collect();
+            let body = vec![pairs.join("&"); repeat].join("&");
+            match decode_body(BodyFormat::Form, body.as_bytes()) {
+                Ok(v) => prop_assert!(v.is_object()),
+                Err(e) => prop_assert!(matches!(e, DecodeError::TooManyPairs | DecodeError::TooDeep)),
+            }
+        }
     }
 
     proptest! {

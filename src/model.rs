@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where an event is in the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,6 +155,10 @@ impl ErrorEntry {
 }
 
 /// A record as stored by the request path: immutable after the 202.
+///
+/// What a request's records share (envelope, headers) is behind an `Arc`:
+/// one copy in memory per request however many records it exploded into
+/// (and one copy in the log, see `store::shared`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RawEvent {
     pub id: EventId,
@@ -165,13 +170,17 @@ pub struct RawEvent {
     /// The request body outside the records (e.g. Looker's `scheduled_plan`),
     /// `None` when the body was the record itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub envelope: Option<Value>,
+    pub envelope: Option<Arc<Value>>,
     /// Request headers with every secret-bearing header removed.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub headers: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "no_headers")]
+    pub headers: Arc<Map<String, Value>>,
     /// Set when the record cannot be mapped at all (e.g. a base64 PDF attachment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_mappable: Option<String>,
+}
+
+fn no_headers(headers: &Arc<Map<String, Value>>) -> bool {
+    headers.is_empty()
 }
 
 #[cfg(test)]
@@ -186,7 +195,7 @@ impl RawEvent {
             received_at: Utc::now(),
             payload,
             envelope: None,
-            headers: Map::new(),
+            headers: Arc::default(),
             not_mappable: None,
         }
     }

@@ -666,7 +666,7 @@ impl Processor {
 fn record_context(raw: &RawEvent) -> RecordContext<'_> {
     RecordContext {
         record: &raw.payload,
-        envelope: raw.envelope.as_ref(),
+        envelope: raw.envelope.as_deref(),
         headers: &raw.headers,
         received_at: raw.received_at,
     }

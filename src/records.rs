@@ -15,7 +15,9 @@
 //! - binary attachments (base64 PDF, XLSX, PNG...) are stored whole and
 //!   flagged `not_mappable`, so nothing is lost and the error log says why.
 
+use crate::ingest::{check_depth, MAX_DEPTH};
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// The result of exploding one request body.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,39 @@ pub enum RecordsError {
     TooMany { count: usize, limit: usize },
     #[error("the body holds no records: {0}")]
     Empty(String),
+    #[error(
+        "records_path `{0}` holds JSON nested deeper than {MAX_DEPTH} levels; flatten the records"
+    )]
+    TooDeep(String),
+    #[error(
+        "split into records, this request would store about {estimated} bytes (each row repeats \
+         the column names), {over} bytes over its limit of {limit}; send fewer rows per request \
+         or shorter column names, or raise INLET_MAX_STORED_FACTOR",
+        over = .estimated - .limit
+    )]
+    TooLarge { estimated: usize, limit: usize },
+}
+
+/// What one request may explode into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most records.
+    pub max_records: usize,
+    /// Most bytes the records may take as stored JSON. Only CSV/TSV rows
+    /// can grow past a small multiple of the body (each row object repeats
+    /// the header names), so that is where it is checked, row by row,
+    /// before the rows are built.
+    pub max_record_bytes: usize,
+}
+
+impl Limits {
+    /// At most `max_records`, with no bound on their size (previews).
+    pub fn records(max_records: usize) -> Self {
+        Limits {
+            max_records,
+            max_record_bytes: usize::MAX,
+        }
+    }
 }
 
 /// How many keys a "not found" message lists before eliding the rest.
@@ -55,6 +90,16 @@ pub fn explode(
     records_path: Option<&str>,
     max_records: usize,
 ) -> Result<Exploded, RecordsError> {
+    explode_within(body, records_path, Limits::records(max_records))
+}
+
+/// As `explode`, within `limits` (the request path).
+pub fn explode_within(
+    body: Value,
+    records_path: Option<&str>,
+    limits: Limits,
+) -> Result<Exploded, RecordsError> {
+    let max_records = limits.max_records;
     let path = records_path.map(str::trim).filter(|p| !p.is_empty());
     let exploded = match (body, path) {
         (Value::Array(items), _) => top_level_array(items, max_records)?,
@@ -63,7 +108,7 @@ pub fn explode(
             records: vec![body],
             not_mappable: None,
         },
-        (body, Some(path)) => at_path(body, path, max_records)?,
+        (body, Some(path)) => at_path(body, path, limits)?,
     };
     // One guard for every branch (a single object with `max_records == 0`).
     check_count(exploded.records.len(), max_records)?;
@@ -92,7 +137,8 @@ fn top_level_array(items: Vec<Value>, max: usize) -> Result<Exploded, RecordsErr
 }
 
 /// Explodes the value found at a dotted `records_path`.
-fn at_path(mut body: Value, path: &str, max: usize) -> Result<Exploded, RecordsError> {
+fn at_path(mut body: Value, path: &str, limits: Limits) -> Result<Exploded, RecordsError> {
+    let max = limits.max_records;
     let segments: Vec<&str> = path.split('.').collect();
     let (parent_segs, last) = match segments.split_last() {
         Some((last, parent)) => (parent, *last),
@@ -122,7 +168,7 @@ fn at_path(mut body: Value, path: &str, max: usize) -> Result<Exploded, RecordsE
             items
         }
         (Value::Object(map), _) => vec![Value::Object(map)],
-        (Value::String(s), Some(kind)) => decode_string(&s, kind, path, max)?,
+        (Value::String(s), Some(kind)) => decode_string(&s, kind, path, limits)?,
         (Value::Null, _) => {
             return Err(RecordsError::Empty(format!(
                 "records_path `{path}` is null; send an array of records there"
@@ -350,24 +396,32 @@ fn decode_string(
     s: &str,
     kind: Decoded,
     path: &str,
-    max: usize,
+    limits: Limits,
 ) -> Result<Vec<Value>, RecordsError> {
     match kind {
-        Decoded::Json => decode_json(s, path, max),
+        Decoded::Json => decode_json(s, path, limits.max_records),
         Decoded::Delimited(delimiter) => {
-            decode_delimited(s, refine_delimiter(s, delimiter), path, max)
+            decode_delimited(s, refine_delimiter(s, delimiter), path, limits)
         }
         Decoded::Binary(reason) => Err(RecordsError::BadEmbedded(reason)),
     }
 }
 
+/// Embedded JSON is held to the body's depth limit (the parsed array or
+/// object counts as the first level), so every later recursive walk over a
+/// record is as safe as over a body.
 fn decode_json(s: &str, path: &str, max: usize) -> Result<Vec<Value>, RecordsError> {
     let parsed: Value = serde_json::from_str(s).map_err(|e| {
+        // serde_json stops at 128 levels; anything that deep is too deep here.
+        if e.to_string().contains("recursion limit") {
+            return RecordsError::TooDeep(truncate(path, 200));
+        }
         RecordsError::BadEmbedded(format!(
             "records_path `{path}` holds a string that should be JSON but does not parse ({e}); \
              check the sender's export format"
         ))
     })?;
+    check_depth(&parsed).map_err(|_| RecordsError::TooDeep(truncate(path, 200)))?;
     match parsed {
         Value::Array(items) if items.is_empty() => Err(RecordsError::Empty(format!(
             "records_path `{path}` holds an empty JSON array"
@@ -396,11 +450,16 @@ fn refine_delimiter(s: &str, delimiter: u8) -> u8 {
 }
 
 /// CSV / TSV with a header row; every value stays a string (see docs/schema.md).
+///
+/// Each row's size as a stored JSON object is added up before the row is
+/// built: past `limits.max_record_bytes` nothing more is built (what was is
+/// dropped) and the rest is only measured, for the message. Memory stays
+/// within the limit whatever the row count or header length.
 fn decode_delimited(
     s: &str,
     delimiter: u8,
     path: &str,
-    max: usize,
+    limits: Limits,
 ) -> Result<Vec<Value>, RecordsError> {
     let what = if delimiter == b'\t' {
         "tab-separated text"
@@ -416,9 +475,10 @@ fn decode_delimited(
         .headers()
         .map(|h| header_names(h.iter()))
         .map_err(|e| bad_delimited(path, what, &e))?;
+    let header_sizes: Vec<usize> = headers.iter().map(|h| json_string_len(h)).collect();
     let mut records = Vec::new();
     let mut row = csv::StringRecord::new();
-    let mut count = 0usize;
+    let (mut count, mut estimated) = (0usize, 0usize);
     loop {
         match reader.read_record(&mut row) {
             Ok(false) => break,
@@ -429,18 +489,58 @@ fn decode_delimited(
             continue;
         }
         count += 1;
-        // Past the limit: keep counting for the message, build nothing more.
-        if count <= max {
+        estimated = estimated.saturating_add(row_json_len(&header_sizes, &row));
+        if estimated > limits.max_record_bytes {
+            // Refused below: free what was built, build nothing more.
+            records = Vec::new();
+        } else if count <= limits.max_records {
+            // Past the count limit: keep counting for the message only.
             records.push(row_object(&headers, &row));
         }
     }
-    check_count(count, max)?;
+    check_count(count, limits.max_records)?;
+    if estimated > limits.max_record_bytes {
+        return Err(RecordsError::TooLarge {
+            estimated,
+            limit: limits.max_record_bytes,
+        });
+    }
     if records.is_empty() {
         return Err(RecordsError::Empty(format!(
             "records_path `{path}` holds {what} with a header row but no data rows"
         )));
     }
     Ok(records)
+}
+
+/// Bytes `s` takes as a JSON string, quotes and escapes included (as
+/// serde_json writes it: `\"`, `\\` and short escapes take 2, other control
+/// characters 6).
+fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Bytes `row_object(headers, row)` takes as JSON, without building it
+/// (an upper bound: a repeated extra column name would overwrite a key).
+fn row_json_len(header_sizes: &[usize], row: &csv::StringRecord) -> usize {
+    // The braces, less the comma the last field does not have.
+    let mut total = 1usize;
+    for (i, field) in row.iter().enumerate() {
+        let name = header_sizes
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| json_string_len(&format!("column_{}", i + 1)));
+        // `name:value` and the comma before the next.
+        total += name + json_string_len(field) + 2;
+    }
+    total
 }
 
 fn bad_delimited(path: &str, what: &str, e: &csv::Error) -> RecordsError {
@@ -450,19 +550,35 @@ fn bad_delimited(path: &str, what: &str, e: &csv::Error) -> RecordsError {
 }
 
 /// Header names made unique and non-empty, so no column overwrites another.
+///
+/// O(n) in the number of columns: a set of the names taken, and per base
+/// name the next suffix to try. A generated `a_2` that a later real `a_2`
+/// meets makes that one `a_2_2`; a name of the form `base_k` can be in the
+/// way of one base at one suffix only, so all the retries together are at
+/// most one per name taken (thousands of repeated names took tens of
+/// seconds with the list search this replaces).
 fn header_names<'a>(raw: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     for (i, h) in raw.enumerate() {
         let base = match h.trim() {
             "" => format!("column_{}", i + 1),
             t => t.to_string(),
         };
-        let mut name = base.clone();
-        let mut n = 2;
-        while names.contains(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
+        let name = if taken.contains(&base) {
+            let n = next_suffix.entry(base.clone()).or_insert(2);
+            loop {
+                let candidate = format!("{base}_{n}");
+                *n += 1;
+                if !taken.contains(&candidate) {
+                    break candidate;
+                }
+            }
+        } else {
+            base
+        };
+        taken.insert(name.clone());
         names.push(name);
     }
     names
@@ -642,6 +758,139 @@ mod tests {
         assert!(err.to_string().contains("number"));
     }
 
+    #[test]
+    fn thousands_of_repeated_headers_get_distinct_names_quickly() {
+        let names = header_names(["a"; 20_000].into_iter());
+        assert_eq!(names[0], "a");
+        assert_eq!(names[1], "a_2");
+        assert_eq!(names[19_999], "a_20000");
+        let unique: HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[test]
+    fn a_real_column_named_like_a_generated_one_stays_distinct() {
+        let names = header_names(["a", "a", "a_2", "a_2", "a", ""].into_iter());
+        assert_eq!(names, ["a", "a_2", "a_2_2", "a_2_3", "a_3", "column_6"]);
+    }
+
+    #[test]
+    fn deep_embedded_json_is_refused_as_too_deep() {
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        let err = explode(json!({ "d": deep }), Some("d"), 5).unwrap_err();
+        assert!(matches!(err, RecordsError::TooDeep(_)), "{err:?}");
+        // Past serde_json's own limit too.
+        let deeper = "[".repeat(10_000) + &"]".repeat(10_000);
+        let err = explode(json!({ "d": deeper }), Some("d"), 5).unwrap_err();
+        assert!(matches!(err, RecordsError::TooDeep(_)), "{err:?}");
+        let fits = format!(
+            "[{}{}]",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
+        assert!(explode(json!({ "d": fits }), Some("d"), 5).is_ok());
+    }
+
+    /// A long header repeated into every row object: refused from the
+    /// estimate, and the estimate matches what would be stored.
+    #[test]
+    fn rows_that_would_outgrow_the_budget_are_refused_before_they_are_built() {
+        let header: Vec<String> = (0..200)
+            .map(|i| format!("a rather long column name {i}"))
+            .collect();
+        let mut csv = header.join(",");
+        let row = format!("\n1{}", ",".repeat(199));
+        for _ in 0..1_000 {
+            csv.push_str(&row);
+        }
+        let body = json!({ "d": csv });
+        let limits = Limits {
+            max_records: 10_000,
+            max_record_bytes: 16 * csv.len(),
+        };
+        match explode_within(body, Some("d"), limits).unwrap_err() {
+            RecordsError::TooLarge { estimated, limit } => {
+                assert_eq!(limit, 16 * csv.len());
+                assert!(estimated > 1_000 * 200 * 30, "{estimated}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_row_estimate_is_the_stored_size() {
+        let csv = "a,\"b \"\"q\"\"\",c\n1,\"x\ny\",\"\u{1}\"\n2,3,4,5\n";
+        let e = ok(json!({ "d": csv }), Some("d"));
+        let stored: usize = e
+            .records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        let limits = Limits {
+            max_records: 10,
+            max_record_bytes: stored,
+        };
+        assert!(explode_within(json!({ "d": csv }), Some("d"), limits).is_ok());
+        let tight = Limits {
+            max_record_bytes: stored - 1,
+            ..limits
+        };
+        assert!(matches!(
+            explode_within(json!({ "d": csv }), Some("d"), tight),
+            Err(RecordsError::TooLarge { .. })
+        ));
+    }
+
+    /// Worst cases measured for docs/performance.md (not a test of speed:
+    /// `cargo test --lib records::tests::measure -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn measure_worst_cases() {
+        use std::time::Instant;
+        // The list search this replaced, for the before figure.
+        fn quadratic(raw: &[&str]) -> Vec<String> {
+            let mut names: Vec<String> = Vec::new();
+            for h in raw {
+                let mut name = h.to_string();
+                let mut n = 2;
+                while names.contains(&name) {
+                    name = format!("{h}_{n}");
+                    n += 1;
+                }
+                names.push(name);
+            }
+            names
+        }
+        for columns in [1_000usize, 2_000, 4_000] {
+            let raw = vec!["a"; columns];
+            let t = Instant::now();
+            quadratic(&raw);
+            println!("before: {columns} repeated names {:?}", t.elapsed());
+        }
+        for columns in [4_000usize, 100_000, 1_000_000] {
+            let t = Instant::now();
+            header_names(std::iter::repeat_n("a", columns));
+            println!("after: {columns} repeated names {:?}", t.elapsed());
+        }
+        // A 5 MB CSV of repeated names and one row; and one refused by its budget.
+        let header = vec!["a"; 1_250_000].join(",");
+        let csv = format!("{header}\n{}", vec!["1"; 1_250_000].join(","));
+        let t = Instant::now();
+        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let r = explode_within(json!({ "d": csv }), Some("d"), limits);
+        println!("5 MB CSV, 1.25M repeated names: {:?} ({})", t.elapsed(), r.is_ok());
+        let header: Vec<String> = (0..2_000).map(|i| format!("a rather long column name {i}")).collect();
+        let mut csv = header.join(",");
+        let row = format!("\n1{}", ",".repeat(1_999));
+        while csv.len() < 5 << 20 {
+            csv.push_str(&row);
+        }
+        let t = Instant::now();
+        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let r = explode_within(json!({ "d": csv }), Some("d"), limits);
+        println!("5 MB CSV exploding 2,600 rows x 2,000 columns: {:?} ({:?})", t.elapsed(), r.err());
+    }
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -667,6 +916,59 @@ mod tests {
         ) {
             if let Ok(e) = explode(body, path.as_deref(), max) {
                 prop_assert!(e.records.len() <= max);
+            }
+        }
+    }
+
+    /// A CSV of `rows` rows under a header of `columns` names drawn from
+    /// a few (so most repeat).
+    fn arb_csv() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec("[ab]{1,2}(_[2-3])?", 1..300),
+            0usize..3_000,
+            "[0-9a-z\"]{0,3}",
+        )
+            .prop_map(|(columns, rows, cell)| {
+                let mut csv = columns.join(",");
+                for _ in 0..rows {
+                    csv.push('\n');
+                    csv.push_str(&cell);
+                }
+                csv
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Repeated headers and many rows: never a panic, unique names, and
+        /// whatever is accepted is within the byte budget.
+        #[test]
+        fn csv_within_limits_or_refused(csv in arb_csv(), factor in 1usize..20) {
+            let limits = Limits { max_records: 2_000, max_record_bytes: factor * csv.len() };
+            match explode_within(json!({ "d": csv }), Some("d"), limits) {
+                Ok(e) => {
+                    let stored: usize = e.records.iter().map(|r| serde_json::to_vec(r).unwrap().len()).sum();
+                    prop_assert!(stored <= limits.max_record_bytes);
+                    prop_assert!(e.records.len() <= limits.max_records);
+                }
+                Err(err) => prop_assert!(matches!(
+                    err,
+                    RecordsError::TooLarge { .. } | RecordsError::TooMany { .. }
+                        | RecordsError::Empty(_) | RecordsError::BadEmbedded(_)
+                ), "{:?}", err),
+            }
+        }
+
+        /// Embedded JSON strings of any depth: refused past the limit,
+        /// never a crash, and accepted records within `MAX_DEPTH`.
+        #[test]
+        fn deep_embedded_json_never_crashes(depth in 1usize..5_000, object in any::<bool>()) {
+            let (open, close) = if object { ("{\"a\":", "}") } else { ("[", "]") };
+            let s = format!("[{}1{}]", open.repeat(depth), close.repeat(depth));
+            match explode(json!({ "d": s }), Some("d"), 5) {
+                Ok(e) => for r in &e.records { prop_assert!(check_depth(r).is_ok()) },
+                Err(err) => prop_assert!(matches!(err, RecordsError::TooDeep(_)), "{:?}", err),
             }
         }
     }

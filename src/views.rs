@@ -17,10 +17,10 @@ pub fn event_json(event: &StoredEvent) -> Value {
     out.insert("status".into(), json!(event.status().as_str()));
     out.insert("payload".into(), raw.payload.clone());
     if let Some(envelope) = &raw.envelope {
-        out.insert("envelope".into(), envelope.clone());
+        out.insert("envelope".into(), Value::clone(envelope));
     }
     if !raw.headers.is_empty() {
-        out.insert("headers".into(), Value::Object(raw.headers.clone()));
+        out.insert("headers".into(), Value::Object(Map::clone(&raw.headers)));
     }
     let state = event.state.clone().unwrap_or_default();
     let mapped = state.mapped.as_ref();

@@ -9,11 +9,12 @@ use crate::error::AppError;
 use crate::ids::{EventId, RequestId, SourceId};
 use crate::ingest::{self, DecodeError};
 use crate::model::{ErrorEntry, Level, RawEvent, Stage};
-use crate::records::{self, RecordsError};
+use crate::records::{self, Exploded, Limits, RecordsError};
 use crate::source::{SecretHash, Source};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -36,6 +37,19 @@ struct Refusal {
 }
 
 impl Refusal {
+    /// The answer to the sender: client errors carry the code in the body.
+    fn into_error(self) -> AppError {
+        let status = self.error.status();
+        if status.is_server_error() {
+            return self.error;
+        }
+        AppError::Coded {
+            status,
+            code: self.code,
+            message: self.error.to_string(),
+        }
+    }
+
     fn new(error: AppError, stage: Stage, code: &'static str) -> Self {
         Self {
             error,
@@ -62,12 +76,19 @@ struct Accepted {
 /// Takes the whole request rather than the `HeaderMap`, `Method` and
 /// `RawQuery` extractors, which clone their parts: the headers are only
 /// read, and this runs on every hook request.
+///
+/// `HEAD` (axum routes it here with GET) answers 200 with no body and
+/// stores and logs nothing: senders probe the URL that way before they
+/// send, and an empty query is no refusal to log.
 async fn receive(
     State(state): State<AppState>,
     Path(token): Path<String>,
     request: Request,
-) -> Result<(StatusCode, Json<Accepted>), AppError> {
+) -> Result<Response, AppError> {
     let source = find_source(&state, &token)?;
+    if request.method() == Method::HEAD {
+        return Ok(StatusCode::OK.into_response());
+    }
     // Into the request's span (see `routes::trace_layer`): a second span per
     // hook request was 1.5% of all CPU under load.
     tracing::Span::current().record("source", tracing::field::display(source.id));
@@ -88,10 +109,11 @@ async fn receive(
                 accepted: ids.len(),
                 ids,
             }),
-        )),
+        )
+            .into_response()),
         Err(refusal) => {
             log_refusal(&state, source.id, &refusal);
-            Err(refusal.error)
+            Err(refusal.into_error())
         }
     }
 }
@@ -122,13 +144,24 @@ async fn accept(
 ) -> Result<Vec<EventId>, Refusal> {
     authenticate(source, headers)?;
     let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
-    let value = decode(method, headers, query, &bytes)?;
-    let exploded = records::explode(
-        value,
-        source.records_path.as_deref(),
-        state.config.max_records,
-    )
-    .map_err(|e| records_refusal(e, &bytes))?;
+    let request = Received {
+        from_query: method == Method::GET && bytes.is_empty(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        query: query.map(str::to_owned),
+        bytes,
+        records_path: source.records_path.clone(),
+    };
+    let limits = Limits {
+        max_records: state.config.max_records,
+        max_record_bytes: state
+            .config
+            .max_stored_factor
+            .saturating_mul(request.size()),
+    };
+    let exploded = decode_and_explode(request, limits).await?;
     let safe_headers = ingest::safe_headers(
         headers
             .iter()
@@ -198,19 +231,62 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-fn decode(
-    method: &Method,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    bytes: &Bytes,
-) -> Result<Value, Refusal> {
-    let result = if method == Method::GET && bytes.is_empty() {
-        ingest::decode_query(query.unwrap_or(""))
+/// What decoding and explosion need of a request, owned so that a large
+/// one can move to the blocking pool.
+struct Received {
+    /// A GET with no body: the query string is the record.
+    from_query: bool,
+    content_type: Option<String>,
+    query: Option<String>,
+    bytes: Bytes,
+    records_path: Option<String>,
+}
+
+impl Received {
+    /// Bytes received: the body, or the query string it was decoded from.
+    fn size(&self) -> usize {
+        if self.from_query {
+            self.query.as_ref().map_or(0, String::len)
+        } else {
+            self.bytes.len()
+        }
+    }
+}
+
+/// Requests at most this large are decoded and exploded on the request's
+/// own thread: nearly every hook request, for which a hop to the blocking
+/// pool would cost more than the work. Larger ones (up to
+/// `max_body_bytes`, a few ms of parsing and explosion) run on the blocking
+/// pool, so they cannot stall the async workers and every other sender.
+const INLINE_BYTES: usize = 64 << 10;
+
+async fn decode_and_explode(request: Received, limits: Limits) -> Result<Exploded, Refusal> {
+    if request.size() <= INLINE_BYTES {
+        return decode_and_explode_now(&request, limits);
+    }
+    tokio::task::spawn_blocking(move || decode_and_explode_now(&request, limits))
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                AppError::Internal(format!("decoding the body failed: {e}")),
+                Stage::Decode,
+                "decode_failed",
+            )
+        })?
+}
+
+fn decode_and_explode_now(request: &Received, limits: Limits) -> Result<Exploded, Refusal> {
+    let value = decode(request)?;
+    records::explode_within(value, request.records_path.as_deref(), limits)
+        .map_err(|e| records_refusal(e, &request.bytes))
+}
+
+fn decode(request: &Received) -> Result<Value, Refusal> {
+    let result = if request.from_query {
+        ingest::decode_query(request.query.as_deref().unwrap_or(""))
     } else {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        ingest::body_format(content_type).and_then(|format| ingest::decode_body(format, bytes))
+        ingest::body_format(request.content_type.as_deref())
+            .and_then(|format| ingest::decode_body(format, &request.bytes))
     };
     result.map_err(|e| {
         let code = e.code();
@@ -218,7 +294,7 @@ fn decode(
             DecodeError::UnsupportedType(_) => AppError::UnsupportedMediaType(e.to_string()),
             _ => AppError::BadRequest(e.to_string()),
         };
-        Refusal::new(error, Stage::Decode, code).with_excerpt(bytes)
+        Refusal::new(error, Stage::Decode, code).with_excerpt(&request.bytes)
     })
 }
 
@@ -229,6 +305,17 @@ fn records_refusal(e: RecordsError, bytes: &[u8]) -> Refusal {
             Stage::Records,
             "too_many_records",
         ),
+        RecordsError::TooLarge { .. } => Refusal::new(
+            AppError::PayloadTooLarge(e.to_string()),
+            Stage::Records,
+            "explosion_too_large",
+        ),
+        RecordsError::TooDeep(_) => Refusal::new(
+            AppError::BadRequest(e.to_string()),
+            Stage::Records,
+            "too_deep",
+        )
+        .with_excerpt(bytes),
         other => Refusal::new(
             AppError::BadRequest(other.to_string()),
             Stage::Records,
@@ -239,46 +326,35 @@ fn records_refusal(e: RecordsError, bytes: &[u8]) -> Refusal {
 }
 
 /// One `RawEvent` per record. What the records share (envelope, headers)
-/// is cloned for all but the last, which takes the originals: most
-/// requests carry one record.
+/// is one `Arc` for all of them: a 10,000-row request holds one copy.
 fn to_raw_events(
     source_id: SourceId,
     exploded: records::Exploded,
-    mut headers: serde_json::Map<String, Value>,
+    headers: serde_json::Map<String, Value>,
 ) -> Vec<RawEvent> {
     let request_id = RequestId::new();
     let received_at = Utc::now();
     let records::Exploded {
         records,
-        mut envelope,
-        mut not_mappable,
+        envelope,
+        not_mappable,
     } = exploded;
-    let mut events = Vec::with_capacity(records.len());
-    let mut records = records.into_iter().peekable();
-    while let Some(payload) = records.next() {
-        let last = records.peek().is_none();
-        events.push(RawEvent {
+    let envelope = envelope.map(Arc::new);
+    let headers = Arc::new(headers);
+    records
+        .into_iter()
+        .map(|payload| RawEvent {
             // Replaced by the store under its append lock (id order = commit order).
             id: EventId(uuid::Uuid::nil()),
             source_id,
             request_id,
             received_at,
             payload,
-            envelope: share(&mut envelope, last),
-            headers: share(&mut headers, last),
-            not_mappable: share(&mut not_mappable, last),
-        });
-    }
-    events
-}
-
-/// A copy of `value`, or `value` itself for its last user.
-fn share<T: Clone + Default>(value: &mut T, last: bool) -> T {
-    if last {
-        std::mem::take(value)
-    } else {
-        value.clone()
-    }
+            envelope: envelope.clone(),
+            headers: headers.clone(),
+            not_mappable: not_mappable.clone(),
+        })
+        .collect()
 }
 
 /// Appends the records and waits for the group flush that covers them;

@@ -260,6 +260,7 @@ fn preview_records(source: &Source, body: Value, max_records: usize) -> AppResul
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let request_id = RequestId::new();
     let received_at = chrono::Utc::now();
+    let envelope = exploded.envelope.map(std::sync::Arc::new);
     Ok(exploded
         .records
         .into_iter()
@@ -269,8 +270,8 @@ fn preview_records(source: &Source, body: Value, max_records: usize) -> AppResul
             request_id,
             received_at,
             payload,
-            envelope: exploded.envelope.clone(),
-            headers: serde_json::Map::new(),
+            envelope: envelope.clone(),
+            headers: Default::default(),
             not_mappable: exploded.not_mappable.clone(),
         })
         .collect())

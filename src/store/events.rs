@@ -4,6 +4,7 @@
 
 use super::log::Location;
 use super::pending::{Held, Pending};
+use super::shared;
 use super::{decode, encode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
@@ -73,19 +74,36 @@ impl Store {
     /// never a write or a sync. Returns the events as stored (with their
     /// ids); the processor's queue holds them too, decoded, so the
     /// processor does not parse what the request path already parsed.
+    ///
+    /// What the records of a request share (envelope, headers) is written
+    /// once, in a shared record before them (see `store::shared`).
     pub fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
+        let append_error =
+            |e: std::io::Error| StoreError::Other(format!("cannot append to the event log: {e}"));
+        let parts = shared::parts_of(&events);
+        let shared_body = parts
+            .as_ref()
+            .zip(events.first())
+            .map(|(parts, first)| shared::encode_parts(first.source_id, parts));
         let mut pending = self.pending_lock()?;
+        let shared_at = match &shared_body {
+            Some(body) => Some(self.log.append(body).map_err(append_error)?.0),
+            None => None,
+        };
         let mut stored = Vec::with_capacity(events.len());
         for mut event in events {
             event.id = next_event_id(&mut pending.last_id);
-            let body = encode_raw(&event);
+            let body = shared::encode_event(&event, shared_at);
             let place = self
                 .log
-                .append(&body)
-                .map_err(|e| StoreError::Other(format!("cannot append to the event log: {e}")))?;
+                .append_with(&body, shared_at.is_none())
+                .map_err(append_error)?;
             let event = Arc::new(event);
             let (id, source) = (event.id, event.source_id);
-            pending.push(id, source, place, Some(event.clone()), Some(body.into()));
+            // A referring record's bytes alone are not the event: past the
+            // decoded budget it is read from the log (with its shared record).
+            let bytes = shared_at.is_none().then(|| body.into());
+            pending.push(id, source, place, Some(event.clone()), bytes);
             stored.push(event);
         }
         Ok(stored)
@@ -116,6 +134,9 @@ impl Store {
         pending.processed_upto = cursor;
         let mut queued = 0;
         for record in records {
+            if shared::is_shared_record(&record.body) {
+                continue;
+            }
             let (Some(id), Some(source)) = (
                 record.body.get(..16).and_then(EventId::from_slice),
                 record.body.get(16..32).and_then(SourceId::from_slice),
@@ -138,11 +159,13 @@ impl Store {
     pub fn next_pending(&self, after: Option<EventId>, limit: usize) -> StoreResult<Vec<Logged>> {
         let entries = self.pending_lock()?.oldest(after, limit, self.log.synced());
         let mut out = Vec::with_capacity(entries.len());
+        // A request's records come together: their shared record is read once.
+        let mut cache = SharedCache::default();
         for entry in entries {
             let raw = match entry.held {
                 Held::Decoded(event) => event,
-                Held::Encoded(body) => Arc::new(decode_raw(&body)?),
-                Held::InLog => match self.raw_at(entry.id, entry.at) {
+                Held::Encoded(body) => Arc::new(self.decode_raw(&body, &mut cache)?),
+                Held::InLog => match self.raw_at_with(entry.id, entry.at, &mut cache) {
                     Ok(raw) => Arc::new(raw),
                     // Written but not yet readable: take it next time.
                     Err(_) => break,
@@ -167,13 +190,53 @@ impl Store {
     /// The raw event stored at `at`: from the log, or the scrubbed copy of
     /// an erased one.
     fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+        self.raw_at_with(id, at, &mut SharedCache::default())
+    }
+
+    fn raw_at_with(
+        &self,
+        id: EventId,
+        at: Location,
+        cache: &mut SharedCache,
+    ) -> StoreResult<RawEvent> {
         if let Some(scrubbed) = self.trees.erased.get(id.to_bytes())? {
             return decode("erased", &scrubbed);
         }
         let body = self.log.read(at).map_err(|e| {
             StoreError::Other(format!("cannot read event {id} from the event log: {e}"))
         })?;
-        decode_raw(&body)
+        self.decode_raw(&body, cache)
+    }
+
+    /// An event record's body as the event, with its shared parts (read
+    /// from the log unless `cache` holds them).
+    fn decode_raw(&self, body: &[u8], cache: &mut SharedCache) -> StoreResult<RawEvent> {
+        let logged = shared::Logged::decode(body).map_err(|e| {
+            StoreError::Other(format!(
+                "the event log holds a record that does not decode: {e}"
+            ))
+        })?;
+        let Some(at) = logged.shared() else {
+            return Ok(logged.into_event(None));
+        };
+        let parts = match cache {
+            Some((cached_at, parts)) if *cached_at == at => parts.clone(),
+            _ => {
+                let body = self.log.read(at.location()).map_err(|e| {
+                    StoreError::Other(format!(
+                        "cannot read a shared record from the event log: {e}"
+                    ))
+                })?;
+                let parts = Arc::new(shared::decode_parts(&body).map_err(|e| {
+                    StoreError::Other(format!(
+                        "a shared record in the event log does not decode: {e}"
+                    ))
+                })?);
+                *cache = Some((at, parts.clone()));
+                parts
+            }
+        };
+        Ok(logged.into_event(Some(&parts)))
     }
 
     /// As `raw_at`, but `None` when retention removed the event's segment
@@ -206,7 +269,7 @@ impl Store {
         if let Some(entry) = queued {
             let raw = match &entry.held {
                 Held::Decoded(event) => RawEvent::clone(event),
-                Held::Encoded(body) => decode_raw(body)?,
+                Held::Encoded(body) => self.decode_raw(body, &mut SharedCache::default())?,
                 Held::InLog => self.raw_at(id, entry.at)?,
             };
             return Ok(Some(StoredEvent {
@@ -379,20 +442,8 @@ impl Store {
     }
 }
 
-/// A log record's body: the event id and source id (16 bytes each, so a
-/// scan of the log need not parse JSON) followed by the event as JSON.
-fn encode_raw(event: &RawEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(&event.id.to_bytes());
-    out.extend_from_slice(&event.source_id.to_bytes());
-    // Writing our own plain types into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, event);
-    out
-}
-
-fn decode_raw(body: &[u8]) -> StoreResult<RawEvent> {
-    decode("event log", body.get(32..).unwrap_or_default())
-}
+/// The last shared record read (records of a request come one after another).
+type SharedCache = Option<(shared::SharedAt, Arc<shared::SharedParts>)>;
 
 /// An `event_state` value: the event's location in the log, then the state.
 pub(super) fn encode_state(at: Location, state: &EventState) -> Vec<u8> {
@@ -463,7 +514,8 @@ impl Store {
             if segment >= cursor_segment {
                 break;
             }
-            let records = self.log.segment_records(segment).map_err(log_error)?;
+            let mut records = self.log.segment_records(segment).map_err(log_error)?;
+            records.retain(|r| !shared::is_shared_record(&r.body));
             let count = records.len() as u64;
             if stored.saturating_sub(count) < keep {
                 break;
@@ -533,7 +585,7 @@ impl Store {
         let mut raw = event.raw;
         raw.payload = serde_json::json!({"_erased": true});
         raw.envelope = None;
-        raw.headers.clear();
+        raw.headers = Arc::default();
         self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
         if let Some(mut state) = event.state {
             if let Some(mapped) = state.mapped.as_mut().map(std::sync::Arc::make_mut) {
@@ -645,6 +697,82 @@ mod tests {
         assert_eq!(event.raw.payload, serde_json::json!({"_erased": true}));
         let body = store.log.read(event.at).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("ann@example.org"));
+    }
+
+    /// Ten thousand records sharing a 10 KB envelope: the envelope is in
+    /// the log once, and every record reads back with it, from the queue,
+    /// from the log after processing, and by a scan at start.
+    #[test]
+    fn what_a_request_shares_is_logged_once_and_read_back_with_each_record() {
+        let store = Store::temporary().unwrap();
+        let source = SourceId::new();
+        let envelope = Arc::new(serde_json::json!({"plan": "p".repeat(10_000)}));
+        let headers = Arc::new(
+            serde_json::json!({"user-agent": "Looker"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let events: Vec<RawEvent> = (0..10_000)
+            .map(|n| {
+                let mut e = raw(source, n);
+                e.envelope = Some(envelope.clone());
+                e.headers = headers.clone();
+                e
+            })
+            .collect();
+        let before = store.log.size_on_disk();
+        let stored = store.append_events(events).unwrap();
+        store.flush_now().unwrap();
+        let written = store.log.size_on_disk() - before;
+        // Zero-filled ahead, so the file size is not the bytes written: scan.
+        let bytes: usize = store
+            .log
+            .scan_from((0, 0))
+            .unwrap()
+            .iter()
+            .map(|r| r.body.len() + 8)
+            .sum();
+        // About 280 bytes per record (ids, times, the shared place), the envelope once.
+        assert!(
+            bytes < 10_000 * 300 + 11_000,
+            "{bytes} bytes for 10,000 records"
+        );
+        assert!(written < 4 << 20, "{written}");
+        let last = stored.last().unwrap();
+        let read = store.event(last.id).unwrap().unwrap().raw;
+        assert_eq!(read.envelope.as_deref(), Some(&*envelope));
+        assert_eq!(read.headers, headers);
+        process(&store, 10_000);
+        let read = store.event(stored[42].id).unwrap().unwrap().raw;
+        assert_eq!(&read, &*stored[42]);
+        // The shared record is no event.
+        assert_eq!(store.stored_events().unwrap(), 10_000);
+    }
+
+    #[test]
+    fn logged_records_are_queued_again_at_start_with_their_shared_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = SourceId::new();
+        let stored = {
+            let store = Store::open(dir.path(), 8).unwrap();
+            let events: Vec<RawEvent> = (0..3)
+                .map(|n| {
+                    let mut e = raw(source, n);
+                    e.envelope = Some(Arc::new(serde_json::json!({"plan": "x"})));
+                    e
+                })
+                .collect();
+            let stored = store.append_events(events).unwrap();
+            store.flush_now().unwrap();
+            stored
+        };
+        let store = Store::open(dir.path(), 8).unwrap();
+        let queued = store.next_pending(None, 10).unwrap();
+        assert_eq!(queued.len(), 3);
+        for (q, s) in queued.iter().zip(&stored) {
+            assert_eq!(&*q.raw, &**s);
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!
 //! Format of a segment `seg-<n>.log`: records of `len: u32 LE`,
 //! `crc32(body): u32 LE`, `body`, where body = event id (16 bytes) ‖ source
-//! id (16 bytes) ‖ the event as JSON. A torn record at the tail (a crash
+//! id (16 bytes) ‖ the event as JSON (or, with the nil event id, what a
+//! request's records share: see `store::shared`). A torn record at the tail (a crash
 //! mid-write) fails its length or CRC check and ends the scan of that
 //! segment; it was never acknowledged. Every start opens a new segment, so
 //! nothing is ever appended after a torn tail. The flusher lays zeros ahead
@@ -152,6 +153,13 @@ impl EventLog {
     /// Returns where it will live and the sequence number that, once
     /// `synced()` reaches it, says it is on disk.
     pub fn append(&self, body: &[u8]) -> io::Result<(Location, u64)> {
+        self.append_with(body, true)
+    }
+
+    /// As `append`; with `may_roll` false the record stays in the current
+    /// segment even past its size, so it cannot be separated from the
+    /// record before it (a request's shared record, see `store::shared`).
+    pub fn append_with(&self, body: &[u8], may_roll: bool) -> io::Result<(Location, u64)> {
         let len = u32::try_from(body.len()).map_err(|_| io::Error::other("record too large"))?;
         let mut a = self.appender.lock().map_err(|_| poisoned())?;
         if self.broken.load(Ordering::SeqCst) {
@@ -159,7 +167,7 @@ impl EventLog {
                 "the event log failed to write earlier; fix the disk and restart Inlet",
             ));
         }
-        if a.end >= self.segment_bytes {
+        if may_roll && a.end >= self.segment_bytes {
             a.segment += 1;
             a.end = 0;
         }

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod log;
 pub mod mappings;
 mod pending;
+mod shared;
 pub mod source_cache;
 mod source_index;
 pub mod sources;
