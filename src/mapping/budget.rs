@@ -8,6 +8,7 @@
 //! building the whole string; iterations are charged by our own `each`
 //! helper (handlebars' built-in one cannot be wrapped: it is private).
 
+use handlebars::template::{Template, TemplateElement};
 use handlebars::{
     BlockContext, BlockParams, Context, Handlebars, Helper, HelperDef, HelperResult, Output,
     RenderContext, RenderError, RenderErrorReason, Renderable,
@@ -19,8 +20,12 @@ use std::cell::Cell;
 pub const MAX_SLOT_OUTPUT: usize = 64 * 1024;
 /// Bytes all of one event's slots may render together.
 pub const MAX_EVENT_OUTPUT: usize = 1024 * 1024;
-/// `{{#each}}` iterations one event may run, over all its slots.
-pub const MAX_EACH_ITERATIONS: u64 = 100_000;
+/// The `{{#each}}` work one event may do, over all its slots: iterations
+/// times the template elements each iteration renders (a block counts its
+/// contents), so 100,000 iterations of a 10-element body, or 1,000 of a
+/// 1,000-element one. Outside `{{#each}}` a render is linear in the
+/// template, which [`super::limits`] bounds.
+pub const MAX_EACH_ITERATIONS: u64 = 1_000_000;
 
 thread_local! {
     /// Iterations left for the event being mapped on this thread (mapping
@@ -29,7 +34,7 @@ thread_local! {
 }
 
 /// In the message of a render stopped by the iteration budget.
-pub const ITERATIONS_MARK: &str = "iterations for this event";
+pub const ITERATIONS_MARK: &str = "element renders for this event";
 
 /// Gives the event about to be mapped on this thread its full budget.
 pub fn start_event() {
@@ -140,7 +145,7 @@ impl HelperDef for BudgetedEach {
         let Some(template) = h.template() else {
             return Ok(());
         };
-        charge(items.len())?;
+        charge(items.len().saturating_mul(1 + elements(template)))?;
         rc.push_block(BlockContext::new());
         let last = items.len() - 1;
         for (i, (key, item)) in items.into_iter().enumerate() {
@@ -159,6 +164,21 @@ impl HelperDef for BudgetedEach {
         rc.pop_block();
         Ok(())
     }
+}
+
+/// Template elements a render of `t` visits, blocks' contents included
+/// (recursion bounded by the block depth limit).
+fn elements(t: &Template) -> usize {
+    t.elements
+        .iter()
+        .map(|e| match e {
+            TemplateElement::HelperBlock(ht) => {
+                1 + ht.template.as_ref().map_or(0, elements)
+                    + ht.inverse.as_ref().map_or(0, elements)
+            }
+            _ => 1,
+        })
+        .sum()
 }
 
 fn set_block_params<'rc>(
@@ -222,7 +242,7 @@ mod tests {
     fn nested_each_over_one_array_runs_out_of_budget() {
         let d = json!({"a": vec![0; 1000]});
         let err = render("{{#each a}}{{#each ../a}}{{/each}}{{/each}}", d.clone()).unwrap_err();
-        assert!(err.to_string().contains("iterations"), "{err}");
+        assert!(err.to_string().contains(ITERATIONS_MARK), "{err}");
         // A fresh event has its budget back.
         assert!(render("{{#each a}}{{/each}}", d).is_ok());
     }

@@ -496,3 +496,62 @@ proptest! {
         }
     }
 }
+
+/// Measures the worst accepted mapping (not a pass/fail test): run with
+/// `cargo test --lib worst_accepted -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn worst_accepted_mapping_compile_and_render_times() {
+    use std::time::Instant;
+    // One slot at the limits: 16 nested blocks, subexpressions 8 deep,
+    // filled with helper calls up to 8 KiB.
+    let open = "{{#each items}}".to_owned() + &"{{#if (and a b)}}".repeat(14);
+    let close = "{{/if}}".repeat(14) + "{{/each}}";
+    let call = "{{#if (and (or a b) (not (eq a b)))}}{{/if}}";
+    let body_len = limits::MAX_TEMPLATE_BYTES - open.len() - close.len();
+    let slot = format!("{open}{}{close}", call.repeat(body_len / call.len()));
+    assert!(slot.len() <= limits::MAX_TEMPLATE_BYTES);
+    let deep_expr = format!(
+        "{{{{lower {}a{}}}}}",
+        "(lower ".repeat(limits::MAX_EXPRESSION_DEPTH - 1),
+        ")".repeat(limits::MAX_EXPRESSION_DEPTH - 1)
+    );
+    let props: BTreeMap<String, String> = (0..7)
+        .map(|i| (format!("p{i}"), slot.clone()))
+        .chain([("deep".to_owned(), deep_expr)])
+        .collect();
+    let spec = MappingSpec {
+        event_name: Some("e".into()),
+        email: Some("a@b".into()),
+        properties: Some(PropertiesSpec::Templates(props)),
+        ..MappingSpec::default()
+    };
+    let started = Instant::now();
+    let m = CompiledMapping::compile(spec, 1).expect("accepted");
+    eprintln!(
+        "compile of 7 x {} B slots at depth 16: {:?}",
+        slot.len(),
+        started.elapsed()
+    );
+
+    let items: Vec<Value> = (0..100_000).map(Value::from).collect();
+    let record = json!({"a": true, "b": true, "items": items});
+    let started = Instant::now();
+    let result = apply_full(&m, record, None, json!({}));
+    eprintln!(
+        "render, each over 100k items until the work budget: {:?} ({:?})",
+        started.elapsed(),
+        result.err().map(|e| e.code())
+    );
+
+    let writer = compile(json!({"event_name": "e", "email": "a@b", "properties":
+        (0..20).map(|i| (format!("w{i}"), "{{#each items}}{{this}}{{/each}}".to_owned())).collect::<BTreeMap<_, _>>()}));
+    let items: Vec<String> = (0..100_000).map(|i| format!("{i:0>20}")).collect();
+    let started = Instant::now();
+    let result = apply_full(&writer, json!({"items": items}), None, json!({})).map(|_| ());
+    eprintln!(
+        "render, 20 slots writing until the output limit: {:?} ({:?})",
+        started.elapsed(),
+        result.err().map(|e| e.code())
+    );
+}

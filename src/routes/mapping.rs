@@ -210,7 +210,19 @@ async fn save(
 ) -> AppResult<Json<Value>> {
     let source = load_source(&state, &id)?;
     let (spec, preset) = spec_from_body(&body)?;
-    Ok(Json(save_mapping(&state, &source, spec, preset)?))
+    let saved = off_async_threads(move || save_mapping(&state, &source, spec, preset)).await?;
+    Ok(Json(saved))
+}
+
+/// Compiling a mapping at the limits takes up to a few hundred ms
+/// (measured: docs/notes/templates.md), so it runs on the blocking pool,
+/// not on a request worker other senders share.
+pub(crate) async fn off_async_threads<T: Send + 'static>(
+    work: impl FnOnce() -> AppResult<T> + Send + 'static,
+) -> AppResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(format!("mapping work stopped: {e}")))?
 }
 
 #[derive(Deserialize)]
@@ -369,12 +381,16 @@ async fn preview(
     } else {
         parse_body(&body)?
     };
-    let mapping = preview_mapping(&state, &source, body.mapping)?;
-    let records = match body.payload {
-        Some(payload) => preview_records(&source, payload, state.config.max_records)?,
-        None => latest_samples(&state, &source, 5)?,
-    };
-    Ok(Json(run_preview(&state, &source, &mapping, &records)?))
+    let answer = off_async_threads(move || {
+        let mapping = preview_mapping(&state, &source, body.mapping)?;
+        let records = match body.payload {
+            Some(payload) => preview_records(&source, payload, state.config.max_records)?,
+            None => latest_samples(&state, &source, 5)?,
+        };
+        run_preview(&state, &source, &mapping, &records)
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
