@@ -252,3 +252,87 @@ fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError>
         store.pending_by_source()?,
     ))
 }
+
+/// Dependencies whose debug and trace logs carry values Inlet handles
+/// (handlebars logs the data it renders: payload values, and the CSRF token
+/// of dashboard pages); they are capped at `warn` whatever `RUST_LOG` says.
+const CAPPED_TARGETS: [&str; 2] = ["handlebars", "sled"];
+
+/// The log filter: `RUST_LOG` (or `info`), with [`CAPPED_TARGETS`] at `warn`.
+/// The caps are added last, so they replace a `RUST_LOG` directive for the
+/// same target, and are more specific than a bare level such as `trace`.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let mut filter = EnvFilter::try_new(base).unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in CAPPED_TARGETS {
+        if let Ok(cap) = format!("{target}=warn").parse() {
+            filter = filter.add_directive(cap);
+        }
+    }
+    filter
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+    use std::sync::{Arc, Mutex};
+
+    /// Everything a subscriber with `log_filter(rust_log)` writes while `f` runs.
+    fn captured(rust_log: &str, f: impl FnOnce()) -> String {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let buf = buf.clone();
+            move || Capture(buf.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(Some(rust_log)))
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buf) = self.0.lock() {
+                buf.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn handlebars_debug_logs_are_dropped_whatever_rust_log_says() {
+        for rust_log in [
+            "debug",
+            "trace",
+            "handlebars=trace",
+            "debug,handlebars=debug",
+        ] {
+            let out = captured(rust_log, || {
+                tracing::debug!(target: "handlebars::render", "rendering secret-csrf-token");
+                tracing::trace!(target: "handlebars", "value secret-payload");
+                tracing::debug!(target: "inlet::processor", "inlet's own debug line");
+            });
+            assert!(!out.contains("secret"), "{rust_log}: {out}");
+            let global = !rust_log.starts_with("handlebars");
+            assert_eq!(
+                out.contains("inlet's own debug line"),
+                global,
+                "{rust_log}: {out}"
+            );
+        }
+        let out = captured("debug", || {
+            tracing::warn!(target: "handlebars::render", "a handlebars warning");
+        });
+        assert!(out.contains("a handlebars warning"));
+    }
+}

@@ -17,6 +17,8 @@ pub enum AppError {
     Invalid {
         message: String,
         fields: BTreeMap<String, String>,
+        /// A machine-readable code, when a limit was broken.
+        code: Option<&'static str>,
     },
     #[error("{0}")]
     Unauthorized(String),
@@ -67,8 +69,11 @@ impl AppError {
             other => other.to_string(),
         };
         body.insert("error".into(), Value::String(message));
-        if let AppError::Invalid { fields, .. } = self {
+        if let AppError::Invalid { fields, code, .. } = self {
             body.insert("fields".into(), json!(fields));
+            if let Some(code) = code {
+                body.insert("code".into(), json!(code));
+            }
         }
         if let AppError::Coded { code, .. } = self {
             body.insert("code".into(), json!(code));
@@ -81,7 +86,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = ?self.to_string(), "request failed");
         }
         (status, Json(self.body())).into_response()
     }

@@ -1,9 +1,8 @@
 //! The `inlet` binary: load config, set up tracing, run the server.
 
 use clap::Parser;
-use inlet::app::Application;
+use inlet::app::{log_filter, Application};
 use inlet::config::Config;
-use tracing_subscriber::EnvFilter;
 
 fn config_host(app: &Application) -> String {
     app.state().config.addr.ip().to_string()
@@ -39,9 +38,7 @@ fn main() {
 
 async fn serve(config: Config) {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -40,48 +40,77 @@ use tracing::Instrument;
 /// How often old events and error-log entries are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
-/// Compiled mappings by source, compiled once per version.
+/// A saved mapping that does not compile (stored before a limit existed,
+/// or written into the store by hand): its events fail with this reason
+/// instead of reaching handlebars.
+#[derive(Debug)]
+pub struct BrokenMapping {
+    pub version: u32,
+    pub code: &'static str,
+    pub reason: String,
+}
+
+/// A source's current mapping: compiled, or why it cannot be.
+pub type CurrentMapping = Result<Arc<CompiledMapping>, Arc<BrokenMapping>>;
+
+/// Compiled mappings by source, compiled once per version (a mapping that
+/// fails to compile is remembered too, so it is not compiled per event).
 #[derive(Default)]
 pub struct MappingCache {
-    by_source: DashMap<SourceId, Arc<CompiledMapping>>,
+    by_source: DashMap<SourceId, (u32, CurrentMapping)>,
 }
 
 impl MappingCache {
-    /// The source's current mapping, compiled (from cache when the version matches).
+    /// The source's current mapping, compiled (from cache when the version
+    /// matches); `None` when a broken one is saved (see [`Self::current_or_broken`]).
     pub fn current(
         &self,
         store: &Store,
         source: &Source,
     ) -> StoreResult<Option<Arc<CompiledMapping>>> {
+        Ok(self.current_or_broken(store, source)?.and_then(Result::ok))
+    }
+
+    /// The source's current mapping, or why the saved one does not compile.
+    pub fn current_or_broken(
+        &self,
+        store: &Store,
+        source: &Source,
+    ) -> StoreResult<Option<CurrentMapping>> {
         let Some(version) = source.mapping_version else {
             return Ok(None);
         };
         if let Some(hit) = self
             .by_source
             .get(&source.id)
-            .filter(|m| m.version == version)
+            .filter(|entry| entry.0 == version)
         {
-            return Ok(Some(hit.clone()));
+            return Ok(Some(hit.1.clone()));
         }
         let Some(saved) = store.mapping_version(source.id, version)? else {
             return Ok(None);
         };
-        match CompiledMapping::compile(saved.mapping, version) {
-            Ok(compiled) => {
-                let compiled = Arc::new(compiled);
-                self.by_source.insert(source.id, compiled.clone());
-                Ok(Some(compiled))
+        let current = match CompiledMapping::compile(saved.mapping, version) {
+            Ok(compiled) => Ok(Arc::new(compiled)),
+            Err(errors) => {
+                tracing::error!(source = %source.id, version, fields = ?errors.fields, "a saved mapping does not compile; its events fail");
+                Err(Arc::new(BrokenMapping {
+                    version,
+                    code: errors.code.unwrap_or("mapping_invalid"),
+                    reason: format!(
+                        "mapping version {version} does not compile ({errors}); save a fixed mapping and replay failed events"
+                    ),
+                }))
             }
-            Err(fields) => {
-                tracing::error!(source = %source.id, ?fields, "a saved mapping no longer compiles");
-                Ok(None)
-            }
-        }
+        };
+        self.by_source.insert(source.id, (version, current.clone()));
+        Ok(Some(current))
     }
 
     /// Installs a freshly saved version.
     pub fn install(&self, source: SourceId, mapping: Arc<CompiledMapping>) {
-        self.by_source.insert(source, mapping);
+        self.by_source
+            .insert(source, (mapping.version, Ok(mapping)));
     }
 }
 
@@ -190,6 +219,11 @@ impl Claims {
 
     fn insert(&mut self, key: Vec<u8>, event: EventId) {
         self.current.insert(key, event);
+    }
+
+    /// Drops the claims of an event that was not planned after all.
+    fn release(&mut self, event: EventId) {
+        self.current.retain(|_, holder| *holder != event);
     }
 
     /// A new batch starts: the last one's claims become `previous`, and the
@@ -352,7 +386,7 @@ impl Processor {
             let span = tracing::debug_span!("process", event = %raw.id, source = %raw.source_id);
             let _enter = span.enter();
             let source = memo.get(&self.store, raw.source_id)?;
-            let mut plan = self.plan(raw, event.at, source, &mut planner.claims)?;
+            let mut plan = self.plan_contained(raw, event.at, source, &mut planner.claims)?;
             plan.index_under = Some(raw.source_id);
             plans.push(plan);
         }
@@ -468,6 +502,39 @@ impl Processor {
         Ok(())
     }
 
+    /// [`Self::plan`] with a panic contained to the event: it is marked
+    /// `failed` (`internal_panic`) and the batch goes on. What the planner
+    /// keeps stays consistent: the event's idempotency claim, if it made one,
+    /// is released, and the schema registry recovers its lock from poison.
+    fn plan_contained(
+        &self,
+        raw: &RawEvent,
+        at: Location,
+        source: Option<&(Source, Arc<Blocklist>)>,
+        claimed: &mut Claims,
+    ) -> StoreResult<Planned> {
+        let planned_event = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.plan(raw, at, source, claimed)
+        }));
+        match planned_event {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic_message(panic.as_ref());
+                tracing::error!(event = %raw.id, panic = ?what, "processing an event panicked; it is marked failed");
+                claimed.release(raw.id);
+                Ok(fail(
+                    planned(raw, at),
+                    raw,
+                    Stage::Map,
+                    "internal_panic",
+                    format!(
+                        "processing this event hit an internal error ({what}); it was not mapped"
+                    ),
+                ))
+            }
+        }
+    }
+
     /// One new event through sniff → map, leaving resolution to the batch.
     fn plan(
         &self,
@@ -477,6 +544,10 @@ impl Processor {
         claimed: &mut Claims,
     ) -> StoreResult<Planned> {
         let mut plan = planned(raw, at);
+        #[cfg(test)]
+        if raw.payload.get(TEST_PANIC).is_some() {
+            panic!("a test asked this event to panic");
+        }
         if let Some(reason) = &raw.not_mappable {
             return Ok(fail(
                 plan,
@@ -498,9 +569,16 @@ impl Processor {
                 .push("the source was deleted before this event was processed".into());
             return Ok(finish(plan, EventStatus::Unmapped));
         };
-        match self.mappings.current(&self.store, source)? {
+        match self.mappings.current_or_broken(&self.store, source)? {
             None => Ok(finish(plan, EventStatus::Unmapped)),
-            Some(mapping) => self.plan_mapped(plan, raw, source, blocklist, &mapping, claimed),
+            Some(Ok(mapping)) => self.plan_mapped(plan, raw, source, blocklist, &mapping, claimed),
+            Some(Err(broken)) => Ok(fail(
+                plan,
+                raw,
+                Stage::Map,
+                broken.code,
+                broken.reason.clone(),
+            )),
         }
     }
 
@@ -516,7 +594,7 @@ impl Processor {
     ) -> StoreResult<Planned> {
         let mapped = match mapping.apply(&record_context(raw)) {
             Ok(mapped) => mapped,
-            Err(e) => return Ok(fail(plan, raw, Stage::Map, "map_failed", e.to_string())),
+            Err(e) => return Ok(fail(plan, raw, Stage::Map, e.code(), e.to_string())),
         };
         for warning in mapped.warnings {
             warn(&mut plan, raw, Stage::Map, "map_warning", warning);
@@ -660,6 +738,19 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// A payload field that makes `plan` panic, in unit tests only.
+#[cfg(test)]
+const TEST_PANIC: &str = "__inlet_test_panic";
+
+/// The text of a panic's payload (`panic!` gives `&str` or `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// What templates see for a stored event.
@@ -906,5 +997,86 @@ mod tests {
         assert_eq!(store.cursor().unwrap(), Some(events[2].id));
         let counts = processor.counters.counts(source.id);
         assert_eq!((counts.resolved, counts.failed), (2, 1));
+    }
+
+    fn processor_with_mapping(spec: MappingSpec) -> (Store, Processor, Source) {
+        let store = Store::temporary().unwrap();
+        let config = Arc::new(Config::for_data_dir("/nonexistent"));
+        let processor = Processor::new(store.clone(), Arc::default(), config).unwrap();
+        let (source, _) = Source::create("shop", None, None).unwrap();
+        store.put_source(&source).unwrap();
+        // Straight into the store: no API validation, as a mapping saved
+        // before the template limits existed.
+        store.save_mapping(source.id, &spec, None).unwrap();
+        (store, processor, source)
+    }
+
+    fn error_codes(store: &Store, event: EventId) -> Vec<String> {
+        let filter = crate::store::errors::ErrorFilter {
+            stage: Some(Stage::Map),
+            limit: 100,
+            ..Default::default()
+        };
+        store
+            .errors_page(&filter)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_id == Some(event))
+            .map(|e| e.code)
+            .collect()
+    }
+
+    #[test]
+    fn a_panic_in_one_event_fails_that_event_and_the_batch_goes_on() {
+        let (store, processor, source) = processor_with_mapping(MappingSpec {
+            event_name: Some("{{type}}".into()),
+            email: Some("{{email}}".into()),
+            event_id: Some("{{email}}".into()),
+            ..MappingSpec::default()
+        });
+        let mut panicking = raw(source.id, "bob@example.org");
+        panicking.payload[TEST_PANIC] = json!(true);
+        let events = store
+            .append_events(vec![
+                raw(source.id, "ann@example.org"),
+                panicking,
+                raw(source.id, "bob@example.org"),
+            ])
+            .unwrap();
+        store.flush_now().unwrap();
+
+        assert_eq!(processor.process_batch().unwrap(), 3);
+
+        let status = |i: usize| store.event(events[i].id).unwrap().unwrap().status();
+        assert_eq!(status(0), EventStatus::Resolved);
+        assert_eq!(status(1), EventStatus::Failed);
+        // Same idempotency key as the panicking one: no claim was left behind.
+        assert_eq!(status(2), EventStatus::Resolved);
+        assert_eq!(error_codes(&store, events[1].id), vec!["internal_panic"]);
+    }
+
+    #[test]
+    fn a_stored_mapping_that_breaks_a_limit_fails_its_events() {
+        let deep = format!("{}x{}", "{{#if a}}".repeat(5000), "{{/if}}".repeat(5000));
+        let (store, processor, source) = processor_with_mapping(MappingSpec {
+            event_name: Some(deep),
+            email: Some("{{email}}".into()),
+            ..MappingSpec::default()
+        });
+        let events = store
+            .append_events(vec![
+                raw(source.id, "ann@example.org"),
+                raw(source.id, "b@x.org"),
+            ])
+            .unwrap();
+        store.flush_now().unwrap();
+
+        assert_eq!(processor.process_batch().unwrap(), 2);
+
+        for event in &events {
+            let stored = store.event(event.id).unwrap().unwrap();
+            assert_eq!(stored.status(), EventStatus::Failed);
+            assert_eq!(error_codes(&store, event.id), vec!["template_too_deep"]);
+        }
     }
 }

@@ -20,7 +20,8 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::model::{MappingSpec, PropertiesSpec};
 use crate::routes::mapping::{
-    compile, latest_samples, run_preview, save_mapping, start_replay, unseen_paths,
+    compile, latest_samples, off_async_threads, run_preview, save_mapping, start_replay,
+    unseen_paths,
 };
 use crate::source::Source;
 use crate::store::mappings::ReplayJob;
@@ -558,7 +559,13 @@ pub async fn preview(
         Err(page) => return Ok(page),
     };
     let samples = latest_samples(&state, &source, 5)?;
-    let preview = compile(spec, 0).and_then(|m| run_preview(&state, &source, &m, &samples));
+    let preview = {
+        let (state, source, samples) = (state.clone(), source.clone(), samples.clone());
+        off_async_threads(move || {
+            compile(spec, 0).and_then(|m| run_preview(&state, &source, &m, &samples))
+        })
+        .await
+    };
     match preview {
         Ok(result) => {
             editor.preview = Some(preview_view(&result, &samples));
@@ -583,7 +590,11 @@ pub async fn save(
         Ok(parts) => parts,
         Err(page) => return Ok(page),
     };
-    match save_mapping(&state, &source, spec, None) {
+    let saved = {
+        let (state, source) = (state.clone(), source.clone());
+        off_async_threads(move || save_mapping(&state, &source, spec, None)).await
+    };
+    match saved {
         Ok(saved) => {
             let version = saved["version"].as_u64().unwrap_or(0);
             tracing::info!(source = %source.id, version, "mapping saved from the dashboard");

@@ -15,10 +15,12 @@ pub const CUSTOM: [&str; 10] = [
     "default", "coalesce", "lower", "upper", "trim", "json", "concat", "split", "first", "string",
 ];
 
-/// Helpers handlebars registers itself (`string_helpers` is off).
-pub const BUILTIN: [&str; 17] = [
-    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
-    "and", "or", "not", "len",
+/// Helpers handlebars registers itself (`string_helpers` is off), less
+/// `log`, which would let a sender's text write lines into Inlet's log;
+/// `each` is ours ([`super::budget::BudgetedEach`]).
+pub const BUILTIN: [&str; 16] = [
+    "if", "unless", "each", "with", "lookup", "raw", "eq", "ne", "gt", "gte", "lt", "lte", "and",
+    "or", "not", "len",
 ];
 
 /// Whether `name` is a helper a template may call.
@@ -46,6 +48,8 @@ pub fn register(registry: &mut Handlebars<'static>) {
     for (name, f) in table {
         registry.register_helper(name, Box::new(ValueHelper(f)));
     }
+    registry.unregister_helper("log");
+    registry.register_helper("each", Box::new(super::budget::BudgetedEach));
 }
 
 /// Adapts a pure `args → value` function to handlebars.

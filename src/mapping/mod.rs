@@ -8,9 +8,13 @@
 //!
 //! Submodules, one concept each: [`template`] classifies slots, [`path`]
 //! reads values directly, [`helpers`] are the marketer-facing helpers,
-//! [`timestamp`] parses event times, [`presets`] ships ready mappings.
+//! [`timestamp`] parses event times, [`presets`] ships ready mappings,
+//! [`limits`] bounds a template's size and nesting before handlebars parses
+//! it, [`budget`] bounds what rendering one event may produce and run.
 
+pub mod budget;
 pub mod helpers;
+pub mod limits;
 mod path;
 pub mod presets;
 mod template;
@@ -23,6 +27,7 @@ use crate::model::{MappedEvent, MappingSpec, PropertiesSpec, RecordContext};
 use handlebars::template::Template;
 use handlebars::{Handlebars, JsonRender};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use template::Slot;
@@ -36,6 +41,45 @@ pub enum MapError {
     /// Handlebars refused to render a slot for this record.
     #[error("`{field}` could not be rendered: {reason}; fix this template in the mapping")]
     Render { field: String, reason: String },
+    /// A slot's render ran past a per-event bound (output bytes, iterations).
+    #[error(
+        "`{field}` could not be rendered: {reason}; the template makes too much of this record"
+    )]
+    Limit {
+        field: String,
+        reason: String,
+        code: &'static str,
+    },
+}
+
+impl MapError {
+    /// The machine-readable code of the error-log entry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MapError::EmptyEventName { .. } | MapError::Render { .. } => "map_failed",
+            MapError::Limit { code, .. } => code,
+        }
+    }
+}
+
+/// Why a mapping does not compile: one message per field, and the code of
+/// the first limit it broke (`template_too_deep`, `template_too_large`,
+/// `mapping_too_large`), if any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CompileErrors {
+    pub fields: BTreeMap<String, String>,
+    pub code: Option<&'static str>,
+}
+
+impl std::fmt::Display for CompileErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        write!(f, "{}", parts.join("; "))
+    }
 }
 
 /// A mapped record plus what the marketer should know about it.
@@ -84,6 +128,7 @@ pub struct CompiledMapping {
 struct Compiler {
     registry: Handlebars<'static>,
     errors: BTreeMap<String, String>,
+    code: Option<&'static str>,
     paths: Vec<Vec<String>>,
 }
 
@@ -97,6 +142,7 @@ impl Compiler {
         Self {
             registry,
             errors: BTreeMap::new(),
+            code: None,
             paths: Vec::new(),
         }
     }
@@ -135,6 +181,7 @@ impl Compiler {
             return Some(Slot::Bare(segs));
         }
         self.registry.register_template(key, parsed);
+        budget::start_event();
         if let Err(e) = self.registry.render(key, &Value::Object(Map::new())) {
             self.registry.unregister_template(key);
             return self.fail(key, format!("`{source}` cannot render: {e}"));
@@ -145,6 +192,19 @@ impl Compiler {
     fn fail(&mut self, key: &str, message: String) -> Option<Slot> {
         self.errors.insert(key.to_owned(), message);
         None
+    }
+
+    /// A slot refused by a limit: its message, and the code if it is the first.
+    fn refuse(&mut self, key: &str, refusal: limits::Refusal) -> Option<Slot> {
+        self.code.get_or_insert(refusal.code);
+        self.fail(key, refusal.message)
+    }
+
+    fn into_errors(self) -> CompileErrors {
+        CompileErrors {
+            fields: self.errors,
+            code: self.code,
+        }
     }
 
     /// Named templates (`properties` objects and `traits`), in key order.
@@ -201,11 +261,12 @@ impl CompiledMapping {
     /// Errors: one message per field name (`event_name`, `email`,
     /// `properties.total`, `traits.plan`; "no identity at all" is under
     /// `identity`).
-    pub fn compile(
-        spec: MappingSpec,
-        version: u32,
-    ) -> Result<CompiledMapping, BTreeMap<String, String>> {
+    pub fn compile(spec: MappingSpec, version: u32) -> Result<CompiledMapping, CompileErrors> {
         let mut c = Compiler::new();
+        check_limits(&mut c, &spec);
+        if !c.errors.is_empty() {
+            return Err(c.into_errors());
+        }
         let event_name = c.optional("event_name", spec.event_name.as_ref());
         if spec
             .event_name
@@ -241,10 +302,10 @@ impl CompiledMapping {
             .map(|t| c.named("traits", t))
             .unwrap_or_default();
         if !c.errors.is_empty() {
-            return Err(c.errors);
+            return Err(c.into_errors());
         }
         let (Some(event_name), Some(name_src)) = (event_name, spec.event_name.clone()) else {
-            return Err(c.errors);
+            return Err(c.into_errors());
         };
         let record_alias = c
             .paths
@@ -272,10 +333,12 @@ impl CompiledMapping {
 
     /// Maps one record. Warnings are returned alongside.
     pub fn apply(&self, ctx: &RecordContext) -> Result<Mapped, MapError> {
+        budget::start_event();
         let view = View {
             mapping: self,
             ctx,
             hb: OnceLock::new(),
+            rendered: Cell::new(0),
         };
         let mut warnings = Vec::new();
         let name = view
@@ -337,12 +400,64 @@ impl CompiledMapping {
     }
 }
 
+/// Every template of a spec with the field it fills, for the limits
+/// checked before anything is parsed.
+fn template_slots(spec: &MappingSpec) -> Vec<(String, &str)> {
+    let single = [
+        ("event_name", &spec.event_name),
+        ("visitor_id", &spec.visitor_id),
+        ("email", &spec.email),
+        ("external_id", &spec.external_id),
+        ("event_id", &spec.event_id),
+        ("timestamp", &spec.timestamp),
+        ("idempotency_key", &spec.idempotency_key),
+    ];
+    let mut out: Vec<(String, &str)> = single
+        .into_iter()
+        .filter_map(|(key, s)| Some((key.to_owned(), s.as_deref()?)))
+        .collect();
+    if let Some(PropertiesSpec::Templates(map)) = &spec.properties {
+        out.extend(
+            map.iter()
+                .map(|(k, v)| (format!("properties.{k}"), v.as_str())),
+        );
+    }
+    if let Some(traits) = &spec.traits {
+        out.extend(
+            traits
+                .iter()
+                .map(|(k, v)| (format!("traits.{k}"), v.as_str())),
+        );
+    }
+    out
+}
+
+/// Checks every template's nesting and size, then the mapping's total,
+/// before handlebars parses any of them.
+fn check_limits(c: &mut Compiler, spec: &MappingSpec) {
+    let slots = template_slots(spec);
+    for (key, source) in &slots {
+        if let Err(refusal) = limits::check_template(source) {
+            c.refuse(key, refusal);
+        }
+    }
+    if !c.errors.is_empty() {
+        return;
+    }
+    let total: usize = slots.iter().map(|(key, s)| key.len() + s.len()).sum();
+    if let Err(refusal) = limits::check_mapping_size(total) {
+        c.refuse("mapping", refusal);
+    }
+}
+
 /// One record as the slots of one mapping see it.
 struct View<'a> {
     mapping: &'a CompiledMapping,
     ctx: &'a RecordContext<'a>,
     /// The handlebars context, built only if a slot needs real rendering.
     hb: OnceLock<handlebars::Context>,
+    /// Bytes this event's slots have rendered so far.
+    rendered: Cell<usize>,
 }
 
 impl View<'_> {
@@ -367,14 +482,37 @@ impl View<'_> {
         })
     }
 
+    /// Renders a slot into a buffer bounded by what is left of the
+    /// event's output budget, so a huge render stops at the limit.
     fn render(&self, field: &str, name: &str) -> Result<String, MapError> {
-        self.mapping
-            .registry
-            .render_with_context(name, self.hb_context())
-            .map_err(|e| MapError::Render {
+        let left = budget::MAX_EVENT_OUTPUT.saturating_sub(self.rendered.get());
+        let limit = budget::MAX_SLOT_OUTPUT.min(left);
+        let mut out = budget::BoundedOutput::new(limit);
+        let rendered =
+            self.mapping
+                .registry
+                .render_with_context_to_write(name, self.hb_context(), &mut out);
+        match rendered {
+            Ok(()) => {
+                let text = out.into_string();
+                self.rendered.set(self.rendered.get() + text.len());
+                Ok(text)
+            }
+            Err(_) if out.overflowed => Err(MapError::Limit {
+                field: field.to_owned(),
+                reason: budget::too_large(limit),
+                code: "output_too_large",
+            }),
+            Err(e) if e.to_string().contains(budget::ITERATIONS_MARK) => Err(MapError::Limit {
                 field: field.to_owned(),
                 reason: e.to_string(),
-            })
+                code: "too_many_iterations",
+            }),
+            Err(e) => Err(MapError::Render {
+                field: field.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// The slot's value with its JSON type when it is a bare path.

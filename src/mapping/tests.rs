@@ -18,7 +18,7 @@ fn compile(v: Value) -> CompiledMapping {
 }
 
 fn errors(v: Value) -> BTreeMap<String, String> {
-    CompiledMapping::compile(spec(v), 1).unwrap_err()
+    CompiledMapping::compile(spec(v), 1).unwrap_err().fields
 }
 
 fn apply_full(
@@ -331,4 +331,227 @@ proptest! {
         prop_assert!(all.is_ok());
         if let Ok(m) = all { let _ = apply_full(&m, record, None, json!({})); }
     }
+}
+
+/// A mapping whose event name is `tpl`.
+fn named(tpl: &str) -> Result<CompiledMapping, CompileErrors> {
+    CompiledMapping::compile(spec(json!({"event_name": tpl, "email": "{{email}}"})), 1)
+}
+
+fn refused_code(tpl: &str) -> Option<&'static str> {
+    named(tpl).err().and_then(|e| e.code)
+}
+
+#[test]
+fn crash_class_templates_are_refused_with_codes_before_parsing() {
+    let n = 5000;
+    let cases = [
+        format!("{}x{}", "{{#if a}}".repeat(n), "{{/if}}".repeat(n)),
+        format!("{}x{}", "{{#each a}}".repeat(n), "{{/each}}".repeat(n)),
+        format!("{{{{#if a}}}}{}{{{{/if}}}}", "{{else if b}}".repeat(n)),
+        format!("{{{{lower {}a{}}}}}", "(lower ".repeat(n), ")".repeat(n)),
+        format!("{{{{lookup a {}1{}}}}}", "[".repeat(n), "]".repeat(n)),
+        "{{#if a}}".repeat(n),
+    ];
+    for tpl in &cases {
+        assert_eq!(
+            refused_code(tpl),
+            Some("template_too_deep"),
+            "{}",
+            &tpl[..40]
+        );
+    }
+    assert_eq!(
+        refused_code(&format!("{{{{a}}}}{}", "x".repeat(9000))),
+        Some("template_too_large")
+    );
+    let many_traits: BTreeMap<String, String> = (0..20)
+        .map(|i| (format!("t{i}"), format!("{{{{a}}}}{}", "x".repeat(4000))))
+        .collect();
+    let e = CompiledMapping::compile(
+        MappingSpec {
+            event_name: Some("e".into()),
+            email: Some("{{email}}".into()),
+            traits: Some(many_traits),
+            ..MappingSpec::default()
+        },
+        1,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, Some("mapping_too_large"));
+    assert!(e.fields.contains_key("mapping"));
+}
+
+#[test]
+fn the_log_helper_is_not_available() {
+    let e = named("{{log type}}x").unwrap_err();
+    assert!(
+        e.fields["event_name"].contains("unknown helper `log`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_event_whose_render_is_too_large_fails_with_a_limit_code() {
+    let m = compile(json!({
+        "event_name": "e", "email": "a@b",
+        "properties": {"big": "{{#each items}}{{this}}{{this}}{{this}}{{/each}}"}
+    }));
+    let items: Vec<String> = (0..2000).map(|_| "y".repeat(40)).collect();
+    let err = apply_full(&m, json!({"items": items}), None, json!({})).unwrap_err();
+    assert_eq!(err.code(), "output_too_large", "{err}");
+    let err = apply_full(
+        &compile(json!({
+            "event_name": "e", "email": "a@b",
+            "properties": {"loop": "{{#each items}}{{#each ../items}}{{/each}}{{/each}}"}
+        })),
+        json!({"items": vec![0; 1000]}),
+        None,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "too_many_iterations", "{err}");
+}
+
+#[test]
+fn each_output_adds_up_per_event() {
+    // 20 slots of 60 KiB each are each under the slot limit but together
+    // past the event's 1 MiB.
+    let props: BTreeMap<String, String> = (0..20)
+        .map(|i| {
+            (
+                format!("p{i}"),
+                "{{#each items}}{{this}}{{/each}}".to_owned(),
+            )
+        })
+        .collect();
+    let m = CompiledMapping::compile(
+        MappingSpec {
+            event_name: Some("e".into()),
+            email: Some("a@b".into()),
+            properties: Some(PropertiesSpec::Templates(props)),
+            ..MappingSpec::default()
+        },
+        1,
+    )
+    .unwrap();
+    let items: Vec<String> = (0..600).map(|_| "z".repeat(100)).collect();
+    let err = apply_full(&m, json!({"items": items}), None, json!({})).unwrap_err();
+    assert_eq!(err.code(), "output_too_large", "{err}");
+}
+
+/// Templates built to stress the parser: nested blocks, subexpressions,
+/// literals, else-if chains, repetition and stray braces.
+fn hostile_template() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{{#if a}}".to_owned()),
+        Just("{{/if}}".to_owned()),
+        Just("{{#each items}}".to_owned()),
+        Just("{{/each}}".to_owned()),
+        Just("{{else if b}}".to_owned()),
+        Just("{{else}}".to_owned()),
+        Just("{{lower (trim (concat a b))}}".to_owned()),
+        Just("(".to_owned()),
+        Just("[".to_owned()),
+        Just("{{".to_owned()),
+        Just("}}".to_owned()),
+        Just("{{{".to_owned()),
+        Just("{{this}}".to_owned()),
+        Just("\"".to_owned()),
+        "[a-z ]{0,8}",
+    ];
+    prop_oneof![
+        // Repetitive and deep: one piece many times.
+        (piece.clone(), 1usize..3000).prop_map(|(p, n)| p.repeat(n)),
+        // Nested: n openers, then n closers.
+        (0usize..3000).prop_map(|n| format!("{}x{}", "{{#if a}}".repeat(n), "{{/if}}".repeat(n))),
+        (0usize..200).prop_map(|n| format!(
+            "{{{{lower {}a{}}}}}",
+            "(lower ".repeat(n),
+            ")".repeat(n)
+        )),
+        // Wide: many pieces in any order.
+        prop::collection::vec(piece, 0..400).prop_map(|v| v.concat()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn the_compiler_never_panics_and_refuses_with_codes(tpl in hostile_template()) {
+        match named(&tpl) {
+            Ok(m) => {
+                prop_assert!(tpl.len() <= limits::MAX_TEMPLATE_BYTES);
+                let items: Vec<Value> = (0..50).map(|i| json!({"k": i})).collect();
+                let record = json!({"a": "x", "b": true, "items": items, "email": "e@x"});
+                let _ = apply_full(&m, record, None, json!({}));
+            }
+            Err(e) => {
+                prop_assert!(!e.fields.is_empty());
+                let over = tpl.len() > limits::MAX_TEMPLATE_BYTES;
+                if over {
+                    prop_assert!(e.code.is_some(), "a long template must be refused by a limit");
+                }
+            }
+        }
+    }
+}
+
+/// Measures the worst accepted mapping (not a pass/fail test): run with
+/// `cargo test --lib worst_accepted -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn worst_accepted_mapping_compile_and_render_times() {
+    use std::time::Instant;
+    // One slot at the limits: 16 nested blocks, subexpressions 8 deep,
+    // filled with helper calls up to 8 KiB.
+    let open = "{{#each items}}".to_owned() + &"{{#if (and a b)}}".repeat(14);
+    let close = "{{/if}}".repeat(14) + "{{/each}}";
+    let call = "{{#if (and (or a b) (not (eq a b)))}}{{/if}}";
+    let body_len = limits::MAX_TEMPLATE_BYTES - open.len() - close.len();
+    let slot = format!("{open}{}{close}", call.repeat(body_len / call.len()));
+    assert!(slot.len() <= limits::MAX_TEMPLATE_BYTES);
+    let deep_expr = format!(
+        "{{{{lower {}a{}}}}}",
+        "(lower ".repeat(limits::MAX_EXPRESSION_DEPTH - 1),
+        ")".repeat(limits::MAX_EXPRESSION_DEPTH - 1)
+    );
+    let props: BTreeMap<String, String> = (0..7)
+        .map(|i| (format!("p{i}"), slot.clone()))
+        .chain([("deep".to_owned(), deep_expr)])
+        .collect();
+    let spec = MappingSpec {
+        event_name: Some("e".into()),
+        email: Some("a@b".into()),
+        properties: Some(PropertiesSpec::Templates(props)),
+        ..MappingSpec::default()
+    };
+    let started = Instant::now();
+    let m = CompiledMapping::compile(spec, 1).expect("accepted");
+    eprintln!(
+        "compile of 7 x {} B slots at depth 16: {:?}",
+        slot.len(),
+        started.elapsed()
+    );
+
+    let items: Vec<Value> = (0..100_000).map(Value::from).collect();
+    let record = json!({"a": true, "b": true, "items": items});
+    let started = Instant::now();
+    let result = apply_full(&m, record, None, json!({}));
+    eprintln!(
+        "render, each over 100k items until the work budget: {:?} ({:?})",
+        started.elapsed(),
+        result.err().map(|e| e.code())
+    );
+
+    let writer = compile(json!({"event_name": "e", "email": "a@b", "properties":
+        (0..20).map(|i| (format!("w{i}"), "{{#each items}}{{this}}{{/each}}".to_owned())).collect::<BTreeMap<_, _>>()}));
+    let items: Vec<String> = (0..100_000).map(|i| format!("{i:0>20}")).collect();
+    let started = Instant::now();
+    let result = apply_full(&writer, json!({"items": items}), None, json!({})).map(|_| ());
+    eprintln!(
+        "render, 20 slots writing until the output limit: {:?} ({:?})",
+        started.elapsed(),
+        result.err().map(|e| e.code())
+    );
 }

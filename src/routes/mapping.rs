@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
@@ -136,9 +137,10 @@ pub(crate) fn unknown_preset(name: &str) -> AppError {
 
 /// Compiles a spec or answers 400 with one message per field.
 pub(crate) fn compile(spec: MappingSpec, version: u32) -> AppResult<CompiledMapping> {
-    CompiledMapping::compile(spec, version).map_err(|fields| AppError::Invalid {
+    CompiledMapping::compile(spec, version).map_err(|e| AppError::Invalid {
         message: "the mapping is not valid; see `fields` for what to fix".into(),
-        fields,
+        fields: e.fields,
+        code: e.code,
     })
 }
 
@@ -208,7 +210,19 @@ async fn save(
 ) -> AppResult<Json<Value>> {
     let source = load_source(&state, &id)?;
     let (spec, preset) = spec_from_body(&body)?;
-    Ok(Json(save_mapping(&state, &source, spec, preset)?))
+    let saved = off_async_threads(move || save_mapping(&state, &source, spec, preset)).await?;
+    Ok(Json(saved))
+}
+
+/// Compiling a mapping at the limits takes up to a few hundred ms
+/// (measured: docs/notes/templates.md), so it runs on the blocking pool,
+/// not on a request worker other senders share.
+pub(crate) async fn off_async_threads<T: Send + 'static>(
+    work: impl FnOnce() -> AppResult<T> + Send + 'static,
+) -> AppResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(format!("mapping work stopped: {e}")))?
 }
 
 #[derive(Deserialize)]
@@ -220,19 +234,88 @@ struct PreviewBody {
     payload: Option<Value>,
 }
 
+/// Records one preview maps; the rest are counted in `omitted`.
+pub const PREVIEW_MAX_SAMPLES: usize = 20;
+/// Bytes of one previewed result (as JSON) before its properties and
+/// traits are replaced by a marker.
+pub const PREVIEW_MAX_RESULT_BYTES: usize = 16 * 1024;
+/// Bytes of all results of one preview; results past it are omitted.
+pub const PREVIEW_MAX_BYTES: usize = 256 * 1024;
+
 /// Runs a compiled mapping over stored or given records, with what the
-/// resolver would do for each; stores nothing.
+/// resolver would do for each; stores nothing. The answer is bounded: at
+/// most [`PREVIEW_MAX_SAMPLES`] records, each result clipped to
+/// [`PREVIEW_MAX_RESULT_BYTES`], all to [`PREVIEW_MAX_BYTES`];
+/// `omitted` says how many records were left out.
 pub(crate) fn run_preview(
     state: &AppState,
     source: &Source,
     mapping: &CompiledMapping,
     records: &[RawEvent],
 ) -> AppResult<Value> {
-    let mut results = Vec::with_capacity(records.len());
-    for raw in records {
-        results.push(state.processor.preview(source, mapping, raw)?);
+    let mut results = Vec::new();
+    let mut total = 0usize;
+    for raw in records.iter().take(PREVIEW_MAX_SAMPLES) {
+        let result = clip_result(state.processor.preview(source, mapping, raw)?);
+        let bytes = json_len(&result);
+        if total + bytes > PREVIEW_MAX_BYTES {
+            break;
+        }
+        total += bytes;
+        results.push(result);
     }
-    Ok(json!({"results": results, "warnings": unseen_paths(state, source, mapping)}))
+    let omitted = records.len() - results.len();
+    Ok(json!({
+        "results": results,
+        "omitted": omitted,
+        "warnings": unseen_paths(state, source, mapping),
+    }))
+}
+
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+}
+
+/// A result too large to show: its event's `properties` and `traits`
+/// become a marker saying how large they were, and long texts are cut.
+fn clip_result(mut result: Value) -> Value {
+    let bytes = json_len(&result);
+    if bytes <= PREVIEW_MAX_RESULT_BYTES {
+        return result;
+    }
+    if let Some(event) = result.get_mut("event").and_then(Value::as_object_mut) {
+        for key in ["properties", "traits"] {
+            if let Some(value) = event.get_mut(key) {
+                let size = json_len(value);
+                *value = json!(format!("(truncated: {size} bytes; the preview shows at most {PREVIEW_MAX_RESULT_BYTES} per result)"));
+            }
+        }
+        for value in event.values_mut() {
+            if let Some(text) = value.as_str().filter(|t| t.len() > 1024) {
+                let cut = text.char_indices().nth(1024).map_or(text.len(), |(i, _)| i);
+                *value = json!(format!(
+                    "{}… (truncated: {} bytes)",
+                    &text[..cut],
+                    text.len()
+                ));
+            }
+        }
+    }
+    if let Some(error) = result
+        .get("error")
+        .and_then(Value::as_str)
+        .filter(|e| e.len() > 1024)
+    {
+        let cut = error
+            .char_indices()
+            .nth(1024)
+            .map_or(error.len(), |(i, _)| i);
+        result["error"] = json!(format!("{}… (truncated)", &error[..cut]));
+    }
+    result["truncated"] = json!(true);
+    result
 }
 
 /// The mapping a preview runs: the one given (compiled, not saved), else
@@ -246,13 +329,21 @@ fn preview_mapping(
         let (spec, _) = spec_from_body(&serde_json::to_vec(&m).unwrap_or_default())?;
         return Ok(Arc::new(compile(spec, 0)?));
     }
-    state
+    match state
         .processor
         .mappings
-        .current(&state.store, source)?
-        .ok_or_else(|| {
-            AppError::BadRequest("no mapping given and the source has none saved yet".into())
-        })
+        .current_or_broken(&state.store, source)?
+    {
+        Some(Ok(mapping)) => Ok(mapping),
+        Some(Err(broken)) => Err(AppError::Invalid {
+            message: broken.reason.clone(),
+            fields: BTreeMap::new(),
+            code: Some(broken.code),
+        }),
+        None => Err(AppError::BadRequest(
+            "no mapping given and the source has none saved yet".into(),
+        )),
+    }
 }
 
 fn preview_records(source: &Source, body: Value, max_records: usize) -> AppResult<Vec<RawEvent>> {
@@ -291,12 +382,16 @@ async fn preview(
     } else {
         parse_body(&body)?
     };
-    let mapping = preview_mapping(&state, &source, body.mapping)?;
-    let records = match body.payload {
-        Some(payload) => preview_records(&source, payload, state.config.max_records)?,
-        None => latest_samples(&state, &source, 5)?,
-    };
-    Ok(Json(run_preview(&state, &source, &mapping, &records)?))
+    let answer = off_async_threads(move || {
+        let mapping = preview_mapping(&state, &source, body.mapping)?;
+        let records = match body.payload {
+            Some(payload) => preview_records(&source, payload, state.config.max_records)?,
+            None => latest_samples(&state, &source, 5)?,
+        };
+        run_preview(&state, &source, &mapping, &records)
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
