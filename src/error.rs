@@ -1,7 +1,7 @@
 //! One application error type. Handlers return `Result<_, AppError>`; the
 //! mapping from error to status code and JSON body lives only here.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -28,6 +28,13 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many failed admin-token attempts (`guard`): 429 with
+    /// `Retry-After` and code `too_many_attempts`.
+    #[error("too many failed admin-token attempts; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// The body did not arrive within the body timeout: 408, `body_timeout`.
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -43,7 +50,18 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `code` of the variants that carry one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            AppError::TooManyAttempts { .. } => Some("too_many_attempts"),
+            AppError::BodyTimeout(_) => Some("body_timeout"),
+            _ => None,
         }
     }
 
@@ -58,6 +76,9 @@ impl AppError {
             other => other.to_string(),
         };
         body.insert("error".into(), Value::String(message));
+        if let Some(code) = self.code() {
+            body.insert("code".into(), Value::String(code.into()));
+        }
         if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
         }
@@ -71,7 +92,13 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let AppError::TooManyAttempts { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 
