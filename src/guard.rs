@@ -299,7 +299,10 @@ mod tests {
             guard.failed(ip(n), "test");
         }
         assert!(guard.check(ip(5000)).is_err(), "a fresh address waits");
-        assert!(guard.check(ip(7)).is_ok(), "the admin's address still may try");
+        assert!(
+            guard.check(ip(7)).is_ok(),
+            "the admin's address still may try"
+        );
     }
 
     #[test]

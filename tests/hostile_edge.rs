@@ -49,7 +49,10 @@ async fn half_sent_headers_are_closed_after_the_header_timeout() {
         .await
         .expect("write");
     let answer = read_until_closed(&mut stream).await;
-    assert!(!answer.contains("200 OK"), "no request was completed: {answer}");
+    assert!(
+        !answer.contains("200 OK"),
+        "no request was completed: {answer}"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +71,10 @@ async fn an_idle_keep_alive_connection_is_closed() {
         .await
         .expect("write");
     let answer = read_until_closed(&mut stream).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "answered first: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "answered first: {answer}"
+    );
 }
 
 async fn send_partial_body(base: &str, path: &str, extra_headers: &str) -> String {
@@ -158,7 +164,9 @@ async fn bad_bearer_tokens_are_slowed_and_the_right_one_waits_out_the_lockout() 
         statuses.push(response.status());
         last = Some(response);
     }
-    assert!(statuses[..10].iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    assert!(statuses[..10]
+        .iter()
+        .all(|s| *s == StatusCode::UNAUTHORIZED));
     assert!(statuses[10..]
         .iter()
         .all(|s| *s == StatusCode::TOO_MANY_REQUESTS));
@@ -226,6 +234,14 @@ async fn the_generated_admin_token_is_strong() {
     let app = Application::build(config).await.expect("starts");
     let token = std::fs::read_to_string(dir.path().join("admin_token")).expect("token file");
     assert!(token.trim().len() >= 43, "256 bits, base64: {token}");
+    #[cfg(unix)]
+    {
+        let open = readable_by_others(dir.path());
+        assert!(
+            open.is_empty(),
+            "the token file and lock are the owner's: {open:?}"
+        );
+    }
     drop(app);
 }
 
@@ -256,7 +272,7 @@ fn readable_by_others(dir: &Path) -> Vec<String> {
 #[cfg(unix)]
 #[tokio::test]
 async fn every_file_in_the_data_dir_is_the_owners_only() {
-    let mut app = spawn_app_with(|c| c.admin_token = None).await;
+    let mut app = common::spawn_app().await;
     let source = app.create_source(json!({"name": "perm"})).await;
     let sent = app
         .client

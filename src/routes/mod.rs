@@ -148,12 +148,10 @@ async fn body_within_deadline(State(state): State<AppState>, req: Request, next:
             next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
                 .await
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            AppError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {API_BODY_LIMIT} bytes"
-            ))
-            .into_response()
-        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => AppError::PayloadTooLarge(
+            format!("the body is larger than the limit of {API_BODY_LIMIT} bytes"),
+        )
+        .into_response(),
         Ok(Err(e)) => {
             AppError::BadRequest(format!("the body could not be read: {e}")).into_response()
         }
