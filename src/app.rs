@@ -44,6 +44,8 @@ pub struct Shared {
     /// Dashboard logins (in memory: a restart logs everyone out).
     pub sessions: Arc<crate::dashboard::Sessions>,
     pub metrics: Arc<Metrics>,
+    /// Failed admin-token attempts, per address and in all (`guard`).
+    pub auth_guard: crate::guard::AuthGuard,
 }
 
 /// Why Inlet could not start; each says what to do.
@@ -63,12 +65,18 @@ pub enum StartError {
     },
     #[error("cannot read or write the admin token file: {0}")]
     AdminToken(std::io::Error),
+    #[error("the admin token (INLET_ADMIN_TOKEN or the data dir's admin_token file) has {len} characters; it must have at least {MIN_ADMIN_TOKEN_CHARS}: make one with `openssl rand -hex 32`, or unset it and remove the file to have Inlet generate one")]
+    WeakAdminToken { len: usize },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
 }
+
+/// The shortest admin token accepted: a short one can be guessed, rate limit
+/// or not. 24 characters of hex are 96 bits; generated tokens have 256.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
 /// A built server: bound, with its background tasks running.
 pub struct Application {
@@ -79,6 +87,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        owner_only_new_files();
         let lock = lock_data_dir(&config.data_dir)?;
         let admin_token = load_admin_token(&config)?;
         let store =
@@ -98,6 +107,7 @@ impl Application {
                 addr: config.addr,
                 source,
             })?;
+        let auth_guard = crate::guard::AuthGuard::from_config(&config);
         let config = Arc::new(config);
         let new_events = Arc::new(Notify::new());
         let counters = Arc::new(counters);
@@ -119,6 +129,7 @@ impl Application {
             processor,
             sessions: Arc::default(),
             metrics: Arc::new(Metrics::new()),
+            auth_guard,
         }));
         Ok(Self {
             listener,
@@ -145,9 +156,8 @@ impl Application {
         let state = self.state.clone();
         let processor = tokio::spawn(crate::processor::run(state.clone()));
         let router = crate::routes::app(state.clone());
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = crate::serve::EdgeLimits::from_config(&state.config);
+        let served = crate::serve::serve(self.listener, router, limits, shutdown).await;
         state.processor.stop();
         state.new_events.notify_one();
         let _ = processor.await;
@@ -198,6 +208,10 @@ fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
         path: dir.display().to_string(),
         source,
     })?;
+    owner_only_existing(dir).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let file = File::create(dir.join("inlet.lock")).map_err(|source| StartError::DataDir {
         path: dir.display().to_string(),
         source,
@@ -212,13 +226,13 @@ fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
 /// else generated, saved (mode 0600) and printed once.
 fn load_admin_token(config: &Config) -> Result<String, StartError> {
     if let Some(token) = config.admin_token.as_ref().filter(|t| !t.is_empty()) {
-        return Ok(token.clone());
+        return strong_enough(token.clone());
     }
     let path = config.data_dir.join("admin_token");
     if let Ok(token) = std::fs::read_to_string(&path) {
         let token = token.trim().to_string();
         if !token.is_empty() {
-            return Ok(token);
+            return strong_enough(token);
         }
     }
     let token = crate::source::new_token();
@@ -230,6 +244,57 @@ fn load_admin_token(config: &Config) -> Result<String, StartError> {
         path.display()
     );
     Ok(token)
+}
+
+/// Refuses a token short enough to guess (counted in characters, as a
+/// person counts them).
+fn strong_enough(token: String) -> Result<String, StartError> {
+    let len = token.chars().count();
+    if len < MIN_ADMIN_TOKEN_CHARS {
+        return Err(StartError::WeakAdminToken { len });
+    }
+    Ok(token)
+}
+
+/// Files and folders Inlet creates from now on (sled's, the event log's,
+/// the lock and token files) are the owner's only: the umask is process
+/// wide, and the data dir holds personal data. Set at every build (tests
+/// build many apps; the value is the same).
+fn owner_only_new_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// A data dir made by an older Inlet (or by hand) keeps files readable by
+/// group and others: take those bits away from the dir and everything in
+/// it. Symlinks are left alone (their target is not ours to change).
+fn owner_only_existing(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077))?;
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    pending.push(entry?.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything Inlet can be told at start.
 #[derive(Clone, Debug, Parser)]
@@ -81,6 +82,41 @@ pub struct Config {
     /// Dashboard session lifetime in minutes.
     #[arg(long, env = "INLET_SESSION_MINUTES", default_value_t = 12 * 60)]
     pub session_minutes: i64,
+
+    /// Seconds a client has to send a request's headers; the connection is
+    /// closed after that. hyper starts this timer as soon as a connection
+    /// waits for a request, so it also bounds how long an idle keep-alive
+    /// connection stays open between requests.
+    #[arg(long, env = "INLET_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body; past it the
+    /// request is answered 408 `body_timeout` and the connection closed.
+    #[arg(long, env = "INLET_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+
+    /// Most connections served at once; one more is answered a short 503
+    /// `too_many_connections` and closed, so file descriptors and memory
+    /// stay bounded and a client learns why.
+    #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Failed admin-token attempts (API bearer or dashboard login) one client
+    /// address may make per `auth_window_secs`; beyond it every attempt from
+    /// that address, the right token included, is answered 429 until the
+    /// window ends.
+    #[arg(long, env = "INLET_AUTH_FAILURES_PER_ADDRESS", default_value_t = 10)]
+    pub auth_failures_per_address: u32,
+
+    /// Failed admin-token attempts from all addresses together per window;
+    /// beyond it only addresses that presented the right token in the last
+    /// 24 hours may try, so a spray of addresses is slowed too.
+    #[arg(long, env = "INLET_AUTH_FAILURES_TOTAL", default_value_t = 100)]
+    pub auth_failures_total: u32,
+
+    /// The rate-limit window for failed admin-token attempts, in seconds.
+    #[arg(long, env = "INLET_AUTH_WINDOW_SECS", default_value_t = 60)]
+    pub auth_window_secs: u64,
 }
 
 impl Config {
@@ -89,6 +125,14 @@ impl Config {
         self.workers
             .filter(|n| *n > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() + 1))
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs.max(1))
     }
 
     /// Defaults for a given data dir, as tests and benches want them.

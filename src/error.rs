@@ -1,7 +1,11 @@
 //! One application error type. Handlers return `Result<_, AppError>`; the
 //! mapping from error to status code and JSON body lives only here.
+//!
+//! Every body is `{"error": <what to fix>, "code": <machine-readable>}`
+//! (plus `fields` for validation): senders and API clients branch on the
+//! code, people read the error.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -30,14 +34,24 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A refusal whose body also carries a machine-readable `code` (the
-    /// hook path: senders branch on it). Client errors only.
+    /// A refusal with a code more specific than its status (the hook path:
+    /// `too_deep`, `explosion_too_large`, ...).
     #[error("{message}")]
     Coded {
         status: StatusCode,
         code: &'static str,
         message: String,
     },
+    /// Too many failed admin-token attempts (`guard`): 429 with
+    /// `Retry-After` and code `too_many_attempts`.
+    #[error("too many failed admin-token attempts; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// The body did not arrive within the body timeout: 408, `body_timeout`.
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// The service cannot do this now; `code` says why.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -54,11 +68,32 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Coded { status, .. } => *status,
+            AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The JSON body: always `{"error": ...}`, plus `fields` for validation.
+    /// The machine-readable code every answer carries: the specific one
+    /// where the variant has it, else one per kind of failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Invalid { code, .. } => code.unwrap_or("invalid"),
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::Coded { code, .. } | AppError::Unavailable { code, .. } => code,
+            AppError::TooManyAttempts { .. } => "too_many_attempts",
+            AppError::BodyTimeout(_) => "body_timeout",
+            AppError::Store(_) | AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON body: `{"error", "code"}`, plus `fields` for validation.
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         let message = match self {
@@ -69,14 +104,9 @@ impl AppError {
             other => other.to_string(),
         };
         body.insert("error".into(), Value::String(message));
-        if let AppError::Invalid { fields, code, .. } = self {
+        body.insert("code".into(), Value::String(self.code().into()));
+        if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
-            if let Some(code) = code {
-                body.insert("code".into(), json!(code));
-            }
-        }
-        if let AppError::Coded { code, .. } = self {
-            body.insert("code".into(), json!(code));
         }
         Value::Object(body)
     }
@@ -86,9 +116,17 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
+            // Debug-escaped: a message can quote sender text, which must not
+            // be able to start a log line of its own.
             tracing::error!(error = ?self.to_string(), "request failed");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let AppError::TooManyAttempts { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

@@ -11,6 +11,8 @@
 //!
 //! - `app`: `Application::build`: data-dir lock, admin token, store, flusher,
 //!   processor, listener; graceful shutdown.
+//! - `serve`: the accept loop: header/idle timeout, connection cap.
+//! - `guard`: rate limit on failed admin-token attempts.
 //! - `config`: typed settings, loaded once.
 //! - `ids`, `model`: typed ids and the serde types every stage shares.
 //! - `error`: `AppError`, the one place errors become HTTP answers.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod counters;
 pub mod dashboard;
 pub mod error;
+pub mod guard;
 pub mod identity;
 pub mod ids;
 pub mod ingest;
@@ -38,6 +41,7 @@ pub mod model;
 pub mod processor;
 pub mod records;
 pub mod routes;
+pub mod serve;
 pub mod sniff;
 pub mod source;
 pub mod store;

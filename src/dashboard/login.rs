@@ -4,12 +4,14 @@ use super::csrf;
 use super::render::{page, PageResult};
 use super::session::{self, Authed};
 use crate::app::AppState;
+use crate::guard::{Locked, PeerAddr};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect};
-use axum::Form;
+use axum::{Extension, Form};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
 
 fn login_page(status: StatusCode, error: Option<&str>) -> PageResult {
     let data: Value = json!({"title": "Log in", "nav": "", "csrf": null, "error": error});
@@ -26,18 +28,30 @@ pub struct LoginForm {
     token: String,
 }
 
+/// Checks the token behind the failed-attempt limit (`guard`, shared with
+/// the API's bearer check: the same secret).
 pub async fn submit(
     State(state): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     Form(input): Form<LoginForm>,
 ) -> PageResult {
     let token = input.token.trim();
+    let addr = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(p)| p.0);
+    if let Err(locked) = state.auth_guard.check(addr) {
+        return locked_out(locked);
+    }
     if token.is_empty() || !state.admin_token.matches(token.as_bytes()) {
+        // An empty form is not a guess: not counted.
+        if !token.is_empty() {
+            state.auth_guard.failed(addr, "login");
+        }
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not the admin token. It is in the data dir's admin_token file or INLET_ADMIN_TOKEN."),
         );
     }
+    state.auth_guard.succeeded(addr);
     let id = state.sessions.start(state.config.session_minutes);
     let mut response = Redirect::to("/").into_response();
     if let Some(cookie) =
@@ -45,6 +59,19 @@ pub async fn submit(
     {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
+    Ok(response)
+}
+
+/// 429 with `Retry-After` and a message a person can act on.
+fn locked_out(locked: Locked) -> PageResult {
+    let secs = locked.retry_after_secs();
+    let message = format!(
+        "Too many wrong tokens. Wait {secs} seconds, then try again with the token from the data dir's admin_token file or INLET_ADMIN_TOKEN."
+    );
+    let mut response = login_page(StatusCode::TOO_MANY_REQUESTS, Some(&message))?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     Ok(response)
 }
 

@@ -143,7 +143,14 @@ async fn accept(
     body: Body,
 ) -> Result<Vec<EventId>, Refusal> {
     authenticate(source, headers)?;
-    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
+    // A sender that stops mid-body is answered 408 (the connection then
+    // closes) instead of holding it open.
+    let bytes = tokio::time::timeout(
+        state.config.body_timeout(),
+        read_body(headers, body, state.config.max_body_bytes),
+    )
+    .await
+    .unwrap_or_else(|_| Err(body_timeout(state.config.body_timeout_secs)))?;
     let request = Received {
         from_query: method == Method::GET && bytes.is_empty(),
         content_type: headers
@@ -170,6 +177,10 @@ async fn accept(
     );
     let events = to_raw_events(source.id, exploded, safe_headers);
     store_durably(state, source.id, events).await
+}
+
+fn body_timeout(secs: u64) -> Refusal {
+    Refusal::new(super::body_timeout(secs), Stage::Limit, "body_timeout")
 }
 
 fn authenticate(source: &Source, headers: &HeaderMap) -> Result<(), Refusal> {
