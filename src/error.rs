@@ -28,6 +28,10 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many at once (e.g. concurrent searches): try again shortly.
+    /// `code` is machine-readable, e.g. `search_busy`.
+    #[error("{message}")]
+    Busy { code: &'static str, message: String },
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -43,6 +47,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +65,9 @@ impl AppError {
         body.insert("error".into(), Value::String(message));
         if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
+        }
+        if let AppError::Busy { code, .. } = self {
+            body.insert("code".into(), json!(code));
         }
         Value::Object(body)
     }

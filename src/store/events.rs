@@ -91,7 +91,7 @@ impl Store {
         Ok(stored)
     }
 
-    fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
+    pub(super) fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
         self.pending
             .lock()
             .map_err(|_| StoreError::Other("append lock poisoned".into()))
@@ -166,7 +166,7 @@ impl Store {
 
     /// The raw event stored at `at`: from the log, or the scrubbed copy of
     /// an erased one.
-    fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+    pub(super) fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
         if let Some(scrubbed) = self.trees.erased.get(id.to_bytes())? {
             return decode("erased", &scrubbed);
         }
@@ -178,7 +178,7 @@ impl Store {
 
     /// As `raw_at`, but `None` when retention removed the event's segment
     /// (a state chunk can outlive part of its events by a segment boundary).
-    fn retained_raw_at(&self, id: EventId, at: Location) -> StoreResult<Option<RawEvent>> {
+    pub(super) fn retained_raw_at(&self, id: EventId, at: Location) -> StoreResult<Option<RawEvent>> {
         if !self.log.has_segment(at.segment) {
             return Ok(None);
         }
@@ -244,7 +244,7 @@ impl Store {
             let Some(event) = self.event(id)? else {
                 continue;
             };
-            if self.matches(filter, &event) {
+            if matches(filter, id, event.state.as_ref()) {
                 out.push(event);
                 if out.len() >= filter.limit {
                     return Ok((out, Some(id)));
@@ -266,7 +266,7 @@ impl Store {
     /// given, else the states). Both parts are split at `processed_upto`,
     /// read with the queue snapshot, so an id never appears twice or goes
     /// missing while the processor moves on.
-    fn candidate_ids(
+    pub(super) fn candidate_ids(
         &self,
         filter: &EventFilter,
     ) -> StoreResult<Box<dyn Iterator<Item = StoreResult<EventId>> + '_>> {
@@ -292,32 +292,6 @@ impl Store {
             )),
         };
         Ok(Box::new(queued.into_iter().map(Ok).chain(processed)))
-    }
-
-    fn matches(&self, filter: &EventFilter, event: &StoredEvent) -> bool {
-        if filter.status.is_some_and(|s| event.status() != s) {
-            return false;
-        }
-        let Some(needle) = filter.search.as_deref() else {
-            return true;
-        };
-        let needle = needle.trim();
-        if event.raw.id.to_string() == needle {
-            return true;
-        }
-        let Some(state) = &event.state else {
-            return false;
-        };
-        let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
-        let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
-            m.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(needle))
-                || m.external_id.as_deref() == Some(needle)
-                || m.visitor_id.as_deref() == Some(needle)
-                || m.event_id.as_deref() == Some(needle)
-        });
-        profile_hit || mapped_hit
     }
 
     pub fn cursor(&self) -> StoreResult<Option<EventId>> {
@@ -379,6 +353,36 @@ impl Store {
     }
 }
 
+/// Whether an event (its id and, once processed, its state) passes a
+/// filter. Looks at the status, the event and profile ids and the mapped
+/// identifiers only: never the payload.
+pub(super) fn matches(filter: &EventFilter, id: EventId, state: Option<&EventState>) -> bool {
+    let status = state.and_then(|s| s.status).unwrap_or(EventStatus::Pending);
+    if filter.status.is_some_and(|s| status != s) {
+        return false;
+    }
+    let Some(needle) = filter.search.as_deref() else {
+        return true;
+    };
+    let needle = needle.trim();
+    if id.to_string() == needle {
+        return true;
+    }
+    let Some(state) = state else {
+        return false;
+    };
+    let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
+    let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
+        m.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(needle))
+            || m.external_id.as_deref() == Some(needle)
+            || m.visitor_id.as_deref() == Some(needle)
+            || m.event_id.as_deref() == Some(needle)
+    });
+    profile_hit || mapped_hit
+}
+
 /// A log record's body: the event id and source id (16 bytes each, so a
 /// scan of the log need not parse JSON) followed by the event as JSON.
 fn encode_raw(event: &RawEvent) -> Vec<u8> {
@@ -390,24 +394,18 @@ fn encode_raw(event: &RawEvent) -> Vec<u8> {
     out
 }
 
-fn decode_raw(body: &[u8]) -> StoreResult<RawEvent> {
+pub(super) fn decode_raw(body: &[u8]) -> StoreResult<RawEvent> {
     decode("event log", body.get(32..).unwrap_or_default())
 }
 
-/// An `event_state` value: the event's location in the log, then the state.
+/// An `event_state` value: the event's location in the log, then the state
+/// (see `state_entry`).
 pub(super) fn encode_state(at: Location, state: &EventState) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&at.to_bytes());
-    // Writing our own plain types into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, state);
-    out
+    super::state_entry::encode(at, state)
 }
 
 fn decode_state(bytes: &[u8]) -> StoreResult<(Location, EventState)> {
-    let at = Location::from_slice(bytes).ok_or_else(|| {
-        StoreError::Other("an event_state value is shorter than its location".into())
-    })?;
-    Ok((at, decode("event_state", &bytes[Location::BYTES..])?))
+    super::state_entry::decode_full(bytes)
 }
 
 /// A UUID v7 strictly greater than the last one handed out.
