@@ -25,6 +25,7 @@ pub mod batch;
 pub mod errors;
 pub mod events;
 pub mod flush;
+pub mod history;
 mod hot;
 pub mod identity;
 pub mod log;
