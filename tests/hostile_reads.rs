@@ -34,7 +34,10 @@ async fn a_list_of_multi_megabyte_events_answers_a_small_body() {
     let mut ids = Vec::new();
     for n in 0..4 {
         let sent = app
-            .send_ok(&source.hook, &large_event(&format!("u{n}@example.org"), 3 << 20))
+            .send_ok(
+                &source.hook,
+                &large_event(&format!("u{n}@example.org"), 3 << 20),
+            )
             .await;
         ids.extend(sent);
     }
@@ -66,8 +69,16 @@ async fn a_list_of_multi_megabyte_events_answers_a_small_body() {
 
     // The profile's events list is bounded the same way.
     let profile = app.profile_by_email("u0@example.org").await;
-    let body = bytes_of(&app, &format!("/api/profiles/{}/events", profile["id"].as_str().unwrap())).await;
-    assert!(body.len() < 8 << 10, "profile events answered {} bytes", body.len());
+    let body = bytes_of(
+        &app,
+        &format!("/api/profiles/{}/events", profile["id"].as_str().unwrap()),
+    )
+    .await;
+    assert!(
+        body.len() < 8 << 10,
+        "profile events answered {} bytes",
+        body.len()
+    );
 }
 
 #[tokio::test]
@@ -93,7 +104,10 @@ async fn the_event_page_truncates_and_the_raw_endpoint_has_every_byte() {
 
     // A small event is shown whole, as before.
     let small = app
-        .send_processed(&source.hook, &json!({"type": "t", "email": "bob@example.org"}))
+        .send_processed(
+            &source.hook,
+            &json!({"type": "t", "email": "bob@example.org"}),
+        )
         .await;
     assert_eq!(small["payload"]["email"], "bob@example.org");
     assert_eq!(small["properties"]["type"], "t");
@@ -114,7 +128,10 @@ async fn a_search_stops_at_its_budget_and_the_client_continues_to_the_match() {
     let mut last = target.clone();
     for n in 0..6 {
         last = app
-            .send_ok(&source.hook, &large_event(&format!("hay{n}@example.org"), 1 << 20))
+            .send_ok(
+                &source.hook,
+                &large_event(&format!("hay{n}@example.org"), 1 << 20),
+            )
             .await
             .remove(0);
     }
@@ -183,7 +200,9 @@ async fn hundreds_of_identical_refusals_fold_into_one_history_line() {
     assert_eq!(first["history"][0]["kind"], "refusal");
     let next = first["next"].as_str().expect("a cursor");
     let rest = app
-        .api_json(&format!("/api/profiles/{pid}/history?limit=1&before={next}"))
+        .api_json(&format!(
+            "/api/profiles/{pid}/history?limit=1&before={next}"
+        ))
         .await;
     assert_eq!(rest["history"][0]["kind"], "create");
     assert_eq!(rest["history"][0]["count"], 1);

@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::ids::{EventId, SourceId};
 use crate::model::EventStatus;
-use crate::store::events::EventFilter;
 use crate::routes::events::summaries;
+use crate::store::events::EventFilter;
 use crate::store::summary::{Bounds, ScanBudget, Shown};
 use crate::views::summary_json;
 use axum::extract::{Path, Query, State};
@@ -91,10 +91,7 @@ pub async fn list(
     };
     let next_url = next.map(|id| format!("/?{}", keep(("before", id.to_string()))));
     // The live tail runs on the first page only: later pages are history.
-    let newest = events
-        .first()
-        .map(|e| e.id.to_string())
-        .unwrap_or_default();
+    let newest = events.first().map(|e| e.id.to_string()).unwrap_or_default();
     let stream_url = filters
         .before
         .is_empty()
@@ -159,7 +156,11 @@ fn shown_pretty<T: serde::Serialize>(part: &Shown<T>) -> String {
     match part {
         Shown::Whole(value) => pretty(&json!(value)),
         Shown::Cut { excerpt, bytes } => {
-            format!("{}… (first {} of {bytes} bytes)", excerpt.text, excerpt.text.len())
+            format!(
+                "{}… (first {} of {bytes} bytes)",
+                excerpt.text,
+                excerpt.text.len()
+            )
         }
     }
 }

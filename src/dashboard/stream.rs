@@ -100,10 +100,10 @@ impl Tail {
     /// New events, oldest first, stopping at a freshly stored pending one
     /// (the processor works in order, so everything after it waits too).
     fn poll(&mut self) -> Result<Vec<Event>, crate::store::StoreError> {
-        let page = self
-            .state
-            .store
-            .summaries_page(&self.filter, Bounds::LIST, ScanBudget::DEFAULT)?;
+        let page =
+            self.state
+                .store
+                .summaries_page(&self.filter, Bounds::LIST, ScanBudget::DEFAULT)?;
         let mut fresh: Vec<EventSummary> = page
             .events
             .into_iter()

@@ -21,9 +21,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -152,5 +152,9 @@ async fn raw(State(state): State<AppState>, Path(id): Path<String>) -> AppResult
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??
         .ok_or_else(|| AppError::NotFound(format!("no event `{id}`")))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }

@@ -178,7 +178,11 @@ impl Store {
 
     /// As `raw_at`, but `None` when retention removed the event's segment
     /// (a state chunk can outlive part of its events by a segment boundary).
-    pub(super) fn retained_raw_at(&self, id: EventId, at: Location) -> StoreResult<Option<RawEvent>> {
+    pub(super) fn retained_raw_at(
+        &self,
+        id: EventId,
+        at: Location,
+    ) -> StoreResult<Option<RawEvent>> {
         if !self.log.has_segment(at.segment) {
             return Ok(None);
         }

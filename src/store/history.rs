@@ -78,7 +78,9 @@ impl Store {
                 .filter_map(|(i, r)| r.peek().map(|item| (i, item)))
                 .filter_map(|(i, item)| {
                     // Keys are profile id ‖ audit id (time-ordered).
-                    item.as_ref().ok().map(|(k, _)| (i, k.get(16..).map(<[u8]>::to_vec)))
+                    item.as_ref()
+                        .ok()
+                        .map(|(k, _)| (i, k.get(16..).map(<[u8]>::to_vec)))
                 })
                 .max_by(|a, b| a.1.cmp(&b.1));
             let next_item = match newest {

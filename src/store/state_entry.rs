@@ -256,7 +256,7 @@ mod tests {
         assert!(mapped.properties.is_empty() && mapped.traits.is_empty());
         assert_eq!(
             decode_map(parts.traits).unwrap(),
-            *state.mapped.as_ref().unwrap().traits
+            state.mapped.as_ref().unwrap().traits
         );
         let unmapped = EventState::default();
         assert_eq!(

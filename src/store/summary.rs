@@ -55,7 +55,10 @@ impl Bounds {
 pub enum Shown<T> {
     Whole(T),
     /// Too large for the view: an excerpt of its JSON, and its stored size.
-    Cut { excerpt: Excerpt, bytes: usize },
+    Cut {
+        excerpt: Excerpt,
+        bytes: usize,
+    },
 }
 
 impl<T> Shown<T> {
