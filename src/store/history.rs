@@ -95,7 +95,7 @@ impl Store {
             let (_, value) = item?;
             let entry: AuditEntry = decode("audit", &value)?;
             let folds = page.history.last().is_some_and(|l| l.folds(&entry));
-            if !folds && page.history.len() >= limit || scanned >= HISTORY_SCAN {
+            if (!folds && page.history.len() >= limit) || scanned >= HISTORY_SCAN {
                 return Ok(page);
             }
             scanned += 1;

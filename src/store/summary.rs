@@ -495,3 +495,145 @@ fn log_error(id: EventId, e: &std::io::Error) -> StoreError {
 fn corrupt(e: &serde_json::Error) -> StoreError {
     StoreError::Other(format!("cannot encode an event: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MappedEvent;
+    use crate::store::batch::Planned;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// Stores `n` events with `bytes`-byte payloads, processed with the
+    /// whole record as mapped properties (the worst case for a list).
+    fn stored(n: usize, bytes: usize) -> (Store, Vec<EventId>) {
+        let store = Store::temporary().unwrap();
+        let source = SourceId::new();
+        let events: Vec<RawEvent> = (0..n)
+            .map(|i| {
+                let payload = serde_json::json!({"email": format!("u{i}@example.org"), "blob": "x".repeat(bytes)});
+                RawEvent::received(source, payload)
+            })
+            .collect();
+        let stored = store.append_events(events).unwrap();
+        store.flush_now().unwrap();
+        let logged = store.next_pending(None, n).unwrap();
+        let planned: Vec<Planned> = logged
+            .iter()
+            .map(|e| Planned {
+                event_id: e.raw.id,
+                at: e.at,
+                state: EventState {
+                    status: Some(EventStatus::Resolved),
+                    mapped: Some(Arc::new(MappedEvent {
+                        name: "upload".into(),
+                        visitor_id: None,
+                        email: e.raw.payload["email"].as_str().map(str::to_string),
+                        external_id: None,
+                        event_id: None,
+                        timestamp: Utc::now(),
+                        properties: e.raw.payload.as_object().unwrap().clone(),
+                        traits: Map::new(),
+                        idempotency_key: None,
+                        mapping_version: 1,
+                    })),
+                    ..EventState::default()
+                },
+                errors: Vec::new(),
+                resolve: None,
+                dedupe_key: None,
+                index_under: Some(e.raw.source_id),
+            })
+            .collect();
+        let last = logged.last().map(|e| (e.raw.id, e.at));
+        store
+            .commit_batch(&planned, last, &HashMap::new(), |_, _, _, _| {})
+            .unwrap();
+        store.pending_done(last.unwrap().0).unwrap();
+        (store, stored.iter().map(|e| e.id).collect())
+    }
+
+    fn filter(limit: usize, search: Option<&str>) -> EventFilter {
+        EventFilter {
+            limit,
+            search: search.map(str::to_string),
+            ..EventFilter::default()
+        }
+    }
+
+    #[test]
+    fn a_list_of_large_processed_events_shows_excerpts_and_finds_by_email() {
+        let (store, ids) = stored(3, 50_000);
+        let page = store
+            .summaries_page(&filter(10, None), Bounds::LIST, ScanBudget::DEFAULT)
+            .unwrap();
+        assert_eq!(page.events.len(), 3);
+        for event in &page.events {
+            assert!(
+                matches!(&event.payload, Shown::Cut { excerpt, .. } if excerpt.text.len() <= 1024)
+            );
+            assert!(matches!(&event.properties, Shown::Cut { .. }));
+            assert!(event.truncated());
+        }
+        let found = store
+            .summaries_page(
+                &filter(10, Some("u0@example.org")),
+                Bounds::LIST,
+                ScanBudget::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(
+            found.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![ids[0]]
+        );
+        let whole = store.raw_record(ids[1]).unwrap().unwrap();
+        let raw: RawEvent = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(raw.payload["blob"].as_str().map(str::len), Some(50_000));
+    }
+
+    /// Measurements for docs/performance.md (`cargo test --lib
+    /// measure_bounded_reads -- --ignored --nocapture`): the old full read
+    /// of a page against the bounded one, and a search's time per budget.
+    #[test]
+    #[ignore]
+    fn measure_bounded_reads() {
+        let (store, _) = stored(10, 5 << 20);
+        let started = Instant::now();
+        let (full, _) = store.events_page(&filter(10, None)).unwrap();
+        let full_json: Vec<Value> = full.iter().map(crate::views::event_json).collect();
+        let full_bytes = serde_json::to_vec(&full_json).unwrap().len();
+        let full_time = started.elapsed();
+        drop((full, full_json));
+        let started = Instant::now();
+        let page = store
+            .summaries_page(&filter(10, None), Bounds::LIST, ScanBudget::DEFAULT)
+            .unwrap();
+        let json: Vec<Value> = page.events.iter().map(crate::views::summary_json).collect();
+        let bytes = serde_json::to_vec(&json).unwrap().len();
+        println!(
+            "10 x 5 MB list: full {full_bytes} B in {full_time:?}; bounded {bytes} B in {:?}",
+            started.elapsed()
+        );
+        let (store, _) = stored(20_000, 200);
+        for events in [500, 5_000] {
+            let budget = ScanBudget {
+                events,
+                ..ScanBudget::DEFAULT
+            };
+            let started = Instant::now();
+            let page = store
+                .summaries_page(
+                    &filter(50, Some("nobody@example.org")),
+                    Bounds::LIST,
+                    budget,
+                )
+                .unwrap();
+            println!(
+                "search, budget {events}: scanned {} in {:?}, partial {}",
+                page.scanned,
+                started.elapsed(),
+                page.partial
+            );
+        }
+    }
+}
