@@ -49,7 +49,8 @@ pub enum AppError {
     /// The body did not arrive within the body timeout: 408, `body_timeout`.
     #[error("{0}")]
     BodyTimeout(String),
-    /// The service cannot do this now; `code` says why.
+    /// The service cannot do this now (e.g. too many concurrent searches);
+    /// `code` says why, e.g. `search_busy`.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
     #[error("storage error: {0}")]
@@ -86,7 +87,8 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::Coded { code, .. } | AppError::Unavailable { code, .. } => code,
+            AppError::Coded { code, .. }
+            | AppError::Unavailable { code, .. } => code,
             AppError::TooManyAttempts { .. } => "too_many_attempts",
             AppError::BodyTimeout(_) => "body_timeout",
             AppError::Store(_) | AppError::Internal(_) => "internal",

@@ -20,6 +20,8 @@
 //! - `store`: the only module that imports sled: trees, the event log (raw
 //!   events, not in sled) and group commit, the processor's queue and batch
 //!   transaction, identity on sled.
+//! - `excerpt`: bounded JSON excerpts, what lists show of a large payload
+//!   (read through `store::summary`, which bounds every list and search).
 //! - `views`: the JSON shapes of events, sources and profiles, shared by the
 //!   API and the dashboard.
 //! - `metrics`: Prometheus metrics (`GET /metrics`).
@@ -31,6 +33,7 @@ pub mod config;
 pub mod counters;
 pub mod dashboard;
 pub mod error;
+pub mod excerpt;
 pub mod guard;
 pub mod identity;
 pub mod ids;

@@ -269,6 +269,9 @@ pub struct MappedEvent {
     pub external_id: Option<String>,
     pub event_id: Option<String>,
     pub timestamp: DateTime<Utc>,
+    /// Defaulted so a stored state's light part (see `store::state_entry`),
+    /// which leaves it out, reads back.
+    #[serde(default)]
     pub properties: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub traits: Map<String, Value>,

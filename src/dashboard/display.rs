@@ -4,8 +4,8 @@
 
 use crate::app::AppState;
 use crate::ids::SourceId;
-use crate::store::events::StoredEvent;
-use crate::views::event_json;
+use crate::store::summary::EventSummary;
+use crate::views::summary_json;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -68,19 +68,19 @@ fn source_name(names: &HashMap<SourceId, String>, id: SourceId) -> String {
         .unwrap_or_else(|| "(deleted source)".to_string())
 }
 
-/// One event as a list row: `views::event_json` (the API's fields) plus what
-/// the table shows.
-pub fn event_row(event: &StoredEvent, names: &HashMap<SourceId, String>) -> Value {
-    let view = event_json(event);
+/// One event as a list row: `views::summary_json` (the API's bounded
+/// fields) plus what the table shows.
+pub fn event_row(event: &EventSummary, names: &HashMap<SourceId, String>) -> Value {
+    let view = summary_json(event);
     let who = ["email", "external_id", "visitor_id"]
         .iter()
         .find_map(|k| view[*k].as_str().map(|v| (*k, v.to_string())));
     let name = view["name"].as_str().map(clipped);
     json!({
-        "id": short_id(&event.raw.id.to_string()),
-        "time": time(&event.raw.received_at),
-        "at": event.raw.received_at,
-        "source": source_name(names, event.raw.source_id),
+        "id": short_id(&event.id.to_string()),
+        "time": time(&event.received_at),
+        "at": event.received_at,
+        "source": source_name(names, event.source_id),
         "status": view["status"],
         "name": name,
         "who": who.as_ref().map(|(kind, v)| json!({"kind": kind.replace('_', " "), "value": clipped(v)})),

@@ -10,8 +10,10 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::ids::{EventId, SourceId};
 use crate::model::EventStatus;
+use crate::routes::events::summaries;
 use crate::store::events::EventFilter;
-use crate::views::event_json;
+use crate::store::summary::{Bounds, ScanBudget, Shown};
+use crate::views::summary_json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -67,7 +69,14 @@ pub async fn list(
     session: Authed,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let (events, next) = state.store.events_page(&filters.to_filter(PAGE))?;
+    let found = summaries(
+        &state,
+        filters.to_filter(PAGE),
+        Bounds::LIST,
+        ScanBudget::DEFAULT,
+    )
+    .await?;
+    let (events, next, partial) = (found.events, found.next, found.partial);
     let names = source_names(&state)?;
     let rows: Vec<Value> = events.iter().map(|e| event_row(e, &names)).collect();
     let keep = |extra: (&'static str, String)| {
@@ -82,10 +91,7 @@ pub async fn list(
     };
     let next_url = next.map(|id| format!("/?{}", keep(("before", id.to_string()))));
     // The live tail runs on the first page only: later pages are history.
-    let newest = events
-        .first()
-        .map(|e| e.raw.id.to_string())
-        .unwrap_or_default();
+    let newest = events.first().map(|e| e.id.to_string()).unwrap_or_default();
     let stream_url = filters
         .before
         .is_empty()
@@ -98,6 +104,7 @@ pub async fn list(
         "sources": source_options(&names, &filters.source_id),
         "statuses": options(EventStatus::ALL.iter().map(|s| (s.as_str().to_string(), s.as_str().to_string())), &filters.status),
         "next_url": next_url,
+        "partial": partial,
         "stream_url": stream_url,
         "refresh_url": format!("/?{}", keep(("", String::new()))),
     });
@@ -111,27 +118,49 @@ pub async fn detail(
 ) -> PageResult {
     let not_found = || AppError::NotFound(format!("no event `{id}`"));
     let event_id: EventId = id.parse().map_err(|_| not_found())?;
-    let event = state.store.event(event_id)?.ok_or_else(not_found)?;
-    let view = event_json(&event);
-    let source = state.store.source(event.raw.source_id)?;
+    let store = state.store.clone();
+    let event = tokio::task::spawn_blocking(move || store.event_summary(event_id, Bounds::PAGE))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??
+        .ok_or_else(not_found)?;
+    let view = summary_json(&event);
+    let source = state.store.source(event.source_id)?;
     let optional_pretty = |key: &str| view.get(key).filter(|v| !v.is_null()).map(pretty);
+    let mapped = event.state.as_ref().and_then(|s| s.mapped.as_ref());
     let data = json!({
         "title": format!("Event {}", short_id(&id)["short"].as_str().unwrap_or("")),
         "nav": "events", "csrf": session.csrf,
         "e": view,
-        "time": display::time(&event.raw.received_at),
+        "time": display::time(&event.received_at),
         "source": {
-            "id": event.raw.source_id.to_string(),
+            "id": event.source_id.to_string(),
             "name": source.map(|s| s.name).unwrap_or_else(|| "(deleted source)".into()),
         },
-        "payload": pretty(&event.raw.payload),
+        "payload": shown_pretty(&event.payload),
         "envelope": optional_pretty("envelope"),
         "headers": optional_pretty("headers"),
-        "properties": optional_pretty("properties"),
-        "traits": optional_pretty("traits"),
-        "mapped_time": event.state.as_ref().and_then(|s| s.mapped.as_ref()).map(|m| display::time(&m.timestamp)),
+        "properties": mapped.map(|_| shown_pretty(&event.properties)),
+        "traits": optional_pretty("traits").or_else(|| view.get("traits_excerpt").and_then(Value::as_str).map(str::to_string)),
+        "truncated": event.truncated(),
+        "raw_url": view["raw_url"],
+        "mapped_time": mapped.map(|m| display::time(&m.timestamp)),
         "processed_time": event.state.as_ref().and_then(|s| s.processed_at.as_ref()).map(display::time),
         "profile": view["profile_id"].as_str().map(short_id),
     });
     page(StatusCode::OK, "event", &data)
+}
+
+/// A part for a `<pre>`: pretty JSON when whole, its excerpt and a note
+/// when cut (the whole record is one click away at the raw link).
+fn shown_pretty<T: serde::Serialize>(part: &Shown<T>) -> String {
+    match part {
+        Shown::Whole(value) => pretty(&json!(value)),
+        Shown::Cut { excerpt, bytes } => {
+            format!(
+                "{}… (first {} of {bytes} bytes)",
+                excerpt.text,
+                excerpt.text.len()
+            )
+        }
+    }
 }

@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::identity::{AuditEntry, IdentKey, Profile};
 use crate::ids::SourceId;
 use crate::routes::profiles::{load_profile, lookup_key};
+use crate::store::summary::Bounds;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
@@ -81,27 +82,50 @@ pub async fn search(
 }
 
 /// One profile; an absorbed id shows its survivor with a note.
+/// History lines per page of the profile page.
+const HISTORY: usize = 50;
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    /// The history page to show: lines older than this one.
+    #[serde(default)]
+    history_before: String,
+}
+
 pub async fn show(
     State(state): State<AppState>,
     session: Authed,
     Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
 ) -> PageResult {
     let profile = load_profile(&state, &id)?;
     let names = source_names(&state)?;
     let event_ids = state.store.profile_events(profile.id, EVENTS, None)?;
     let mut events = Vec::with_capacity(event_ids.len());
     for event_id in &event_ids {
-        if let Some(event) = state.store.event(*event_id)? {
+        if let Some(event) = state.store.event_summary(*event_id, Bounds::LIST)? {
             events.push(event_row(&event, &names));
         }
     }
-    let history: Vec<Value> = state
+    let before = q.history_before.parse::<uuid::Uuid>().ok();
+    let lines = state
         .store
-        .profile_history(profile.id)?
+        .profile_history_page(profile.id, HISTORY, before)?;
+    let history: Vec<Value> = lines
+        .history
         .iter()
-        .rev()
-        .map(|e| history_row(e, &names))
+        .map(|line| {
+            let mut row = history_row(&line.entry, &names);
+            if line.count > 1 {
+                row["count"] = json!(line.count);
+                row["first_time"] = json!(time(&line.first_seen));
+            }
+            row
+        })
         .collect();
+    let more_history = lines
+        .next
+        .map(|next| format!("/profiles/{}?history_before={next}", profile.id));
     let merged_into = (profile.id.to_string() != id).then(|| id.clone());
     let data = json!({
         "title": "Profile", "nav": "profiles", "csrf": session.csrf,
@@ -110,6 +134,7 @@ pub async fn show(
         "events": events,
         "more_events": event_ids.len() == EVENTS,
         "history": history,
+        "more_history": more_history,
     });
     page(StatusCode::OK, "profile", &data)
 }

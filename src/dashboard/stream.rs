@@ -3,7 +3,8 @@
 //! Polls the store once a second for events newer than the newest the
 //! client has (`after`, or `Last-Event-ID` on reconnect). Polling keeps the
 //! request path untouched: no broadcast to feed, nothing lost if a client is
-//! slow. Each message carries the event (`views::event_json`) and its table
+//! slow. Each message carries the event (`views::summary_json`, bounded
+//! like every list) and its table
 //! row rendered by the server, so escaping stays in one place.
 
 use super::display::{event_row, source_names};
@@ -13,8 +14,9 @@ use super::session::Authed;
 use crate::app::AppState;
 use crate::ids::EventId;
 use crate::model::EventStatus;
-use crate::store::events::{EventFilter, StoredEvent};
-use crate::views::event_json;
+use crate::store::events::EventFilter;
+use crate::store::summary::{Bounds, EventSummary, ScanBudget};
+use crate::views::summary_json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -98,30 +100,34 @@ impl Tail {
     /// New events, oldest first, stopping at a freshly stored pending one
     /// (the processor works in order, so everything after it waits too).
     fn poll(&mut self) -> Result<Vec<Event>, crate::store::StoreError> {
-        let (page, _) = self.state.store.events_page(&self.filter)?;
-        let mut fresh: Vec<StoredEvent> = page
+        let page =
+            self.state
+                .store
+                .summaries_page(&self.filter, Bounds::LIST, ScanBudget::DEFAULT)?;
+        let mut fresh: Vec<EventSummary> = page
+            .events
             .into_iter()
-            .filter(|e| self.after.is_none_or(|a| e.raw.id > a))
+            .filter(|e| self.after.is_none_or(|a| e.id > a))
             .collect();
         fresh.reverse();
         let names = source_names(&self.state)?;
         let now = Utc::now();
         let mut out = Vec::new();
         for event in fresh {
-            let young = (now - event.raw.received_at).num_milliseconds() < PENDING_GRACE_MS;
+            let young = (now - event.received_at).num_milliseconds() < PENDING_GRACE_MS;
             if event.status() == EventStatus::Pending && young {
                 break;
             }
-            self.after = Some(event.raw.id);
+            self.after = Some(event.id);
             if self.status.is_some_and(|s| s != event.status()) {
                 continue;
             }
             let row = render("event_row", &event_row(&event, &names)).unwrap_or_default();
-            let data = json!({"id": event.raw.id, "event": event_json(&event), "row": row});
+            let data = json!({"id": event.id, "event": summary_json(&event), "row": row});
             out.push(
                 Event::default()
                     .event("event")
-                    .id(event.raw.id.to_string())
+                    .id(event.id.to_string())
                     .data(data.to_string()),
             );
         }

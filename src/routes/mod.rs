@@ -2,7 +2,7 @@
 //! and adds the layers every request gets (tracing, panic guard).
 
 mod errors;
-mod events;
+pub(crate) mod events;
 mod health;
 mod hooks;
 pub(crate) mod mapping;

@@ -5,7 +5,8 @@ use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::identity::{IdentKey, IdentKind, Profile};
 use crate::ids::{EventId, ProfileId};
-use crate::views::{event_json, profile_json};
+use crate::store::summary::Bounds;
+use crate::views::{profile_json, summary_json};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -101,8 +102,8 @@ async fn events(
     let ids = state.store.profile_events(profile.id, limit, before)?;
     let mut events = Vec::with_capacity(ids.len());
     for id in &ids {
-        if let Some(event) = state.store.event(*id)? {
-            events.push(event_json(&event));
+        if let Some(event) = state.store.event_summary(*id, Bounds::LIST)? {
+            events.push(summary_json(&event));
         }
     }
     let next = if ids.len() == limit {
@@ -113,13 +114,35 @@ async fn events(
     Ok(Json(json!({"events": events, "next": next})))
 }
 
-async fn history(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// A page of history, newest first (default 50 lines, at most 500), with
+/// runs of identical refusals folded (`count`, `first_seen`, `last_seen`);
+/// `next` is the `before=` of the older page.
+async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> AppResult<Json<Value>> {
     let pid = parse_profile_id(&id)?;
-    let entries = state.store.profile_history(pid)?;
-    if entries.is_empty() {
+    let before = query_param(
+        q.before,
+        |b| b.parse::<uuid::Uuid>().ok(),
+        |b| format!("before `{b}` is not a history line id"),
+    )?;
+    let limit = page_limit(q.limit, 50, 500);
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.profile_history_page(pid, limit, before))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    if page.history.is_empty() && before.is_none() {
         return Err(AppError::NotFound(format!("no profile `{id}`")));
     }
-    Ok(Json(json!({"history": entries})))
+    Ok(Json(json!(page)))
 }
 
 #[derive(Deserialize)]

@@ -109,7 +109,7 @@ impl Store {
         Ok(stored)
     }
 
-    fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
+    pub(super) fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
         self.pending
             .lock()
             .map_err(|_| StoreError::Other("append lock poisoned".into()))
@@ -189,11 +189,11 @@ impl Store {
 
     /// The raw event stored at `at`: from the log, or the scrubbed copy of
     /// an erased one.
-    fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+    pub(super) fn raw_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
         self.raw_at_with(id, at, &mut SharedCache::default())
     }
 
-    fn raw_at_with(
+    pub(super) fn raw_at_with(
         &self,
         id: EventId,
         at: Location,
@@ -210,7 +210,7 @@ impl Store {
 
     /// An event record's body as the event, with its shared parts (read
     /// from the log unless `cache` holds them).
-    fn decode_raw(&self, body: &[u8], cache: &mut SharedCache) -> StoreResult<RawEvent> {
+    pub(super) fn decode_raw(&self, body: &[u8], cache: &mut SharedCache) -> StoreResult<RawEvent> {
         let logged = shared::Logged::decode(body).map_err(|e| {
             StoreError::Other(format!(
                 "the event log holds a record that does not decode: {e}"
@@ -241,7 +241,11 @@ impl Store {
 
     /// As `raw_at`, but `None` when retention removed the event's segment
     /// (a state chunk can outlive part of its events by a segment boundary).
-    fn retained_raw_at(&self, id: EventId, at: Location) -> StoreResult<Option<RawEvent>> {
+    pub(super) fn retained_raw_at(
+        &self,
+        id: EventId,
+        at: Location,
+    ) -> StoreResult<Option<RawEvent>> {
         if !self.log.has_segment(at.segment) {
             return Ok(None);
         }
@@ -307,7 +311,7 @@ impl Store {
             let Some(event) = self.event(id)? else {
                 continue;
             };
-            if self.matches(filter, &event) {
+            if matches(filter, id, event.state.as_ref()) {
                 out.push(event);
                 if out.len() >= filter.limit {
                     return Ok((out, Some(id)));
@@ -329,7 +333,7 @@ impl Store {
     /// given, else the states). Both parts are split at `processed_upto`,
     /// read with the queue snapshot, so an id never appears twice or goes
     /// missing while the processor moves on.
-    fn candidate_ids(
+    pub(super) fn candidate_ids(
         &self,
         filter: &EventFilter,
     ) -> StoreResult<Box<dyn Iterator<Item = StoreResult<EventId>> + '_>> {
@@ -355,32 +359,6 @@ impl Store {
             )),
         };
         Ok(Box::new(queued.into_iter().map(Ok).chain(processed)))
-    }
-
-    fn matches(&self, filter: &EventFilter, event: &StoredEvent) -> bool {
-        if filter.status.is_some_and(|s| event.status() != s) {
-            return false;
-        }
-        let Some(needle) = filter.search.as_deref() else {
-            return true;
-        };
-        let needle = needle.trim();
-        if event.raw.id.to_string() == needle {
-            return true;
-        }
-        let Some(state) = &event.state else {
-            return false;
-        };
-        let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
-        let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
-            m.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(needle))
-                || m.external_id.as_deref() == Some(needle)
-                || m.visitor_id.as_deref() == Some(needle)
-                || m.event_id.as_deref() == Some(needle)
-        });
-        profile_hit || mapped_hit
     }
 
     pub fn cursor(&self) -> StoreResult<Option<EventId>> {
@@ -443,22 +421,47 @@ impl Store {
 }
 
 /// The last shared record read (records of a request come one after another).
-type SharedCache = Option<(shared::SharedAt, Arc<shared::SharedParts>)>;
+pub(super) type SharedCache = Option<(shared::SharedAt, Arc<shared::SharedParts>)>;
 
-/// An `event_state` value: the event's location in the log, then the state.
+/// Whether an event (its id and, once processed, its state) passes a
+/// filter. Looks at the status, the event and profile ids and the mapped
+/// identifiers only: never the payload.
+pub(super) fn matches(filter: &EventFilter, id: EventId, state: Option<&EventState>) -> bool {
+    let status = state.and_then(|s| s.status).unwrap_or(EventStatus::Pending);
+    if filter.status.is_some_and(|s| status != s) {
+        return false;
+    }
+    let Some(needle) = filter.search.as_deref() else {
+        return true;
+    };
+    let needle = needle.trim();
+    if id.to_string() == needle {
+        return true;
+    }
+    let Some(state) = state else {
+        return false;
+    };
+    let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
+    let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
+        m.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(needle))
+            || m.external_id.as_deref() == Some(needle)
+            || m.visitor_id.as_deref() == Some(needle)
+            || m.event_id.as_deref() == Some(needle)
+    });
+    profile_hit || mapped_hit
+}
+
+
+/// An `event_state` value: the event's location in the log, then the state
+/// (see `state_entry`).
 pub(super) fn encode_state(at: Location, state: &EventState) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&at.to_bytes());
-    // Writing our own plain types into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, state);
-    out
+    super::state_entry::encode(at, state)
 }
 
 fn decode_state(bytes: &[u8]) -> StoreResult<(Location, EventState)> {
-    let at = Location::from_slice(bytes).ok_or_else(|| {
-        StoreError::Other("an event_state value is shorter than its location".into())
-    })?;
-    Ok((at, decode("event_state", &bytes[Location::BYTES..])?))
+    super::state_entry::decode_full(bytes)
 }
 
 /// A UUID v7 strictly greater than the last one handed out.

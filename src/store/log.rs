@@ -245,6 +245,16 @@ impl EventLog {
         Ok(body)
     }
 
+    /// The first `max` bytes of a record's body (all of it when shorter),
+    /// without its checksum check (which needs the whole body): what a list
+    /// shows of a large event.
+    pub fn read_prefix(&self, at: Location, max: usize) -> io::Result<Vec<u8>> {
+        let file = self.reader(at.segment)?;
+        let mut buf = vec![0u8; (at.len as usize).min(max)];
+        file.read_exact_at(&mut buf, at.offset + HEADER as u64)?;
+        Ok(buf)
+    }
+
     /// Overwrites a record's body from byte `keep` on with zeros (and its
     /// checksum to match), so erased personal data is gone from the disk,
     /// not only hidden.

@@ -25,6 +25,7 @@ pub mod batch;
 pub mod errors;
 pub mod events;
 pub mod flush;
+pub mod history;
 mod hot;
 pub mod identity;
 pub mod log;
@@ -35,6 +36,8 @@ pub mod source_cache;
 mod source_index;
 pub mod sources;
 mod state_chunks;
+mod state_entry;
+pub mod summary;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -136,6 +139,10 @@ pub struct Store {
     pub(crate) source_cache: Arc<source_cache::SourceCache>,
     /// Decoded profiles the processor uses often; see `hot`.
     pub(crate) hot: Arc<hot::HotIdentities>,
+    /// Permits for scans that may read past one page (searches and status
+    /// filters): a few at a time, so they never crowd out ingestion on a
+    /// small machine (see `summary::ScanBudget`).
+    pub(crate) scans: Arc<tokio::sync::Semaphore>,
     /// A temporary store's directory, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -179,6 +186,7 @@ impl Store {
             pending: Arc::default(),
             source_cache: Arc::default(),
             hot: Arc::default(),
+            scans: Arc::new(tokio::sync::Semaphore::new(summary::CONCURRENT_SCANS)),
             _temp: temp,
         };
         let queued = store.queue_unprocessed()?;

@@ -101,13 +101,25 @@ pub(super) fn get(
     overrides: &sled::Tree,
     id: EventId,
 ) -> StoreResult<Option<Vec<u8>>> {
+    with_entry(chunks, overrides, id, <[u8]>::to_vec)
+}
+
+/// `read` applied to the stored entry of an event, without copying it: a
+/// list reads a few hundred bytes of an entry whose mapped properties may
+/// be megabytes (sled hands out its cached value, shared).
+pub(super) fn with_entry<T>(
+    chunks: &sled::Tree,
+    overrides: &sled::Tree,
+    id: EventId,
+    read: impl FnOnce(&[u8]) -> T,
+) -> StoreResult<Option<T>> {
     if let Some(entry) = overrides.get(id.to_bytes())? {
-        return Ok(Some(entry.to_vec()));
+        return Ok(Some(read(&entry)));
     }
     let Some((_, value)) = chunks.range(id.to_bytes()..).next().transpose()? else {
         return Ok(None);
     };
-    Ok(find(&value, id).map(<[u8]>::to_vec))
+    Ok(find(&value, id).map(read))
 }
 
 /// Ids of processed events strictly before `upper`, newest first.
