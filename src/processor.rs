@@ -599,6 +599,9 @@ impl Processor {
         for warning in mapped.warnings {
             warn(&mut plan, raw, Stage::Map, "map_warning", warning);
         }
+        if let Some(warning) = mapped.clamped_timestamp {
+            warn(&mut plan, raw, Stage::Map, "timestamp_in_future", warning);
+        }
         let event = mapped.event;
         if let Some(key) = &event.idempotency_key {
             let dedupe_key = [source.id.to_bytes().as_slice(), key.as_bytes()].concat();
@@ -721,6 +724,7 @@ impl Processor {
         let blocklist = Blocklist::with_extra(&source.blocked_values);
         let outcome = self.store.resolve_preview(&input, &blocklist)?;
         let mut warnings = mapped.warnings;
+        warnings.extend(mapped.clamped_timestamp);
         warnings.extend(outcome.refusals.iter().map(|r| r.warning()));
         Ok(serde_json::json!({
             "event": event,

@@ -15,7 +15,7 @@ mod types;
 
 pub use admin::{erase, manual_merge};
 pub use memory::{MemoryTxn, Overlay};
-pub use normalise::{normalise, Blocklist, MAX_IDENTIFIER_CHARS};
+pub use normalise::{lowercase_email, normalise, trim, Blocklist, MAX_IDENTIFIER_CHARS};
 pub use resolve::{canonical, lookup, resolve};
 pub use types::*;
 

@@ -3,9 +3,20 @@
 //! Sources send placeholders (`"null"`, `"anonymous"`, `"0"`) where they have
 //! no identity. Taking those literally would merge every anonymous visitor of
 //! a site into one giant profile, so they are dropped here, before lookup.
+//!
+//! The one rule every step follows: **no value containing a non-ASCII
+//! character may normalise to a value that an ASCII-only value also
+//! normalises to**, unless the ASCII rules alone made them equal. So trimming
+//! and lowercasing are ASCII-only, there is no Unicode normalisation (NFC maps
+//! the Kelvin sign to `K`, NFKC maps fullwidth letters to ASCII), and
+//! characters that cannot be seen (format and control characters, odd
+//! spaces) refuse the identifier instead of being stripped or kept: a
+//! look-alike value must neither join another person's profile nor quietly
+//! make a second one.
 
 use super::types::{IdentKind, Identifiers, Refusal, RefusalReason};
 use std::collections::BTreeSet;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Longest identifier accepted, in characters.
 pub const MAX_IDENTIFIER_CHARS: usize = 200;
@@ -106,7 +117,7 @@ pub fn normalise(raw: &Identifiers, blocklist: &Blocklist) -> (Identifiers, Vec<
         match clean(kind, value, blocklist) {
             Ok(v) => v,
             Err(reason) => {
-                refusals.push(Refusal::new(kind, value.trim(), reason));
+                refusals.push(Refusal::new(kind, trim(value), reason));
                 None
             }
         }
@@ -119,21 +130,70 @@ pub fn normalise(raw: &Identifiers, blocklist: &Blocklist) -> (Identifiers, Vec<
     (clean_ids, refusals)
 }
 
+/// Trims ASCII whitespace only: stripping a non-breaking space would turn a
+/// non-ASCII value into an ASCII one (such spaces are refused instead).
+pub fn trim(value: &str) -> &str {
+    value.trim_ascii()
+}
+
+/// Lowercases ASCII letters only: Unicode lowercasing maps the Kelvin sign
+/// (U+212A) to `k` and so joins `\u{212A}im@…` to `kim@…`.
+pub fn lowercase_email(value: &str) -> String {
+    value.to_ascii_lowercase()
+}
+
+/// Default-ignorable code points (Unicode's DerivedCoreProperties) that are
+/// not in category Cf, so the general category alone does not catch them:
+/// they render as nothing. Ranges are inclusive.
+const IGNORABLE_NOT_CF: &[(char, char)] = &[
+    ('\u{034F}', '\u{034F}'),   // combining grapheme joiner
+    ('\u{115F}', '\u{1160}'),   // Hangul choseong / jungseong fillers
+    ('\u{17B4}', '\u{17B5}'),   // Khmer inherent vowels
+    ('\u{180B}', '\u{180F}'),   // Mongolian variation selectors
+    ('\u{3164}', '\u{3164}'),   // Hangul filler
+    ('\u{FE00}', '\u{FE0F}'),   // variation selectors
+    ('\u{FFA0}', '\u{FFA0}'),   // halfwidth Hangul filler
+    ('\u{E0000}', '\u{E0FFF}'), // tags and variation selectors supplement
+];
+
+/// Why a character cannot appear in an identifier, if it cannot.
+fn refused_character(c: char) -> Option<RefusalReason> {
+    if c.is_ascii() {
+        return c
+            .is_ascii_control()
+            .then_some(RefusalReason::ControlCharacter);
+    }
+    match c.general_category() {
+        GeneralCategory::Control => Some(RefusalReason::ControlCharacter),
+        GeneralCategory::Format
+        | GeneralCategory::LineSeparator
+        | GeneralCategory::ParagraphSeparator => Some(RefusalReason::InvisibleCharacter),
+        GeneralCategory::SpaceSeparator => Some(RefusalReason::UnusualSpace),
+        _ if IGNORABLE_NOT_CF
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&c)) =>
+        {
+            Some(RefusalReason::InvisibleCharacter)
+        }
+        _ => None,
+    }
+}
+
 /// One value: `Ok(None)` when absent, `Ok(Some)` when usable.
 fn clean(
     kind: IdentKind,
     value: &str,
     blocklist: &Blocklist,
 ) -> Result<Option<String>, RefusalReason> {
-    let value = value.trim();
+    let value = trim(value);
     if value.is_empty() {
         return Ok(None);
     }
     if value.chars().count() > MAX_IDENTIFIER_CHARS {
         return Err(RefusalReason::TooLong);
     }
-    if value.chars().any(char::is_control) {
-        return Err(RefusalReason::ControlCharacter);
+    if let Some(reason) = value.chars().find_map(refused_character) {
+        return Err(reason);
     }
     if blocklist.is_blocked(value) {
         return Err(RefusalReason::BlockedValue);
@@ -144,10 +204,11 @@ fn clean(
     Ok(Some(value.to_owned()))
 }
 
-/// Lowercases and checks the one-`@` shape. Gmail dots and `+tags` are kept:
-/// folding them would merge people a provider may treat as distinct.
+/// Lowercases (ASCII only) and checks the one-`@` shape. Gmail dots and
+/// `+tags` are kept: folding them would merge people a provider may treat as
+/// distinct.
 fn clean_email(value: &str) -> Result<String, RefusalReason> {
-    let lower = value.to_lowercase();
+    let lower = lowercase_email(value);
     match lower.split_once('@') {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
@@ -161,6 +222,7 @@ fn clean_email(value: &str) -> Result<String, RefusalReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ids(x: &str, e: &str, v: &str) -> Identifiers {
         Identifiers {
@@ -272,5 +334,205 @@ mod tests {
         );
         assert!(r.is_empty());
         assert!(clean.visitor_id.is_some());
+    }
+
+    fn one(kind: IdentKind, value: &str) -> Result<Option<String>, RefusalReason> {
+        let raw = Identifiers {
+            external_id: (kind == IdentKind::ExternalId).then(|| value.to_owned()),
+            email: (kind == IdentKind::Email).then(|| value.to_owned()),
+            visitor_id: (kind == IdentKind::VisitorId).then(|| value.to_owned()),
+        };
+        let (clean, refusals) = normalise(&raw, &Blocklist::default());
+        match refusals.first() {
+            Some(r) => Err(r.reason),
+            None => Ok(clean.keys().first().map(|k| k.value().to_owned())),
+        }
+    }
+
+    #[test]
+    fn kelvin_sign_stays_apart_from_k() {
+        let kelvin = one(IdentKind::Email, "\u{212A}im@example.com").unwrap();
+        let plain = one(IdentKind::Email, "Kim@Example.com").unwrap();
+        assert_eq!(kelvin.as_deref(), Some("\u{212A}im@example.com"));
+        assert_eq!(plain.as_deref(), Some("kim@example.com"));
+        // Non-ASCII letters keep their case: a split, never a merge.
+        assert_eq!(
+            one(IdentKind::Email, "ÜNAL@X.de").unwrap().as_deref(),
+            Some("Ünal@x.de")
+        );
+    }
+
+    #[test]
+    fn invisible_characters_and_odd_spaces_are_refused() {
+        for c in [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{2060}',
+            '\u{061C}',
+            '\u{E0041}',
+            '\u{FE0F}',
+            '\u{034F}',
+            '\u{3164}',
+            '\u{2028}',
+            '\u{2029}',
+        ] {
+            for kind in [
+                IdentKind::ExternalId,
+                IdentKind::Email,
+                IdentKind::VisitorId,
+            ] {
+                for v in [format!("kim{c}@example.com"), format!("{c}kim@example.com")] {
+                    assert_eq!(
+                        one(kind, &v),
+                        Err(RefusalReason::InvisibleCharacter),
+                        "{c:?}"
+                    );
+                }
+            }
+        }
+        for c in ['\u{00A0}', '\u{2003}', '\u{202F}', '\u{3000}', '\u{1680}'] {
+            let v = format!("kim@example.com{c}");
+            assert_eq!(
+                one(IdentKind::Email, &v),
+                Err(RefusalReason::UnusualSpace),
+                "{c:?}"
+            );
+        }
+        for c in ['\u{0085}', '\u{009F}', '\u{0007}', '\u{007F}'] {
+            let v = format!("a{c}b");
+            assert_eq!(
+                one(IdentKind::VisitorId, &v),
+                Err(RefusalReason::ControlCharacter)
+            );
+        }
+        // ASCII whitespace at the ends is still trimmed; a plain space inside is kept.
+        assert_eq!(
+            one(IdentKind::VisitorId, "\t a b \r\n").unwrap().as_deref(),
+            Some("a b")
+        );
+        // The refusal shows the invisible character escaped, so it can be seen.
+        let (_, r) = normalise(
+            &Identifiers {
+                email: Some("kim\u{200B}@example.com".into()),
+                ..Default::default()
+            },
+            &Blocklist::default(),
+        );
+        assert_eq!(r[0].value, "kim\\u{200b}@example.com");
+    }
+
+    /// Look-alikes of ASCII letters, invisible and odd-space characters,
+    /// then anything: the characters that fold or hide in practice.
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            4 => prop::char::range('!', '~'),
+            2 => prop::sample::select(vec![
+                '\u{212A}', '\u{212B}', '\u{0130}', '\u{0131}', '\u{017F}', '\u{FF4B}', '\u{FB00}',
+                '\u{00DF}', '\u{1E9E}', '\u{03A3}', '\u{0410}', '\u{00C5}', '\u{00E9}', '\u{0301}',
+                '\u{200B}', '\u{00A0}', '\u{FEFF}', '\u{202E}', '\u{00AD}', '\u{2028}', '\u{3000}',
+                ' ', '@', 'K', 'k', 'S', 's', 'I', 'i',
+            ]),
+            1 => any::<char>(),
+        ]
+    }
+
+    fn tricky_string() -> impl Strategy<Value = String> {
+        prop::collection::vec(tricky_char(), 0..24).prop_map(|v| v.into_iter().collect())
+    }
+
+    fn kinds() -> impl Strategy<Value = IdentKind> {
+        prop::sample::select(vec![
+            IdentKind::ExternalId,
+            IdentKind::Email,
+            IdentKind::VisitorId,
+        ])
+    }
+
+    /// The ASCII-only rules: the reference the folding property compares with.
+    fn ascii_rules(kind: IdentKind, v: &str) -> String {
+        match kind {
+            IdentKind::Email => v.trim_ascii().to_ascii_lowercase(),
+            _ => v.trim_ascii().to_owned(),
+        }
+    }
+
+    proptest! {
+        /// A value with a non-ASCII character never normalises to what an
+        /// ASCII-only value normalises to, unless the ASCII rules alone made
+        /// them equal (they never do: ASCII rules keep non-ASCII characters).
+        #[test]
+        fn non_ascii_never_folds_into_ascii(
+            kind in kinds(),
+            tricky in tricky_string(),
+            ascii in "[ -~]{0,24}",
+        ) {
+            let (Ok(Some(a)), Ok(Some(b))) = (one(kind, &tricky), one(kind, &ascii)) else {
+                return Ok(());
+            };
+            if !tricky.is_ascii() {
+                prop_assert!(!a.is_ascii(), "{tricky:?} normalised to ASCII {a:?}");
+            }
+            if a == b {
+                prop_assert_eq!(ascii_rules(kind, &tricky), ascii_rules(kind, &ascii));
+            }
+        }
+
+        /// Two values normalise equal only when the ASCII rules make them
+        /// equal (no Unicode folding at all).
+        #[test]
+        fn equal_only_by_ascii_rules(kind in kinds(), x in tricky_string(), y in tricky_string()) {
+            if let (Ok(Some(a)), Ok(Some(b))) = (one(kind, &x), one(kind, &y)) {
+                prop_assert_eq!(a == b, ascii_rules(kind, &x) == ascii_rules(kind, &y));
+            }
+        }
+
+        /// No accepted identifier holds a Cc or Cf character, an odd space or
+        /// a line separator.
+        #[test]
+        fn no_accepted_identifier_holds_a_control_or_format_character(
+            kind in kinds(),
+            v in tricky_string(),
+        ) {
+            if let Ok(Some(clean)) = one(kind, &v) {
+                for c in clean.chars() {
+                    let category = c.general_category();
+                    prop_assert!(
+                        !matches!(
+                            category,
+                            GeneralCategory::Control
+                                | GeneralCategory::Format
+                                | GeneralCategory::LineSeparator
+                                | GeneralCategory::ParagraphSeparator
+                        ),
+                        "{c:?} accepted in {clean:?}"
+                    );
+                    prop_assert!(c == ' ' || category != GeneralCategory::SpaceSeparator);
+                }
+            }
+        }
+
+        /// Normalising a normalised value changes nothing and refuses nothing.
+        #[test]
+        fn normalise_is_idempotent(kind in kinds(), v in tricky_string()) {
+            if let Ok(Some(clean)) = one(kind, &v) {
+                prop_assert_eq!(one(kind, &clean), Ok(Some(clean.clone())));
+            }
+        }
+
+        /// Distinct integers, however long, stay distinct identifiers.
+        #[test]
+        fn big_integers_stay_distinct(a in "[1-9][0-9]{15,40}", b in "[1-9][0-9]{15,40}") {
+            let x = one(IdentKind::ExternalId, &a).unwrap();
+            let y = one(IdentKind::ExternalId, &b).unwrap();
+            prop_assert_eq!(x == y, a == b);
+            prop_assert_eq!(x.as_deref(), Some(a.as_str()));
+        }
     }
 }

@@ -251,6 +251,11 @@ pub enum RefusalReason {
     InvalidEmail,
     TooLong,
     ControlCharacter,
+    /// A format character (zero-width space, joiners, BOM, bidi controls,
+    /// soft hyphen…) or another code point that renders as nothing.
+    InvisibleCharacter,
+    /// A space other than U+0020 (no-break, en, ideographic…).
+    UnusualSpace,
 }
 
 impl RefusalReason {
@@ -262,6 +267,8 @@ impl RefusalReason {
             RefusalReason::InvalidEmail => "invalid_email",
             RefusalReason::TooLong => "too_long",
             RefusalReason::ControlCharacter => "control_character",
+            RefusalReason::InvisibleCharacter => "invisible_character",
+            RefusalReason::UnusualSpace => "unusual_space",
         }
     }
 }

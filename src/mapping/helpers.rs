@@ -36,9 +36,13 @@ pub fn register(registry: &mut Handlebars<'static>) {
     let table: [(&str, HelperFn); 10] = [
         ("default", default),
         ("coalesce", coalesce),
-        ("lower", |a| map_text(a, |s| s.to_lowercase())),
-        ("upper", |a| map_text(a, |s| s.to_uppercase())),
-        ("trim", |a| map_text(a, |s| s.trim().to_owned())),
+        ("lower", |a| {
+            map_text(a, |s| case_map(s, char::to_lowercase))
+        }),
+        ("upper", |a| {
+            map_text(a, |s| case_map(s, char::to_uppercase))
+        }),
+        ("trim", |a| map_text(a, |s| s.trim_ascii().to_owned())),
         ("json", json),
         ("concat", concat),
         ("split", split),
@@ -103,6 +107,22 @@ fn map_text(args: &[Value], f: impl Fn(&str) -> String) -> Value {
         None | Some(Value::Null) => Value::Null,
         Some(v) => Value::String(f(&text(v))),
     }
+}
+
+/// Case-maps `s` one character at a time, except that a non-ASCII character
+/// whose mapping contains ASCII (the Kelvin sign → `k`, `ſ` → `S`, `İ` →
+/// `i̇`) is kept as it is: a helper in an identity slot must not turn one
+/// person's non-ASCII value into another's ASCII one (docs/identity.md).
+fn case_map<I: Iterator<Item = char>>(s: &str, map: impl Fn(char) -> I) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() || !map(c).any(|m| m.is_ascii()) {
+            out.extend(map(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `{{json value}}`: the value as JSON text.
@@ -170,6 +190,16 @@ mod tests {
     fn text_helpers_compose() {
         let d = json!({"e": "  Ann@X.org ", "f": "a, b ,c", "n": 5});
         assert_eq!(render("{{lower (trim e)}}", d.clone()), "ann@x.org");
+        let tricky = json!({"e": "\u{212A}im ÜBER \u{17F} \u{130}", "p": "a\u{a0}"});
+        assert_eq!(
+            render("{{lower e}}", tricky.clone()),
+            "\u{212A}im über \u{17F} \u{130}"
+        );
+        assert_eq!(
+            render("{{upper e}}", tricky.clone()),
+            "\u{212A}IM ÜBER \u{17F} \u{130}"
+        );
+        assert_eq!(render("{{trim p}}", tricky), "a\u{a0}");
         assert_eq!(render("{{upper e}}", d.clone()), "  ANN@X.ORG ");
         assert_eq!(render("{{lower missing}}", d.clone()), "");
         assert_eq!(

@@ -21,8 +21,11 @@ mod template;
 mod timestamp;
 
 #[cfg(test)]
+mod exact_tests;
+#[cfg(test)]
 mod tests;
 
+use crate::identity;
 use crate::model::{MappedEvent, MappingSpec, PropertiesSpec, RecordContext};
 use handlebars::template::Template;
 use handlebars::{Handlebars, JsonRender};
@@ -88,6 +91,10 @@ pub struct Mapped {
     pub event: MappedEvent,
     /// E.g. an unparseable timestamp that fell back to `received_at`.
     pub warnings: Vec<String>,
+    /// Set when the record's timestamp was too far past its arrival and the
+    /// arrival time was kept instead (error-log code `timestamp_in_future`):
+    /// apart from `warnings` so the error log can tell it by its code.
+    pub clamped_timestamp: Option<String>,
 }
 
 /// How `properties` is produced.
@@ -341,6 +348,7 @@ impl CompiledMapping {
             rendered: Cell::new(0),
         };
         let mut warnings = Vec::new();
+        let mut clamped_timestamp = None;
         let name = view
             .text("event_name", &self.event_name.1)?
             .trim()
@@ -361,13 +369,17 @@ impl CompiledMapping {
             email: view.identity("email", self.email.as_ref(), true)?,
             external_id: view.identity("external_id", self.external_id.as_ref(), false)?,
             event_id,
-            timestamp: view.timestamp(&mut warnings)?,
+            timestamp: view.timestamp(&mut warnings, &mut clamped_timestamp)?,
             properties: view.properties()?,
             traits: view.named(&self.traits, "traits")?,
             idempotency_key,
             mapping_version: self.version,
         };
-        Ok(Mapped { event, warnings })
+        Ok(Mapped {
+            event,
+            warnings,
+            clamped_timestamp,
+        })
     }
 
     /// Every record path the templates read (e.g. `customer.email`,
@@ -535,7 +547,9 @@ impl View<'_> {
         })
     }
 
-    /// An identity slot: trimmed, `None` when empty; email lowercased.
+    /// An identity slot: trimmed, `None` when empty; email lowercased. Both
+    /// are the resolver's ASCII-only rules, so an odd space or a Kelvin sign
+    /// reaches it unchanged and is refused or kept apart there.
     fn identity(
         &self,
         field: &str,
@@ -544,23 +558,31 @@ impl View<'_> {
     ) -> Result<Option<String>, MapError> {
         let Some(slot) = slot else { return Ok(None) };
         let text = self.text(field, slot)?;
-        let text = text.trim();
+        let text = identity::trim(&text);
         Ok(match (text.is_empty(), lower) {
             (true, _) => None,
-            (false, true) => Some(text.to_lowercase()),
+            (false, true) => Some(identity::lowercase_email(text)),
             (false, false) => Some(text.to_owned()),
         })
     }
 
+    /// The event time: the slot's value, or the arrival time when it is
+    /// missing, unreadable (a warning) or too far in the future (`clamped`),
+    /// since "newest wins" would let a year-4000 event pin its traits forever.
     fn timestamp(
         &self,
         warnings: &mut Vec<String>,
+        clamped: &mut Option<String>,
     ) -> Result<chrono::DateTime<chrono::Utc>, MapError> {
         let Some((source, slot)) = &self.mapping.timestamp else {
             return Ok(self.ctx.received_at);
         };
         let value = self.value("timestamp", slot)?.unwrap_or(Value::Null);
         if let Some(t) = timestamp::from_value(&value) {
+            if timestamp::too_far_ahead(t, self.ctx.received_at) {
+                *clamped = Some(timestamp::future_warning(t));
+                return Ok(self.ctx.received_at);
+            }
             return Ok(t);
         }
         let shown = value.render();

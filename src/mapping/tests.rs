@@ -6,7 +6,8 @@ use proptest::prelude::*;
 use serde_json::json;
 
 fn received() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
+    // After every timestamp the tests parse, so none is clamped as future.
+    Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap()
 }
 
 fn spec(v: Value) -> MappingSpec {

@@ -51,6 +51,28 @@ fn from_unix(n: f64) -> Option<DateTime<Utc>> {
         .and_then(|t| t.checked_add_signed(chrono::Duration::nanoseconds(nanos)))
 }
 
+/// How far past its arrival an event may be dated. Clock skew between a
+/// sender and Inlet is seconds to minutes, and a sender in another time zone
+/// that writes local time as UTC is off by at most 14 hours; a day covers
+/// both while still stopping a far-future date from winning every trait.
+pub const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// True when `t` is more than [`MAX_AHEAD`] past `received_at`.
+pub fn too_far_ahead(t: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
+    received_at
+        .checked_add_signed(MAX_AHEAD)
+        .is_some_and(|limit| t > limit)
+}
+
+/// The warning for a timestamp clamped to the arrival time.
+pub fn future_warning(t: DateTime<Utc>) -> String {
+    format!(
+        "timestamp `{}` is more than {} hours after the event arrived; kept received_at",
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        MAX_AHEAD.num_hours()
+    )
+}
+
 /// The warning for a value that is neither.
 pub fn warning(shown: &str) -> String {
     format!("timestamp `{shown}` is not RFC 3339 or unix time; kept received_at")
@@ -81,6 +103,40 @@ mod tests {
         assert_eq!(from_value(&json!(1709305200)), Some(want));
         assert_eq!(from_value(&json!(1709305200000u64)), Some(want));
         assert_eq!(parse("1709305200.5"), Some(at("2024-03-01T15:00:00.5Z")));
+    }
+
+    #[test]
+    fn future_bound_is_a_day_past_arrival() {
+        let arrived = at("2025-06-01T12:00:00Z");
+        assert!(!too_far_ahead(at("2025-06-02T12:00:00Z"), arrived));
+        assert!(too_far_ahead(at("2025-06-02T12:00:00.001Z"), arrived));
+        assert!(!too_far_ahead(at("0001-01-01T00:00:00Z"), arrived));
+        // At the end of chrono's range the bound cannot be computed: nothing is ahead.
+        assert!(!too_far_ahead(
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::MAX_UTC
+        ));
+        assert_eq!(
+            future_warning(at("4000-01-01T00:00:00Z")),
+            "timestamp `4000-01-01T00:00:00Z` is more than 24 hours after the event arrived; kept received_at"
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_none_not_panics() {
+        for n in [
+            "-99999999999",
+            "99999999999999999999",
+            "-1e308",
+            "1e-400",
+            "-0",
+            "NaN",
+            "inf",
+        ] {
+            let _ = parse(n);
+        }
+        assert_eq!(from_value(&serde_json::from_str("1e400").unwrap()), None);
+        assert_eq!(from_value(&serde_json::from_str("-1e400").unwrap()), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{page_limit, query_param};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
-use crate::identity::{IdentKey, IdentKind, Profile};
+use crate::identity::{self, IdentKey, IdentKind, Profile};
 use crate::ids::{EventId, ProfileId};
 use crate::store::summary::Bounds;
 use crate::views::{profile_json, summary_json};
@@ -30,14 +30,16 @@ struct FindQuery {
     visitor_id: Option<String>,
 }
 
-/// The identifier a lookup asks for, normalised like events are.
+/// The identifier a lookup asks for, normalised like events are (ASCII-only
+/// trim and lowercasing: a Unicode lowercase would find `kim@…` for
+/// `\u{212A}im@…`).
 pub(crate) fn lookup_key(
     email: Option<&str>,
     external_id: Option<&str>,
     visitor_id: Option<&str>,
 ) -> Option<IdentKey> {
     let pick = |v: Option<&str>| {
-        v.map(str::trim)
+        v.map(identity::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
@@ -45,7 +47,10 @@ pub(crate) fn lookup_key(
         return Some(IdentKey::new(IdentKind::ExternalId, x));
     }
     if let Some(e) = pick(email) {
-        return Some(IdentKey::new(IdentKind::Email, e.to_lowercase()));
+        return Some(IdentKey::new(
+            IdentKind::Email,
+            identity::lowercase_email(&e),
+        ));
     }
     pick(visitor_id).map(|v| IdentKey::new(IdentKind::VisitorId, v))
 }
