@@ -46,7 +46,7 @@ fn raw_event(source_id: SourceId, payload: Value) -> RawEvent {
         received_at: chrono::Utc::now(),
         payload,
         envelope: None,
-        headers: serde_json::Map::new(),
+        headers: Default::default(),
         not_mappable: None,
     }
 }

@@ -25,10 +25,10 @@ pub fn summary_json(event: &EventSummary) -> Value {
     shown(&mut out, "payload", &event.payload);
     out.insert("record_bytes".into(), json!(event.record_bytes));
     if let Some(envelope) = &event.envelope {
-        out.insert("envelope".into(), envelope.clone());
+        out.insert("envelope".into(), Value::clone(envelope));
     }
     if !event.headers.is_empty() {
-        out.insert("headers".into(), Value::Object(event.headers.clone()));
+        out.insert("headers".into(), Value::Object(Map::clone(&event.headers)));
     }
     let state = event.state.clone().unwrap_or_default();
     let mapped = state.mapped.as_deref();

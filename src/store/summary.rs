@@ -16,6 +16,7 @@
 //! prefix read of a record is one `pread` of a few KiB. A search scans
 //! light parts only and never reads the log; only matched events are read.
 
+use std::sync::Arc;
 use super::events::{matches, EventFilter, SharedCache};
 use super::log::Location;
 use super::pending::Held;
@@ -81,9 +82,10 @@ pub struct EventSummary {
     pub record_bytes: usize,
     pub payload: Shown<Value>,
     /// Envelope, headers and `not_mappable` are shown with a whole record
-    /// only (they are stored after the payload).
-    pub envelope: Option<Value>,
-    pub headers: Map<String, Value>,
+    /// only (they are stored after the payload), and an envelope shared by
+    /// a request's records only while it is within the whole-record bound.
+    pub envelope: Option<Arc<Value>>,
+    pub headers: Arc<Map<String, Value>>,
     pub not_mappable: Option<String>,
     /// The processor's decision, without mapped properties and traits.
     pub state: Option<EventState>,
@@ -171,8 +173,8 @@ struct RecordHead {
 struct RawView {
     head: RecordHead,
     payload: Shown<Value>,
-    envelope: Option<Value>,
-    headers: Map<String, Value>,
+    envelope: Option<Arc<Value>>,
+    headers: Arc<Map<String, Value>>,
     not_mappable: Option<String>,
 }
 
@@ -383,7 +385,7 @@ impl Store {
                 bytes: record_bytes,
             },
             envelope: None,
-            headers: Map::new(),
+            headers: Arc::default(),
             not_mappable: None,
         })
     }
@@ -449,7 +451,7 @@ fn from_decoded(raw: &RawEvent, record_bytes: usize, bounds: Bounds) -> RawView 
             bytes: record_bytes,
         },
         envelope: None,
-        headers: Map::new(),
+        headers: Arc::default(),
         not_mappable: None,
     }
 }
@@ -482,10 +484,16 @@ fn whole_or_excerpt(raw: RawEvent, record_bytes: usize, bounds: Bounds) -> RawVi
             received_at,
         },
         payload,
-        envelope,
+        envelope: envelope.filter(|e| json_len(e) <= bounds.whole),
         headers,
         not_mappable,
     }
+}
+
+/// The length of a value's JSON text. A shared envelope is not counted in
+/// its record's bytes, so a view measures it before showing it.
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 fn log_error(id: EventId, e: &std::io::Error) -> StoreError {

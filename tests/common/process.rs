@@ -127,7 +127,10 @@ impl Drop for InletProcess {
 }
 
 fn spawn(dir: &Path, port: u16, token: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_inlet"))
+    // `option_env!`: the examples share these helpers, and only tests are
+    // given the binary's path.
+    let binary = option_env!("CARGO_BIN_EXE_inlet").expect("run from an integration test");
+    Command::new(binary)
         .arg("--data-dir")
         .arg(dir)
         .arg("--addr")
