@@ -475,7 +475,11 @@ fn decode_delimited(
         .headers()
         .map(|h| header_names(h.iter()))
         .map_err(|e| bad_delimited(path, what, &e))?;
-    let header_sizes: Vec<usize> = headers.iter().map(|h| json_string_len(h)).collect();
+    let header_sizes: Vec<usize> = headers
+        .iter()
+        .map(String::as_str)
+        .map(json_string_len)
+        .collect();
     let mut records = Vec::new();
     let mut row = csv::StringRecord::new();
     let (mut count, mut estimated) = (0usize, 0usize);
@@ -876,19 +880,35 @@ mod tests {
         let header = vec!["a"; 1_250_000].join(",");
         let csv = format!("{header}\n{}", vec!["1"; 1_250_000].join(","));
         let t = Instant::now();
-        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let limits = Limits {
+            max_records: 10_000,
+            max_record_bytes: 16 * csv.len(),
+        };
         let r = explode_within(json!({ "d": csv }), Some("d"), limits);
-        println!("5 MB CSV, 1.25M repeated names: {:?} ({})", t.elapsed(), r.is_ok());
-        let header: Vec<String> = (0..2_000).map(|i| format!("a rather long column name {i}")).collect();
+        println!(
+            "5 MB CSV, 1.25M repeated names: {:?} ({})",
+            t.elapsed(),
+            r.is_ok()
+        );
+        let header: Vec<String> = (0..2_000)
+            .map(|i| format!("a rather long column name {i}"))
+            .collect();
         let mut csv = header.join(",");
         let row = format!("\n1{}", ",".repeat(1_999));
         while csv.len() < 5 << 20 {
             csv.push_str(&row);
         }
         let t = Instant::now();
-        let limits = Limits { max_records: 10_000, max_record_bytes: 16 * csv.len() };
+        let limits = Limits {
+            max_records: 10_000,
+            max_record_bytes: 16 * csv.len(),
+        };
         let r = explode_within(json!({ "d": csv }), Some("d"), limits);
-        println!("5 MB CSV exploding 2,600 rows x 2,000 columns: {:?} ({:?})", t.elapsed(), r.err());
+        println!(
+            "5 MB CSV exploding 2,600 rows x 2,000 columns: {:?} ({:?})",
+            t.elapsed(),
+            r.err()
+        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
