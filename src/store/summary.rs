@@ -338,7 +338,7 @@ impl Store {
             }
             Some(Held::Encoded(body)) => {
                 let end = body.len().min(IDS + HEAD_ROOM + bounds.excerpt);
-                self.from_prefix(id, head.at, &body[..end], record_bytes, bounds)
+                self.view_from_prefix(id, head.at, &body[..end], record_bytes, bounds)
             }
             Some(Held::InLog) | None if record_bytes <= bounds.whole => {
                 let body = self.read_log(id, head.at)?;
@@ -349,13 +349,13 @@ impl Store {
                     .log
                     .read_prefix(head.at, IDS + HEAD_ROOM + bounds.excerpt)
                     .map_err(|e| log_error(id, &e))?;
-                self.from_prefix(id, head.at, &prefix, record_bytes, bounds)
+                self.view_from_prefix(id, head.at, &prefix, record_bytes, bounds)
             }
         }
     }
 
     /// A large record's view from the first bytes of its body.
-    fn from_prefix(
+    fn view_from_prefix(
         &self,
         id: EventId,
         at: Location,
