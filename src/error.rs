@@ -28,6 +28,9 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The service cannot do this now; `code` says why (machine-readable).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error("storage error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -43,6 +46,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +64,9 @@ impl AppError {
         body.insert("error".into(), Value::String(message));
         if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
+        }
+        if let AppError::Unavailable { code, .. } = self {
+            body.insert("code".into(), json!(code));
         }
         Value::Object(body)
     }
