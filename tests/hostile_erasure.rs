@@ -145,7 +145,8 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
     assert_eq!(report["linked_events"], 2, "{report}");
     assert_eq!(report["other_events"], 1, "{report}");
     assert_eq!(report["log_records"], 3, "{report}");
-    assert!(report["error_entries"].as_u64().expect("count") >= 2, "{report}");
+    // The decode refusal's excerpt (the failed mapping's entry names no value).
+    assert!(report["error_entries"].as_u64().expect("count") >= 1, "{report}");
     assert!(report["schema_examples"].as_u64().expect("count") >= 3, "{report}");
     assert_eq!(report["database_rewrite"], "at_next_start");
 

@@ -8,7 +8,6 @@ use crate::ids::{EventId, ProfileId};
 use crate::store::erasure::ErasureReport;
 use crate::views::{event_json, profile_json};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;

@@ -4,7 +4,7 @@
 
 use super::log::Location;
 use super::pending::{Held, Pending};
-use super::{decode, encode, Store, StoreError, StoreResult};
+use super::{decode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
