@@ -443,4 +443,111 @@ mod tests {
         assert!(!n.is_match("abc"));
         assert!(!Needles::new(["ab"]).unwrap().is_match("ab"));
     }
+
+    use crate::identity::{Blocklist, Identifiers, ResolveInput};
+    use crate::ids::SourceId;
+    use crate::model::{ErrorEntry, Level, Stage};
+    use crate::store::batch::Planned;
+    use std::sync::Arc;
+
+    /// `n` events of one source, `every`-th one Ann's (resolved to her
+    /// profile), the others Bob's text; all processed, each with an error
+    /// entry quoting its payload. Returns Ann's profile id and all ids.
+    fn store_with(n: usize, every: usize) -> (Store, ProfileId, Vec<EventId>) {
+        let store = Store::temporary().unwrap();
+        let source = SourceId::new();
+        let raws: Vec<RawEvent> = (0..n)
+            .map(|i| {
+                let who = if i % every == 0 { "ann@example.org" } else { "bob@example.org" };
+                let payload = serde_json::json!({"email": who, "name": format!("person {i}"), "plan": "gold", "pad": "x".repeat(200)});
+                let mut raw = RawEvent::received(source, payload);
+                raw.not_mappable = None;
+                raw
+            })
+            .collect();
+        let events = store.append_events(raws).unwrap();
+        store.flush_now().unwrap();
+        let blocklist = Arc::new(Blocklist::default());
+        for part in store.next_pending(None, n).unwrap().chunks(500) {
+            let plans: Vec<Planned> = part
+                .iter()
+                .map(|e| {
+                    let email = e.raw.payload["email"].as_str().unwrap().to_string();
+                    let excerpt = Some(e.raw.payload.to_string());
+                    Planned {
+                        event_id: e.raw.id,
+                        at: e.at,
+                        state: EventState::default(),
+                        errors: vec![ErrorEntry::new(Some(source), Stage::Sniff, Level::Warning, "w", "a warning")
+                            .with_excerpt(excerpt)
+                            .with_event(e.raw.id)],
+                        resolve: (email == "ann@example.org").then(|| {
+                            (
+                                ResolveInput {
+                                    event_id: e.raw.id,
+                                    source_id: source,
+                                    at: e.raw.received_at,
+                                    ids: Identifiers { email: Some(email), ..Identifiers::default() },
+                                    traits: serde_json::Map::new(),
+                                },
+                                blocklist.clone(),
+                            )
+                        }),
+                        dedupe_key: None,
+                        index_under: Some(source),
+                    }
+                })
+                .collect();
+            let last = part.last().map(|e| (e.raw.id, e.at));
+            store.commit_batch(&plans, last, &std::collections::HashMap::new(), |_, _, _, _| {}).unwrap();
+            store.pending_done(last.unwrap().0).unwrap();
+        }
+        let ann = store
+            .profile_by(&crate::identity::IdentKey::Email("ann@example.org".into()))
+            .unwrap()
+            .unwrap()
+            .id;
+        (store, ann, events.iter().map(|e| e.id).collect())
+    }
+
+    #[test]
+    fn erasing_everywhere_scrubs_anns_events_and_errors_and_leaves_bobs() {
+        let (store, ann, ids) = store_with(20, 4);
+        assert!(store.wait_processed(Duration::from_secs(1)).unwrap());
+        let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+        assert_eq!((report.linked_events, report.other_events, report.log_records), (5, 0, 5));
+        assert_eq!(report.error_entries, 5);
+        assert_eq!(report.database_rewrite, DatabaseRewrite::NotNeeded);
+        for (i, id) in ids.iter().enumerate() {
+            let event = store.event(*id).unwrap().unwrap();
+            let body = store.log.read(event.at).unwrap();
+            let holds_ann = String::from_utf8_lossy(&body).contains("ann@");
+            assert_eq!(holds_ann, false, "event {i}");
+            assert_eq!(event.raw.payload.get("email").is_some(), i % 4 != 0, "event {i}");
+        }
+        let errors = store.errors_page(&crate::store::errors::ErrorFilter { limit: 100, ..Default::default() }).unwrap();
+        assert_eq!(errors.len(), 20);
+        assert!(errors.iter().all(|e| !format!("{e:?}").contains("ann@")));
+        assert_eq!(errors.iter().filter(|e| e.excerpt.is_some()).count(), 15);
+        assert!(store.erase_everywhere(ann, |_| Ok(0)).unwrap().is_none());
+    }
+
+    /// What an erasure costs: it reads the whole log and the error tree.
+    /// `cargo test --lib erasure_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn erasure_cost() {
+        for n in [10_000, 50_000] {
+            let (store, ann, _) = store_with(n, 100);
+            let log_bytes = store.log.size_on_disk();
+            let started = Instant::now();
+            let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+            println!(
+                "{n} events ({} MB log, {n} error entries): erased {} events in {:?}",
+                log_bytes >> 20,
+                report.linked_events,
+                started.elapsed()
+            );
+        }
+    }
 }
