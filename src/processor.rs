@@ -470,10 +470,11 @@ impl Processor {
     /// Drops an erasure's values from the learned schemas and writes the
     /// changed ones out; returns how many examples and paths went.
     pub fn redact_schemas(&self, needles: &crate::store::erasure::Needles) -> StoreResult<usize> {
-        self.schemas.redact(&|text| needles.is_match(text), |source, schema| {
-            let bytes = serde_json::to_vec(schema).unwrap_or_default();
-            self.store.put_schema(source, &bytes)
-        })
+        self.schemas
+            .redact(&|text| needles.is_match(text), |source, schema| {
+                let bytes = serde_json::to_vec(schema).unwrap_or_default();
+                self.store.put_schema(source, &bytes)
+            })
     }
 
     /// One new event through sniff → map, leaving resolution to the batch.

@@ -131,8 +131,13 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
         )
         .await;
     let other_pid = other["profile_id"].as_str().expect("profile").to_string();
-    let schema = app.api_json(&format!("/api/sources/{}/schema", source.id)).await;
-    assert!(schema.to_string().contains(NAME), "the name is a schema example: {schema}");
+    let schema = app
+        .api_json(&format!("/api/sources/{}/schema", source.id))
+        .await;
+    assert!(
+        schema.to_string().contains(NAME),
+        "the name is a schema example: {schema}"
+    );
     let erased_values = [EMAIL, EXTERNAL, VISITOR, NAME];
     assert!(!leaks(&app.dir, &erased_values, |_| false).is_empty());
 
@@ -146,8 +151,14 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
     assert_eq!(report["other_events"], 1, "{report}");
     assert_eq!(report["log_records"], 3, "{report}");
     // The decode refusal's excerpt (the failed mapping's entry names no value).
-    assert!(report["error_entries"].as_u64().expect("count") >= 1, "{report}");
-    assert!(report["schema_examples"].as_u64().expect("count") >= 3, "{report}");
+    assert!(
+        report["error_entries"].as_u64().expect("count") >= 1,
+        "{report}"
+    );
+    assert!(
+        report["schema_examples"].as_u64().expect("count") >= 3,
+        "{report}"
+    );
     assert_eq!(report["database_rewrite"], "at_next_start");
 
     // Everything outside sled's files is clean at once: the event log,
@@ -155,17 +166,26 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
     let outside = leaks(&app.dir, &erased_values, in_sled);
     assert!(outside.is_empty(), "{outside:?}");
     // Through the API too: the schema, the error log, the events.
-    let schema = app.api_json(&format!("/api/sources/{}/schema", source.id)).await;
+    let schema = app
+        .api_json(&format!("/api/sources/{}/schema", source.id))
+        .await;
     let errors = app.errors("").await;
     let failed_now = app.event(failed["id"].as_str().expect("id")).await;
-    for text in [schema.to_string(), json!(errors).to_string(), failed_now.to_string()] {
+    for text in [
+        schema.to_string(),
+        json!(errors).to_string(),
+        failed_now.to_string(),
+    ] {
         let lower = text.to_lowercase();
         for v in erased_values {
             assert!(!lower.contains(&v.to_lowercase()), "{v} in {text}");
         }
     }
     // The other person is served as before.
-    assert_eq!(app.profile_by_email(OTHER_EMAIL).await["id"], other_pid.as_str());
+    assert_eq!(
+        app.profile_by_email(OTHER_EMAIL).await["id"],
+        other_pid.as_str()
+    );
     let kept = app.event(other["id"].as_str().expect("id")).await;
     assert!(kept.to_string().contains("Bob Keeper"), "{kept}");
 
@@ -174,10 +194,16 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
     let app = app.restart().await;
     let everywhere = leaks(&app.dir, &erased_values, |_| false);
     assert!(everywhere.is_empty(), "{everywhere:?}");
-    assert_eq!(app.profile_by_email(OTHER_EMAIL).await["id"], other_pid.as_str());
+    assert_eq!(
+        app.profile_by_email(OTHER_EMAIL).await["id"],
+        other_pid.as_str()
+    );
     let kept = app.event(other["id"].as_str().expect("id")).await;
     assert!(kept.to_string().contains("Bob Keeper"), "{kept}");
-    assert_eq!(app.event(failed["id"].as_str().expect("id")).await["status"], "failed");
+    assert_eq!(
+        app.event(failed["id"].as_str().expect("id")).await["status"],
+        "failed"
+    );
     let r = app.try_profile_by("email", EMAIL).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // The erasure itself is remembered, without the values.

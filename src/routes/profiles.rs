@@ -158,7 +158,9 @@ async fn erase(
         if !store.wait_processed(crate::store::erasure::CATCH_UP)? {
             return Ok(Err(()));
         }
-        Ok(Ok(store.erase_everywhere(pid, |needles| processor.redact_schemas(needles))?))
+        Ok(Ok(store.erase_everywhere(pid, |needles| {
+            processor.redact_schemas(needles)
+        })?))
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;

@@ -214,7 +214,9 @@ impl Store {
         loop {
             let done = {
                 let pending = self.pending_lock()?;
-                pending.processed_upto.is_some_and(|p| p.0.as_u128() >= target)
+                pending
+                    .processed_upto
+                    .is_some_and(|p| p.0.as_u128() >= target)
                     || pending.iter().next().is_none()
             };
             if done {
@@ -293,7 +295,10 @@ impl Store {
     }
 
     /// Every record in the log whose event JSON holds one of `needles`.
-    fn logged_events_matching(&self, needles: &Needles) -> StoreResult<Vec<(EventId, super::log::Location)>> {
+    fn logged_events_matching(
+        &self,
+        needles: &Needles,
+    ) -> StoreResult<Vec<(EventId, super::log::Location)>> {
         let log_error = |e: std::io::Error| super::StoreError::Other(format!("event log: {e}"));
         let mut out = Vec::new();
         if needles.is_empty() {
@@ -326,7 +331,10 @@ impl Store {
             let mut entry: crate::model::ErrorEntry = decode("errors", &bytes)?;
             let own = entry.event_id.is_some_and(|e| erased.contains(&e));
             let needles = if own { personal } else { ids };
-            let excerpt_hit = entry.excerpt.as_deref().is_some_and(|e| needles.is_match(e));
+            let excerpt_hit = entry
+                .excerpt
+                .as_deref()
+                .is_some_and(|e| needles.is_match(e));
             let message_hit = needles.is_match(&entry.message);
             if excerpt_hit || message_hit {
                 entry.excerpt = None;
@@ -390,7 +398,11 @@ impl Store {
         raw.payload = serde_json::json!({"_erased": true});
         raw.envelope = None;
         raw.headers.clear();
-        if raw.not_mappable.as_deref().is_some_and(|r| personal.is_match(r)) {
+        if raw
+            .not_mappable
+            .as_deref()
+            .is_some_and(|r| personal.is_match(r))
+        {
             raw.not_mappable = Some(REDACTED.into());
         }
         self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
@@ -454,7 +466,10 @@ mod tests {
     /// profile), the others Bob's text; all processed, each with an error
     /// entry quoting its payload. Returns Ann's profile id and all ids.
     fn store_with(n: usize, every: usize) -> (Store, ProfileId, Vec<EventId>) {
-        let store = Store::temporary().unwrap();
+        fill(Store::temporary().unwrap(), n, every)
+    }
+
+    fn fill(store: Store, n: usize, every: usize) -> (Store, ProfileId, Vec<EventId>) {
         let source = SourceId::new();
         let raws: Vec<RawEvent> = (0..n)
             .map(|i| {
@@ -478,16 +493,25 @@ mod tests {
                         event_id: e.raw.id,
                         at: e.at,
                         state: EventState::default(),
-                        errors: vec![ErrorEntry::new(Some(source), Stage::Sniff, Level::Warning, "w", "a warning")
-                            .with_excerpt(excerpt)
-                            .with_event(e.raw.id)],
+                        errors: vec![ErrorEntry::new(
+                            Some(source),
+                            Stage::Sniff,
+                            Level::Warning,
+                            "w",
+                            "a warning",
+                        )
+                        .with_excerpt(excerpt)
+                        .with_event(e.raw.id)],
                         resolve: (email == "ann@example.org").then(|| {
                             (
                                 ResolveInput {
                                     event_id: e.raw.id,
                                     source_id: source,
                                     at: e.raw.received_at,
-                                    ids: Identifiers { email: Some(email), ..Identifiers::default() },
+                                    ids: Identifiers {
+                                        email: Some(email),
+                                        ..Identifiers::default()
+                                    },
                                     traits: serde_json::Map::new(),
                                 },
                                 blocklist.clone(),
@@ -499,7 +523,14 @@ mod tests {
                 })
                 .collect();
             let last = part.last().map(|e| (e.raw.id, e.at));
-            store.commit_batch(&plans, last, &std::collections::HashMap::new(), |_, _, _, _| {}).unwrap();
+            store
+                .commit_batch(
+                    &plans,
+                    last,
+                    &std::collections::HashMap::new(),
+                    |_, _, _, _| {},
+                )
+                .unwrap();
             store.pending_done(last.unwrap().0).unwrap();
         }
         let ann = store
@@ -515,7 +546,14 @@ mod tests {
         let (store, ann, ids) = store_with(20, 4);
         assert!(store.wait_processed(Duration::from_secs(1)).unwrap());
         let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
-        assert_eq!((report.linked_events, report.other_events, report.log_records), (5, 0, 5));
+        assert_eq!(
+            (
+                report.linked_events,
+                report.other_events,
+                report.log_records
+            ),
+            (5, 0, 5)
+        );
         assert_eq!(report.error_entries, 5);
         assert_eq!(report.database_rewrite, DatabaseRewrite::NotNeeded);
         for (i, id) in ids.iter().enumerate() {
@@ -523,9 +561,18 @@ mod tests {
             let body = store.log.read(event.at).unwrap();
             let holds_ann = String::from_utf8_lossy(&body).contains("ann@");
             assert_eq!(holds_ann, false, "event {i}");
-            assert_eq!(event.raw.payload.get("email").is_some(), i % 4 != 0, "event {i}");
+            assert_eq!(
+                event.raw.payload.get("email").is_some(),
+                i % 4 != 0,
+                "event {i}"
+            );
         }
-        let errors = store.errors_page(&crate::store::errors::ErrorFilter { limit: 100, ..Default::default() }).unwrap();
+        let errors = store
+            .errors_page(&crate::store::errors::ErrorFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(errors.len(), 20);
         assert!(errors.iter().all(|e| !format!("{e:?}").contains("ann@")));
         assert_eq!(errors.iter().filter(|e| e.excerpt.is_some()).count(), 15);
@@ -549,5 +596,20 @@ mod tests {
                 started.elapsed()
             );
         }
+        // The database rewrite at the next start, on a real data dir.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ann, _) = fill(Store::open(dir.path(), 32).unwrap(), 50_000, 100);
+        store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+        let db_bytes = store.db.size_on_disk().unwrap();
+        store.close().unwrap();
+        drop(store);
+        let started = Instant::now();
+        let store = Store::open(dir.path(), 32).unwrap();
+        println!(
+            "rewrite of a {} MB database ({} MB after) at start: {:?}",
+            db_bytes >> 20,
+            store.db.size_on_disk().unwrap() >> 20,
+            started.elapsed()
+        );
     }
 }

@@ -604,13 +604,20 @@ mod tests {
         process(&store, 2);
         let needles = super::super::erasure::Needles::new(["ann@example.org"]).unwrap();
         let at = store.scrub_event(events[0].id, &needles).unwrap().unwrap();
-        store.log.scrub(&[at], 32, super::super::erasure::LOG_MARKER).unwrap();
+        store
+            .log
+            .scrub(&[at], 32, super::super::erasure::LOG_MARKER)
+            .unwrap();
         let event = store.event(events[0].id).unwrap().unwrap();
         assert_eq!(event.raw.payload, serde_json::json!({"_erased": true}));
         let body = store.log.read(event.at).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("ann@example.org"));
         // The state chunk itself holds the scrubbed state, not only an override.
-        assert!(!store.trees.state_overrides.contains_key(events[0].id.to_bytes()).unwrap());
+        assert!(!store
+            .trees
+            .state_overrides
+            .contains_key(events[0].id.to_bytes())
+            .unwrap());
         assert_eq!(store.event(events[1].id).unwrap().unwrap().raw, *events[1]);
     }
 

@@ -388,7 +388,11 @@ impl Writer {
 /// Replaces `tail` with `marker` followed by spaces (a marker longer than
 /// the tail is cut: spaces then fill what is left of a JSON document).
 fn redact_body(tail: &mut [u8], marker: &[u8]) {
-    let n = if marker.len() <= tail.len() { marker.len() } else { 0 };
+    let n = if marker.len() <= tail.len() {
+        marker.len()
+    } else {
+        0
+    };
     tail[..n].copy_from_slice(&marker[..n]);
     tail[n..].fill(b' ');
 }
@@ -543,7 +547,9 @@ mod tests {
     fn a_scrubbed_record_keeps_its_prefix_and_length_and_reads_back_as_the_marker() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
-        let (at, _) = log.append(&body(1, b"{\"email\":\"secret@example.org\"}")).unwrap();
+        let (at, _) = log
+            .append(&body(1, b"{\"email\":\"secret@example.org\"}"))
+            .unwrap();
         let (next, _) = log.append(&body(2, b"next")).unwrap();
         log.sync().unwrap();
         log.scrub(&[at], 32, MARKER).unwrap();
@@ -568,7 +574,9 @@ mod tests {
     fn a_record_still_in_the_append_buffer_is_written_then_scrubbed() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
-        let (at, _) = log.append(&body(1, b"buffered secret@example.org")).unwrap();
+        let (at, _) = log
+            .append(&body(1, b"buffered secret@example.org"))
+            .unwrap();
         log.scrub(&[at], 32, MARKER).unwrap();
         assert!(log.synced() >= at.end());
         assert!(log.read(at).unwrap()[32..].starts_with(MARKER));

@@ -43,12 +43,17 @@ pub(super) fn run_if_requested(
     data_dir: &Path,
     config: impl Fn(&Path) -> sled::Config,
 ) -> StoreResult<()> {
-    let io_error = |what: &str, e: io::Error| StoreError::Other(format!("database rewrite: {what}: {e}"));
+    let io_error =
+        |what: &str, e: io::Error| StoreError::Other(format!("database rewrite: {what}: {e}"));
     recover(data_dir).map_err(|e| io_error("finishing an interrupted rewrite", e))?;
     if !requested(data_dir) {
         return Ok(());
     }
-    let (db, building, new) = (data_dir.join("db"), data_dir.join("db.rewrite"), data_dir.join("db.new"));
+    let (db, building, new) = (
+        data_dir.join("db"),
+        data_dir.join("db.rewrite"),
+        data_dir.join("db.new"),
+    );
     if !db.exists() {
         // Nothing to rewrite (a data dir whose database was never created).
         return fs::remove_file(data_dir.join(MARKER)).map_err(|e| io_error("marker", e));
@@ -78,7 +83,11 @@ pub(super) fn run_if_requested(
 /// Finishes the steps after a complete copy (`db.new`): swap it in, drop
 /// the old one.
 fn recover(data_dir: &Path) -> io::Result<()> {
-    let (db, new, old) = (data_dir.join("db"), data_dir.join("db.new"), data_dir.join("db.old"));
+    let (db, new, old) = (
+        data_dir.join("db"),
+        data_dir.join("db.new"),
+        data_dir.join("db.old"),
+    );
     if new.exists() {
         if db.exists() {
             fs::rename(&db, &old)?;
@@ -113,7 +122,11 @@ mod tests {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
+                } else if fs::read(&path)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
                     return true;
                 }
             }
@@ -133,7 +146,10 @@ mod tests {
             t.remove("gone").unwrap();
             db.flush().unwrap();
         }
-        assert!(files_hold(dir.path(), b"erased-value@example.org"), "sled kept no stale copy: the rewrite may be unneeded");
+        assert!(
+            files_hold(dir.path(), b"erased-value@example.org"),
+            "sled kept no stale copy: the rewrite may be unneeded"
+        );
         request(dir.path()).unwrap();
         run_if_requested(dir.path(), config).unwrap();
         assert!(!requested(dir.path()));

@@ -137,7 +137,14 @@ fn with_entry(value: &[u8], id: EventId, entry: &[u8]) -> Option<Vec<u8>> {
     let mut start = 0;
     for (slot_id, end) in slots {
         let old = value.get(data + start..data + end)?;
-        entries.push((slot_id, if slot_id == id { entry.to_vec() } else { old.to_vec() }));
+        entries.push((
+            slot_id,
+            if slot_id == id {
+                entry.to_vec()
+            } else {
+                old.to_vec()
+            },
+        ));
         start = end;
     }
     Some(encode(&entries))
@@ -228,16 +235,30 @@ mod tests {
 
     #[test]
     fn replacing_an_entry_rewrites_only_it_inside_its_chunk() {
-        let tree = sled::Config::new().temporary(true).open().unwrap().open_tree("t").unwrap();
-        let entries: Vec<(EventId, Vec<u8>)> =
-            (1..=5).map(|n| (id(n), format!("state {n} ann@x.io").into_bytes())).collect();
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("t")
+            .unwrap();
+        let entries: Vec<(EventId, Vec<u8>)> = (1..=5)
+            .map(|n| (id(n), format!("state {n} ann@x.io").into_bytes()))
+            .collect();
         for (key, value) in chunks(&entries) {
             tree.insert(key, value).unwrap();
         }
         assert!(replace(&tree, id(3), b"scrubbed").unwrap());
-        let overrides = sled::Config::new().temporary(true).open().unwrap().open_tree("o").unwrap();
+        let overrides = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("o")
+            .unwrap();
         assert_eq!(get(&tree, &overrides, id(3)).unwrap().unwrap(), b"scrubbed");
-        assert_eq!(get(&tree, &overrides, id(4)).unwrap().unwrap(), b"state 4 ann@x.io");
+        assert_eq!(
+            get(&tree, &overrides, id(4)).unwrap().unwrap(),
+            b"state 4 ann@x.io"
+        );
         assert_eq!(ids(&tree.iter().next().unwrap().unwrap().1).len(), 5);
         assert!(!replace(&tree, id(9), b"x").unwrap());
     }
