@@ -110,6 +110,9 @@ impl AppError {
         if let AppError::Invalid { fields, .. } = self {
             body.insert("fields".into(), json!(fields));
         }
+        if let AppError::Unavailable { code, .. } = self {
+            body.insert("code".into(), json!(code));
+        }
         Value::Object(body)
     }
 }

@@ -495,11 +495,20 @@ impl Processor {
     }
 
     fn persist_schemas(&self) -> StoreResult<()> {
-        for (source, schema) in self.schemas.take_dirty() {
-            let bytes = serde_json::to_vec(&schema).unwrap_or_default();
-            self.store.put_schema(source, &bytes)?;
-        }
-        Ok(())
+        self.schemas.persist_dirty(|source, schema| {
+            let bytes = serde_json::to_vec(schema).unwrap_or_default();
+            self.store.put_schema(source, &bytes)
+        })
+    }
+
+    /// Drops an erasure's values from the learned schemas and writes the
+    /// changed ones out; returns how many examples and paths went.
+    pub fn redact_schemas(&self, needles: &crate::store::erasure::Needles) -> StoreResult<usize> {
+        self.schemas
+            .redact(&|text| needles.is_match(text), |source, schema| {
+                let bytes = serde_json::to_vec(schema).unwrap_or_default();
+                self.store.put_schema(source, &bytes)
+            })
     }
 
     /// [`Self::plan`] with a panic contained to the event: it is marked

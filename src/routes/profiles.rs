@@ -5,10 +5,10 @@ use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, IdentKey, IdentKind, Profile};
 use crate::ids::{EventId, ProfileId};
+use crate::store::erasure::ErasureReport;
 use crate::store::summary::Bounds;
 use crate::views::{profile_json, summary_json};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -170,26 +170,43 @@ async fn merge(
     }
 }
 
-async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
+/// Erases a profile and every copy of its personal data, answering what
+/// was removed where (`ErasureReport`). It first waits for the processor to
+/// commit what was received before (so nothing received earlier joins the
+/// profile afterwards); a processor that does not catch up in time answers
+/// 503 `processor_behind`, and the erasure can be sent again.
+async fn erase(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<Json<ErasureReport>> {
     let pid = parse_profile_id(&id)?;
-    let store = state.store.clone();
-    let erased =
-        tokio::task::spawn_blocking(move || -> crate::store::StoreResult<Option<usize>> {
-            let Some(events) = store.erase_profile(pid)? else {
-                return Ok(None);
-            };
-            for event in &events {
-                store.scrub_event(*event)?;
-            }
-            Ok(Some(events.len()))
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
-    match erased {
-        Some(n) => {
-            tracing::info!(profile = %pid, events = n, "profile erased");
-            Ok(StatusCode::NO_CONTENT)
+    let (store, processor) = (state.store.clone(), state.processor.clone());
+    let started = std::time::Instant::now();
+    let erased = tokio::task::spawn_blocking(move || -> crate::store::StoreResult<_> {
+        if !store.wait_processed(crate::store::erasure::CATCH_UP)? {
+            return Ok(Err(()));
         }
-        None => Err(AppError::NotFound(format!("no profile `{id}`"))),
+        Ok(Ok(store.erase_everywhere(pid, |needles| {
+            processor.redact_schemas(needles)
+        })?))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    match erased {
+        Err(()) => Err(AppError::Unavailable {
+            code: "processor_behind",
+            message: "the processor has not caught up with the events received before this erasure; send it again in a moment".into(),
+        }),
+        Ok(Some(report)) => {
+            tracing::info!(
+                profile = %pid,
+                events = report.linked_events + report.other_events,
+                errors = report.error_entries,
+                ms = started.elapsed().as_millis() as u64,
+                "profile erased"
+            );
+            Ok(Json(report))
+        }
+        Ok(None) => Err(AppError::NotFound(format!("no profile `{id}`"))),
     }
 }

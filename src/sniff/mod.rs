@@ -39,11 +39,14 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct SchemaRegistry {
     schemas: DashMap<SourceId, Arc<Mutex<Slot>>>,
+    /// Held while schemas are copied and written out, so an erasure's
+    /// redacted copy is never overwritten by an older one taken before it.
+    persisting: Mutex<()>,
 }
 
 /// A poisoned lock only means another thread panicked mid-update; the
 /// schema is statistics, so keep using it rather than propagate the panic.
-fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+fn lock<T>(slot: &Mutex<T>) -> MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -105,6 +108,48 @@ impl SchemaRegistry {
                 })
             })
             .collect()
+    }
+
+    /// Writes out every schema changed since the last call with `put`.
+    pub fn persist_dirty<E>(
+        &self,
+        mut put: impl FnMut(SourceId, &Schema) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let _persisting = lock(&self.persisting);
+        for (source, schema) in self.take_dirty() {
+            put(source, &schema)?;
+        }
+        Ok(())
+    }
+
+    /// Drops erased values from every schema (see `Schema::redact`) and
+    /// writes the changed ones out with `put` before returning. Returns how
+    /// many examples, drift entries and paths were dropped.
+    pub fn redact<E>(
+        &self,
+        matches: &dyn Fn(&[u8]) -> bool,
+        mut put: impl FnMut(SourceId, &Schema) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let _persisting = lock(&self.persisting);
+        let slots: Vec<(SourceId, Arc<Mutex<Slot>>)> = self
+            .schemas
+            .iter()
+            .map(|e| (*e.key(), Arc::clone(e.value())))
+            .collect();
+        let mut dropped = 0;
+        for (source, slot) in slots {
+            let schema = {
+                let mut guard = lock(&slot);
+                let n = guard.schema.redact(matches);
+                if n == 0 {
+                    continue;
+                }
+                dropped += n;
+                guard.schema.clone()
+            };
+            put(source, &schema)?;
+        }
+        Ok(dropped)
     }
 
     /// Forgets a source's schema (the source was deleted).

@@ -274,6 +274,36 @@ impl Schema {
         self.walk_children(value, depth, parent_new || is_new, w);
     }
 
+    /// Drops what holds a value `matches` says is erased personal data:
+    /// examples, drift entries (their example or detail), and whole paths
+    /// (an object keyed by emails makes the email a path). Returns how many
+    /// were dropped; counts stay (they are statistics, not values).
+    pub fn redact(&mut self, matches: &dyn Fn(&[u8]) -> bool) -> usize {
+        let hit = |v: &Value| match v {
+            Value::String(s) => matches(s.as_bytes()),
+            other => matches(other.to_string().as_bytes()),
+        };
+        let paths = self.fields.len();
+        self.fields.retain(|path, _| !matches(path.as_bytes()));
+        let mut dropped = paths - self.fields.len();
+        for stats in self.fields.values_mut() {
+            let before = stats.examples.len();
+            stats.examples.retain(|e| !hit(e));
+            dropped += before - stats.examples.len();
+        }
+        let drifts = self.drift.len();
+        self.drift
+            .retain(|d| !matches(d.path.as_bytes()) && !matches(d.detail.as_bytes()));
+        dropped += drifts - self.drift.len();
+        for d in &mut self.drift {
+            if d.example.as_ref().is_some_and(hit) {
+                d.example = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Every known path (unordered).
     pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
         self.fields.keys().map(String::as_str)

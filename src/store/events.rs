@@ -1,11 +1,11 @@
 //! Events: appending to the log, the processor's queue, processed state,
 //! pages of recent events, the processor cursor and counters, retention
-//! and erasure.
+//! (erasure is in `erasure`).
 
 use super::log::Location;
 use super::pending::{Held, Pending};
 use super::shared;
-use super::{decode, encode, Store, StoreError, StoreResult};
+use super::{decode, Store, StoreError, StoreResult};
 use crate::counters::Counts;
 use crate::ids::{EventId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
@@ -575,44 +575,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Removes an event's personal data (erasure): the payload, envelope and
-    /// headers are replaced by a marker (kept in sled, and the log record's
-    /// JSON is overwritten with zeros), and the mapped identifiers, traits
-    /// and properties are cleared. The event's existence and status remain,
-    /// so counts and audit stay consistent.
-    pub fn scrub_event(&self, id: EventId) -> StoreResult<()> {
-        let Some(event) = self.event(id)? else {
-            return Ok(());
-        };
-        let mut raw = event.raw;
-        raw.payload = serde_json::json!({"_erased": true});
-        raw.envelope = None;
-        raw.headers = Arc::default();
-        self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
-        if let Some(mut state) = event.state {
-            if let Some(mapped) = state.mapped.as_mut().map(std::sync::Arc::make_mut) {
-                mapped.email = None;
-                mapped.external_id = None;
-                mapped.visitor_id = None;
-                mapped.traits.clear();
-                mapped.properties.clear();
-            }
-            state.profile_id = None;
-            state.warnings.clear();
-            self.trees
-                .state_overrides
-                .insert(id.to_bytes(), encode_state(event.at, &state))?;
-        }
-        // The scrubbed copy must be durable before the log forgets the original.
-        self.db.flush()?;
-        self.pending_lock()?.forget_event(id);
-        self.log
-            .scrub(event.at, 32)
-            .map_err(|e| StoreError::Other(format!("cannot scrub the event log: {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,17 +651,29 @@ mod tests {
     }
 
     #[test]
-    fn an_erased_event_reads_back_scrubbed_and_its_log_record_is_zeroed() {
+    fn an_erased_event_reads_back_scrubbed_and_its_log_record_is_overwritten() {
         let store = Store::temporary().unwrap();
-        let mut events = vec![raw(SourceId::new(), 1)];
+        let mut events = vec![raw(SourceId::new(), 1), raw(SourceId::new(), 2)];
         events[0].payload = serde_json::json!({"email": "ann@example.org"});
         let events = store.append_events(events).unwrap();
-        process(&store, 1);
-        store.scrub_event(events[0].id).unwrap();
+        process(&store, 2);
+        let needles = super::super::erasure::Needles::new(["ann@example.org"]).unwrap();
+        let at = store.scrub_event(events[0].id, &needles).unwrap().unwrap();
+        store
+            .log
+            .scrub(&[at], 32, super::super::erasure::LOG_MARKER)
+            .unwrap();
         let event = store.event(events[0].id).unwrap().unwrap();
         assert_eq!(event.raw.payload, serde_json::json!({"_erased": true}));
         let body = store.log.read(event.at).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("ann@example.org"));
+        // The state chunk itself holds the scrubbed state, not only an override.
+        assert!(!store
+            .trees
+            .state_overrides
+            .contains_key(events[0].id.to_bytes())
+            .unwrap());
+        assert_eq!(store.event(events[1].id).unwrap().unwrap().raw, *events[1]);
     }
 
     /// Ten thousand records sharing a 10 KB envelope: the envelope is in

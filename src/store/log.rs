@@ -255,19 +255,47 @@ impl EventLog {
         Ok(buf)
     }
 
-    /// Overwrites a record's body from byte `keep` on with zeros (and its
-    /// checksum to match), so erased personal data is gone from the disk,
-    /// not only hidden.
-    pub fn scrub(&self, at: Location, keep: usize) -> io::Result<()> {
-        let mut body = self.read(at)?;
-        let keep = keep.min(body.len());
-        body[keep..].fill(0);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment_path(&self.dir, at.segment))?;
-        file.write_all_at(&crc32fast::hash(&body).to_le_bytes(), at.offset + 4)?;
-        file.write_all_at(&body[keep..], at.offset + (HEADER + keep) as u64)?;
-        file.sync_data()
+    /// Overwrites the bodies of records from byte `keep` on, in place, with
+    /// `marker` padded with spaces to the same length (and their checksums
+    /// to match), then syncs: erased personal data is gone from the disk,
+    /// not only hidden, and each record keeps its length, so every
+    /// `Location` and the scan past it stay valid.
+    ///
+    /// Records still in the append buffer are written out first (one sync),
+    /// and the writer's lock is held throughout: the flusher takes the
+    /// buffer under that lock, so once we hold it every record appended
+    /// before this call is in its file, and later writes never overlap ours.
+    pub fn scrub(&self, places: &[Location], keep: usize, marker: &[u8]) -> io::Result<()> {
+        if places.is_empty() {
+            return Ok(());
+        }
+        self.sync()?;
+        let _writer = self.writer.lock().map_err(|_| poisoned())?;
+        let mut files: HashMap<u32, File> = HashMap::new();
+        for at in places {
+            let mut body = self.read(*at)?;
+            let keep = keep.min(body.len());
+            redact_body(&mut body[keep..], marker);
+            let file = match files.entry(at.segment) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    OpenOptions::new()
+                        .write(true)
+                        .open(segment_path(&self.dir, at.segment))?,
+                ),
+            };
+            file.write_all_at(&crc32fast::hash(&body).to_le_bytes(), at.offset + 4)?;
+            file.write_all_at(&body[keep..], at.offset + (HEADER + keep) as u64)?;
+        }
+        for file in files.values() {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Every segment number present, oldest first (the current one too).
+    pub fn all_segments(&self) -> io::Result<Vec<u32>> {
+        segments(&self.dir)
     }
 
     /// Every whole record from `from` (a segment and offset) to the end of
@@ -373,6 +401,18 @@ impl Writer {
         self.zeroed = target;
         Ok(())
     }
+}
+
+/// Replaces `tail` with `marker` followed by spaces (a marker longer than
+/// the tail is cut: spaces then fill what is left of a JSON document).
+fn redact_body(tail: &mut [u8], marker: &[u8]) {
+    let n = if marker.len() <= tail.len() {
+        marker.len()
+    } else {
+        0
+    };
+    tail[..n].copy_from_slice(&marker[..n]);
+    tail[n..].fill(b' ');
 }
 
 fn poisoned() -> io::Error {
@@ -519,18 +559,58 @@ mod tests {
         assert_eq!(log.scan_from((0, 0)).unwrap().len(), 2);
     }
 
+    const MARKER: &[u8] = br#"{"_erased":true}"#;
+
     #[test]
-    fn a_scrubbed_record_keeps_its_prefix_and_the_scan_goes_past_it() {
+    fn a_scrubbed_record_keeps_its_prefix_and_length_and_reads_back_as_the_marker() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
-        let (at, _) = log.append(&body(1, b"secret@example.org")).unwrap();
-        log.append(&body(2, b"next")).unwrap();
+        let (at, _) = log
+            .append(&body(1, b"{\"email\":\"secret@example.org\"}"))
+            .unwrap();
+        let (next, _) = log.append(&body(2, b"next")).unwrap();
         log.sync().unwrap();
-        log.scrub(at, 32).unwrap();
+        log.scrub(&[at], 32, MARKER).unwrap();
+        // `read` checks the CRC: it was rewritten to match.
         let scrubbed = log.read(at).unwrap();
+        assert_eq!(scrubbed.len(), at.len as usize);
         assert_eq!(&scrubbed[..32], &[1; 32]);
-        assert!(scrubbed[32..].iter().all(|b| *b == 0));
-        assert_eq!(log.scan_from((0, 0)).unwrap().len(), 2);
+        let json: serde_json::Value = serde_json::from_slice(&scrubbed[32..]).unwrap();
+        assert_eq!(json, serde_json::json!({"_erased": true}));
+        let bytes = fs::read(segment_path(dir.path(), at.segment)).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"secret"));
+        // The scan reads the scrubbed record and the one after it.
+        let records = log.scan_from((0, 0)).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].body, body(2, b"next"));
+        assert_eq!(log.read(next).unwrap(), body(2, b"next"));
+    }
+
+    /// A record not yet written by the flusher is written, then scrubbed:
+    /// the overwrite never lands before (and under) the first write.
+    #[test]
+    fn a_record_still_in_the_append_buffer_is_written_then_scrubbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let (at, _) = log
+            .append(&body(1, b"buffered secret@example.org"))
+            .unwrap();
+        log.scrub(&[at], 32, MARKER).unwrap();
+        assert!(log.synced() >= at.end());
+        assert!(log.read(at).unwrap()[32..].starts_with(MARKER));
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.scan_from((0, 0)).unwrap().len(), 1);
+    }
+
+    /// A marker longer than the body it replaces leaves spaces only.
+    #[test]
+    fn a_body_shorter_than_the_marker_becomes_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let (at, _) = log.append(&body(1, b"1")).unwrap();
+        log.scrub(&[at], 32, MARKER).unwrap();
+        assert_eq!(&log.read(at).unwrap()[32..], b" ");
     }
 
     mod properties {

@@ -9,7 +9,7 @@
 //!   bytes) ‖ `EventState` JSON. `state_overrides`: event id → entry, for
 //!   states changed after their first write (replay, erasure).
 //! - `erased`: event id → the scrubbed `RawEvent` JSON of an erased event
-//!   (its log record is zeroed).
+//!   (its log record is overwritten in place, see `erasure`).
 //! - `events_by_source`: source id ‖ the last event id of a processor batch
 //!   → that batch's event ids of the source (see `source_index`).
 //! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
@@ -22,6 +22,7 @@
 //! - `dedupe`: source id ‖ idempotency key → event id.
 
 pub mod batch;
+pub mod erasure;
 pub mod errors;
 pub mod events;
 pub mod flush;
@@ -32,6 +33,7 @@ pub mod log;
 pub mod mappings;
 mod pending;
 mod shared;
+pub mod rewrite;
 pub mod source_cache;
 mod source_index;
 pub mod sources;
@@ -145,6 +147,9 @@ pub struct Store {
     pub(crate) scans: Arc<tokio::sync::Semaphore>,
     /// A temporary store's directory, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
+    /// The data dir, where an erasure asks for the database rewrite (see
+    /// `rewrite`); `None` for a temporary store.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -164,13 +169,18 @@ impl Store {
         cache_mb: u64,
         log: std::io::Result<log::EventLog>,
     ) -> StoreResult<Self> {
-        let config = sled::Config::new()
-            .path(data_dir.join("db"))
-            .cache_capacity(cache_mb * 1024 * 1024)
-            .flush_every_ms(Some(SLED_FLUSH_MS));
-        let db = open_sled(&config)?;
+        let config = |path: &Path| {
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_mb * 1024 * 1024)
+                .flush_every_ms(Some(SLED_FLUSH_MS))
+        };
+        rewrite::run_if_requested(data_dir, config)?;
+        let db = open_sled(&config(&data_dir.join("db")))?;
         let log = log.map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
-        Self::assemble(db, log, None)
+        let mut store = Self::assemble(db, log, None)?;
+        store.data_dir = Some(data_dir.to_path_buf());
+        Ok(store)
     }
 
     fn assemble(
@@ -188,6 +198,7 @@ impl Store {
             hot: Arc::default(),
             scans: Arc::new(tokio::sync::Semaphore::new(summary::CONCURRENT_SCANS)),
             _temp: temp,
+            data_dir: None,
         };
         let queued = store.queue_unprocessed()?;
         if queued > 0 {
@@ -213,6 +224,17 @@ impl Store {
     /// how long it may wait to gather concurrent writers (see `flush`).
     pub fn start_group_commit(&self, delay: std::time::Duration) -> Arc<flush::GroupCommit> {
         flush::GroupCommit::start(self.log.clone(), delay)
+    }
+
+    /// Asks for the database to be rewritten at the next start (erasure,
+    /// see `rewrite`).
+    pub(crate) fn request_rewrite(&self) -> StoreResult<erasure::DatabaseRewrite> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(erasure::DatabaseRewrite::NotNeeded);
+        };
+        rewrite::request(dir)
+            .map_err(|e| StoreError::Other(format!("cannot request the database rewrite: {e}")))?;
+        Ok(erasure::DatabaseRewrite::AtNextStart)
     }
 
     /// Writes everything out (at shutdown, after the processor stopped).

@@ -122,6 +122,46 @@ pub(super) fn with_entry<T>(
     Ok(find(&value, id).map(read))
 }
 
+/// Rewrites the entry of `id` inside its chunk (erasure: the old state must
+/// not survive in the chunk behind an override). Returns false when no
+/// chunk holds `id`. The processor never rewrites a chunk, but retention may
+/// remove one meanwhile: the compare-and-swap never brings it back.
+pub(super) fn replace(chunks: &sled::Tree, id: EventId, entry: &[u8]) -> StoreResult<bool> {
+    loop {
+        let Some((key, value)) = chunks.range(id.to_bytes()..).next().transpose()? else {
+            return Ok(false);
+        };
+        let Some(rebuilt) = with_entry(&value, id, entry) else {
+            return Ok(false);
+        };
+        match chunks.compare_and_swap(&key, Some(&value), Some(rebuilt))? {
+            Ok(()) => return Ok(true),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// A chunk with the entry of `id` replaced, or `None` when `id` is not in it.
+fn with_entry(value: &[u8], id: EventId, entry: &[u8]) -> Option<Vec<u8>> {
+    let (slots, data) = slots(value)?;
+    slots.binary_search_by_key(&id, |(s, _)| *s).ok()?;
+    let mut entries = Vec::with_capacity(slots.len());
+    let mut start = 0;
+    for (slot_id, end) in slots {
+        let old = value.get(data + start..data + end)?;
+        entries.push((
+            slot_id,
+            if slot_id == id {
+                entry.to_vec()
+            } else {
+                old.to_vec()
+            },
+        ));
+        start = end;
+    }
+    Some(encode(&entries))
+}
+
 /// Ids of processed events strictly before `upper`, newest first.
 pub(super) fn newest_first(
     chunks: &sled::Tree,
@@ -203,6 +243,36 @@ mod tests {
             (last, ids(&value).last().copied()),
             (id(100).to_bytes(), Some(id(100)))
         );
+    }
+
+    #[test]
+    fn replacing_an_entry_rewrites_only_it_inside_its_chunk() {
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("t")
+            .unwrap();
+        let entries: Vec<(EventId, Vec<u8>)> = (1..=5)
+            .map(|n| (id(n), format!("state {n} ann@x.io").into_bytes()))
+            .collect();
+        for (key, value) in chunks(&entries) {
+            tree.insert(key, value).unwrap();
+        }
+        assert!(replace(&tree, id(3), b"scrubbed").unwrap());
+        let overrides = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("o")
+            .unwrap();
+        assert_eq!(get(&tree, &overrides, id(3)).unwrap().unwrap(), b"scrubbed");
+        assert_eq!(
+            get(&tree, &overrides, id(4)).unwrap().unwrap(),
+            b"state 4 ann@x.io"
+        );
+        assert_eq!(ids(&tree.iter().next().unwrap().unwrap().1).len(), 5);
+        assert!(!replace(&tree, id(9), b"x").unwrap());
     }
 
     #[test]
