@@ -87,8 +87,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::Coded { code, .. }
-            | AppError::Unavailable { code, .. } => code,
+            AppError::Coded { code, .. } | AppError::Unavailable { code, .. } => code,
             AppError::TooManyAttempts { .. } => "too_many_attempts",
             AppError::BodyTimeout(_) => "body_timeout",
             AppError::Store(_) | AppError::Internal(_) => "internal",

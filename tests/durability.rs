@@ -18,7 +18,11 @@ async fn every_acknowledged_event_survives_kill_dash_nine() {
     let base = inlet.base.clone();
 
     let source = inlet
-        .send_json(reqwest::Method::POST, "/api/sources", &json!({"name": "crash"}))
+        .send_json(
+            reqwest::Method::POST,
+            "/api/sources",
+            &json!({"name": "crash"}),
+        )
         .await
         .json::<Value>()
         .await

@@ -91,11 +91,7 @@ fn nested_key(levels: usize) -> String {
 
 /// `{{#if a}}` `depth` times around a value.
 fn nested_blocks(depth: usize) -> String {
-    format!(
-        "{}x{}",
-        "{{#if a}}".repeat(depth),
-        "{{/if}}".repeat(depth)
-    )
+    format!("{}x{}", "{{#if a}}".repeat(depth), "{{/if}}".repeat(depth))
 }
 
 fn corpus() -> Vec<Case> {
@@ -372,7 +368,11 @@ async fn no_input_crashes_inlet_or_makes_it_crash_at_start() {
         inlet.restart().await;
         if let Some(accepted) = accepted {
             let statuses = final_statuses(&inlet, &accepted).await;
-            assert!(!statuses.is_empty(), "{}: events readable after restart", case.name);
+            assert!(
+                !statuses.is_empty(),
+                "{}: events readable after restart",
+                case.name
+            );
         }
     }
     // Both sources still take ordinary events after the whole corpus.

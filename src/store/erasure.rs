@@ -409,7 +409,7 @@ impl Store {
         let mut raw: RawEvent = event.raw;
         raw.payload = serde_json::json!({"_erased": true});
         raw.envelope = None;
-        raw.headers.clear();
+        raw.headers = Default::default();
         if raw
             .not_mappable
             .as_deref()

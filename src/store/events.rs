@@ -453,7 +453,6 @@ pub(super) fn matches(filter: &EventFilter, id: EventId, state: Option<&EventSta
     profile_hit || mapped_hit
 }
 
-
 /// An `event_state` value: the event's location in the log, then the state
 /// (see `state_entry`).
 pub(super) fn encode_state(at: Location, state: &EventState) -> Vec<u8> {

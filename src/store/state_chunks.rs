@@ -131,7 +131,7 @@ pub(super) fn replace(chunks: &sled::Tree, id: EventId, entry: &[u8]) -> StoreRe
         let Some((key, value)) = chunks.range(id.to_bytes()..).next().transpose()? else {
             return Ok(false);
         };
-        let Some(rebuilt) = with_entry(&value, id, entry) else {
+        let Some(rebuilt) = with_entry_replaced(&value, id, entry) else {
             return Ok(false);
         };
         match chunks.compare_and_swap(&key, Some(&value), Some(rebuilt))? {
@@ -142,7 +142,7 @@ pub(super) fn replace(chunks: &sled::Tree, id: EventId, entry: &[u8]) -> StoreRe
 }
 
 /// A chunk with the entry of `id` replaced, or `None` when `id` is not in it.
-fn with_entry(value: &[u8], id: EventId, entry: &[u8]) -> Option<Vec<u8>> {
+fn with_entry_replaced(value: &[u8], id: EventId, entry: &[u8]) -> Option<Vec<u8>> {
     let (slots, data) = slots(value)?;
     slots.binary_search_by_key(&id, |(s, _)| *s).ok()?;
     let mut entries = Vec::with_capacity(slots.len());

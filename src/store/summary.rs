@@ -16,7 +16,6 @@
 //! prefix read of a record is one `pread` of a few KiB. A search scans
 //! light parts only and never reads the log; only matched events are read.
 
-use std::sync::Arc;
 use super::events::{matches, EventFilter, SharedCache};
 use super::log::Location;
 use super::pending::Held;
@@ -26,6 +25,7 @@ use crate::ids::{EventId, RequestId, SourceId};
 use crate::model::{EventState, EventStatus, RawEvent};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How much of an event a view shows.
@@ -333,16 +333,22 @@ impl Store {
         }
         match &head.held {
             Some(Held::Decoded(raw)) => Ok(from_decoded(raw, record_bytes, bounds)),
-            Some(Held::Encoded(body)) if record_bytes <= bounds.whole => {
-                Ok(whole_or_excerpt(self.decode_raw(body, &mut SharedCache::default())?, record_bytes, bounds))
-            }
+            Some(Held::Encoded(body)) if record_bytes <= bounds.whole => Ok(whole_or_excerpt(
+                self.decode_raw(body, &mut SharedCache::default())?,
+                record_bytes,
+                bounds,
+            )),
             Some(Held::Encoded(body)) => {
                 let end = body.len().min(IDS + HEAD_ROOM + bounds.excerpt);
                 self.view_from_prefix(id, head.at, &body[..end], record_bytes, bounds)
             }
             Some(Held::InLog) | None if record_bytes <= bounds.whole => {
                 let body = self.read_log(id, head.at)?;
-                Ok(whole_or_excerpt(self.decode_raw(&body, &mut SharedCache::default())?, record_bytes, bounds))
+                Ok(whole_or_excerpt(
+                    self.decode_raw(&body, &mut SharedCache::default())?,
+                    record_bytes,
+                    bounds,
+                ))
             }
             Some(Held::InLog) | None => {
                 let prefix = self
@@ -372,7 +378,11 @@ impl Store {
             // show nothing (never expected; logged so it is seen).
             tracing::warn!(event = %id, "event record head not found in its prefix");
             let body = self.read_log(id, at)?;
-            return Ok(whole_or_excerpt(self.decode_raw(&body, &mut SharedCache::default())?, record_bytes, bounds));
+            return Ok(whole_or_excerpt(
+                self.decode_raw(&body, &mut SharedCache::default())?,
+                record_bytes,
+                bounds,
+            ));
         };
         let mut head_json = json[..split].to_vec();
         head_json.push(b'}');

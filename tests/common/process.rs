@@ -129,7 +129,9 @@ impl Drop for InletProcess {
 fn spawn(dir: &Path, port: u16, token: &str) -> Child {
     // `option_env!`: the examples share these helpers, and only tests are
     // given the binary's path.
-    let binary = option_env!("CARGO_BIN_EXE_inlet").expect("run from an integration test");
+    let Some(binary) = option_env!("CARGO_BIN_EXE_inlet") else {
+        panic!("the inlet binary's path is known to integration tests only");
+    };
     Command::new(binary)
         .arg("--data-dir")
         .arg(dir)
