@@ -13,13 +13,19 @@
 //!   processor, listener; graceful shutdown.
 //! - `serve`: the accept loop: header/idle timeout, connection cap.
 //! - `guard`: rate limit on failed admin-token attempts.
+//!
+//! Every bound on hostile input (sizes, nesting, time, connections,
+//! guessing, reads) is listed in docs/security.md.
 //! - `config`: typed settings, loaded once.
 //! - `ids`, `model`: typed ids and the serde types every stage shares.
 //! - `error`: `AppError`, the one place errors become HTTP answers.
 //! - `counters`: per-source counts kept as numbers, persisted by the processor.
 //! - `store`: the only module that imports sled: trees, the event log (raw
-//!   events, not in sled) and group commit, the processor's queue and batch
-//!   transaction, identity on sled.
+//!   events, not in sled; what a request's records share is logged once,
+//!   `store::shared`) and group commit, the processor's queue and batch
+//!   transaction, identity on sled, bounded views (`store::summary`), and
+//!   erasure of every copy of a profile's values (`store::erasure`,
+//!   `store::rewrite`).
 //! - `excerpt`: bounded JSON excerpts, what lists show of a large payload
 //!   (read through `store::summary`, which bounds every list and search).
 //! - `views`: the JSON shapes of events, sources and profiles, shared by the

@@ -334,6 +334,13 @@ impl Processor {
     /// Processes the next batch of new events on this thread (plan, then
     /// commit); returns how many it took. The server pipelines the two
     /// halves instead (see `run`).
+    /// A schema as stored. An error here is a bug, and must not store an empty
+    /// schema in place of the learned one.
+    fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
+        serde_json::to_vec(schema)
+            .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
+    }
+
     #[cfg(test)]
     fn process_batch(&self) -> StoreResult<usize> {
         match self.plan_next()? {
@@ -495,10 +502,8 @@ impl Processor {
     }
 
     fn persist_schemas(&self) -> StoreResult<()> {
-        self.schemas.persist_dirty(|source, schema| {
-            let bytes = serde_json::to_vec(schema).unwrap_or_default();
-            self.store.put_schema(source, &bytes)
-        })
+        self.schemas
+            .persist_dirty(|source, schema| self.store.put_schema(source, &encode_schema(schema)?))
     }
 
     /// Drops an erasure's values from the learned schemas and writes the
@@ -506,8 +511,7 @@ impl Processor {
     pub fn redact_schemas(&self, needles: &crate::store::erasure::Needles) -> StoreResult<usize> {
         self.schemas
             .redact(&|text| needles.is_match(text), |source, schema| {
-                let bytes = serde_json::to_vec(schema).unwrap_or_default();
-                self.store.put_schema(source, &bytes)
+                self.store.put_schema(source, &encode_schema(schema)?)
             })
     }
 
@@ -1092,4 +1096,11 @@ mod tests {
             assert_eq!(error_codes(&store, event.id), vec!["template_too_deep"]);
         }
     }
+}
+
+/// A schema as stored. An error here is a bug, and must not store an empty
+/// schema in place of the learned one.
+fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(schema)
+        .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
 }
