@@ -334,13 +334,6 @@ impl Processor {
     /// Processes the next batch of new events on this thread (plan, then
     /// commit); returns how many it took. The server pipelines the two
     /// halves instead (see `run`).
-    /// A schema as stored. An error here is a bug, and must not store an empty
-    /// schema in place of the learned one.
-    fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
-        serde_json::to_vec(schema)
-            .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
-    }
-
     #[cfg(test)]
     fn process_batch(&self) -> StoreResult<usize> {
         match self.plan_next()? {
@@ -959,6 +952,13 @@ pub async fn run(state: AppState) {
     let _ = tokio::task::spawn_blocking(move || committer.join()).await;
 }
 
+/// A schema as stored. An error here is a bug, and must not store an empty
+/// schema in place of the learned one.
+fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(schema)
+        .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1096,11 +1096,4 @@ mod tests {
             assert_eq!(error_codes(&store, event.id), vec!["template_too_deep"]);
         }
     }
-}
-
-/// A schema as stored. An error here is a bug, and must not store an empty
-/// schema in place of the learned one.
-fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(schema)
-        .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
 }

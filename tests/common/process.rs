@@ -127,11 +127,13 @@ impl Drop for InletProcess {
 }
 
 fn spawn(dir: &Path, port: u16, token: &str) -> Child {
-    // `option_env!`: the examples share these helpers, and only tests are
-    // given the binary's path.
-    let Some(binary) = option_env!("CARGO_BIN_EXE_inlet") else {
+    // `INLET_TEST_BINARY` runs a release build instead (worst-case timings
+    // for docs/performance.md). `option_env!`: the examples share these
+    // helpers, and only tests are given the binary's path.
+    let Some(built) = option_env!("CARGO_BIN_EXE_inlet") else {
         panic!("the inlet binary's path is known to integration tests only");
     };
+    let binary = std::env::var("INLET_TEST_BINARY").unwrap_or_else(|_| built.to_string());
     Command::new(binary)
         .arg("--data-dir")
         .arg(dir)
