@@ -117,35 +117,13 @@ pub fn event_json(event: &StoredEvent) -> Value {
         out.insert("headers".into(), Value::Object(Map::clone(&raw.headers)));
     }
     let state = event.state.clone().unwrap_or_default();
-    let mapped = state.mapped.as_ref();
-    out.insert("name".into(), json!(mapped.map(|m| &m.name)));
-    out.insert(
-        "visitor_id".into(),
-        json!(mapped.and_then(|m| m.visitor_id.as_ref())),
-    );
-    out.insert("email".into(), json!(mapped.and_then(|m| m.email.as_ref())));
-    out.insert(
-        "external_id".into(),
-        json!(mapped.and_then(|m| m.external_id.as_ref())),
-    );
-    out.insert(
-        "event_id".into(),
-        json!(mapped.and_then(|m| m.event_id.as_ref())),
-    );
-    out.insert("timestamp".into(), json!(mapped.map(|m| m.timestamp)));
+    let mapped = state.mapped.as_deref();
+    mapped_fields(&mut out, mapped);
     out.insert("properties".into(), json!(mapped.map(|m| &m.properties)));
     if let Some(m) = mapped.filter(|m| !m.traits.is_empty()) {
         out.insert("traits".into(), Value::Object(m.traits.clone()));
     }
-    out.insert(
-        "mapping_version".into(),
-        json!(mapped.map(|m| m.mapping_version)),
-    );
-    out.insert("profile_id".into(), json!(state.profile_id));
-    out.insert("resolution".into(), json!(state.resolution));
-    out.insert("processed_at".into(), json!(state.processed_at));
-    out.insert("errors".into(), json!(state.errors));
-    out.insert("warnings".into(), json!(state.warnings));
+    state_fields(&mut out, &state);
     if let Some(reason) = &raw.not_mappable {
         out.insert("not_mappable".into(), json!(reason));
     }
