@@ -76,6 +76,7 @@ impl Store {
             &t.dedupe,
             &t.events_by_source,
         );
+        let _exclusive = super::sled_exclusive();
         trees
             .transaction(
                 |(

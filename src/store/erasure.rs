@@ -284,7 +284,7 @@ impl Store {
             }
         }
         // The scrubbed copies must be durable before the log forgets the originals.
-        self.db.flush()?;
+        self.flush_db()?;
         self.log
             .scrub(&places, 32, LOG_MARKER)
             .map_err(|e| super::StoreError::Other(format!("cannot scrub the event log: {e}")))?;
@@ -296,7 +296,7 @@ impl Store {
         report.schema_examples = redact_schemas(&personal)?;
         report.database_rewrite = self.request_rewrite()?;
         // An erasure is a legal obligation: make it durable before answering.
-        self.db.flush()?;
+        self.flush_db()?;
         Ok(Some(report))
     }
 

@@ -541,7 +541,7 @@ impl Store {
             self.set_stored_events(stored.saturating_sub(count))?;
             // The states go before the file: a crash in between leaves a
             // segment nothing points to, which the next pass deletes.
-            self.db.flush()?;
+            self.flush_db()?;
             self.log.delete_segment(segment).map_err(log_error)?;
             stored -= count;
             removed += count;

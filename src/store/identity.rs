@@ -387,6 +387,7 @@ impl Store {
             &t.profile_events,
             &t.audit,
         );
+        let _exclusive = super::sled_exclusive();
         trees
             .transaction(|(ident, profiles, redirects, profile_events, audit)| {
                 let txn = SledTxn::new((ident, profiles, redirects, profile_events, audit), None);
@@ -517,7 +518,7 @@ impl Store {
         }
         events.sort_unstable_by(|a, b| b.cmp(a));
         // An erasure is a legal obligation: make it durable before answering.
-        self.db.flush()?;
+        self.flush_db()?;
         Ok(Some(events))
     }
 

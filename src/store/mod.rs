@@ -152,7 +152,34 @@ pub struct Store {
     data_dir: Option<std::path::PathBuf>,
 }
 
+/// Held around every sled transaction and every flush of sled's log.
+///
+/// Why: sled guards both with one process-wide reader-writer lock. A flush
+/// holds it shared *while it waits* for sled's flusher thread, which needs
+/// it shared too; a transaction waiting for it exclusively blocks new
+/// shared holders, so the flusher never gets it and the three wait on each
+/// other for ever (seen as a hung test: one server's shutdown flush against
+/// another's commit). Never letting a flush and a transaction overlap
+/// breaks that cycle. Process-wide because sled's lock is: every store of
+/// the process shares it.
+static SLED_EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+/// See [`SLED_EXCLUSIVE`]. A poisoned lock guards no data: take it anyway.
+pub(crate) fn sled_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    SLED_EXCLUSIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Store {
+    /// Flushes sled's log (see [`SLED_EXCLUSIVE`] for why never during a
+    /// transaction).
+    pub(crate) fn flush_db(&self) -> StoreResult<()> {
+        let _exclusive = sled_exclusive();
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Opens (or creates) the database in `<data_dir>/db` and the event log
     /// in `<data_dir>/log`, queueing for the processor every logged event
     /// after its cursor.
@@ -240,8 +267,7 @@ impl Store {
     /// Writes everything out (at shutdown, after the processor stopped).
     pub fn close(&self) -> StoreResult<()> {
         self.flush_now()?;
-        self.db.flush()?;
-        Ok(())
+        self.flush_db()
     }
 
     /// A throwaway store for unit tests and benches.
@@ -293,6 +319,18 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain types to a Vec cannot fail (no maps with
     // non-string keys, no failing Serialize impls).
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The last handle flushes sled itself, under [`SLED_EXCLUSIVE`]: sled's
+/// own drop flushes too, outside it, and finds nothing left to wait for.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.pending) == 1 {
+            if let Err(e) = self.flush_db() {
+                tracing::error!(error = ?e.to_string(), "could not flush the database at close");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ pub(super) fn run_if_requested(
         fs::remove_dir_all(&building).map_err(|e| io_error("removing a partial copy", e))?;
     }
     {
+        // Both databases flush as they drop: never during a transaction
+        // (see `store::SLED_EXCLUSIVE`). At start nothing else commits.
+        let _exclusive = super::sled_exclusive();
         let old = super::open_sled(&config(&db))?;
         let fresh = config(&building).open()?;
         fresh.import(old.export());

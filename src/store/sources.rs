@@ -18,6 +18,7 @@ impl Store {
         let key = source.id.to_bytes();
         let value = encode(source);
         let token = source.token_hash.0.as_bytes();
+        let _exclusive = super::sled_exclusive();
         (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
             if let Some(old) = sources.get(key)? {
                 let old: Source = serde_json::from_slice(&old)
@@ -83,6 +84,7 @@ impl Store {
         let Some(source) = self.source(id)? else {
             return Ok(None);
         };
+        let _exclusive = super::sled_exclusive();
         (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
             sources.remove(&id.to_bytes())?;
             tokens.remove(source.token_hash.0.as_bytes())?;
