@@ -86,8 +86,9 @@ async fn read(State(state): State<AppState>, Path(id): Path<String>) -> AppResul
     Ok(Json(profile_json(&load_profile(&state, &id)?)))
 }
 
+/// `?limit=&before=` of a paged list (a profile's events, its history).
 #[derive(Deserialize)]
-struct EventsQuery {
+struct PageQuery {
     limit: Option<usize>,
     before: Option<String>,
 }
@@ -95,7 +96,7 @@ struct EventsQuery {
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    Query(q): Query<PageQuery>,
 ) -> AppResult<Json<Value>> {
     let profile = load_profile(&state, &id)?;
     let before = query_param(
@@ -119,19 +120,13 @@ async fn events(
     Ok(Json(json!({"events": events, "next": next})))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    limit: Option<usize>,
-    before: Option<String>,
-}
-
 /// A page of history, newest first (default 50 lines, at most 500), with
 /// runs of identical refusals folded (`count`, `first_seen`, `last_seen`);
 /// `next` is the `before=` of the older page.
 async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    Query(q): Query<PageQuery>,
 ) -> AppResult<Json<Value>> {
     let pid = parse_profile_id(&id)?;
     let before = query_param(
