@@ -155,11 +155,10 @@ async fn accept(
         from_query: method == Method::GET && bytes.is_empty(),
         content_type: headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        query: query.map(str::to_owned),
+            .and_then(|v| v.to_str().ok()),
+        query,
         bytes,
-        records_path: source.records_path.clone(),
+        records_path: source.records_path.as_deref(),
     };
     let limits = Limits {
         max_records: state.config.max_records,
@@ -242,22 +241,23 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-/// What decoding and explosion need of a request, owned so that a large
-/// one can move to the blocking pool.
-struct Received {
+/// What decoding and explosion need of a request. Borrowed: nearly every
+/// request is decoded in place, and only a large one is copied to move to
+/// the blocking pool (`decode_and_explode`).
+struct Received<'a> {
     /// A GET with no body: the query string is the record.
     from_query: bool,
-    content_type: Option<String>,
-    query: Option<String>,
+    content_type: Option<&'a str>,
+    query: Option<&'a str>,
     bytes: Bytes,
-    records_path: Option<String>,
+    records_path: Option<&'a str>,
 }
 
-impl Received {
+impl Received<'_> {
     /// Bytes received: the body, or the query string it was decoded from.
     fn size(&self) -> usize {
         if self.from_query {
-            self.query.as_ref().map_or(0, String::len)
+            self.query.map_or(0, str::len)
         } else {
             self.bytes.len()
         }
@@ -271,32 +271,48 @@ impl Received {
 /// pool, so they cannot stall the async workers and every other sender.
 const INLINE_BYTES: usize = 64 << 10;
 
-async fn decode_and_explode(request: Received, limits: Limits) -> Result<Exploded, Refusal> {
+async fn decode_and_explode(request: Received<'_>, limits: Limits) -> Result<Exploded, Refusal> {
     if request.size() <= INLINE_BYTES {
         return decode_and_explode_now(&request, limits);
     }
-    tokio::task::spawn_blocking(move || decode_and_explode_now(&request, limits))
-        .await
-        .map_err(|e| {
-            Refusal::new(
-                AppError::Internal(format!("decoding the body failed: {e}")),
-                Stage::Decode,
-                "decode_failed",
-            )
-        })?
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let (content_type, query, records_path) = (
+        owned(request.content_type),
+        owned(request.query),
+        owned(request.records_path),
+    );
+    let (from_query, bytes) = (request.from_query, request.bytes);
+    tokio::task::spawn_blocking(move || {
+        let request = Received {
+            from_query,
+            content_type: content_type.as_deref(),
+            query: query.as_deref(),
+            bytes,
+            records_path: records_path.as_deref(),
+        };
+        decode_and_explode_now(&request, limits)
+    })
+    .await
+    .map_err(|e| {
+        Refusal::new(
+            AppError::Internal(format!("decoding the body failed: {e}")),
+            Stage::Decode,
+            "decode_failed",
+        )
+    })?
 }
 
 fn decode_and_explode_now(request: &Received, limits: Limits) -> Result<Exploded, Refusal> {
     let value = decode(request)?;
-    records::explode_within(value, request.records_path.as_deref(), limits)
+    records::explode_within(value, request.records_path, limits)
         .map_err(|e| records_refusal(e, &request.bytes))
 }
 
 fn decode(request: &Received) -> Result<Value, Refusal> {
     let result = if request.from_query {
-        ingest::decode_query(request.query.as_deref().unwrap_or(""))
+        ingest::decode_query(request.query.unwrap_or(""))
     } else {
-        ingest::body_format(request.content_type.as_deref())
+        ingest::body_format(request.content_type)
             .and_then(|format| ingest::decode_body(format, &request.bytes))
     };
     result.map_err(|e| {
