@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
-use inlet::identity::{Blocklist, Identifiers, ResolveInput};
-use inlet::ids::{EventId, SourceId};
+use inlet::domain::identity::{Blocklist, Identifiers, ResolveInput};
+use inlet::domain::ids::{EventId, SourceId};
 use inlet::store::Store;
 use serde_json::{Map, Value};
 

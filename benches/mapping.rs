@@ -5,8 +5,8 @@
 use chrono::Utc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use handlebars::Handlebars;
-use inlet::mapping::CompiledMapping;
-use inlet::model::{MappingSpec, RecordContext};
+use inlet::domain::mapping::CompiledMapping;
+use inlet::domain::model::{MappingSpec, RecordContext};
 use serde_json::{json, Map, Value};
 
 fn record() -> Value {
@@ -56,7 +56,7 @@ fn templates(spec: &MappingSpec) -> Vec<String> {
     .flatten()
     .cloned()
     .collect();
-    if let Some(inlet::model::PropertiesSpec::Templates(map)) = &spec.properties {
+    if let Some(inlet::domain::model::PropertiesSpec::Templates(map)) = &spec.properties {
         out.extend(map.values().cloned());
     }
     out
@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
     };
     let mut naive = Handlebars::new();
     naive.register_escape_fn(handlebars::no_escape);
-    inlet::mapping::helpers::register(&mut naive);
+    inlet::domain::mapping::helpers::register(&mut naive);
 
     for (label, spec) in [("bare_paths", bare_spec()), ("helpers", helper_spec())] {
         let compiled = CompiledMapping::compile(spec.clone(), 1).unwrap();

@@ -7,11 +7,11 @@
 //! they are not absolute capacity figures; `scripts/load` measures that.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use inlet::ids::{EventId, RequestId, SourceId};
-use inlet::ingest::{body_format, decode_body};
-use inlet::model::RawEvent;
-use inlet::records::explode;
-use inlet::source::{SecretHash, Source};
+use inlet::domain::ids::{EventId, RequestId, SourceId};
+use inlet::domain::decode::{body_format, decode_body};
+use inlet::domain::model::RawEvent;
+use inlet::domain::records::explode;
+use inlet::domain::source::{SecretHash, Source};
 use inlet::store::flush::GroupCommit;
 use inlet::store::Store;
 use serde_json::{json, Value};

@@ -5,9 +5,9 @@
 
 use chrono::Utc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use inlet::ids::SourceId;
-use inlet::records::explode;
-use inlet::sniff::SchemaRegistry;
+use inlet::domain::ids::SourceId;
+use inlet::domain::records::explode;
+use inlet::domain::sniff::SchemaRegistry;
 use serde_json::{json, Value};
 
 /// A typical order webhook: 20 leaf fields, one nested object, one array.

@@ -3,10 +3,10 @@
 //! the listener, so `main` and tests start Inlet the same way.
 
 use crate::config::Config;
-use crate::counters::Counters;
+use crate::domain::counters::Counters;
 use crate::metrics::Metrics;
-use crate::processor::Processor;
-use crate::source::SecretHash;
+use crate::pipeline::Processor;
+use crate::domain::source::SecretHash;
 use crate::store::flush::GroupCommit;
 use crate::store::Store;
 use fs4::fs_std::FileExt;
@@ -42,10 +42,10 @@ pub struct Shared {
     pub admin_token: Arc<SecretHash>,
     pub processor: Arc<Processor>,
     /// Dashboard logins (in memory: a restart logs everyone out).
-    pub sessions: Arc<crate::dashboard::Sessions>,
+    pub sessions: Arc<crate::http::dashboard::Sessions>,
     pub metrics: Arc<Metrics>,
     /// Failed admin-token attempts, per address and in all (`guard`).
-    pub auth_guard: crate::guard::AuthGuard,
+    pub auth_guard: crate::http::guard::AuthGuard,
 }
 
 /// Why Inlet could not start; each says what to do.
@@ -107,7 +107,7 @@ impl Application {
                 addr: config.addr,
                 source,
             })?;
-        let auth_guard = crate::guard::AuthGuard::from_config(&config);
+        let auth_guard = crate::http::guard::AuthGuard::from_config(&config);
         let config = Arc::new(config);
         let new_events = Arc::new(Notify::new());
         let counters = Arc::new(counters);
@@ -154,10 +154,10 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let processor = tokio::spawn(crate::processor::run(state.clone()));
-        let router = crate::routes::app(state.clone());
-        let limits = crate::serve::EdgeLimits::from_config(&state.config);
-        let served = crate::serve::serve(self.listener, router, limits, shutdown).await;
+        let processor = tokio::spawn(crate::pipeline::run(state.clone()));
+        let router = crate::http::app(state.clone());
+        let limits = crate::http::serve::EdgeLimits::from_config(&state.config);
+        let served = crate::http::serve::serve(self.listener, router, limits, shutdown).await;
         state.processor.stop();
         state.new_events.notify_one();
         let _ = processor.await;
@@ -235,7 +235,7 @@ fn load_admin_token(config: &Config) -> Result<String, StartError> {
             return strong_enough(token);
         }
     }
-    let token = crate::source::new_token();
+    let token = crate::domain::source::new_token();
     write_private(&path, &token).map_err(StartError::AdminToken)?;
     // Printed once, on the first start, so a first run needs no setup; later
     // starts read it from the file and never print it again.
@@ -385,7 +385,7 @@ mod log_filter_tests {
             let out = captured(rust_log, || {
                 tracing::debug!(target: "handlebars::render", "rendering secret-csrf-token");
                 tracing::trace!(target: "handlebars", "value secret-payload");
-                tracing::debug!(target: "inlet::processor", "inlet's own debug line");
+                tracing::debug!(target: "inlet::pipeline", "inlet's own debug line");
             });
             assert!(!out.contains("secret"), "{rust_log}: {out}");
             let global = !rust_log.starts_with("handlebars");

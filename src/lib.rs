@@ -36,22 +36,9 @@
 
 pub mod app;
 pub mod config;
-pub mod counters;
-pub mod dashboard;
-pub mod error;
-pub mod excerpt;
-pub mod guard;
-pub mod identity;
-pub mod ids;
-pub mod ingest;
-pub mod mapping;
+pub mod domain;
+pub mod http;
 pub mod metrics;
-pub mod model;
-pub mod processor;
-pub mod records;
-pub mod routes;
-pub mod serve;
-pub mod sniff;
-pub mod source;
+pub mod pipeline;
+pub mod service;
 pub mod store;
-pub mod views;

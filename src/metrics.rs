@@ -9,7 +9,7 @@
 //! Nothing here is secret: counts, latencies and status codes, no source
 //! ids, tokens or payloads.
 
-use crate::counters::Counters;
+use crate::domain::counters::Counters;
 use crate::store::flush::FlushStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

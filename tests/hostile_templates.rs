@@ -8,8 +8,8 @@
 mod common;
 
 use common::{spawn_app, TestApp, TestSource};
-use inlet::ids::SourceId;
-use inlet::model::MappingSpec;
+use inlet::domain::ids::SourceId;
+use inlet::domain::model::MappingSpec;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -3,8 +3,8 @@
 //! partition does not depend on event order.
 
 use chrono::Utc;
-use inlet::identity::{self, Blocklist, IdentKey, Identifiers, MemoryTxn, ResolveInput};
-use inlet::ids::{EventId, ProfileId, SourceId};
+use inlet::domain::identity::{self, Blocklist, IdentKey, Identifiers, MemoryTxn, ResolveInput};
+use inlet::domain::ids::{EventId, ProfileId, SourceId};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 

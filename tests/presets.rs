@@ -2,10 +2,10 @@
 //! events in `tests/fixtures/presets/<name>.expected.json`.
 
 use chrono::{TimeZone, Utc};
-use inlet::mapping::presets::{preset, presets, Preset};
-use inlet::mapping::CompiledMapping;
-use inlet::model::RecordContext;
-use inlet::records::{explode, Exploded};
+use inlet::domain::mapping::presets::{preset, presets, Preset};
+use inlet::domain::mapping::CompiledMapping;
+use inlet::domain::model::RecordContext;
+use inlet::domain::records::{explode, Exploded};
 use serde_json::{Map, Value};
 use std::path::Path;
 

@@ -7,9 +7,9 @@
 //! sniff_fixtures`, then review the diff.
 
 use chrono::{TimeZone, Utc};
-use inlet::ids::SourceId;
-use inlet::records::explode;
-use inlet::sniff::{suggest, SchemaRegistry};
+use inlet::domain::ids::SourceId;
+use inlet::domain::records::explode;
+use inlet::domain::sniff::{suggest, SchemaRegistry};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 

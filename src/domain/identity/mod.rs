@@ -1,0 +1,43 @@
+//! The identity resolver: normalises identifiers and joins events to profiles.
+//!
+//! The rules are pure functions over [`IdentityTxn`], a small key-value view
+//! of the identity trees. The store implements it over sled transactional
+//! trees (one atomic transaction per event); [`MemoryTxn`] implements it in
+//! memory for property tests; [`Overlay`] buffers writes over any view so a
+//! preview can run the real rules against live data without writing.
+//! See `docs/identity.md` for the rules themselves.
+
+mod admin;
+mod memory;
+mod normalise;
+mod resolve;
+mod types;
+
+pub use admin::{erase, manual_merge};
+pub use memory::{MemoryTxn, Overlay};
+pub use normalise::{lowercase_email, normalise, trim, Blocklist, MAX_IDENTIFIER_CHARS};
+pub use resolve::{canonical, lookup, resolve};
+pub use types::*;
+
+use crate::domain::ids::{EventId, ProfileId};
+
+/// The storage operations the resolver needs, all point reads and writes so
+/// they fit in a sled transaction (which cannot scan).
+pub trait IdentityTxn {
+    type Error;
+    /// The profile id an identifier was last written with (may be absorbed).
+    fn ident_get(&self, key: &IdentKey) -> Result<Option<ProfileId>, Self::Error>;
+    fn ident_put(&self, key: &IdentKey, profile: ProfileId) -> Result<(), Self::Error>;
+    fn ident_remove(&self, key: &IdentKey) -> Result<(), Self::Error>;
+    /// A live profile; `None` for absorbed or erased ids.
+    fn profile_get(&self, id: ProfileId) -> Result<Option<Profile>, Self::Error>;
+    fn profile_put(&self, profile: &Profile) -> Result<(), Self::Error>;
+    fn profile_remove(&self, id: ProfileId) -> Result<(), Self::Error>;
+    /// The survivor an absorbed profile id points to.
+    fn redirect_get(&self, from: ProfileId) -> Result<Option<ProfileId>, Self::Error>;
+    fn redirect_put(&self, from: ProfileId, to: ProfileId) -> Result<(), Self::Error>;
+    fn redirect_remove(&self, from: ProfileId) -> Result<(), Self::Error>;
+    fn audit_put(&self, entry: &AuditEntry) -> Result<(), Self::Error>;
+    /// Records that `event` belongs to `profile`.
+    fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Self::Error>;
+}

@@ -1,0 +1,318 @@
+//! Resolution of one event: look up, check limits, create / attach / merge.
+
+use super::normalise::{normalise, Blocklist};
+use super::types::*;
+use super::IdentityTxn;
+use crate::domain::ids::ProfileId;
+use serde_json::json;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Redirects are compressed on write (one hop); a few more are tolerated so a
+/// hand-edited or legacy database still resolves, and a loop cannot hang us.
+const MAX_REDIRECT_HOPS: usize = 8;
+
+/// The live profile behind `id`, following redirects from absorbed ids.
+pub fn canonical<T: IdentityTxn>(txn: &T, id: ProfileId) -> Result<Option<Profile>, T::Error> {
+    let mut id = id;
+    for _ in 0..MAX_REDIRECT_HOPS {
+        if let Some(profile) = txn.profile_get(id)? {
+            return Ok(Some(profile));
+        }
+        match txn.redirect_get(id)? {
+            Some(next) if next != id => id = next,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The live profile owning an identifier.
+pub fn lookup<T: IdentityTxn>(txn: &T, key: &IdentKey) -> Result<Option<Profile>, T::Error> {
+    match txn.ident_get(key)? {
+        Some(id) => canonical(txn, id),
+        None => Ok(None),
+    }
+}
+
+/// The event's identifiers with their current owners.
+struct Candidates {
+    /// Strongest first.
+    keys: Vec<IdentKey>,
+    /// Owner of each key (parallel to `keys`).
+    owners: Vec<Option<ProfileId>>,
+    /// The distinct owning profiles, in key order.
+    profiles: Vec<Profile>,
+}
+
+impl Candidates {
+    fn load<T: IdentityTxn>(txn: &T, keys: Vec<IdentKey>) -> Result<Self, T::Error> {
+        let mut owners = Vec::with_capacity(keys.len());
+        let mut profiles: Vec<Profile> = Vec::new();
+        for key in &keys {
+            let Some(id) = txn.ident_get(key)? else {
+                owners.push(None);
+                continue;
+            };
+            // An event's identifiers mostly point at one profile: read and
+            // decode it once, not once per identifier.
+            if profiles.iter().any(|q| q.id == id) {
+                owners.push(Some(id));
+                continue;
+            }
+            let owner = canonical(txn, id)?;
+            owners.push(owner.as_ref().map(|p| p.id));
+            if let Some(p) = owner {
+                if !profiles.iter().any(|q| q.id == p.id) {
+                    profiles.push(p);
+                }
+            }
+        }
+        Ok(Self {
+            keys,
+            owners,
+            profiles,
+        })
+    }
+
+    fn profile(&self, id: ProfileId) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.id == id)
+    }
+
+    /// True when the key's owner already has an external id, or the key is a
+    /// new external id: such keys bring an external id into the result.
+    fn brings_external(&self, i: usize) -> bool {
+        match self.owners[i] {
+            Some(id) => self.profile(id).is_some_and(|p| !p.external_ids.is_empty()),
+            None => self.keys[i].kind() == IdentKind::ExternalId,
+        }
+    }
+
+    /// The identifier to drop and why, or `None` when the event can be applied.
+    fn violation(&self) -> Option<(usize, RefusalReason)> {
+        let new_external = (0..self.keys.len())
+            .any(|i| self.owners[i].is_none() && self.keys[i].kind() == IdentKind::ExternalId);
+        let groups = self
+            .profiles
+            .iter()
+            .filter(|p| !p.external_ids.is_empty())
+            .count()
+            + usize::from(new_external);
+        if groups >= 2 {
+            let culprit = (0..self.keys.len())
+                .rev()
+                .find(|&i| self.brings_external(i));
+            return culprit.map(|i| (i, RefusalReason::ExternalIdConflict));
+        }
+        if self.breaks_limits() {
+            return Some((
+                self.keys.len().saturating_sub(1),
+                RefusalReason::LimitExceeded,
+            ));
+        }
+        None
+    }
+
+    /// Would the union break a per-profile limit it does not already break?
+    /// (A manual merge may leave a profile over a limit; events then still
+    /// attach as long as they add nothing of that kind.)
+    fn breaks_limits(&self) -> bool {
+        let over = |kind: IdentKind, limit: usize| {
+            let mut union: BTreeSet<&str> = BTreeSet::new();
+            for p in &self.profiles {
+                union.extend(p.list(kind).iter().map(String::as_str));
+            }
+            for (k, o) in self.keys.iter().zip(&self.owners) {
+                if o.is_none() && k.kind() == kind {
+                    union.insert(k.value());
+                }
+            }
+            let current = self
+                .profiles
+                .iter()
+                .map(|p| p.list(kind).len())
+                .max()
+                .unwrap_or(0);
+            union.len() > limit && union.len() > current
+        };
+        let merges: u64 = self
+            .profiles
+            .iter()
+            .map(|p| u64::from(p.merge_count))
+            .sum::<u64>()
+            + self.profiles.len().saturating_sub(1) as u64;
+        over(IdentKind::ExternalId, MAX_EXTERNAL_IDS)
+            || over(IdentKind::Email, MAX_EMAILS)
+            || over(IdentKind::VisitorId, MAX_VISITOR_IDS)
+            || (self.profiles.len() >= 2 && merges > u64::from(MAX_MERGES))
+    }
+}
+
+/// Resolves one event inside `txn`. Not idempotent by itself: the processor
+/// resolves an event once, in the transaction that also moves its cursor
+/// past it, and replays only events that never resolved (failed, unmapped).
+pub fn resolve<T: IdentityTxn>(
+    txn: &T,
+    input: &ResolveInput,
+    blocklist: &Blocklist,
+) -> Result<Outcome, T::Error> {
+    let (ids, mut refusals) = normalise(&input.ids, blocklist);
+    let mut cands = Candidates::load(txn, ids.keys())?;
+    while let Some((i, reason)) = cands.violation() {
+        let mut keys = cands.keys;
+        let dropped = keys.remove(i);
+        refusals.push(Refusal::new(dropped.kind(), dropped.value(), reason));
+        cands = Candidates::load(txn, keys)?;
+    }
+    let (profile_id, action) = if cands.keys.is_empty() {
+        (None, Action::None)
+    } else {
+        let (id, action) = apply(txn, input, cands)?;
+        (Some(id), action)
+    };
+    let outcome = Outcome {
+        profile_id,
+        action,
+        warnings: refusals.iter().map(Refusal::warning).collect(),
+        refusals,
+    };
+    audit_refusals(txn, input, &outcome)?;
+    Ok(outcome)
+}
+
+/// Creates, attaches or merges; returns the profile the event joined.
+fn apply<T: IdentityTxn>(
+    txn: &T,
+    input: &ResolveInput,
+    cands: Candidates,
+) -> Result<(ProfileId, Action), T::Error> {
+    let mut profiles = cands.profiles;
+    let (mut survivor, action) = match profiles.len() {
+        0 => (Profile::new(ProfileId::new(), input.at), Action::Create),
+        1 => (profiles.remove(0), Action::Attach),
+        _ => {
+            let best = survivor_index(&profiles);
+            let survivor = profiles.remove(best);
+            let absorbed = profiles.iter().map(|p| p.id).collect();
+            (survivor, Action::Merge { absorbed })
+        }
+    };
+    for victim in profiles {
+        absorb(txn, &mut survivor, victim)?;
+    }
+    let mut added = Vec::new();
+    for key in &cands.keys {
+        if survivor.add_key(key) {
+            txn.ident_put(key, survivor.id)?;
+            added.push(key.clone());
+        }
+    }
+    for (name, value) in &input.traits {
+        let candidate = TraitValue {
+            value: value.clone(),
+            at: input.at,
+            event_id: input.event_id,
+        };
+        survivor.set_trait(name, candidate);
+    }
+    survivor.touch(input.at);
+    txn.profile_put(&survivor)?;
+    txn.link_event(&survivor, input.event_id)?;
+    audit_action(txn, input, survivor.id, &action, &added)?;
+    Ok((survivor.id, action))
+}
+
+/// Index of the profile that survives a merge.
+fn survivor_index(profiles: &[Profile]) -> usize {
+    let mut best = 0;
+    for (i, p) in profiles.iter().enumerate() {
+        if p.survives_over(&profiles[best]) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Folds `victim` into `survivor`: identifiers, traits, counters, and
+/// redirects (repointing every older redirect so chains never form). The
+/// caller writes `survivor`.
+pub(crate) fn absorb<T: IdentityTxn>(
+    txn: &T,
+    survivor: &mut Profile,
+    victim: Profile,
+) -> Result<(), T::Error> {
+    for key in victim.keys() {
+        survivor.add_key(&key);
+        txn.ident_put(&key, survivor.id)?;
+    }
+    txn.redirect_put(victim.id, survivor.id)?;
+    for old in &victim.merged_from {
+        txn.redirect_put(*old, survivor.id)?;
+    }
+    for id in std::iter::once(victim.id).chain(victim.merged_from.iter().copied()) {
+        if !survivor.merged_from.contains(&id) {
+            survivor.merged_from.push(id);
+        }
+    }
+    for (name, value) in victim.traits {
+        survivor.set_trait(&name, value);
+    }
+    survivor.first_seen = survivor.first_seen.min(victim.first_seen);
+    survivor.last_seen = survivor.last_seen.max(victim.last_seen);
+    survivor.event_count = survivor.event_count.saturating_add(victim.event_count);
+    survivor.merge_count = survivor
+        .merge_count
+        .saturating_add(victim.merge_count)
+        .saturating_add(1);
+    txn.profile_remove(victim.id)
+}
+
+fn audit_action<T: IdentityTxn>(
+    txn: &T,
+    input: &ResolveInput,
+    profile: ProfileId,
+    action: &Action,
+    added: &[IdentKey],
+) -> Result<(), T::Error> {
+    let (kind, detail) = match action {
+        Action::Create => ("create", json!({ "identifiers": added })),
+        Action::Merge { absorbed } => ("merge", json!({ "absorbed": absorbed, "added": added })),
+        // An attach that adds nothing is the common case: not worth a line.
+        Action::Attach if added.is_empty() => return Ok(()),
+        Action::Attach | Action::None => ("attach", json!({ "added": added })),
+    };
+    let detail = with_source(detail, input);
+    txn.audit_put(&AuditEntry::new(
+        profile,
+        kind,
+        Some(input.event_id),
+        detail,
+    ))
+}
+
+/// One `refusal` audit line per event that had refusals, under the profile
+/// the event joined (or the nil id when it joined none).
+fn audit_refusals<T: IdentityTxn>(
+    txn: &T,
+    input: &ResolveInput,
+    outcome: &Outcome,
+) -> Result<(), T::Error> {
+    if outcome.refusals.is_empty() {
+        return Ok(());
+    }
+    let profile = outcome.profile_id.unwrap_or(ProfileId(Uuid::nil()));
+    let detail = with_source(json!({ "refusals": outcome.refusals }), input);
+    txn.audit_put(&AuditEntry::new(
+        profile,
+        "refusal",
+        Some(input.event_id),
+        detail,
+    ))
+}
+
+fn with_source(mut detail: serde_json::Value, input: &ResolveInput) -> serde_json::Value {
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("source_id".into(), json!(input.source_id));
+    }
+    detail
+}

@@ -1,0 +1,13 @@
+//! The domain: pure types and rules, no I/O.
+
+pub mod counters;
+pub mod decode;
+pub mod excerpt;
+pub mod identity;
+pub mod ids;
+pub mod mapping;
+pub mod model;
+pub mod records;
+pub mod sniff;
+pub mod source;
+pub mod views;

@@ -1,0 +1,55 @@
+//! `/api/errors`: the error log, newest first.
+
+use super::{page_limit, query_param};
+use crate::app::AppState;
+use crate::http::error::AppResult;
+use crate::domain::model::Stage;
+use crate::store::errors::ErrorFilter;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/errors", get(list))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    source_id: Option<String>,
+    stage: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
+    let source_id = query_param(
+        q.source_id,
+        |s| s.parse().ok(),
+        |s| format!("source_id `{s}` is not a source id"),
+    )?;
+    let stage = query_param(q.stage, Stage::parse, |s| {
+        format!(
+            "stage `{s}` is not one of auth, limit, decode, records, store, sniff, map, identity"
+        )
+    })?;
+    let before = query_param(
+        q.before,
+        |s| s.parse().ok(),
+        |s| format!("before `{s}` is not an error id"),
+    )?;
+    let filter = ErrorFilter {
+        source_id,
+        stage,
+        limit: page_limit(q.limit, 50, 500),
+        before,
+    };
+    let errors = state.store.errors_page(&filter)?;
+    let next = if errors.len() == filter.limit {
+        errors.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"errors": errors, "next": next})))
+}

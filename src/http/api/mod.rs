@@ -1,0 +1,10 @@
+//! The JSON API under `/api`: one router per resource.
+
+pub(crate) mod errors;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod mapping;
+pub(crate) mod profiles;
+pub(crate) mod sources;
+
+pub(crate) use super::{page_limit, query_param};

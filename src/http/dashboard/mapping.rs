@@ -1,0 +1,760 @@
+//! The mapping section of a source page: the learned schema, the mapping
+//! editor (pre-filled with the current mapping or the suggestion), preview,
+//! save, version history and replay.
+//!
+//! Everything here calls the same functions as the JSON API
+//! (`routes::mapping`); this file only turns forms into a `MappingSpec` and
+//! results into what the template shows.
+//!
+//! Form syntax, one input per slot plus two textareas:
+//! - `properties`: `*` (the whole record); or one path per line (or
+//!   comma-separated) to keep those fields; or `name = {{template}}` lines.
+//! - `traits`: `name = {{template}}` lines.
+
+use super::csrf;
+use super::display::{clipped, pretty, short_id, time};
+use super::render::{PageError, PageResult};
+use super::session::Authed;
+use super::sources::{load, source_page, SourcePage};
+use crate::app::AppState;
+use crate::http::error::AppError;
+use crate::domain::model::{MappingSpec, PropertiesSpec};
+use crate::http::api::mapping::{
+    compile, latest_samples, off_async_threads, run_preview, save_mapping, start_replay,
+    unseen_paths,
+};
+use crate::domain::source::Source;
+use crate::store::mappings::ReplayJob;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The single-template slots, in the order the editor shows them.
+pub const SLOTS: [(&str, &str, &str); 7] = [
+    (
+        "event_name",
+        "Event name",
+        "required: a static name like Order placed, or {{type}}",
+    ),
+    (
+        "visitor_id",
+        "Visitor id",
+        "anonymous id, e.g. {{anonymous_id}}",
+    ),
+    ("email", "Email", "e.g. {{customer.email}}"),
+    (
+        "external_id",
+        "External id",
+        "your user id, e.g. {{user_id}}",
+    ),
+    (
+        "event_id",
+        "Event id",
+        "unique per event; used to drop redeliveries",
+    ),
+    (
+        "timestamp",
+        "Timestamp",
+        "when it happened; defaults to arrival time",
+    ),
+    (
+        "idempotency_key",
+        "Idempotency key",
+        "optional; defaults to the event id",
+    ),
+];
+
+/// Examples shown per schema field, and their length.
+const EXAMPLES: usize = 3;
+const EXAMPLE_CHARS: usize = 60;
+
+/// The editor's fields as typed (or as filled from a mapping).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MappingForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub event_name: String,
+    #[serde(default)]
+    pub visitor_id: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub external_id: String,
+    #[serde(default)]
+    pub event_id: String,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(default)]
+    pub idempotency_key: String,
+    #[serde(default)]
+    pub properties: String,
+    #[serde(default)]
+    pub traits: String,
+}
+
+impl MappingForm {
+    fn slot(&self, name: &str) -> &str {
+        match name {
+            "event_name" => &self.event_name,
+            "visitor_id" => &self.visitor_id,
+            "email" => &self.email,
+            "external_id" => &self.external_id,
+            "event_id" => &self.event_id,
+            "timestamp" => &self.timestamp,
+            "idempotency_key" => &self.idempotency_key,
+            _ => "",
+        }
+    }
+
+    /// The form showing a saved or suggested mapping.
+    pub fn from_spec(spec: &MappingSpec) -> Self {
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        let properties = match &spec.properties {
+            None => String::new(),
+            Some(PropertiesSpec::All(all)) => all.clone(),
+            Some(PropertiesSpec::Paths(paths)) => paths.join("\n"),
+            Some(PropertiesSpec::Templates(named)) => lines(named),
+        };
+        MappingForm {
+            csrf: String::new(),
+            event_name: s(&spec.event_name),
+            visitor_id: s(&spec.visitor_id),
+            email: s(&spec.email),
+            external_id: s(&spec.external_id),
+            event_id: s(&spec.event_id),
+            timestamp: s(&spec.timestamp),
+            idempotency_key: s(&spec.idempotency_key),
+            properties,
+            traits: spec.traits.as_ref().map(lines).unwrap_or_default(),
+        }
+    }
+
+    /// The spec the form describes, or per-field messages for what cannot
+    /// be read (template errors are found later, by `compile`).
+    pub fn to_spec(&self) -> Result<MappingSpec, BTreeMap<String, String>> {
+        let mut errors = BTreeMap::new();
+        let opt = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let properties = match parse_properties(&self.properties) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.insert("properties".to_string(), e);
+                None
+            }
+        };
+        let traits = match parse_named(&self.traits) {
+            Ok(t) => Some(t).filter(|t| !t.is_empty()),
+            Err(e) => {
+                errors.insert("traits".to_string(), e);
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(MappingSpec {
+            event_name: opt(&self.event_name),
+            visitor_id: opt(&self.visitor_id),
+            email: opt(&self.email),
+            external_id: opt(&self.external_id),
+            event_id: opt(&self.event_id),
+            timestamp: opt(&self.timestamp),
+            properties,
+            traits,
+            idempotency_key: opt(&self.idempotency_key),
+        })
+    }
+}
+
+/// `name = template` lines.
+fn lines(named: &BTreeMap<String, String>) -> String {
+    named
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `*`, paths (lines or commas), or `name = {{template}}` lines.
+fn parse_properties(text: &str) -> Result<Option<PropertiesSpec>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text == "*" {
+        return Ok(Some(PropertiesSpec::All("*".into())));
+    }
+    if text.contains('=') {
+        return parse_named(text).map(|t| Some(PropertiesSpec::Templates(t)));
+    }
+    let paths: Vec<String> = text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(Some(PropertiesSpec::Paths(paths)))
+}
+
+/// `name = {{template}}`, one per line; blank lines are skipped.
+fn parse_named(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((name, template)) = line.split_once('=') else {
+            return Err(format!(
+                "line {}: write `name = {{{{template}}}}` (`{}` has no `=`)",
+                n + 1,
+                line.chars().take(40).collect::<String>()
+            ));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("line {}: the name before `=` is empty", n + 1));
+        }
+        out.insert(name.to_string(), template.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// What the editor shows, beyond the default (current mapping or suggestion).
+#[derive(Default)]
+pub struct Editor {
+    /// Filled from this form instead of the saved mapping.
+    pub form: Option<MappingForm>,
+    /// Fill with the suggestion even when a mapping is saved.
+    pub suggest: bool,
+    /// Fill with this saved version.
+    pub from_version: Option<u32>,
+    pub errors: BTreeMap<String, String>,
+    pub preview: Option<Value>,
+    /// Just saved this version.
+    pub saved: Option<u32>,
+}
+
+/// The `mapping` context of the `mapping_section` partial.
+pub fn section(
+    state: &AppState,
+    session: &Authed,
+    source: &Source,
+    editor: Editor,
+) -> Result<Value, PageError> {
+    let schema = state.processor.schemas.snapshot(source.id);
+    let samples = schema.as_ref().map_or(0, |s| s.samples);
+    let suggestion = crate::domain::sniff::suggest(&schema.clone().unwrap_or_default(), &source.name);
+    let versions = state.store.mapping_versions(source.id)?;
+    let current = source
+        .mapping_version
+        .and_then(|v| versions.iter().find(|m| m.version == v));
+    let picked = editor
+        .from_version
+        .and_then(|v| versions.iter().find(|m| m.version == v));
+
+    let (form, origin, reasons) = match (&editor.form, picked, current) {
+        (Some(form), _, _) => (form.clone(), "typed".to_string(), None),
+        (None, Some(v), _) => (
+            MappingForm::from_spec(&v.mapping),
+            format!("version {}", v.version),
+            None,
+        ),
+        (None, None, Some(v)) if !editor.suggest => (
+            MappingForm::from_spec(&v.mapping),
+            format!("current (version {})", v.version),
+            None,
+        ),
+        _ => (
+            MappingForm::from_spec(&suggestion.mapping),
+            "suggestion".to_string(),
+            Some(&suggestion.reasons),
+        ),
+    };
+    let mut errors = editor.errors.clone();
+    let mut take = |prefix: &str| -> Vec<String> {
+        let keys: Vec<String> = errors
+            .keys()
+            .filter(|k| *k == prefix || k.starts_with(&format!("{prefix}.")))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| errors.remove(&k).map(|m| (k, m)))
+            .map(|(k, m)| if k == prefix { m } else { format!("{k}: {m}") })
+            .collect()
+    };
+    let reason = |slot: &str| reasons.and_then(|r| r.get(slot)).cloned();
+    let slots: Vec<Value> = SLOTS
+        .iter()
+        .map(|(name, label, help)| {
+            json!({
+                "name": name, "label": label, "help": help,
+                "value": form.slot(name),
+                "reason": reason(name),
+                "error": take(name).join("; "),
+            })
+        })
+        .collect();
+    let properties = json!({"value": form.properties, "reason": reason("properties"), "error": take("properties").join("; ")});
+    let traits = json!({"value": form.traits, "error": take("traits").join("; ")});
+    let identity_error = take("identity").join("; ");
+    let other_errors: Vec<String> = errors.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+
+    let saved_notice = match editor.saved {
+        Some(version) => {
+            let warnings = match state.processor.mappings.current(&state.store, source)? {
+                Some(compiled) => unseen_paths(state, source, &compiled),
+                None => Vec::new(),
+            };
+            json!({"version": version, "warnings": warnings})
+        }
+        None => Value::Null,
+    };
+
+    let mut history: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "created": time(&v.created_at),
+                "at": v.created_at,
+                "preset": v.preset,
+                "current": Some(v.version) == source.mapping_version,
+                "json": pretty(&json!(v.mapping)),
+            })
+        })
+        .collect();
+    history.reverse();
+
+    let counts = state.counters.view(source.id);
+    Ok(json!({
+        "source_id": source.id.to_string(),
+        "mapping_version": source.mapping_version,
+        "csrf": session.csrf,
+        "schema": schema.as_ref().map(|s| schema_view(&s.view())),
+        "samples": samples,
+        "origin": origin,
+        "is_suggestion": reasons.is_some(),
+        "has_mapping": source.mapping_version.is_some(),
+        "slots": slots,
+        "properties": properties,
+        "traits": traits,
+        "identity_error": identity_error,
+        "other_errors": other_errors,
+        "has_errors": !editor.errors.is_empty(),
+        "preview": editor.preview,
+        "saved": saved_notice,
+        "versions": history,
+        "replay": state.store.replay(source.id)?.as_ref().map(replay_view),
+        "counts": {"failed": counts.failed, "unmapped": counts.unmapped},
+    }))
+}
+
+/// The schema's JSON view (`Schema::view`) as table rows.
+fn schema_view(view: &Value) -> Value {
+    let samples = view["samples"].as_u64().unwrap_or(0);
+    let empty = Vec::new();
+    let fields: Vec<Value> = view["fields"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|f| {
+            let types: Vec<String> = f["types"]
+                .as_object()
+                .map(|t| t.iter().map(|(k, n)| format!("{k} ×{n}")).collect())
+                .unwrap_or_default();
+            let seen = f["seen"].as_u64().unwrap_or(0);
+            let examples: Vec<Value> = f["examples"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .take(EXAMPLES)
+                .map(|e| {
+                    let text = match e {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    example(&text)
+                })
+                .collect();
+            json!({
+                "path": f["path"],
+                "types": types.join(", "),
+                "present": percent(seen, samples),
+                "formats": f["formats"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                "examples": examples,
+            })
+        })
+        .collect();
+    let drift: Vec<Value> = view["drift"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .rev()
+        .map(|d| {
+            json!({
+                "path": d["path"],
+                "kind": d["kind"].as_str().unwrap_or("").replace('_', " "),
+                "detail": d["detail"],
+                "at": d["at"],
+            })
+        })
+        .collect();
+    json!({"samples": samples, "fields": fields, "drift_count": drift.len(), "drift": drift, "truncated": view["truncated"]})
+}
+
+/// An example value cut for a table cell.
+fn example(text: &str) -> Value {
+    let cut = text.chars().count() > EXAMPLE_CHARS;
+    let shown: String = if cut {
+        text.chars().take(EXAMPLE_CHARS).chain(['…']).collect()
+    } else {
+        text.to_string()
+    };
+    json!({"text": shown, "full": text, "clipped": cut})
+}
+
+/// `seen / samples` as a percentage with one decimal.
+pub fn percent(seen: u64, samples: u64) -> String {
+    if samples == 0 {
+        return "—".into();
+    }
+    format!("{:.1}%", seen as f64 * 100.0 / samples as f64)
+}
+
+/// A replay job as the page and `replay.json` show it.
+pub fn replay_view(job: &ReplayJob) -> Value {
+    let finished = job.finished_at.is_some();
+    let text = if finished {
+        format!(
+            "Replay of {} events finished: {} of {} re-run.",
+            job.status.as_str(),
+            job.done,
+            job.total
+        )
+    } else {
+        format!(
+            "Replaying {} events: {} of {} done…",
+            job.status.as_str(),
+            job.done,
+            job.total
+        )
+    };
+    json!({
+        "status": job.status.as_str(),
+        "done": job.done,
+        "total": job.total,
+        "finished": finished,
+        "started": time(&job.started_at),
+        "finished_at": job.finished_at.as_ref().map(time),
+        "text": text,
+    })
+}
+
+/// The preview answer (`run_preview`) as the page shows it.
+fn preview_view(preview: &Value, samples: &[crate::domain::model::RawEvent]) -> Value {
+    let empty = Vec::new();
+    let results: Vec<Value> = preview["results"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .zip(samples)
+        .map(|(r, raw)| {
+            let event = &r["event"];
+            let mapped = (!event.is_null()).then(|| {
+                let field = |k: &str| event[k].as_str().map(clipped);
+                json!({
+                    "name": field("name"),
+                    "email": field("email"),
+                    "external_id": field("external_id"),
+                    "visitor_id": field("visitor_id"),
+                    "event_id": field("event_id"),
+                    "timestamp": serde_json::from_value::<chrono::DateTime<chrono::Utc>>(event["timestamp"].clone()).map(|t| format!("{} UTC", time(&t))).unwrap_or_default(),
+                    "properties": pretty(&event["properties"]),
+                    "traits": event.get("traits").filter(|t| t.as_object().is_some_and(|o| !o.is_empty())).map(pretty),
+                })
+            });
+            let resolution = r["resolution"].as_str().unwrap_or("");
+            json!({
+                "event": short_id(&raw.id.to_string()),
+                "received": time(&raw.received_at),
+                "mapped": mapped,
+                "error": r["error"].as_str(),
+                "resolution": resolution,
+                "refused": resolution.starts_with("refused"),
+                "profile": r["profile_id"].as_str().map(short_id),
+                "warnings": r["warnings"],
+            })
+        })
+        .collect();
+    json!({"results": results, "warnings": preview["warnings"]})
+}
+
+/// The fields of an `AppError::Invalid`, or the error itself.
+fn invalid_fields(e: AppError) -> Result<BTreeMap<String, String>, PageError> {
+    match e {
+        AppError::Invalid { fields, .. } => Ok(fields),
+        AppError::BadRequest(message) => Ok(BTreeMap::from([("mapping".to_string(), message)])),
+        other => Err(other.into()),
+    }
+}
+
+fn with_editor(
+    state: &AppState,
+    session: &Authed,
+    source: &Source,
+    status: StatusCode,
+    editor: Editor,
+) -> PageResult {
+    source_page(
+        state,
+        session,
+        source,
+        SourcePage {
+            status,
+            editor,
+            ..SourcePage::default()
+        },
+    )
+}
+
+/// The common start of preview and save: the CSRF check, the source, and the
+/// typed form as a mapping — or, when the form does not parse, the page again
+/// with its errors (the inner `Err`).
+fn read_form(
+    state: &AppState,
+    session: &Authed,
+    id: &str,
+    form: MappingForm,
+) -> Result<Result<(Source, Editor, crate::domain::model::MappingSpec), Response>, PageError> {
+    csrf::check(session, &form.csrf)?;
+    let source = load(state, id)?;
+    let mut editor = Editor {
+        form: Some(form.clone()),
+        ..Editor::default()
+    };
+    match form.to_spec() {
+        Ok(spec) => Ok(Ok((source, editor, spec))),
+        Err(errors) => {
+            editor.errors = errors;
+            with_editor(state, session, &source, StatusCode::BAD_REQUEST, editor).map(Err)
+        }
+    }
+}
+
+/// `POST /sources/{id}/mapping/preview`: the page again, with what the typed
+/// mapping makes of the latest samples. Stores nothing.
+pub async fn preview(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<MappingForm>,
+) -> PageResult {
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+        Ok(parts) => parts,
+        Err(page) => return Ok(page),
+    };
+    let samples = latest_samples(&state, &source, 5)?;
+    let preview = {
+        let (state, source, samples) = (state.clone(), source.clone(), samples.clone());
+        off_async_threads(move || {
+            compile(spec, 0).and_then(|m| run_preview(&state, &source, &m, &samples))
+        })
+        .await
+    };
+    match preview {
+        Ok(result) => {
+            editor.preview = Some(preview_view(&result, &samples));
+            with_editor(&state, &session, &source, StatusCode::OK, editor)
+        }
+        Err(e) => {
+            editor.errors = invalid_fields(e)?;
+            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor)
+        }
+    }
+}
+
+/// `POST /sources/{id}/mapping`: saves a new version, then back to the page
+/// (which shows the success and the unseen-path warnings).
+pub async fn save(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<MappingForm>,
+) -> PageResult {
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+        Ok(parts) => parts,
+        Err(page) => return Ok(page),
+    };
+    let saved = {
+        let (state, source) = (state.clone(), source.clone());
+        off_async_threads(move || save_mapping(&state, &source, spec, None)).await
+    };
+    match saved {
+        Ok(saved) => {
+            let version = saved["version"].as_u64().unwrap_or(0);
+            tracing::info!(source = %source.id, version, "mapping saved from the dashboard");
+            Ok(
+                Redirect::to(&format!("/sources/{}?saved={version}#mapping", source.id))
+                    .into_response(),
+            )
+        }
+        Err(e) => {
+            editor.errors = invalid_fields(e)?;
+            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    status: String,
+}
+
+/// `POST /sources/{id}/replay`: starts a replay, then back to the page.
+pub async fn replay(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<ReplayForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let source = load(&state, &id)?;
+    match start_replay(&state, &source, &form.status) {
+        Ok(_) => Ok(Redirect::to(&format!("/sources/{}#replay", source.id)).into_response()),
+        Err(e @ (AppError::Conflict(_) | AppError::BadRequest(_))) => {
+            let status = e.status();
+            let message = e.body()["error"].as_str().unwrap_or("").to_string();
+            source_page(
+                &state,
+                &session,
+                &source,
+                SourcePage {
+                    status,
+                    error: Some(message),
+                    ..SourcePage::default()
+                },
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /sources/{id}/replay.json`: the replay progress, for the page's poll.
+pub async fn replay_json(
+    State(state): State<AppState>,
+    _session: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let source = load(&state, &id)?;
+    let job = state.store.replay(source.id)?;
+    let counts = state.counters.view(source.id);
+    Ok(Json(json!({
+        "replay": job.as_ref().map(replay_view),
+        "counts": {"failed": counts.failed, "unmapped": counts.unmapped},
+    }))
+    .into_response())
+}
+
+#[derive(Default, Deserialize)]
+pub struct ShowQuery {
+    /// `1`: fill the editor with the suggestion.
+    #[serde(default)]
+    pub suggest: String,
+    /// Fill the editor with this saved version.
+    #[serde(default)]
+    pub version: String,
+    /// Just saved this version (after the redirect).
+    #[serde(default)]
+    pub saved: String,
+}
+
+impl ShowQuery {
+    pub fn editor(&self) -> Editor {
+        Editor {
+            suggest: !self.suggest.is_empty() && self.suggest != "0",
+            from_version: self.version.parse().ok(),
+            saved: self.saved.parse().ok(),
+            ..Editor::default()
+        }
+    }
+}
+
+/// `GET /sources/{id}` with the editor options from the query.
+pub async fn show(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> PageResult {
+    let source = load(&state, &id)?;
+    with_editor(&state, &session, &source, StatusCode::OK, q.editor())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_syntax_round_trips() {
+        assert_eq!(
+            parse_properties("*").unwrap(),
+            Some(PropertiesSpec::All("*".into()))
+        );
+        assert_eq!(
+            parse_properties("a, b.c\nd").unwrap(),
+            Some(PropertiesSpec::Paths(vec![
+                "a".into(),
+                "b.c".into(),
+                "d".into()
+            ]))
+        );
+        let named = parse_properties("total = {{total_price}}\n\nlabel={{name}}").unwrap();
+        let Some(PropertiesSpec::Templates(t)) = named else {
+            panic!("templates expected")
+        };
+        assert_eq!(t["total"], "{{total_price}}");
+        assert_eq!(t["label"], "{{name}}");
+        assert!(parse_properties("a = {{a}}\nb").is_err());
+        assert_eq!(parse_properties("  ").unwrap(), None);
+    }
+
+    #[test]
+    fn a_spec_survives_the_form() {
+        let spec = MappingSpec {
+            event_name: Some("Order placed".into()),
+            email: Some("{{customer.email}}".into()),
+            properties: Some(PropertiesSpec::Templates(BTreeMap::from([(
+                "total".into(),
+                "{{total_price}}".into(),
+            )]))),
+            traits: Some(BTreeMap::from([("plan".into(), "{{plan}}".into())])),
+            ..MappingSpec::default()
+        };
+        assert_eq!(MappingForm::from_spec(&spec).to_spec().unwrap(), spec);
+    }
+
+    #[test]
+    fn trait_lines_need_an_equals_sign() {
+        let form = MappingForm {
+            traits: "plan {{plan}}".into(),
+            ..MappingForm::default()
+        };
+        let errors = form.to_spec().unwrap_err();
+        assert!(errors["traits"].contains("line 1"));
+    }
+
+    #[test]
+    fn percent_has_one_decimal() {
+        assert_eq!(percent(49, 50), "98.0%");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(0, 0), "—");
+    }
+}

@@ -1,0 +1,146 @@
+//! Dashboard sessions: a random id in an `HttpOnly`, `SameSite=Strict`
+//! cookie, the session itself kept server-side so logout and expiry take
+//! effect at once and nothing a browser holds can be forged.
+
+use crate::app::AppState;
+use crate::domain::source::{new_token, SecretHash};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Duration, Utc};
+use dashmap::DashMap;
+
+/// The cookie's name.
+pub const COOKIE: &str = "inlet_session";
+
+/// One logged-in browser.
+#[derive(Clone, Debug)]
+struct Session {
+    csrf: String,
+    expires: DateTime<Utc>,
+}
+
+/// Every live session, keyed by the SHA-256 of its id: a lookup then never
+/// compares the secret itself, so its timing tells nothing about valid ids.
+#[derive(Default)]
+pub struct Sessions {
+    by_hash: DashMap<String, Session>,
+}
+
+impl Sessions {
+    /// Starts a session lasting `minutes`; returns the id for the cookie.
+    pub fn start(&self, minutes: i64) -> String {
+        self.prune();
+        let id = new_token();
+        let session = Session {
+            csrf: new_token(),
+            expires: Utc::now() + Duration::minutes(minutes.max(1)),
+        };
+        self.by_hash
+            .insert(SecretHash::of(id.as_bytes()).0, session);
+        id
+    }
+
+    /// The CSRF token of a live session, or `None` when unknown or expired.
+    fn csrf_of(&self, id: &str) -> Option<String> {
+        let key = SecretHash::of(id.as_bytes()).0;
+        let session = self.by_hash.get(&key).map(|s| s.clone())?;
+        if session.expires <= Utc::now() {
+            self.by_hash.remove(&key);
+            return None;
+        }
+        Some(session.csrf)
+    }
+
+    pub fn end(&self, id: &str) {
+        self.by_hash.remove(&SecretHash::of(id.as_bytes()).0);
+    }
+
+    /// Drops expired sessions so abandoned logins cannot pile up.
+    fn prune(&self) {
+        let now = Utc::now();
+        self.by_hash.retain(|_, s| s.expires > now);
+    }
+}
+
+/// A request from a logged-in browser. Handlers that take it are behind the
+/// login; without a valid session the request is answered with a 303 to
+/// `/login`.
+pub struct Authed {
+    pub session_id: String,
+    /// This session's CSRF token, echoed into every state-changing form.
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let found = session_cookie(&parts.headers).and_then(|id| {
+            state.sessions.csrf_of(&id).map(|csrf| Authed {
+                session_id: id,
+                csrf,
+            })
+        });
+        found.ok_or_else(|| Redirect::to("/login").into_response())
+    }
+}
+
+/// The session id from the `Cookie` header(s), if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a new session. `Secure` is added when the request came
+/// over https (as a reverse proxy reports it), so plain-http local use works.
+pub fn set_cookie(id: &str, minutes: i64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = minutes.max(1) * 60;
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}
+
+/// `Set-Cookie` that makes the browser forget the session.
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("inlet_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_start_check_and_end() {
+        let sessions = Sessions::default();
+        let id = sessions.start(5);
+        assert!(id.len() >= 43, "256-bit id");
+        assert!(sessions.csrf_of(&id).is_some());
+        assert!(sessions.csrf_of("forged").is_none());
+        sessions.end(&id);
+        assert!(sessions.csrf_of(&id).is_none());
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; inlet_session=abc; b=2"),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("abc"));
+    }
+}

@@ -1,0 +1,136 @@
+//! `GET /events/stream`: the live tail, as server-sent events.
+//!
+//! Polls the store once a second for events newer than the newest the
+//! client has (`after`, or `Last-Event-ID` on reconnect). Polling keeps the
+//! request path untouched: no broadcast to feed, nothing lost if a client is
+//! slow. Each message carries the event (`views::summary_json`, bounded
+//! like every list) and its table
+//! row rendered by the server, so escaping stays in one place.
+
+use super::display::{event_row, source_names};
+use super::events::Filters;
+use super::render::render;
+use super::session::Authed;
+use crate::app::AppState;
+use crate::domain::ids::EventId;
+use crate::domain::model::EventStatus;
+use crate::store::events::EventFilter;
+use crate::store::summary::{Bounds, EventSummary, ScanBudget};
+use crate::domain::views::summary_json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_secs(1);
+/// Events read per poll; a burst larger than this arrives over a few polls.
+const BATCH: usize = 200;
+/// A pending event is held back this long so the tail shows it processed
+/// (the processor normally takes milliseconds); after that it is sent as is.
+const PENDING_GRACE_MS: i64 = 3_000;
+
+#[derive(Deserialize)]
+pub struct TailQuery {
+    #[serde(flatten)]
+    filters: Filters,
+    #[serde(default)]
+    after: String,
+}
+
+pub async fn tail(
+    State(state): State<AppState>,
+    _session: Authed,
+    headers: HeaderMap,
+    Query(query): Query<TailQuery>,
+) -> Response {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<EventId>().ok());
+    let tail = Tail {
+        state,
+        status: query.filters.status(),
+        filter: EventFilter {
+            source_id: query.filters.source(),
+            status: None,
+            search: query.filters.search(),
+            limit: BATCH,
+            before: None,
+        },
+        after: resume.or_else(|| query.after.parse().ok()),
+        first: true,
+    };
+    Sse::new(events(tail))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+struct Tail {
+    state: AppState,
+    filter: EventFilter,
+    /// Checked here, not in the store: an event's status changes after it is
+    /// stored, and the cursor must move past events that do not match.
+    status: Option<EventStatus>,
+    after: Option<EventId>,
+    first: bool,
+}
+
+fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(tail, |mut tail| async move {
+        if !tail.first {
+            tokio::time::sleep(POLL).await;
+        }
+        tail.first = false;
+        let batch = tail.poll().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "live tail poll failed");
+            Vec::new()
+        });
+        Some((batch, tail))
+    })
+    .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
+}
+
+impl Tail {
+    /// New events, oldest first, stopping at a freshly stored pending one
+    /// (the processor works in order, so everything after it waits too).
+    fn poll(&mut self) -> Result<Vec<Event>, crate::store::StoreError> {
+        let page =
+            self.state
+                .store
+                .summaries_page(&self.filter, Bounds::LIST, ScanBudget::DEFAULT)?;
+        let mut fresh: Vec<EventSummary> = page
+            .events
+            .into_iter()
+            .filter(|e| self.after.is_none_or(|a| e.id > a))
+            .collect();
+        fresh.reverse();
+        let names = source_names(&self.state)?;
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for event in fresh {
+            let young = (now - event.received_at).num_milliseconds() < PENDING_GRACE_MS;
+            if event.status() == EventStatus::Pending && young {
+                break;
+            }
+            self.after = Some(event.id);
+            if self.status.is_some_and(|s| s != event.status()) {
+                continue;
+            }
+            let row = render("event_row", &event_row(&event, &names)).unwrap_or_default();
+            let data = json!({"id": event.id, "event": summary_json(&event), "row": row});
+            out.push(
+                Event::default()
+                    .event("event")
+                    .id(event.id.to_string())
+                    .data(data.to_string()),
+            );
+        }
+        Ok(out)
+    }
+}

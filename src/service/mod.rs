@@ -1,0 +1,1 @@
+//! Services: each use case once, typed in and out.

@@ -1,0 +1,212 @@
+//! The processor's commit: one sled transaction per batch over the identity
+//! trees, the event states, the cursor and counters, the error log and the
+//! idempotency keys.
+//!
+//! One transaction per batch (not per event) is what keeps the processor
+//! fast: sled's commit cost is paid once for hundreds of events. It also
+//! makes a batch all-or-nothing: after a crash, either every event of the
+//! batch is resolved, stated, counted and the cursor moved past it, or none
+//! is and the batch runs again. The closure sled runs may be retried on a
+//! conflict (a support merge landing at the same moment), so everything it
+//! does goes through the transaction.
+
+use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY, STORED_KEY};
+use super::identity::{SledTxn, TxError};
+use super::log::Location;
+use super::{encode, Store, StoreResult};
+use crate::domain::counters::Counts;
+use crate::domain::identity::{self, Blocklist, Outcome, ResolveInput};
+use crate::domain::ids::{EventId, SourceId};
+use crate::domain::model::{ErrorEntry, EventState};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One processed event, ready to commit.
+pub struct Planned {
+    pub event_id: EventId,
+    /// Where the event lives in the log (kept with its state).
+    pub at: Location,
+    pub state: EventState,
+    pub errors: Vec<ErrorEntry>,
+    /// Identity work left: the resolver input and the source's blocklist.
+    pub resolve: Option<(ResolveInput, Arc<Blocklist>)>,
+    /// The idempotency key (source ‖ key) this event claims.
+    pub dedupe_key: Option<Vec<u8>>,
+    /// Set on an event's first processing: its source, for the per-source index.
+    pub index_under: Option<SourceId>,
+}
+
+impl Store {
+    /// Commits a batch; `cursor` (the last new event of the batch and its
+    /// place in the log) moves the processor on. `finish` folds a resolver outcome into the event's
+    /// state and may add error-log entries; it must be pure (sled may call
+    /// it again on a retry).
+    pub fn commit_batch(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        finish: impl Fn(&Planned, &mut EventState, &mut Vec<ErrorEntry>, &Outcome),
+    ) -> StoreResult<()> {
+        let indexed: Vec<(SourceId, EventId)> = planned
+            .iter()
+            .filter_map(|p| p.index_under.map(|s| (s, p.event_id)))
+            .collect();
+        let index = super::source_index::entries(&indexed);
+        let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
+            .iter()
+            .map(|(s, c)| (counts_key(*s), encode(c)))
+            .collect();
+        // The only identity writer while this runs, so the hot-identity
+        // cache is current (see `hot`).
+        let _writer = self.hot.lock_writer()?;
+        let staged = std::cell::RefCell::new(super::hot::Staged::default());
+        let t = &self.trees;
+        let trees = (
+            &t.ident,
+            &t.profiles,
+            &t.redirects,
+            &t.profile_events,
+            &t.audit,
+            &t.event_state,
+            &t.state_overrides,
+            &t.meta,
+            &t.errors,
+            &t.dedupe,
+            &t.events_by_source,
+        );
+        let _exclusive = super::sled_exclusive();
+        trees
+            .transaction(
+                |(
+                    ident,
+                    profiles,
+                    redirects,
+                    profile_events,
+                    audit,
+                    states,
+                    overrides,
+                    meta,
+                    errors,
+                    dedupe,
+                    by_source,
+                )| {
+                    // A retried run starts from nothing staged.
+                    *staged.borrow_mut() = super::hot::Staged::default();
+                    let txn = SledTxn::new(
+                        (ident, profiles, redirects, profile_events, audit),
+                        Some((&self.hot, &staged)),
+                    );
+                    // New events' states go in chunks (id order); a state
+                    // written again (replay) goes to the overrides.
+                    let mut new_states = Vec::with_capacity(planned.len());
+                    for item in planned {
+                        let mut state = item.state.clone();
+                        let mut entries = item.errors.clone();
+                        if let Some((input, blocklist)) = &item.resolve {
+                            let outcome = identity::resolve(&txn, input, blocklist)?;
+                            finish(item, &mut state, &mut entries, &outcome);
+                        }
+                        let entry = encode_state(item.at, &state);
+                        if item.index_under.is_some() {
+                            new_states.push((item.event_id, entry));
+                        } else {
+                            overrides.insert(&item.event_id.to_bytes(), entry)?;
+                        }
+                        for entry in &entries {
+                            errors.insert(&entry.id.to_bytes(), encode(entry))?;
+                        }
+                        if let Some(key) = &item.dedupe_key {
+                            dedupe.insert(key.as_slice(), &item.event_id.to_bytes())?;
+                        }
+                    }
+                    txn.finish()?;
+                    for (key, chunk) in super::state_chunks::chunks(&new_states) {
+                        states.insert(&key[..], chunk)?;
+                    }
+                    if !new_states.is_empty() {
+                        let stored = meta
+                            .get(STORED_KEY)?
+                            .and_then(|b| Some(u64::from_be_bytes(b.as_ref().try_into().ok()?)))
+                            .unwrap_or(0);
+                        let stored = stored + new_states.len() as u64;
+                        meta.insert(STORED_KEY, &stored.to_be_bytes())?;
+                    }
+                    for (key, ids) in &index {
+                        by_source.insert(&key[..], ids.as_slice())?;
+                    }
+                    if let Some((id, at)) = cursor {
+                        meta.insert(CURSOR_KEY, &id.to_bytes())?;
+                        meta.insert(CURSOR_AT_KEY, &at.to_bytes())?;
+                    }
+                    for (key, value) in &counts {
+                        meta.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok::<_, TxError>(())
+                },
+            )
+            .map_err(super::abort_reason)?;
+        self.hot.absorb(staged.into_inner());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::identity::Identifiers;
+    use crate::domain::ids::ProfileId;
+
+    /// Resolves one event with `email` through the processor's batch commit
+    /// (which reads through the hot-identity cache); returns its profile.
+    fn resolve_in_batch(store: &Store, email: &str) -> Option<ProfileId> {
+        let event_id = EventId::new();
+        let source_id = SourceId::new();
+        let input = ResolveInput {
+            event_id,
+            source_id,
+            at: chrono::Utc::now(),
+            ids: Identifiers {
+                external_id: None,
+                email: Some(email.into()),
+                visitor_id: None,
+            },
+            traits: serde_json::Map::new(),
+        };
+        let plan = Planned {
+            event_id,
+            at: Location {
+                segment: 1,
+                offset: 0,
+                len: 0,
+            },
+            state: EventState::default(),
+            errors: Vec::new(),
+            resolve: Some((input, Arc::new(Blocklist::default()))),
+            dedupe_key: None,
+            index_under: Some(source_id),
+        };
+        store
+            .commit_batch(&[plan], None, &HashMap::new(), |_, state, _, outcome| {
+                state.profile_id = outcome.profile_id;
+            })
+            .unwrap();
+        store.event_state(event_id).unwrap().unwrap().profile_id
+    }
+
+    #[test]
+    fn the_hot_identity_cache_never_outlives_a_support_action() {
+        let store = Store::temporary().unwrap();
+        let first = resolve_in_batch(&store, "ann@example.org").unwrap();
+        assert_eq!(resolve_in_batch(&store, "ann@example.org"), Some(first));
+        // Support erases Ann; her next event must start a new profile, not
+        // attach to the erased one the cache remembered.
+        store.erase_profile(first).unwrap();
+        let second = resolve_in_batch(&store, "ann@example.org").unwrap();
+        assert_ne!(second, first);
+        assert!(store.profile(first).unwrap().is_none());
+        let profile = store.profile(second).unwrap().unwrap();
+        assert_eq!(profile.event_count, 1);
+    }
+}

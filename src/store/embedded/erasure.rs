@@ -1,0 +1,627 @@
+//! Erasure everywhere: a profile's identifiers and personal fields are
+//! removed from every place that copied them, not only from the profile.
+//!
+//! The erased values are collected first (the profile's identifiers and
+//! trait values, and what its events' mapped states held), then searched
+//! for, as text, JSON-escaped and form-encoded, ASCII case-insensitively:
+//!
+//! - identifiers (emails, external ids, visitor ids) anywhere: any event
+//!   whose log record holds one is scrubbed (a failed or unmapped event is
+//!   not linked to the profile but still holds the email), and so are error
+//!   entries, audit lines (of any profile) and idempotency keys holding one;
+//! - trait values (a name, a city) only where they are a copy of this
+//!   person's data: the profile's own events, their error entries, and the
+//!   learned schemas' examples. Elsewhere a trait value such as a plan name
+//!   is no evidence of this person, and erasing every event holding "basic"
+//!   would destroy other people's data.
+//!
+//! Values shorter than `MIN_VALUE_CHARS` are not searched for (they would
+//! match unrelated text); the profile and its events lose them anyway.
+//!
+//! sled is log-structured: a value it overwrote or removed stays in its
+//! files until its garbage collection reuses the space, which nothing
+//! bounds. So an erasure also asks for the database to be rewritten into a
+//! fresh directory at the next start (`rewrite`), the one point where no
+//! handle to it is open; until then stale copies may remain in `db/`.
+
+use super::{decode, encode, Store, StoreResult};
+use crate::domain::identity::{AuditEntry, Profile};
+use crate::domain::ids::{EventId, ProfileId};
+use crate::domain::model::{EventState, RawEvent};
+use aho_corasick::AhoCorasick;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+/// Shorter values are not searched for outside the profile's own records.
+pub const MIN_VALUE_CHARS: usize = 4;
+
+/// What an erased event's log record (after its ids) is overwritten with.
+pub const LOG_MARKER: &[u8] = br#"{"_erased":true}"#;
+
+/// What replaces a message or text that held an erased value.
+const REDACTED: &str = "(redacted: it held personal data of an erased profile)";
+
+/// What one erasure removed, place by place (the erase API's answer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReport {
+    /// The erased profile (the survivor, if an absorbed id was given).
+    pub profile_id: Option<ProfileId>,
+    /// The profile and every profile merged into it.
+    pub profiles: usize,
+    /// Identifiers removed from the identity index.
+    pub identifiers: usize,
+    /// Distinct values searched for (with their escaped forms).
+    pub values_searched: usize,
+    /// The profile's own events, scrubbed.
+    pub linked_events: usize,
+    /// Other events whose record held an identifier (failed, unmapped,
+    /// refused at identity), scrubbed.
+    pub other_events: usize,
+    /// Event log records overwritten in place.
+    pub log_records: usize,
+    /// Error-log entries whose message or excerpt was redacted.
+    pub error_entries: usize,
+    /// Examples, drift examples and paths dropped from learned schemas.
+    pub schema_examples: usize,
+    /// Audit lines whose detail was redacted (the erasure line remains).
+    pub audit_entries: usize,
+    /// Idempotency keys holding an identifier, removed.
+    pub dedupe_keys: usize,
+    /// When the database files lose the stale copies sled keeps.
+    pub database_rewrite: DatabaseRewrite,
+}
+
+/// When the database files are rewritten (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseRewrite {
+    /// Requested: done before the database opens at the next start.
+    #[default]
+    AtNextStart,
+    /// A temporary store (tests): nothing outlives it.
+    NotNeeded,
+}
+
+/// The values of one erasure, compiled for searching.
+pub struct Needles {
+    matcher: Option<AhoCorasick>,
+    forms: usize,
+}
+
+impl Needles {
+    /// Every value of `MIN_VALUE_CHARS` or more, as text, JSON-escaped and
+    /// form-encoded (an error excerpt of a form body holds `ann%40x.io`).
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> StoreResult<Self> {
+        let mut forms = BTreeSet::new();
+        for value in values {
+            let value = value.trim();
+            if value.chars().count() < MIN_VALUE_CHARS {
+                continue;
+            }
+            forms.insert(value.to_string());
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            if let Some(escaped) = quoted.get(1..quoted.len().saturating_sub(1)) {
+                forms.insert(escaped.to_string());
+            }
+            forms.insert(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+        }
+        let matcher = if forms.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&forms)
+                    .map_err(|e| super::StoreError::Other(format!("erasure search: {e}")))?,
+            )
+        };
+        Ok(Self {
+            matcher,
+            forms: forms.len(),
+        })
+    }
+
+    pub fn is_match(&self, haystack: impl AsRef<[u8]>) -> bool {
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| m.is_match(haystack.as_ref()))
+    }
+
+    /// How many forms are searched for.
+    pub fn len(&self) -> usize {
+        self.forms
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.forms == 0
+    }
+}
+
+/// An erasure's values: identifiers are searched for everywhere, the rest
+/// (trait values) only in this person's own records (see the module doc).
+#[derive(Default)]
+struct Values {
+    identifiers: BTreeSet<String>,
+    traits: BTreeSet<String>,
+}
+
+impl Values {
+    fn of_profile(profile: &Profile) -> Self {
+        let mut values = Values::default();
+        let ids = profile
+            .emails
+            .iter()
+            .chain(&profile.external_ids)
+            .chain(&profile.visitor_ids);
+        values.identifiers.extend(ids.cloned());
+        for t in profile.traits.values() {
+            scalar_texts(&t.value, &mut values.traits);
+        }
+        values
+    }
+
+    /// What an event's mapped state held: the raw form of its identifiers
+    /// (before normalisation, e.g. `Ann@Example.org`) and its traits.
+    fn add_state(&mut self, state: &EventState) {
+        let Some(mapped) = state.mapped.as_deref() else {
+            return;
+        };
+        let ids = [&mapped.email, &mapped.external_id, &mapped.visitor_id];
+        self.identifiers.extend(ids.into_iter().flatten().cloned());
+        for value in mapped.traits.values() {
+            scalar_texts(value, &mut self.traits);
+        }
+    }
+
+    fn needles(&self) -> StoreResult<(Needles, Needles)> {
+        let ids = Needles::new(self.identifiers.iter().map(String::as_str))?;
+        let all = self.identifiers.iter().chain(&self.traits);
+        Ok((ids, Needles::new(all.map(String::as_str))?))
+    }
+}
+
+/// The strings and numbers inside a value (walked with a stack: a trait
+/// value's depth is the sender's choice).
+fn scalar_texts(value: &Value, out: &mut BTreeSet<String>) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                out.insert(s.clone());
+            }
+            Value::Number(n) => {
+                out.insert(n.to_string());
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+}
+
+/// How long an erasure waits for the processor to catch up.
+pub const CATCH_UP: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Waits until the processor has committed every event appended before
+    /// this call (so none of them joins the profile after its erasure, or
+    /// escapes the scrub while in flight). False after `timeout`.
+    pub fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
+        let target = self.pending_lock()?.last_id;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = {
+                let pending = self.pending_lock()?;
+                pending
+                    .processed_upto
+                    .is_some_and(|p| p.0.as_u128() >= target)
+                    || pending.iter().next().is_none()
+            };
+            if done {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Erases a profile and every copy of its personal data (see the module
+    /// doc). `redact_schemas` drops the learned schemas' examples matching
+    /// the needles it is given and returns how many. `None`: no such profile.
+    ///
+    /// Call after `wait_processed`. Cost: a read of every log segment and
+    /// of the error, audit and dedupe trees, so it grows with the data
+    /// kept, not with the profile (measured, docs/notes/erasure.md).
+    pub fn erase_everywhere(
+        &self,
+        id: ProfileId,
+        redact_schemas: impl FnOnce(&Needles) -> StoreResult<usize>,
+    ) -> StoreResult<Option<ErasureReport>> {
+        let Some(profile) = self.profile(id)? else {
+            return Ok(None);
+        };
+        let mut values = Values::of_profile(&profile);
+        let Some(linked) = self.erase_profile(profile.id)? else {
+            return Ok(None);
+        };
+        let mut report = ErasureReport {
+            profile_id: Some(profile.id),
+            profiles: 1 + profile.merged_from.len(),
+            identifiers: profile.keys().len(),
+            linked_events: linked.len(),
+            ..ErasureReport::default()
+        };
+        for event in &linked {
+            if let Some(state) = self.event_state(*event)? {
+                values.add_state(&state);
+            }
+        }
+        let (ids, personal) = values.needles()?;
+        report.values_searched = personal.len();
+
+        let mut erased: HashSet<EventId> = HashSet::new();
+        let mut places = Vec::new();
+        for event in &linked {
+            if let Some(at) = self.scrub_event(*event, &personal)? {
+                places.push(at);
+            }
+            erased.insert(*event);
+        }
+        for (event, at) in self.logged_events_matching(&ids)? {
+            // A request's shared record (envelope, headers) is no event:
+            // its place is scrubbed, and its records read without it.
+            let Some(event) = event else {
+                places.push(at);
+                continue;
+            };
+            if erased.insert(event) {
+                report.other_events += 1;
+                places.push(self.scrub_event(event, &personal)?.unwrap_or(at));
+            }
+        }
+        // The scrubbed copies must be durable before the log forgets the originals.
+        self.flush_db()?;
+        self.log
+            .scrub(&places, 32, LOG_MARKER)
+            .map_err(|e| super::StoreError::Other(format!("cannot scrub the event log: {e}")))?;
+        report.log_records = places.len();
+
+        report.error_entries = self.redact_errors(&ids, &personal, &erased)?;
+        report.audit_entries = self.redact_audit_matching(&ids)?;
+        report.dedupe_keys = self.remove_dedupe_matching(&ids)?;
+        report.schema_examples = redact_schemas(&personal)?;
+        report.database_rewrite = self.request_rewrite()?;
+        // An erasure is a legal obligation: make it durable before answering.
+        self.flush_db()?;
+        Ok(Some(report))
+    }
+
+    /// Every record in the log whose JSON holds one of `needles`: events
+    /// with their id, a request's shared record with none.
+    fn logged_events_matching(
+        &self,
+        needles: &Needles,
+    ) -> StoreResult<Vec<(Option<EventId>, super::log::Location)>> {
+        let log_error = |e: std::io::Error| super::StoreError::Other(format!("event log: {e}"));
+        let mut out = Vec::new();
+        if needles.is_empty() {
+            return Ok(out);
+        }
+        for segment in self.log.all_segments().map_err(log_error)? {
+            for record in self.log.segment_records(segment).map_err(log_error)? {
+                let id = if super::shared::is_shared_record(&record.body) {
+                    None
+                } else {
+                    match record.body.get(..16).and_then(EventId::from_slice) {
+                        Some(id) => Some(id),
+                        None => continue,
+                    }
+                };
+                if needles.is_match(record.body.get(32..).unwrap_or_default()) {
+                    out.push((id, record.at));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Redacts error entries holding an identifier, and those of an erased
+    /// event holding any personal value.
+    fn redact_errors(
+        &self,
+        ids: &Needles,
+        personal: &Needles,
+        erased: &HashSet<EventId>,
+    ) -> StoreResult<usize> {
+        let mut redacted = 0;
+        for item in self.trees.errors.iter() {
+            let (key, bytes) = item?;
+            let mut entry: crate::domain::model::ErrorEntry = decode("errors", &bytes)?;
+            let own = entry.event_id.is_some_and(|e| erased.contains(&e));
+            let needles = if own { personal } else { ids };
+            let excerpt_hit = entry
+                .excerpt
+                .as_deref()
+                .is_some_and(|e| needles.is_match(e));
+            let message_hit = needles.is_match(&entry.message);
+            if excerpt_hit || message_hit {
+                entry.excerpt = None;
+                if message_hit {
+                    entry.message = REDACTED.to_string();
+                }
+                self.trees.errors.insert(key, encode(&entry))?;
+                redacted += 1;
+            }
+        }
+        Ok(redacted)
+    }
+
+    /// Redacts every audit line (of any profile) whose detail holds an
+    /// identifier: a refusal on someone else's profile can name this one's.
+    fn redact_audit_matching(&self, ids: &Needles) -> StoreResult<usize> {
+        let mut redacted = 0;
+        for item in self.trees.audit.iter() {
+            let (key, bytes) = item?;
+            if !ids.is_match(&bytes) {
+                continue;
+            }
+            let mut entry: AuditEntry = decode("audit", &bytes)?;
+            if entry.kind != "erasure" {
+                entry.detail = serde_json::json!({ "redacted": true });
+                self.trees.audit.insert(key, encode(&entry))?;
+                redacted += 1;
+            }
+        }
+        Ok(redacted)
+    }
+
+    /// Removes idempotency keys holding an identifier (source id ‖ key).
+    fn remove_dedupe_matching(&self, ids: &Needles) -> StoreResult<usize> {
+        let mut removed = 0;
+        for item in self.trees.dedupe.iter() {
+            let (key, _) = item?;
+            if ids.is_match(key.get(16..).unwrap_or_default()) {
+                self.trees.dedupe.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes an event's personal data: the payload, envelope and headers
+    /// are replaced by a marker (kept in `erased`; the caller overwrites the
+    /// log record), and the mapped identifiers, traits and properties are
+    /// cleared, in its state chunk itself (an override alone would leave the
+    /// old state in the chunk). The event's existence and status remain, so
+    /// counts and audit stay consistent. Returns where its record lives.
+    pub(super) fn scrub_event(
+        &self,
+        id: EventId,
+        personal: &Needles,
+    ) -> StoreResult<Option<super::log::Location>> {
+        let Some(event) = self.event(id)? else {
+            return Ok(None);
+        };
+        let mut raw: RawEvent = event.raw;
+        raw.payload = serde_json::json!({"_erased": true});
+        raw.envelope = None;
+        raw.headers = Default::default();
+        if raw
+            .not_mappable
+            .as_deref()
+            .is_some_and(|r| personal.is_match(r))
+        {
+            raw.not_mappable = Some(REDACTED.into());
+        }
+        self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
+        if let Some(mut state) = event.state {
+            scrub_state(&mut state, personal);
+            let entry = super::events::encode_state(event.at, &state);
+            let in_chunk = super::state_chunks::replace(&self.trees.event_state, id, &entry)?;
+            let overridden = self.trees.state_overrides.contains_key(id.to_bytes())?;
+            if overridden || !in_chunk {
+                self.trees.state_overrides.insert(id.to_bytes(), entry)?;
+            }
+        }
+        self.pending_lock()?.forget_event(id);
+        Ok(Some(event.at))
+    }
+}
+
+/// Clears what a processed state copied from the event.
+fn scrub_state(state: &mut EventState, personal: &Needles) {
+    if let Some(mapped) = state.mapped.as_mut().map(std::sync::Arc::make_mut) {
+        mapped.email = None;
+        mapped.external_id = None;
+        mapped.visitor_id = None;
+        mapped.event_id = None;
+        mapped.idempotency_key = None;
+        mapped.traits.clear();
+        mapped.properties.clear();
+    }
+    state.profile_id = None;
+    state.warnings.clear();
+    for error in &mut state.errors {
+        if personal.is_match(error.as_bytes()) {
+            *error = REDACTED.to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needles_find_plain_escaped_and_form_encoded_forms_ignoring_ascii_case() {
+        let n = Needles::new(["Ann@Example.org", "Zoë \"Z\" Lee", "abc"]).unwrap();
+        assert!(n.is_match("x ann@example.ORG y"));
+        assert!(n.is_match("email=ann%40example.org"));
+        assert!(n.is_match(r#"{"name":"Zoë \"Z\" Lee"}"#));
+        assert!(n.is_match("Zoë \"Z\" Lee"));
+        // Too short to search for.
+        assert!(!n.is_match("abc"));
+        assert!(!Needles::new(["ab"]).unwrap().is_match("ab"));
+    }
+
+    use crate::domain::identity::{Blocklist, Identifiers, ResolveInput};
+    use crate::domain::ids::SourceId;
+    use crate::domain::model::{ErrorEntry, Level, Stage};
+    use crate::store::batch::Planned;
+    use std::sync::Arc;
+
+    /// `n` events of one source, `every`-th one Ann's (resolved to her
+    /// profile), the others Bob's text; all processed, each with an error
+    /// entry quoting its payload. Returns Ann's profile id and all ids.
+    fn store_with(n: usize, every: usize) -> (Store, ProfileId, Vec<EventId>) {
+        fill(Store::temporary().unwrap(), n, every)
+    }
+
+    fn fill(store: Store, n: usize, every: usize) -> (Store, ProfileId, Vec<EventId>) {
+        let source = SourceId::new();
+        let raws: Vec<RawEvent> = (0..n)
+            .map(|i| {
+                let who = if i % every == 0 { "ann@example.org" } else { "bob@example.org" };
+                let payload = serde_json::json!({"email": who, "name": format!("person {i}"), "plan": "gold", "pad": "x".repeat(200)});
+                let mut raw = RawEvent::received(source, payload);
+                raw.not_mappable = None;
+                raw
+            })
+            .collect();
+        let events = store.append_events(raws).unwrap();
+        store.flush_now().unwrap();
+        let blocklist = Arc::new(Blocklist::default());
+        for part in store.next_pending(None, n).unwrap().chunks(500) {
+            let plans: Vec<Planned> = part
+                .iter()
+                .map(|e| {
+                    let email = e.raw.payload["email"].as_str().unwrap().to_string();
+                    let excerpt = Some(e.raw.payload.to_string());
+                    Planned {
+                        event_id: e.raw.id,
+                        at: e.at,
+                        state: EventState::default(),
+                        errors: vec![ErrorEntry::new(
+                            Some(source),
+                            Stage::Sniff,
+                            Level::Warning,
+                            "w",
+                            "a warning",
+                        )
+                        .with_excerpt(excerpt)
+                        .with_event(e.raw.id)],
+                        resolve: (email == "ann@example.org").then(|| {
+                            (
+                                ResolveInput {
+                                    event_id: e.raw.id,
+                                    source_id: source,
+                                    at: e.raw.received_at,
+                                    ids: Identifiers {
+                                        email: Some(email),
+                                        ..Identifiers::default()
+                                    },
+                                    traits: serde_json::Map::new(),
+                                },
+                                blocklist.clone(),
+                            )
+                        }),
+                        dedupe_key: None,
+                        index_under: Some(source),
+                    }
+                })
+                .collect();
+            let last = part.last().map(|e| (e.raw.id, e.at));
+            store
+                .commit_batch(
+                    &plans,
+                    last,
+                    &std::collections::HashMap::new(),
+                    |_, _, _, _| {},
+                )
+                .unwrap();
+            store.pending_done(last.unwrap().0).unwrap();
+        }
+        let ann = store
+            .profile_by(&crate::domain::identity::IdentKey::Email("ann@example.org".into()))
+            .unwrap()
+            .unwrap()
+            .id;
+        (store, ann, events.iter().map(|e| e.id).collect())
+    }
+
+    #[test]
+    fn erasing_everywhere_scrubs_anns_events_and_errors_and_leaves_bobs() {
+        let (store, ann, ids) = store_with(20, 4);
+        assert!(store.wait_processed(Duration::from_secs(1)).unwrap());
+        let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+        assert_eq!(
+            (
+                report.linked_events,
+                report.other_events,
+                report.log_records
+            ),
+            (5, 0, 5)
+        );
+        assert_eq!(report.error_entries, 5);
+        assert_eq!(report.database_rewrite, DatabaseRewrite::NotNeeded);
+        for (i, id) in ids.iter().enumerate() {
+            let event = store.event(*id).unwrap().unwrap();
+            let body = store.log.read(event.at).unwrap();
+            let holds_ann = String::from_utf8_lossy(&body).contains("ann@");
+            assert!(!holds_ann, "event {i}");
+            assert_eq!(
+                event.raw.payload.get("email").is_some(),
+                i % 4 != 0,
+                "event {i}"
+            );
+        }
+        let errors = store
+            .errors_page(&crate::store::errors::ErrorFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(errors.len(), 20);
+        assert!(errors.iter().all(|e| !format!("{e:?}").contains("ann@")));
+        assert_eq!(errors.iter().filter(|e| e.excerpt.is_some()).count(), 15);
+        assert!(store.erase_everywhere(ann, |_| Ok(0)).unwrap().is_none());
+    }
+
+    /// What an erasure costs: it reads the whole log and the error tree.
+    /// `cargo test --lib erasure_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn erasure_cost() {
+        for n in [10_000, 50_000] {
+            let (store, ann, _) = store_with(n, 100);
+            let log_bytes = store.log.size_on_disk();
+            let started = Instant::now();
+            let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+            println!(
+                "{n} events ({} MB log, {n} error entries): erased {} events in {:?}",
+                log_bytes >> 20,
+                report.linked_events,
+                started.elapsed()
+            );
+        }
+        // The database rewrite at the next start, on a real data dir.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ann, _) = fill(Store::open(dir.path(), 32).unwrap(), 50_000, 100);
+        store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+        let db_bytes = store.db.size_on_disk().unwrap();
+        store.close().unwrap();
+        drop(store);
+        let started = Instant::now();
+        let store = Store::open(dir.path(), 32).unwrap();
+        println!(
+            "rewrite of a {} MB database ({} MB after) at start: {:?}",
+            db_bytes >> 20,
+            store.db.size_on_disk().unwrap() >> 20,
+            started.elapsed()
+        );
+    }
+}

@@ -1,0 +1,949 @@
+//! Identity resolution on sled: one atomic transaction over the `ident`,
+//! `profiles`, `redirects`, `profile_events` and `audit` trees, running the
+//! pure rules of [`crate::domain::identity`].
+//!
+//! Value formats: `ident` and `redirects` hold the 16 profile-id bytes;
+//! `audit` holds JSON; `profiles` holds the profile's JSON, then the open
+//! link chunk (see `encode_profile`); `profile_events` is profile ‖ chunk
+//! number → the event ids of a full chunk (see `link_key`).
+
+use super::{decode, encode, Store, StoreError, StoreResult, Trees};
+use crate::domain::identity::{
+    self, AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Overlay, Profile, ResolveInput,
+};
+use crate::domain::ids::{EventId, ProfileId};
+use serde_json::json;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+use std::cell::RefCell;
+
+use super::hot::{HotIdentities, Record, Staged};
+use std::collections::HashMap;
+
+pub(super) type TxError = ConflictableTransactionError<StoreError>;
+
+/// The identity trees inside one sled transaction, optionally read through
+/// the hot-identity cache (only by a writer holding its lock, see `hot`).
+pub(super) struct SledTxn<'a> {
+    pub(super) ident: &'a TransactionalTree,
+    pub(super) profiles: &'a TransactionalTree,
+    pub(super) redirects: &'a TransactionalTree,
+    pub(super) profile_events: &'a TransactionalTree,
+    pub(super) audit: &'a TransactionalTree,
+    pub(super) hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
+    /// Profile writes of this run, applied by `finish`.
+    pub(super) writes: RefCell<ProfileWrites>,
+}
+
+/// The profile records a transaction run touches. A profile is written once
+/// per run, by `finish`, whatever number of events it took: its JSON and its
+/// open link chunk together.
+#[derive(Default)]
+pub(super) struct ProfileWrites {
+    /// Open link chunks of the profiles read or written in this run.
+    tails: HashMap<ProfileId, Vec<u8>>,
+    /// Profiles put in this run, not yet written.
+    dirty: HashMap<ProfileId, Profile>,
+}
+
+fn corrupt_id(tree: &str) -> StoreError {
+    StoreError::Other(format!("corrupt profile id in {tree}"))
+}
+
+fn abort(e: StoreError) -> TxError {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// Event links per full chunk: the open chunk in a profile's record moves to
+/// `profile_events` when it holds this many.
+const LINKS_PER_KEY: u64 = 64;
+
+/// The `profile_events` key of a chunk closed at a profile's `n`th link
+/// (0-based): profile ‖ chunk number. The value holds event ids, 16 bytes
+/// each: 64 from a full chunk, fewer from a profile merged away or erased,
+/// more where such a remainder met a full chunk under one key.
+///
+/// Why chunks: a new sled key costs ~5 µs and more when random; one key per
+/// (profile, event) was the costliest write left per event. A profile's
+/// `event_count` numbers its links, so chunk numbers grow with it (after a
+/// merge the count jumps ahead, which only skips numbers).
+fn link_key(profile: ProfileId, n: u64) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(&profile.to_bytes());
+    let chunk = u32::try_from(n / LINKS_PER_KEY).unwrap_or(u32::MAX);
+    key[16..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The event ids held in a `profile_events` value or an open link chunk.
+fn linked_ids(value: &[u8]) -> impl Iterator<Item = EventId> + '_ {
+    value.chunks_exact(16).filter_map(EventId::from_slice)
+}
+
+/// A `profiles` value: the profile's JSON, a 0 byte (JSON never holds one
+/// raw), then the open link chunk: the ids of the events linked since the
+/// last full chunk went to `profile_events`.
+///
+/// Why in the profile's record: each event rewrites its profile anyway, and
+/// a second key per event (the link chunk) was an eighth of all CPU under
+/// load (measured A/B, docs/performance.md). A value written before this
+/// format has no 0 byte and an empty open chunk.
+fn encode_profile(profile: &Profile, tail: &[u8]) -> Vec<u8> {
+    let mut value = encode(profile);
+    value.reserve(1 + tail.len());
+    value.push(0);
+    value.extend_from_slice(tail);
+    value
+}
+
+/// A `profiles` value back into the profile and its open link chunk.
+fn decode_profile(value: &[u8]) -> StoreResult<Record> {
+    let (json, tail) = match value.iter().position(|b| *b == 0) {
+        Some(at) => (&value[..at], &value[at + 1..]),
+        None => (value, &[][..]),
+    };
+    Ok((decode("profiles", json)?, tail.to_vec()))
+}
+
+impl<'a> SledTxn<'a> {
+    pub(super) fn new(
+        trees: (
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+            &'a TransactionalTree,
+        ),
+        hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
+    ) -> Self {
+        let (ident, profiles, redirects, profile_events, audit) = trees;
+        Self {
+            ident,
+            profiles,
+            redirects,
+            profile_events,
+            audit,
+            hot,
+            writes: RefCell::default(),
+        }
+    }
+
+    /// Writes the profiles this run put, each once with its open link
+    /// chunk. Call it last in the transaction closure.
+    pub(super) fn finish(&self) -> Result<(), TxError> {
+        let ProfileWrites { tails, dirty } = self.writes.take();
+        for (id, profile) in dirty {
+            let tail = tails.get(&id).cloned().unwrap_or_default();
+            self.profiles
+                .insert(&id.to_bytes()[..], encode_profile(&profile, &tail))?;
+            if let Some((_, staged)) = self.hot {
+                staged
+                    .borrow_mut()
+                    .profiles
+                    .insert(id, Some((profile, tail)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a profile's open link chunk (full, or the last of a profile
+    /// being removed) into `profile_events`, appending to a chunk already
+    /// under that key (a merge can make two chunks meet there).
+    fn close_links(&self, profile: &Profile, tail: Vec<u8>) -> Result<(), TxError> {
+        if tail.is_empty() {
+            return Ok(());
+        }
+        let key = link_key(profile.id, profile.event_count.saturating_sub(1));
+        let mut links = self
+            .profile_events
+            .get(key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        links.extend_from_slice(&tail);
+        self.profile_events.insert(&key[..], links)?;
+        Ok(())
+    }
+}
+
+impl IdentityTxn for SledTxn<'_> {
+    type Error = TxError;
+
+    fn ident_get(&self, key: &IdentKey) -> Result<Option<ProfileId>, TxError> {
+        let bytes = key.to_key_bytes();
+        if let Some((hot, staged)) = self.hot {
+            if let Some(owner) = staged.borrow().ident.get(&bytes) {
+                return Ok(*owner);
+            }
+            if let Some(owner) = hot.owner(&bytes) {
+                return Ok(Some(owner));
+            }
+        }
+        let owner = match self.ident.get(&bytes)? {
+            Some(v) => Some(ProfileId::from_slice(&v).ok_or_else(|| abort(corrupt_id("ident")))?),
+            None => None,
+        };
+        if let (Some((_, staged)), Some(owner)) = (self.hot, owner) {
+            staged.borrow_mut().read_ident.insert(bytes, owner);
+        }
+        Ok(owner)
+    }
+    fn ident_put(&self, key: &IdentKey, profile: ProfileId) -> Result<(), TxError> {
+        let bytes = key.to_key_bytes();
+        self.ident
+            .insert(bytes.as_slice(), &profile.to_bytes()[..])?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().ident.insert(bytes, Some(profile));
+        }
+        Ok(())
+    }
+    fn ident_remove(&self, key: &IdentKey) -> Result<(), TxError> {
+        let bytes = key.to_key_bytes();
+        self.ident.remove(bytes.as_slice())?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().ident.insert(bytes, None);
+        }
+        Ok(())
+    }
+    fn profile_get(&self, id: ProfileId) -> Result<Option<Profile>, TxError> {
+        if let Some(profile) = self.writes.borrow().dirty.get(&id) {
+            return Ok(Some(profile.clone()));
+        }
+        // While a run lasts, `staged.profiles` holds only its removals
+        // (`finish` adds the writes): a removed profile must not come back
+        // from the cache, and the transaction's own read answers `None`.
+        let record = match self.hot {
+            Some((hot, staged)) => match staged.borrow().profiles.get(&id) {
+                Some(written) => written.clone(),
+                None => hot.profile(id),
+            },
+            None => None,
+        };
+        let (record, from_sled) = match record {
+            Some(record) => (Some(record), false),
+            None => match self.profiles.get(id.to_bytes())? {
+                Some(v) => (Some(decode_profile(&v).map_err(abort)?), true),
+                None => (None, false),
+            },
+        };
+        let Some((profile, tail)) = record else {
+            return Ok(None);
+        };
+        if let (Some((_, staged)), true) = (self.hot, from_sled) {
+            staged
+                .borrow_mut()
+                .read_profiles
+                .insert(id, (profile.clone(), tail.clone()));
+        }
+        self.writes.borrow_mut().tails.entry(id).or_insert(tail);
+        Ok(Some(profile))
+    }
+    fn profile_put(&self, profile: &Profile) -> Result<(), TxError> {
+        // `finish` writes the open link chunk this run knows: make sure it
+        // knows the stored one (the resolver reads before it writes, so this
+        // reads only for a profile that is new).
+        if !self.writes.borrow().tails.contains_key(&profile.id) {
+            self.profile_get(profile.id)?;
+        }
+        self.writes
+            .borrow_mut()
+            .dirty
+            .insert(profile.id, profile.clone());
+        Ok(())
+    }
+    fn profile_remove(&self, id: ProfileId) -> Result<(), TxError> {
+        // Its open links go to `profile_events` first, where listing the
+        // events of whoever absorbed it (or erasing them) finds them.
+        if let Some(profile) = self.profile_get(id)? {
+            let tail = self.writes.borrow_mut().tails.remove(&id);
+            self.close_links(&profile, tail.unwrap_or_default())?;
+        }
+        self.writes.borrow_mut().dirty.remove(&id);
+        self.profiles.remove(&id.to_bytes()[..])?;
+        if let Some((_, staged)) = self.hot {
+            staged.borrow_mut().profiles.insert(id, None);
+        }
+        Ok(())
+    }
+    fn redirect_get(&self, from: ProfileId) -> Result<Option<ProfileId>, TxError> {
+        match self.redirects.get(from.to_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| abort(corrupt_id("redirects"))),
+            None => Ok(None),
+        }
+    }
+    fn redirect_put(&self, from: ProfileId, to: ProfileId) -> Result<(), TxError> {
+        self.redirects
+            .insert(&from.to_bytes()[..], &to.to_bytes()[..])?;
+        Ok(())
+    }
+    fn redirect_remove(&self, from: ProfileId) -> Result<(), TxError> {
+        self.redirects.remove(&from.to_bytes()[..])?;
+        Ok(())
+    }
+    fn audit_put(&self, entry: &AuditEntry) -> Result<(), TxError> {
+        self.audit.insert(&entry.key_bytes()[..], encode(entry))?;
+        Ok(())
+    }
+    fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), TxError> {
+        let full = {
+            let mut writes = self.writes.borrow_mut();
+            writes
+                .dirty
+                .entry(profile.id)
+                .or_insert_with(|| profile.clone());
+            let tail = writes.tails.entry(profile.id).or_default();
+            tail.extend_from_slice(&event.to_bytes());
+            (tail.len() >= LINKS_PER_KEY as usize * 16).then(|| std::mem::take(tail))
+        };
+        match full {
+            Some(tail) => self.close_links(profile, tail),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The live trees, read-only: the base of a preview [`Overlay`]. Writes are
+/// refused (the overlay never forwards them).
+struct ReadView<'a>(&'a Trees);
+
+fn read_only() -> StoreError {
+    StoreError::Other("identity read view is read-only".into())
+}
+
+impl IdentityTxn for ReadView<'_> {
+    type Error = StoreError;
+
+    fn ident_get(&self, key: &IdentKey) -> StoreResult<Option<ProfileId>> {
+        match self.0.ident.get(key.to_key_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt_id("ident")),
+            None => Ok(None),
+        }
+    }
+    fn ident_put(&self, _: &IdentKey, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn ident_remove(&self, _: &IdentKey) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn profile_get(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        match self.0.profiles.get(id.to_bytes())? {
+            Some(v) => decode_profile(&v).map(|(profile, _)| Some(profile)),
+            None => Ok(None),
+        }
+    }
+    fn profile_put(&self, _: &Profile) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn profile_remove(&self, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn redirect_get(&self, from: ProfileId) -> StoreResult<Option<ProfileId>> {
+        match self.0.redirects.get(from.to_bytes())? {
+            Some(v) => ProfileId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt_id("redirects")),
+            None => Ok(None),
+        }
+    }
+    fn redirect_put(&self, _: ProfileId, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn redirect_remove(&self, _: ProfileId) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn audit_put(&self, _: &AuditEntry) -> StoreResult<()> {
+        Err(read_only())
+    }
+    fn link_event(&self, _: &Profile, _: EventId) -> StoreResult<()> {
+        Err(read_only())
+    }
+}
+
+impl Store {
+    /// Runs `f`, which writes identities, in one transaction: it holds the
+    /// identity writer lock, and the hot-identity cache is cleared after it
+    /// (the write bypassed the cache).
+    fn identity_write_txn<A>(
+        &self,
+        f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>,
+    ) -> StoreResult<A> {
+        let _writer = self.hot.lock_writer()?;
+        let result = self.identity_txn(f);
+        self.hot.clear();
+        result
+    }
+
+    /// Runs `f` in one serialisable transaction over the identity trees
+    /// (sled retries it on conflict, so `f` must be pure apart from `txn`).
+    fn identity_txn<A>(&self, f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>) -> StoreResult<A> {
+        let t = &self.trees;
+        let trees = (
+            &t.ident,
+            &t.profiles,
+            &t.redirects,
+            &t.profile_events,
+            &t.audit,
+        );
+        let _exclusive = super::sled_exclusive();
+        trees
+            .transaction(|(ident, profiles, redirects, profile_events, audit)| {
+                let txn = SledTxn::new((ident, profiles, redirects, profile_events, audit), None);
+                let answer = f(&txn)?;
+                txn.finish()?;
+                Ok(answer)
+            })
+            .map_err(super::abort_reason)
+    }
+
+    /// Resolves one event atomically (tests and benches; the processor
+    /// resolves inside its batch transaction).
+    pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        self.identity_write_txn(|txn| identity::resolve(txn, input, blocklist))
+    }
+
+    /// What `resolve` would do now, without writing anything.
+    pub fn resolve_preview(
+        &self,
+        input: &ResolveInput,
+        blocklist: &Blocklist,
+    ) -> StoreResult<Outcome> {
+        let view = ReadView(&self.trees);
+        identity::resolve(&Overlay::new(&view), input, blocklist)
+    }
+
+    /// A profile by id; an absorbed id answers with its survivor.
+    pub fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        self.identity_txn(|txn| identity::canonical(txn, id))
+    }
+
+    /// The profile owning an identifier (give the normalised value).
+    pub fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+        self.identity_txn(|txn| identity::lookup(txn, key))
+    }
+
+    /// A profile's events, newest first, including those of merged profiles;
+    /// `before` pages (exclusive).
+    pub fn profile_events(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        let Some(profile) = self.profile(id)? else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::new();
+        for pid in std::iter::once(profile.id).chain(profile.merged_from.iter().copied()) {
+            events.extend(self.linked_events(pid, limit, before)?);
+        }
+        events.sort_unstable_by(|a, b| b.cmp(a));
+        events.dedup();
+        events.truncate(limit);
+        Ok(events)
+    }
+
+    /// Up to `limit` events linked to exactly `pid` before `before`, newest
+    /// first. Reads the open link chunk in its record and all its full
+    /// chunks (64 ids each): links are in arrival order, which a replay
+    /// makes differ from id order.
+    fn linked_events(
+        &self,
+        pid: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        let open = match self.trees.profiles.get(pid.to_bytes())? {
+            Some(value) => decode_profile(&value)?.1,
+            None => Vec::new(),
+        };
+        let mut out: Vec<EventId> = linked_ids(&open).collect();
+        for item in self.trees.profile_events.scan_prefix(pid.to_bytes()) {
+            let (_, value) = item?;
+            out.extend(linked_ids(&value));
+        }
+        out.retain(|e| before.is_none_or(|b| *e < b));
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The audit history of a profile and of every profile merged into it,
+    /// oldest first. Works for an erased id too (its erasure line remains).
+    pub fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+        let ids = match self.profile(id)? {
+            Some(p) => std::iter::once(p.id).chain(p.merged_from).collect(),
+            None => vec![id],
+        };
+        let mut entries = Vec::new();
+        for pid in ids {
+            for item in self.trees.audit.scan_prefix(pid.to_bytes()) {
+                let (_, v) = item?;
+                entries.push(decode::<AuditEntry>("audit", &v)?);
+            }
+        }
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
+    }
+
+    /// Support staff merge `from` into `into` (audited, no limits apply).
+    /// The inner `Err` says why it was refused.
+    pub fn merge_profiles(
+        &self,
+        from: ProfileId,
+        into: ProfileId,
+    ) -> StoreResult<Result<Profile, String>> {
+        self.identity_write_txn(|txn| identity::manual_merge(txn, from, into))
+    }
+
+    /// Erases a profile: the profile, its identifiers and redirects go in one
+    /// transaction; then its event links are removed and the personal data
+    /// in its audit lines and stored outcomes is redacted. Returns the event
+    /// ids (newest first) so the caller can scrub the events themselves, or
+    /// `None` when there is no such profile.
+    ///
+    /// After the transaction no event can join the erased ids any more, so
+    /// the follow-up scans see a complete, stable list. A crash between the
+    /// two steps leaves unreachable links and unredacted audit lines.
+    pub fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+        let Some(ids) = self.identity_write_txn(|txn| identity::erase(txn, id))? else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for pid in &ids {
+            events.extend(self.unlink_events(*pid)?);
+            self.redact_audit(*pid)?;
+        }
+        events.sort_unstable_by(|a, b| b.cmp(a));
+        // An erasure is a legal obligation: make it durable before answering.
+        self.flush_db()?;
+        Ok(Some(events))
+    }
+
+    fn unlink_events(&self, pid: ProfileId) -> StoreResult<Vec<EventId>> {
+        let mut events = Vec::new();
+        for item in self.trees.profile_events.scan_prefix(pid.to_bytes()) {
+            let (key, value) = item?;
+            events.extend(linked_ids(&value));
+            self.trees.profile_events.remove(key)?;
+        }
+        Ok(events)
+    }
+
+    /// Replaces the detail of every audit line of `pid` but the erasure one.
+    fn redact_audit(&self, pid: ProfileId) -> StoreResult<()> {
+        for item in self.trees.audit.scan_prefix(pid.to_bytes()) {
+            let (key, v) = item?;
+            let mut entry: AuditEntry = decode("audit", &v)?;
+            if entry.kind != "erasure" {
+                entry.detail = json!({ "redacted": true });
+                self.trees.audit.insert(key, encode(&entry))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::identity::{Action, Identifiers, RefusalReason};
+    use crate::domain::ids::SourceId;
+    use chrono::{DateTime, Duration, Utc};
+    use serde_json::{Map, Value};
+
+    fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
+        Identifiers {
+            external_id: x.map(Into::into),
+            email: e.map(Into::into),
+            visitor_id: v.map(Into::into),
+        }
+    }
+
+    fn input(ids: Identifiers) -> ResolveInput {
+        ResolveInput {
+            event_id: EventId::new(),
+            source_id: SourceId::new(),
+            at: Utc::now(),
+            ids,
+            traits: Map::new(),
+        }
+    }
+
+    fn run(store: &Store, x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Outcome {
+        store
+            .resolve(&input(ids(x, e, v)), &Blocklist::default())
+            .unwrap()
+    }
+
+    fn owner(store: &Store, key: IdentKey) -> Option<ProfileId> {
+        store.profile_by(&key).unwrap().map(|p| p.id)
+    }
+
+    #[test]
+    fn a_profiles_events_span_link_chunks_and_page_newest_first() {
+        let store = Store::temporary().unwrap();
+        let mut sent: Vec<EventId> = (0..150)
+            .map(|_| {
+                let i = input(ids(None, Some("busy@x.io"), None));
+                store.resolve(&i, &Blocklist::default()).unwrap();
+                i.event_id
+            })
+            .collect();
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let p = store
+            .profile_by(&IdentKey::Email("busy@x.io".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.profile_events(p.id, 500, None).unwrap(), sent);
+        let first = store.profile_events(p.id, 100, None).unwrap();
+        let rest = store
+            .profile_events(p.id, 100, first.last().copied())
+            .unwrap();
+        assert_eq!([first, rest].concat(), sent);
+        // Two full chunks moved out; the last 22 links are in the record.
+        assert_eq!(store.trees.profile_events.len(), 2);
+        let record = store.trees.profiles.get(p.id.to_bytes()).unwrap().unwrap();
+        assert_eq!(decode_profile(&record).unwrap().1.len(), 22 * 16);
+    }
+
+    #[test]
+    fn a_merged_profiles_open_links_stay_listed_and_erasable() {
+        let store = Store::temporary().unwrap();
+        let mut sent = Vec::new();
+        for (email, visitor) in [
+            (None, Some("v1")),
+            (None, Some("v1")),
+            (Some("m@x.io"), None),
+        ] {
+            let i = input(ids(None, email, visitor));
+            store.resolve(&i, &Blocklist::default()).unwrap();
+            sent.push(i.event_id);
+        }
+        // This event joins the visitor's profile and the email's: a merge.
+        let joining = input(ids(None, Some("m@x.io"), Some("v1")));
+        let merged = store.resolve(&joining, &Blocklist::default()).unwrap();
+        assert_eq!(merged.summary(), "merge");
+        sent.push(joining.event_id);
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let survivor = merged.profile_id.unwrap();
+        assert_eq!(store.profile_events(survivor, 10, None).unwrap(), sent);
+        // The absorbed profile's record is gone; its links moved to a chunk.
+        assert_eq!(store.trees.profiles.len(), 1);
+        assert_eq!(store.trees.profile_events.len(), 1);
+        let mut erased = store.erase_profile(survivor).unwrap().unwrap();
+        erased.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(erased, sent);
+        assert!(store.trees.profile_events.is_empty());
+    }
+
+    #[test]
+    fn a_profile_stored_before_open_link_chunks_reads_and_links_on() {
+        let store = Store::temporary().unwrap();
+        let first = run(&store, None, Some("old@x.io"), None)
+            .profile_id
+            .unwrap();
+        // Rewrite its record as the previous format did: JSON alone (its
+        // first link, kept in `profile_events` back then, is dropped here).
+        let (profile, _) =
+            decode_profile(&store.trees.profiles.get(first.to_bytes()).unwrap().unwrap()).unwrap();
+        store
+            .trees
+            .profiles
+            .insert(first.to_bytes(), encode(&profile))
+            .unwrap();
+        store.hot.clear();
+        assert_eq!(store.profile(first).unwrap(), Some(profile));
+        assert_eq!(
+            run(&store, None, Some("old@x.io"), None).profile_id,
+            Some(first)
+        );
+        assert_eq!(store.profile_events(first, 10, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn anonymous_visitor_creates_a_profile() {
+        let store = Store::temporary().unwrap();
+        let out = run(&store, None, None, Some("v1"));
+        assert_eq!(out.summary(), "create");
+        let p = store.profile(out.profile_id.unwrap()).unwrap().unwrap();
+        assert_eq!(p.visitor_ids, vec!["v1"]);
+        assert_eq!(p.event_count, 1);
+        assert_eq!(store.profile_events(p.id, 10, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn identification_attaches_email() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, None, Some("v1"));
+        let b = run(&store, None, Some("Jo@X.io"), Some("v1"));
+        assert_eq!(b.summary(), "attach");
+        assert_eq!(a.profile_id, b.profile_id);
+        assert_eq!(
+            owner(&store, IdentKey::Email("jo@x.io".into())),
+            a.profile_id
+        );
+    }
+
+    #[test]
+    fn chain_of_identifiers_is_one_profile() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("e1@x.io"), Some("v1"));
+        let b = run(&store, Some("x1"), Some("e1@x.io"), None);
+        let c = run(&store, Some("x1"), None, Some("v2"));
+        assert_eq!(a.profile_id, b.profile_id);
+        assert_eq!(b.profile_id, c.profile_id);
+        let p = store.profile(a.profile_id.unwrap()).unwrap().unwrap();
+        assert_eq!(p.external_ids, vec!["x1"]);
+        assert_eq!(p.visitor_ids.len(), 2);
+        assert_eq!(p.event_count, 3);
+    }
+
+    #[test]
+    fn two_external_ids_sharing_an_email_are_not_merged() {
+        let store = Store::temporary().unwrap();
+        let first = run(&store, Some("x1"), Some("e@x.io"), None);
+        let second = run(&store, Some("x2"), Some("e@x.io"), None);
+        assert_eq!(second.summary(), "create");
+        assert_ne!(first.profile_id, second.profile_id);
+        assert_eq!(second.refusals.len(), 1);
+        assert_eq!(second.refusals[0].reason, RefusalReason::ExternalIdConflict);
+        assert_eq!(
+            owner(&store, IdentKey::Email("e@x.io".into())),
+            first.profile_id
+        );
+        assert_eq!(
+            owner(&store, IdentKey::External("x2".into())),
+            second.profile_id
+        );
+        let history = store.profile_history(second.profile_id.unwrap()).unwrap();
+        assert!(history.iter().any(|h| h.kind == "refusal"));
+    }
+
+    #[test]
+    fn blocked_values_warn_and_keep_the_event() {
+        let store = Store::temporary().unwrap();
+        let out = run(&store, Some("null"), Some("\"undefined\""), Some("v1"));
+        assert_eq!(out.summary(), "create");
+        assert_eq!(out.warnings.len(), 2);
+        assert!(out
+            .refusals
+            .iter()
+            .all(|r| r.reason == RefusalReason::BlockedValue));
+        assert_eq!(owner(&store, IdentKey::External("null".into())), None);
+        let none = run(&store, None, None, Some("0"));
+        assert_eq!(none.summary(), "refused: blocked_value");
+        assert_eq!(none.profile_id, None);
+    }
+
+    #[test]
+    fn email_case_and_whitespace_are_one_identifier() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("  Ann@Example.COM "), None);
+        let b = run(&store, None, Some("ann@example.com"), None);
+        assert_eq!(a.profile_id, b.profile_id);
+        let c = run(&store, Some("ABC"), None, None);
+        let d = run(&store, Some("abc"), None, None);
+        assert_ne!(
+            c.profile_id, d.profile_id,
+            "external ids are case-sensitive"
+        );
+        let e = run(&store, None, None, Some("abc"));
+        assert_ne!(d.profile_id, e.profile_id, "kinds never collide");
+    }
+
+    #[test]
+    fn concurrent_resolvers_lose_nothing() {
+        let store = Store::temporary().unwrap();
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let v = format!("v{i}");
+                    run(&store, None, Some("shared@x.io"), Some(&v))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let p = store
+            .profile_by(&IdentKey::Email("shared@x.io".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.visitor_ids.len(), 40);
+        assert_eq!(p.event_count, 40);
+        for i in 0..40 {
+            assert_eq!(
+                owner(&store, IdentKey::Visitor(format!("v{i}"))),
+                Some(p.id)
+            );
+        }
+        assert_eq!(store.profile_events(p.id, 100, None).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn merging_anonymous_profiles_keeps_the_older() {
+        let store = Store::temporary().unwrap();
+        let old = run(&store, None, None, Some("v1")).profile_id.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let young = run(&store, None, Some("e@x.io"), None).profile_id.unwrap();
+        let out = run(&store, None, Some("e@x.io"), Some("v1"));
+        assert_eq!(
+            out.action,
+            Action::Merge {
+                absorbed: vec![young]
+            }
+        );
+        assert_eq!(out.profile_id, Some(old));
+        assert_eq!(store.profile(young).unwrap().unwrap().id, old);
+        let kinds: Vec<_> = store
+            .profile_history(young)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.kind)
+            .collect();
+        assert_eq!(kinds, vec!["create", "create", "merge"]);
+        assert_eq!(store.profile_events(young, 10, None).unwrap().len(), 3);
+        let page = store.profile_events(old, 2, None).unwrap();
+        let rest = store.profile_events(old, 2, page.last().copied()).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(rest.len(), 1);
+        assert!(page[0] > page[1] && page[1] > rest[0]);
+    }
+
+    #[test]
+    fn redirects_are_compressed() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, None, Some("a")).profile_id.unwrap();
+        let b = run(&store, None, None, Some("b")).profile_id.unwrap();
+        let c = run(&store, None, None, Some("c")).profile_id.unwrap();
+        // b absorbed into a... then a into c would need c older; use manual merges.
+        store.merge_profiles(b, a).unwrap().unwrap();
+        store.merge_profiles(a, c).unwrap().unwrap();
+        let raw = store.trees.redirects.get(b.to_bytes()).unwrap().unwrap();
+        assert_eq!(ProfileId::from_slice(&raw), Some(c));
+        assert_eq!(store.profile(b).unwrap().unwrap().id, c);
+    }
+
+    fn traited(at: DateTime<Utc>, plan: &str) -> ResolveInput {
+        let mut i = input(ids(None, None, Some("v1")));
+        i.at = at;
+        i.traits.insert("plan".into(), Value::from(plan));
+        i
+    }
+
+    #[test]
+    fn newest_trait_wins_whatever_the_order() {
+        let now = Utc::now();
+        let older = traited(now - Duration::hours(1), "free");
+        let newer = traited(now, "pro");
+        for order in [[&older, &newer], [&newer, &older]] {
+            let store = Store::temporary().unwrap();
+            for i in order {
+                store.resolve(i, &Blocklist::default()).unwrap();
+            }
+            let p = store
+                .profile_by(&IdentKey::Visitor("v1".into()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.traits["plan"].value, Value::from("pro"));
+            assert_eq!(p.first_seen, older.at);
+        }
+    }
+
+    #[test]
+    fn sixth_email_is_refused() {
+        let store = Store::temporary().unwrap();
+        for i in 0..5 {
+            run(&store, None, Some(&format!("e{i}@x.io")), Some("v1"));
+        }
+        let out = run(&store, None, Some("e5@x.io"), Some("v1"));
+        assert_eq!(out.refusals[0].reason, RefusalReason::LimitExceeded);
+        let p = store
+            .profile_by(&IdentKey::Visitor("v1".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.emails.len(), 5);
+        // The event went to the profile of its strongest surviving identifier.
+        assert_eq!(
+            owner(&store, IdentKey::Email("e5@x.io".into())),
+            out.profile_id
+        );
+        assert_ne!(out.profile_id, Some(p.id));
+    }
+
+    #[test]
+    fn manual_merge_joins_external_ids() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, Some("x1"), None, None).profile_id.unwrap();
+        let b = run(&store, Some("x2"), None, None).profile_id.unwrap();
+        let merged = store.merge_profiles(a, b).unwrap().unwrap();
+        assert_eq!(merged.id, b);
+        assert_eq!(merged.external_ids, vec!["x2", "x1"]);
+        assert_eq!(owner(&store, IdentKey::External("x1".into())), Some(b));
+        assert!(store.merge_profiles(a, b).unwrap().is_err());
+        assert!(store.merge_profiles(ProfileId::new(), b).unwrap().is_err());
+        // Events carrying either external id still attach.
+        assert_eq!(run(&store, Some("x1"), None, None).profile_id, Some(b));
+        // Both profiles' open links survived the merge: a's moved to a
+        // chunk, b's stayed in its record through support's write.
+        assert_eq!(store.profile_events(b, 10, None).unwrap().len(), 3);
+        let history = store.profile_history(b).unwrap();
+        assert!(history.iter().any(|h| h.kind == "manual_merge"));
+    }
+
+    #[test]
+    fn erasure_removes_everything_personal() {
+        let store = Store::temporary().unwrap();
+        let a = run(&store, None, Some("gone@x.io"), Some("v1"));
+        run(&store, Some("x9"), Some("gone@x.io"), Some("v2"));
+        let id = a.profile_id.unwrap();
+        let events = store.erase_profile(id).unwrap().unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(store.profile(id).unwrap().is_none());
+        assert_eq!(owner(&store, IdentKey::Email("gone@x.io".into())), None);
+        assert_eq!(owner(&store, IdentKey::Visitor("v1".into())), None);
+        assert!(store.profile_events(id, 10, None).unwrap().is_empty());
+        let history = store.profile_history(id).unwrap();
+        assert!(history.iter().any(|h| h.kind == "erasure"));
+        let text = serde_json::to_string(&history).unwrap();
+        assert!(!text.contains("gone@x.io") && !text.contains("v1"));
+        assert!(store.erase_profile(id).unwrap().is_none());
+        // The identifier can start a new profile afterwards.
+        assert_eq!(
+            run(&store, None, Some("gone@x.io"), None).summary(),
+            "create"
+        );
+    }
+
+    #[test]
+    fn preview_writes_nothing() {
+        let store = Store::temporary().unwrap();
+        run(&store, None, None, Some("v1"));
+        run(&store, None, Some("e@x.io"), None);
+        let probe = input(ids(None, Some("e@x.io"), Some("v1")));
+        let preview = store
+            .resolve_preview(&probe, &Blocklist::default())
+            .unwrap();
+        assert_eq!(preview.summary(), "merge");
+        assert_ne!(
+            owner(&store, IdentKey::Visitor("v1".into())),
+            owner(&store, IdentKey::Email("e@x.io".into()))
+        );
+        assert!(store
+            .trees
+            .profile_events
+            .iter()
+            .values()
+            .all(|v| linked_ids(&v.unwrap()).all(|e| e != probe.event_id)));
+        let fresh = input(ids(None, None, Some("new")));
+        let preview = store
+            .resolve_preview(&fresh, &Blocklist::default())
+            .unwrap();
+        assert_eq!(preview.summary(), "create");
+        assert_eq!(owner(&store, IdentKey::Visitor("new".into())), None);
+    }
+}

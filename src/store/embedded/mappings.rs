@@ -1,0 +1,138 @@
+//! Mapping versions and replay jobs.
+
+use super::{decode, encode, Store, StoreResult};
+use crate::domain::ids::{EventId, SourceId};
+use crate::domain::model::{EventStatus, MappingSpec};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const REPLAY_PREFIX: &[u8] = b"replay/";
+
+/// One saved version of a source's mapping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MappingVersion {
+    pub version: u32,
+    pub mapping: MappingSpec,
+    pub created_at: DateTime<Utc>,
+    /// The preset it was started from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+/// A background re-run of the current mapping over stored events of one
+/// status. Persisted, so it resumes after a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayJob {
+    pub source_id: SourceId,
+    pub status: EventStatus,
+    /// Position in the source's events (oldest first): the last id examined.
+    pub after: Option<EventId>,
+    /// Events of that status when the job started (for a progress bar).
+    pub total: u64,
+    /// Events re-run so far.
+    pub done: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Saves `mapping` as the source's next version and makes it current.
+    /// Only the admin API saves mappings, one request at a time per source
+    /// in practice; the version is written before the source points at it,
+    /// so a crash in between leaves the previous version current.
+    pub fn save_mapping(
+        &self,
+        source: SourceId,
+        mapping: &MappingSpec,
+        preset: Option<String>,
+    ) -> StoreResult<MappingVersion> {
+        let next = self.next_mapping_version(source)?;
+        let version = MappingVersion {
+            version: next,
+            mapping: mapping.clone(),
+            created_at: Utc::now(),
+            preset,
+        };
+        self.trees
+            .mappings
+            .insert(mapping_key(source, next), encode(&version))?;
+        if let Some(mut s) = self.source(source)? {
+            s.mapping_version = Some(next);
+            s.updated_at = Utc::now();
+            self.put_source(&s)?;
+        }
+        Ok(version)
+    }
+
+    /// Allocates the next version number atomically, so two saves racing
+    /// never write the same version.
+    fn next_mapping_version(&self, source: SourceId) -> StoreResult<u32> {
+        let key = [b"mapver/".as_slice(), &source.to_bytes()].concat();
+        let bumped = self.trees.meta.update_and_fetch(key, |old| {
+            let current = old
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_be_bytes);
+            Some((current + 1).to_be_bytes().to_vec())
+        })?;
+        Ok(bumped
+            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map_or(1, u32::from_be_bytes))
+    }
+
+    /// Every version of a source's mapping, oldest first.
+    pub fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
+        self.trees
+            .mappings
+            .scan_prefix(source.to_bytes())
+            .values()
+            .map(|v| decode("mappings", &v?))
+            .collect()
+    }
+
+    pub fn mapping_version(
+        &self,
+        source: SourceId,
+        version: u32,
+    ) -> StoreResult<Option<MappingVersion>> {
+        self.trees
+            .mappings
+            .get(mapping_key(source, version))?
+            .map(|v| decode("mappings", &v))
+            .transpose()
+    }
+
+    pub fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
+        self.trees
+            .meta
+            .insert(replay_key(job.source_id), encode(job))?;
+        Ok(())
+    }
+
+    pub fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
+        self.trees
+            .meta
+            .get(replay_key(source))?
+            .map(|v| decode("meta", &v))
+            .transpose()
+    }
+
+    /// Replay jobs not finished yet.
+    pub fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
+        let mut out = Vec::new();
+        for item in self.trees.meta.scan_prefix(REPLAY_PREFIX) {
+            let job: ReplayJob = decode("meta", &item?.1)?;
+            if job.finished_at.is_none() {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn mapping_key(source: SourceId, version: u32) -> Vec<u8> {
+    [source.to_bytes().as_slice(), &version.to_be_bytes()].concat()
+}
+
+pub(crate) fn replay_key(source: SourceId) -> Vec<u8> {
+    [REPLAY_PREFIX, &source.to_bytes()].concat()
+}

@@ -1,0 +1,96 @@
+//! Sources and their token index.
+//!
+//! Every write to the `sources` or `source_tokens` trees must call
+//! `self.source_cache.invalidate()` after it commits (see `source_cache`):
+//! the hook path trusts the cache.
+
+use super::{decode, encode, Store, StoreResult};
+use crate::domain::ids::SourceId;
+use crate::domain::source::{SecretHash, Source};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+use std::sync::Arc;
+
+impl Store {
+    /// Inserts or replaces a source, keeping `source_tokens` in step: the old
+    /// token hash (if it changed) stops resolving in the same transaction.
+    pub fn put_source(&self, source: &Source) -> StoreResult<()> {
+        let key = source.id.to_bytes();
+        let value = encode(source);
+        let token = source.token_hash.0.as_bytes();
+        let _exclusive = super::sled_exclusive();
+        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
+            if let Some(old) = sources.get(key)? {
+                let old: Source = serde_json::from_slice(&old)
+                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                if old.token_hash != source.token_hash {
+                    tokens.remove(old.token_hash.0.as_bytes())?;
+                }
+            }
+            sources.insert(&key, value.as_slice())?;
+            tokens.insert(token, &key)?;
+            Ok(())
+        })?;
+        self.source_cache.invalidate();
+        Ok(())
+    }
+
+    pub fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        self.trees
+            .sources
+            .get(id.to_bytes())?
+            .map(|bytes| decode("sources", &bytes))
+            .transpose()
+    }
+
+    pub fn sources(&self) -> StoreResult<Vec<Source>> {
+        self.trees
+            .sources
+            .iter()
+            .values()
+            .map(|bytes| decode("sources", &bytes?))
+            .collect()
+    }
+
+    /// The source a hook token belongs to, from the in-memory cache when it
+    /// can (the hook path calls this on every request). Shared, not cloned.
+    pub fn cached_source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Arc<Source>>> {
+        if let Some(hit) = self.source_cache.get(&hash.0) {
+            return Ok(Some(hit));
+        }
+        let seen = self.source_cache.generation();
+        let Some(source) = self.source_by_token(hash)? else {
+            return Ok(None);
+        };
+        let source = Arc::new(source);
+        self.source_cache.fill(&hash.0, source.clone(), seen);
+        Ok(Some(source))
+    }
+
+    /// The source a hook token belongs to, read from sled.
+    pub fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
+        let Some(id) = self.trees.source_tokens.get(hash.0.as_bytes())? else {
+            return Ok(None);
+        };
+        match SourceId::from_slice(&id) {
+            Some(id) => self.source(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a source and its token. Its stored events stay (they are the
+    /// audit trail) until retention prunes them.
+    pub fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        let Some(source) = self.source(id)? else {
+            return Ok(None);
+        };
+        let _exclusive = super::sled_exclusive();
+        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
+            sources.remove(&id.to_bytes())?;
+            tokens.remove(source.token_hash.0.as_bytes())?;
+            Ok::<_, ConflictableTransactionError<String>>(())
+        })?;
+        self.source_cache.invalidate();
+        Ok(Some(source))
+    }
+}
