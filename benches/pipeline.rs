@@ -7,8 +7,8 @@
 //! they are not absolute capacity figures; `scripts/load` measures that.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use inlet::domain::ids::{EventId, RequestId, SourceId};
 use inlet::domain::decode::{body_format, decode_body};
+use inlet::domain::ids::{EventId, RequestId, SourceId};
 use inlet::domain::model::RawEvent;
 use inlet::domain::records::explode;
 use inlet::domain::source::{SecretHash, Source};

@@ -4,10 +4,11 @@
 
 use crate::config::Config;
 use crate::domain::counters::Counters;
+use crate::domain::source::SecretHash;
+use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::Processor;
-use crate::domain::source::SecretHash;
-use crate::store::flush::GroupCommit;
+use crate::service::{Handles, Services};
 use crate::store::Store;
 use fs4::fs_std::FileExt;
 use std::fs::File;
@@ -16,37 +17,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-
-/// Everything a request handler or background task needs: one `Arc`, so
-/// the clone axum makes for every request is one atomic increment (it was
-/// ~20, one per tree handle and shared part, measured at ~10% of the hook
-/// path's CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// The parts of [`AppState`].
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub commit: Arc<GroupCommit>,
-    pub counters: Arc<Counters>,
-    /// Rung after every append so the processor wakes without polling.
-    pub new_events: Arc<Notify>,
-    pub admin_token: Arc<SecretHash>,
-    pub processor: Arc<Processor>,
-    /// Dashboard logins (in memory: a restart logs everyone out).
-    pub sessions: Arc<crate::http::dashboard::Sessions>,
-    pub metrics: Arc<Metrics>,
-    /// Failed admin-token attempts, per address and in all (`guard`).
-    pub auth_guard: crate::http::guard::AuthGuard,
-}
 
 /// Why Inlet could not start; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +89,16 @@ impl Application {
                 }
             })?,
         );
-        let state = AppState(Arc::new(Shared {
+        let services = Services::new(Handles {
+            config: config.clone(),
+            store: store.clone(),
+            commit: commit.clone(),
+            counters: counters.clone(),
+            new_events: new_events.clone(),
+            processor: processor.clone(),
+        });
+        let state = AppState::new(Shared {
+            services,
             config,
             store,
             commit,
@@ -130,7 +109,7 @@ impl Application {
             sessions: Arc::default(),
             metrics: Arc::new(Metrics::new()),
             auth_guard,
-        }));
+        });
         Ok(Self {
             listener,
             state,

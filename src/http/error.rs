@@ -135,3 +135,33 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// A use case's failure, answered with the same status and code the API
+/// has always given for it.
+impl From<crate::service::ServiceError> for AppError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as E;
+        match e {
+            E::BadRequest(m) => AppError::BadRequest(m),
+            E::Invalid {
+                message,
+                fields,
+                code,
+            } => AppError::Invalid {
+                message,
+                fields,
+                code,
+            },
+            E::NotFound(m) => AppError::NotFound(m),
+            E::Conflict(m) => AppError::Conflict(m),
+            E::TooLarge { code, message } => AppError::Coded {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code,
+                message,
+            },
+            E::Unavailable { code, message } => AppError::Unavailable { code, message },
+            E::Store(e) => AppError::Store(e),
+            E::Internal(m) => AppError::Internal(m),
+        }
+    }
+}

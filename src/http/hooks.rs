@@ -4,13 +4,13 @@
 //! durable log → group flush → 202. Every refusal at a known source is
 //! written to the error log with its stage; nothing here maps or resolves.
 
-use crate::app::AppState;
-use crate::http::error::AppError;
-use crate::domain::ids::{EventId, RequestId, SourceId};
 use crate::domain::decode::{self, DecodeError};
+use crate::domain::ids::{EventId, RequestId, SourceId};
 use crate::domain::model::{ErrorEntry, Level, RawEvent, Stage};
 use crate::domain::records::{self, Exploded, Limits, RecordsError};
 use crate::domain::source::{SecretHash, Source};
+use crate::http::error::AppError;
+use crate::http::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};

@@ -2,7 +2,7 @@
 //! latencies only, no ids or secrets; firewall it like any metrics port),
 //! and the layer that times every hook request.
 
-use crate::app::AppState;
+use crate::http::AppState;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;

@@ -8,10 +8,12 @@ pub mod guard;
 mod hooks;
 mod metrics;
 pub mod serve;
+mod state;
+
+pub use state::{AppState, Shared};
 
 use api::{errors, events, health, mapping, profiles, sources};
 
-use crate::app::AppState;
 use crate::http::error::AppError;
 use crate::http::guard::{Locked, PeerAddr};
 use axum::body::{Body, HttpBody};

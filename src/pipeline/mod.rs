@@ -12,10 +12,9 @@
 //! One task is also the single writer of the identity trees, which is how
 //! concurrent events that link the same people end in one profile.
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::domain::counters::{Counters, Counts};
-use crate::domain::identity::{Blocklist, Identifiers, Outcome, ResolveInput};
+use crate::domain::identity::{self, Blocklist, Identifiers, IdentityTxn, Outcome, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::CompiledMapping;
 use crate::domain::model::{
@@ -23,7 +22,8 @@ use crate::domain::model::{
 };
 use crate::domain::sniff::{Drift, SchemaRegistry};
 use crate::domain::source::Source;
-use crate::store::batch::Planned;
+use crate::http::AppState;
+use crate::store::batch::{Planned, Resolved, UnitError};
 use crate::store::events::Logged;
 use crate::store::log::Location;
 use crate::store::mappings::ReplayJob;
@@ -169,6 +169,18 @@ fn warn(plan: &mut Planned, raw: &RawEvent, stage: Stage, code: &str, message: S
 
 /// Folds the resolver's outcome into an event's state (inside the batch
 /// transaction: pure, may run again on a retry).
+fn resolve_identity(
+    txn: &dyn IdentityTxn<Error = UnitError>,
+    plan: &Planned,
+) -> Result<Resolved, UnitError> {
+    let mut resolved = Resolved::as_planned(plan);
+    if let Some((input, blocklist)) = &plan.resolve {
+        let outcome = identity::resolve(txn, input, blocklist)?;
+        fold_outcome(plan, &mut resolved.state, &mut resolved.errors, &outcome);
+    }
+    Ok(resolved)
+}
+
 fn fold_outcome(
     plan: &Planned,
     state: &mut EventState,
@@ -462,7 +474,7 @@ impl Processor {
             tally.record(&self.counters, event.raw.source_id, None, status_of(plan));
         }
         self.store
-            .commit_batch(plans, Some(last), &tally.0, fold_outcome)?;
+            .commit_batch(plans, Some(last), &tally.0, resolve_identity)?;
         tally.apply(&self.counters);
         Ok(())
     }
@@ -678,7 +690,7 @@ impl Processor {
             job.done += 1;
         }
         self.store
-            .commit_batch(&plans, None, &tally.0, fold_outcome)?;
+            .commit_batch(&plans, None, &tally.0, resolve_identity)?;
         tally.apply(&self.counters);
         job.after = ids.last().copied().or(job.after);
         if ids.len() < batch {

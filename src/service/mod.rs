@@ -1,1 +1,44 @@
-//! Services: each use case once, typed in and out.
+//! Services: each use case once, typed in and out, with the domain error it
+//! can fail with. The JSON API and the dashboard both call these; neither
+//! knows the other, and nothing here knows HTTP.
+
+pub mod error;
+
+pub use error::{ServiceError, ServiceResult};
+
+use crate::config::Config;
+use crate::domain::counters::Counters;
+use crate::pipeline::Processor;
+use crate::store::flush::GroupCommit;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The handles the use cases need. One `Arc`, so the clone axum makes for
+/// every request is one atomic increment.
+#[derive(Clone)]
+pub struct Services(Arc<Handles>);
+
+/// The parts of [`Services`].
+pub struct Handles {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub commit: Arc<GroupCommit>,
+    pub counters: Arc<Counters>,
+    /// Rung after every append so the pipeline wakes without polling.
+    pub new_events: Arc<Notify>,
+    pub processor: Arc<Processor>,
+}
+
+impl Services {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for Services {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}

@@ -22,7 +22,7 @@ pub struct TestApp {
     pub client: Client,
     pub dir: PathBuf,
     /// The running server's state, for fixtures that need the store directly.
-    pub state: inlet::app::AppState,
+    pub state: inlet::http::AppState,
     _tempdir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,

@@ -10,7 +10,7 @@ use serde_json::json;
 /// external ids end up in one profile: a person decided it, so no limit
 /// applies (the profile may then hold several external ids or more emails
 /// than events could add). The inner `Err` explains a refusal.
-pub fn manual_merge<T: IdentityTxn>(
+pub fn manual_merge<T: IdentityTxn + ?Sized>(
     txn: &T,
     from: ProfileId,
     into: ProfileId,
@@ -36,7 +36,10 @@ pub fn manual_merge<T: IdentityTxn>(
 /// redirects to it. Returns the ids whose events belonged to it (the profile
 /// and every id merged into it) so the caller can find and scrub the events;
 /// `None` when there is no such profile. The audit line counts, never names.
-pub fn erase<T: IdentityTxn>(txn: &T, id: ProfileId) -> Result<Option<Vec<ProfileId>>, T::Error> {
+pub fn erase<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    id: ProfileId,
+) -> Result<Option<Vec<ProfileId>>, T::Error> {
     let Some(profile) = canonical(txn, id)? else {
         return Ok(None);
     };

@@ -96,7 +96,7 @@ impl IdentityTxn for MemoryTxn {
 /// Reads through to `base`, keeps writes in memory. Running `resolve` on an
 /// overlay answers "what would happen" and leaves `base` untouched. A removal
 /// is buffered as `None` so later reads do not see the base value.
-pub struct Overlay<'a, T> {
+pub struct Overlay<'a, T: ?Sized> {
     base: &'a T,
     ident: RefCell<BTreeMap<IdentKey, Option<ProfileId>>>,
     profiles: RefCell<BTreeMap<ProfileId, Option<Profile>>>,
@@ -104,7 +104,7 @@ pub struct Overlay<'a, T> {
     audit: RefCell<Vec<AuditEntry>>,
 }
 
-impl<'a, T> Overlay<'a, T> {
+impl<'a, T: ?Sized> Overlay<'a, T> {
     pub fn new(base: &'a T) -> Self {
         Self {
             base,
@@ -121,7 +121,7 @@ impl<'a, T> Overlay<'a, T> {
     }
 }
 
-impl<T: IdentityTxn> IdentityTxn for Overlay<'_, T> {
+impl<T: IdentityTxn + ?Sized> IdentityTxn for Overlay<'_, T> {
     type Error = T::Error;
 
     fn ident_get(&self, key: &IdentKey) -> Result<Option<ProfileId>, T::Error> {

@@ -13,7 +13,10 @@ use uuid::Uuid;
 const MAX_REDIRECT_HOPS: usize = 8;
 
 /// The live profile behind `id`, following redirects from absorbed ids.
-pub fn canonical<T: IdentityTxn>(txn: &T, id: ProfileId) -> Result<Option<Profile>, T::Error> {
+pub fn canonical<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    id: ProfileId,
+) -> Result<Option<Profile>, T::Error> {
     let mut id = id;
     for _ in 0..MAX_REDIRECT_HOPS {
         if let Some(profile) = txn.profile_get(id)? {
@@ -28,7 +31,10 @@ pub fn canonical<T: IdentityTxn>(txn: &T, id: ProfileId) -> Result<Option<Profil
 }
 
 /// The live profile owning an identifier.
-pub fn lookup<T: IdentityTxn>(txn: &T, key: &IdentKey) -> Result<Option<Profile>, T::Error> {
+pub fn lookup<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    key: &IdentKey,
+) -> Result<Option<Profile>, T::Error> {
     match txn.ident_get(key)? {
         Some(id) => canonical(txn, id),
         None => Ok(None),
@@ -46,7 +52,7 @@ struct Candidates {
 }
 
 impl Candidates {
-    fn load<T: IdentityTxn>(txn: &T, keys: Vec<IdentKey>) -> Result<Self, T::Error> {
+    fn load<T: IdentityTxn + ?Sized>(txn: &T, keys: Vec<IdentKey>) -> Result<Self, T::Error> {
         let mut owners = Vec::with_capacity(keys.len());
         let mut profiles: Vec<Profile> = Vec::new();
         for key in &keys {
@@ -151,7 +157,7 @@ impl Candidates {
 /// Resolves one event inside `txn`. Not idempotent by itself: the processor
 /// resolves an event once, in the transaction that also moves its cursor
 /// past it, and replays only events that never resolved (failed, unmapped).
-pub fn resolve<T: IdentityTxn>(
+pub fn resolve<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     blocklist: &Blocklist,
@@ -181,7 +187,7 @@ pub fn resolve<T: IdentityTxn>(
 }
 
 /// Creates, attaches or merges; returns the profile the event joined.
-fn apply<T: IdentityTxn>(
+fn apply<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     cands: Candidates,
@@ -236,7 +242,7 @@ fn survivor_index(profiles: &[Profile]) -> usize {
 /// Folds `victim` into `survivor`: identifiers, traits, counters, and
 /// redirects (repointing every older redirect so chains never form). The
 /// caller writes `survivor`.
-pub(crate) fn absorb<T: IdentityTxn>(
+pub(crate) fn absorb<T: IdentityTxn + ?Sized>(
     txn: &T,
     survivor: &mut Profile,
     victim: Profile,
@@ -267,7 +273,7 @@ pub(crate) fn absorb<T: IdentityTxn>(
     txn.profile_remove(victim.id)
 }
 
-fn audit_action<T: IdentityTxn>(
+fn audit_action<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     profile: ProfileId,
@@ -292,7 +298,7 @@ fn audit_action<T: IdentityTxn>(
 
 /// One `refusal` audit line per event that had refusals, under the profile
 /// the event joined (or the nil id when it joined none).
-fn audit_refusals<T: IdentityTxn>(
+fn audit_refusals<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     outcome: &Outcome,

@@ -1,9 +1,9 @@
 //! `/api/errors`: the error log, newest first.
 
 use super::{page_limit, query_param};
-use crate::app::AppState;
-use crate::http::error::AppResult;
 use crate::domain::model::Stage;
+use crate::http::error::AppResult;
+use crate::http::AppState;
 use crate::store::errors::ErrorFilter;
 use axum::extract::{Query, State};
 use axum::routing::get;

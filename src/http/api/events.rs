@@ -10,13 +10,13 @@
 //! gets 503 `search_busy`.
 
 use super::{page_limit, query_param};
-use crate::app::AppState;
-use crate::http::error::{AppError, AppResult};
 use crate::domain::ids::EventId;
 use crate::domain::model::EventStatus;
+use crate::domain::views::summary_json;
+use crate::http::error::{AppError, AppResult};
+use crate::http::AppState;
 use crate::store::events::EventFilter;
 use crate::store::summary::{Bounds, ScanBudget, SummaryPage};
-use crate::domain::views::summary_json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -1,6 +1,6 @@
 //! Liveness.
 
-use crate::app::AppState;
+use crate::http::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};

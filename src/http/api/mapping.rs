@@ -3,12 +3,12 @@
 
 use super::page_limit;
 use super::sources::{load_source, parse_body};
-use crate::app::AppState;
-use crate::http::error::{AppError, AppResult};
 use crate::domain::ids::{EventId, RequestId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
 use crate::domain::source::Source;
+use crate::http::error::{AppError, AppResult};
+use crate::http::AppState;
 use crate::store::events::EventFilter;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -347,8 +347,9 @@ fn preview_mapping(
 }
 
 fn preview_records(source: &Source, body: Value, max_records: usize) -> AppResult<Vec<RawEvent>> {
-    let exploded = crate::domain::records::explode(body, source.records_path.as_deref(), max_records)
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let exploded =
+        crate::domain::records::explode(body, source.records_path.as_deref(), max_records)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let request_id = RequestId::new();
     let received_at = chrono::Utc::now();
     let envelope = exploded.envelope.map(std::sync::Arc::new);

@@ -1,13 +1,13 @@
 //! `/api/profiles`: look up, audit, merge and erase profiles.
 
 use super::{page_limit, query_param};
-use crate::app::AppState;
-use crate::http::error::{AppError, AppResult};
 use crate::domain::identity::{self, IdentKey, IdentKind, Profile};
 use crate::domain::ids::{EventId, ProfileId};
+use crate::domain::views::{profile_json, summary_json};
+use crate::http::error::{AppError, AppResult};
+use crate::http::AppState;
 use crate::store::erasure::ErasureReport;
 use crate::store::summary::Bounds;
-use crate::domain::views::{profile_json, summary_json};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};

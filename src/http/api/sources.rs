@@ -1,11 +1,11 @@
 //! `/api/sources`: create, list, read, update, delete and rotate sources.
 
-use crate::app::AppState;
-use crate::http::error::{AppError, AppResult};
 use crate::domain::ids::SourceId;
 use crate::domain::mapping::presets;
 use crate::domain::source::{ApiKeyInput, Source, SourceError};
 use crate::domain::views::source_json;
+use crate::http::error::{AppError, AppResult};
+use crate::http::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

@@ -2,10 +2,10 @@
 //! clipped untrusted strings. Templates only place values; every decision
 //! about how to show one lives here, where it can be tested.
 
-use crate::app::AppState;
 use crate::domain::ids::SourceId;
-use crate::store::summary::EventSummary;
 use crate::domain::views::summary_json;
+use crate::http::AppState;
+use crate::store::summary::EventSummary;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;

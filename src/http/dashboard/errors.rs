@@ -3,8 +3,8 @@
 use super::display::{clipped, options, query, short_id, source_names, source_options, time};
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::app::AppState;
 use crate::domain::model::{ErrorEntry, Level, Stage};
+use crate::http::AppState;
 use crate::store::errors::ErrorFilter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

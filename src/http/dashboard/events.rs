@@ -6,14 +6,14 @@ use super::display::{
 };
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::app::AppState;
-use crate::http::error::AppError;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventStatus;
+use crate::domain::views::summary_json;
 use crate::http::api::events::summaries;
+use crate::http::error::AppError;
+use crate::http::AppState;
 use crate::store::events::EventFilter;
 use crate::store::summary::{Bounds, ScanBudget, Shown};
-use crate::domain::views::summary_json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

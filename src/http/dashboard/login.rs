@@ -3,8 +3,8 @@
 use super::csrf;
 use super::render::{page, PageResult};
 use super::session::{self, Authed};
-use crate::app::AppState;
 use crate::http::guard::{Locked, PeerAddr};
+use crate::http::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect};

@@ -16,14 +16,14 @@ use super::display::{clipped, pretty, short_id, time};
 use super::render::{PageError, PageResult};
 use super::session::Authed;
 use super::sources::{load, source_page, SourcePage};
-use crate::app::AppState;
-use crate::http::error::AppError;
 use crate::domain::model::{MappingSpec, PropertiesSpec};
+use crate::domain::source::Source;
 use crate::http::api::mapping::{
     compile, latest_samples, off_async_threads, run_preview, save_mapping, start_replay,
     unseen_paths,
 };
-use crate::domain::source::Source;
+use crate::http::error::AppError;
+use crate::http::AppState;
 use crate::store::mappings::ReplayJob;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -248,7 +248,8 @@ pub fn section(
 ) -> Result<Value, PageError> {
     let schema = state.processor.schemas.snapshot(source.id);
     let samples = schema.as_ref().map_or(0, |s| s.samples);
-    let suggestion = crate::domain::sniff::suggest(&schema.clone().unwrap_or_default(), &source.name);
+    let suggestion =
+        crate::domain::sniff::suggest(&schema.clone().unwrap_or_default(), &source.name);
     let versions = state.store.mapping_versions(source.id)?;
     let current = source
         .mapping_version

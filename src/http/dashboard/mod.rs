@@ -22,7 +22,7 @@ pub mod session;
 mod sources;
 mod stream;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use axum::routing::{get, post};
 use axum::Router;
 

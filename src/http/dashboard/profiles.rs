@@ -5,10 +5,10 @@
 use super::display::{clipped, event_row, options, short_id, source_names, time};
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::app::AppState;
 use crate::domain::identity::{AuditEntry, IdentKey, Profile};
 use crate::domain::ids::SourceId;
 use crate::http::api::profiles::{load_profile, lookup_key};
+use crate::http::AppState;
 use crate::store::summary::Bounds;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

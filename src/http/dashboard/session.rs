@@ -2,8 +2,8 @@
 //! cookie, the session itself kept server-side so logout and expiry take
 //! effect at once and nothing a browser holds can be forged.
 
-use crate::app::AppState;
 use crate::domain::source::{new_token, SecretHash};
+use crate::http::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};

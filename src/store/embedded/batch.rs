@@ -15,7 +15,7 @@ use super::identity::{SledTxn, TxError};
 use super::log::Location;
 use super::{encode, Store, StoreResult};
 use crate::domain::counters::Counts;
-use crate::domain::identity::{self, Blocklist, Outcome, ResolveInput};
+use crate::domain::identity::{Blocklist, IdentityTxn, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState};
 use sled::Transactional;
@@ -37,17 +37,39 @@ pub struct Planned {
     pub index_under: Option<SourceId>,
 }
 
+/// Why the identity work of a unit of work stopped: a storage failure, or a
+/// conflict the backend answers by running the unit again.
+pub type UnitError = TxError;
+
+/// What the pipeline decided for one event inside the unit of work: its
+/// final state and the error-log entries it adds.
+pub struct Resolved {
+    pub state: EventState,
+    pub errors: Vec<ErrorEntry>,
+}
+
+impl Resolved {
+    /// The planned state and entries, unchanged (no identity work).
+    pub fn as_planned(item: &Planned) -> Self {
+        Self {
+            state: item.state.clone(),
+            errors: item.errors.clone(),
+        }
+    }
+}
+
 impl Store {
-    /// Commits a batch; `cursor` (the last new event of the batch and its
-    /// place in the log) moves the processor on. `finish` folds a resolver outcome into the event's
-    /// state and may add error-log entries; it must be pure (sled may call
-    /// it again on a retry).
+    /// Commits a batch in one unit of work; `cursor` (the last new event of
+    /// the batch and its place in the log) moves the processor on.
+    /// `resolve` runs each event's identity work against the unit's
+    /// identity view and returns the event's final state; it must be pure
+    /// apart from that view (a backend may run it again on a conflict).
     pub fn commit_batch(
         &self,
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,
         counts: &HashMap<SourceId, Counts>,
-        finish: impl Fn(&Planned, &mut EventState, &mut Vec<ErrorEntry>, &Outcome),
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
         let indexed: Vec<(SourceId, EventId)> = planned
             .iter()
@@ -102,12 +124,10 @@ impl Store {
                     // written again (replay) goes to the overrides.
                     let mut new_states = Vec::with_capacity(planned.len());
                     for item in planned {
-                        let mut state = item.state.clone();
-                        let mut entries = item.errors.clone();
-                        if let Some((input, blocklist)) = &item.resolve {
-                            let outcome = identity::resolve(&txn, input, blocklist)?;
-                            finish(item, &mut state, &mut entries, &outcome);
-                        }
+                        let Resolved {
+                            state,
+                            errors: entries,
+                        } = resolve(&txn, item)?;
                         let entry = encode_state(item.at, &state);
                         if item.index_under.is_some() {
                             new_states.push((item.event_id, entry));
@@ -152,6 +172,18 @@ impl Store {
     }
 }
 
+/// For tests: resolves each event's identity and keeps its planned state.
+#[cfg(test)]
+pub(crate) fn resolve_keeping_state(
+    txn: &dyn IdentityTxn<Error = UnitError>,
+    item: &Planned,
+) -> Result<Resolved, UnitError> {
+    if let Some((input, blocklist)) = &item.resolve {
+        crate::domain::identity::resolve(txn, input, blocklist)?;
+    }
+    Ok(Resolved::as_planned(item))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,8 +220,13 @@ mod tests {
             index_under: Some(source_id),
         };
         store
-            .commit_batch(&[plan], None, &HashMap::new(), |_, state, _, outcome| {
-                state.profile_id = outcome.profile_id;
+            .commit_batch(&[plan], None, &HashMap::new(), |txn, item| {
+                let mut resolved = Resolved::as_planned(item);
+                if let Some((input, blocklist)) = &item.resolve {
+                    let outcome = crate::domain::identity::resolve(txn, input, blocklist)?;
+                    resolved.state.profile_id = outcome.profile_id;
+                }
+                Ok(resolved)
             })
             .unwrap();
         store.event_state(event_id).unwrap().unwrap().profile_id

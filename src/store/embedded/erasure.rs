@@ -540,13 +540,15 @@ mod tests {
                     &plans,
                     last,
                     &std::collections::HashMap::new(),
-                    |_, _, _, _| {},
+                    crate::store::embedded::batch::resolve_keeping_state,
                 )
                 .unwrap();
             store.pending_done(last.unwrap().0).unwrap();
         }
         let ann = store
-            .profile_by(&crate::domain::identity::IdentKey::Email("ann@example.org".into()))
+            .profile_by(&crate::domain::identity::IdentKey::Email(
+                "ann@example.org".into(),
+            ))
             .unwrap()
             .unwrap()
             .id;

@@ -615,7 +615,12 @@ mod tests {
         let logged = store.next_pending(None, n).unwrap();
         let last = logged.last().map(|e| (e.raw.id, e.at));
         store
-            .commit_batch(&handled(&logged), last, &HashMap::new(), |_, _, _, _| {})
+            .commit_batch(
+                &handled(&logged),
+                last,
+                &HashMap::new(),
+                crate::store::embedded::batch::resolve_keeping_state,
+            )
             .unwrap();
         if let Some((id, _)) = last {
             store.pending_done(id).unwrap();

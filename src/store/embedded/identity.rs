@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use super::hot::{HotIdentities, Record, Staged};
 use std::collections::HashMap;
 
-pub(super) type TxError = ConflictableTransactionError<StoreError>;
+pub type TxError = ConflictableTransactionError<StoreError>;
 
 /// The identity trees inside one sled transaction, optionally read through
 /// the hot-identity cache (only by a writer holding its lock, see `hot`).

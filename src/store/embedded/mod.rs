@@ -357,7 +357,7 @@ mod tests {
                     &[],
                     Some((first.raw.id, first.at)),
                     &std::collections::HashMap::new(),
-                    |_, _, _, _| {},
+                    super::batch::resolve_keeping_state,
                 )
                 .unwrap();
             store.db.flush().unwrap();

@@ -565,7 +565,12 @@ mod tests {
             .collect();
         let last = logged.last().map(|e| (e.raw.id, e.at));
         store
-            .commit_batch(&planned, last, &HashMap::new(), |_, _, _, _| {})
+            .commit_batch(
+                &planned,
+                last,
+                &HashMap::new(),
+                crate::store::embedded::batch::resolve_keeping_state,
+            )
             .unwrap();
         store.pending_done(last.unwrap().0).unwrap();
         (store, stored.iter().map(|e| e.id).collect())
@@ -626,7 +631,11 @@ mod tests {
         let page = store
             .summaries_page(&filter(10, None), Bounds::LIST, ScanBudget::DEFAULT)
             .unwrap();
-        let json: Vec<Value> = page.events.iter().map(crate::domain::views::summary_json).collect();
+        let json: Vec<Value> = page
+            .events
+            .iter()
+            .map(crate::domain::views::summary_json)
+            .collect();
         let bytes = serde_json::to_vec(&json).unwrap().len();
         println!(
             "10 x 5 MB list: full {full_bytes} B in {full_time:?}; bounded {bytes} B in {:?}",
