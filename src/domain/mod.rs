@@ -2,12 +2,15 @@
 
 pub mod counters;
 pub mod decode;
+pub mod events;
 pub mod excerpt;
 pub mod identity;
 pub mod ids;
 pub mod mapping;
 pub mod model;
 pub mod records;
+pub mod replay;
 pub mod sniff;
 pub mod source;
+pub mod summary;
 pub mod views;

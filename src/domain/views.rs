@@ -3,8 +3,8 @@
 
 use crate::domain::counters::CountsView;
 use crate::domain::source::Source;
+use crate::domain::summary::{EventSummary, Shown};
 use crate::store::events::StoredEvent;
-use crate::store::summary::{EventSummary, Shown};
 use serde_json::{json, Map, Value};
 
 /// An event as lists, searches, the live tail and the event page show it:

@@ -7,6 +7,7 @@ use super::pending::{Held, Pending};
 use super::shared;
 use super::{decode, Store, StoreError, StoreResult};
 use crate::domain::counters::Counts;
+pub use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{EventState, EventStatus, RawEvent};
 use std::collections::HashMap;
@@ -37,17 +38,6 @@ impl StoredEvent {
             .and_then(|s| s.status)
             .unwrap_or(EventStatus::Pending)
     }
-}
-
-/// What to list from the event log.
-#[derive(Clone, Debug, Default)]
-pub struct EventFilter {
-    pub source_id: Option<SourceId>,
-    pub status: Option<EventStatus>,
-    /// Matches an email, external id, visitor id, event id or profile id.
-    pub search: Option<String>,
-    pub limit: usize,
-    pub before: Option<EventId>,
 }
 
 /// How many events a filtered page scans at most: a rare filter costs a
