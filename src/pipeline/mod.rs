@@ -20,6 +20,9 @@ use crate::domain::mapping::CompiledMapping;
 use crate::domain::model::{
     ErrorEntry, EventState, EventStatus, Level, MappedEvent, RawEvent, RecordContext, Stage,
 };
+use crate::domain::preview::{
+    unseen_paths, PreviewRecord, PreviewResolution, PreviewResult, RecordRef,
+};
 use crate::domain::sniff::{Drift, SchemaRegistry};
 use crate::domain::source::Source;
 use crate::http::AppState;
@@ -721,35 +724,40 @@ impl Processor {
         Ok(job)
     }
 
-    /// A dry run of mapping + resolution for the preview: stores nothing.
+    /// A dry run of mapping + resolution over `records`: stores nothing.
+    /// The answer is bounded (see `domain::preview`): records past the
+    /// budget are not mapped at all. Its warnings name template paths the
+    /// learned schema has never seen.
     pub fn preview(
         &self,
         source: &Source,
         mapping: &CompiledMapping,
-        raw: &RawEvent,
-    ) -> StoreResult<serde_json::Value> {
-        let ctx = record_context(raw);
-        let mapped = match mapping.apply(&ctx) {
-            Ok(mapped) => mapped,
-            Err(e) => {
-                return Ok(
-                    serde_json::json!({"event": null, "error": e.to_string(), "warnings": []}),
-                )
-            }
-        };
-        let event = mapped.event;
-        let input = resolve_input(raw, source, &event);
+        records: &[RawEvent],
+    ) -> StoreResult<PreviewResult> {
         let blocklist = Blocklist::with_extra(&source.blocked_values);
-        let outcome = self.store.resolve_preview(&input, &blocklist)?;
-        let mut warnings = mapped.warnings;
-        warnings.extend(mapped.clamped_timestamp);
-        warnings.extend(outcome.refusals.iter().map(|r| r.warning()));
-        Ok(serde_json::json!({
-            "event": event,
-            "resolution": outcome.summary(),
-            "profile_id": outcome.profile_id,
-            "warnings": warnings,
-        }))
+        let one = |raw: &RawEvent| -> StoreResult<PreviewRecord> {
+            let record = RecordRef {
+                id: raw.id,
+                received_at: raw.received_at,
+            };
+            let mapped = match mapping.apply(&record_context(raw)) {
+                Ok(mapped) => mapped,
+                Err(e) => return Ok(PreviewRecord::not_mapped(record, e.to_string())),
+            };
+            let event = mapped.event;
+            let input = resolve_input(raw, source, &event);
+            let outcome = self.store.resolve_preview(&input, &blocklist)?;
+            let mut warnings = mapped.warnings;
+            warnings.extend(mapped.clamped_timestamp);
+            warnings.extend(outcome.refusals.iter().map(|r| r.warning()));
+            let resolution = PreviewResolution {
+                resolution: outcome.summary(),
+                profile_id: outcome.profile_id,
+            };
+            Ok(PreviewRecord::mapped(record, event, resolution, warnings))
+        };
+        let warnings = unseen_paths(self.schemas.snapshot(source.id).as_ref(), mapping);
+        PreviewResult::bounded(records.len(), records.iter().map(one), warnings)
     }
 
     fn maintain(&self) -> StoreResult<()> {

@@ -3,6 +3,8 @@
 //! knows the other, and nothing here knows HTTP.
 
 pub mod error;
+pub mod mappings;
+pub mod sources;
 
 pub use error::{ServiceError, ServiceResult};
 

@@ -1,17 +1,20 @@
 //! `/api/sources`: create, list, read, update, delete and rotate sources.
+//! Each handler parses, calls `service::sources`, and answers its typed
+//! result as JSON.
 
 use crate::domain::ids::SourceId;
-use crate::domain::mapping::presets;
-use crate::domain::source::{ApiKeyInput, Source, SourceError};
-use crate::domain::views::source_json;
+use crate::domain::source::ApiKeyInput;
+use crate::domain::source_view::{SourceView, WithToken};
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
+use crate::service::sources::{
+    parse_source_id, CreatedSource, NewSource, SourceDetail, SourceList, SourceUpdate,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -59,130 +62,81 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-impl From<SourceError> for AppError {
-    fn from(e: SourceError) -> Self {
-        AppError::BadRequest(e.to_string())
-    }
-}
-
 /// Parses a JSON body, turning serde's message into a 400 that names the field.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
     serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("the request body is not valid: {e}")))
 }
 
-pub(crate) fn parse_source_id(id: &str) -> AppResult<SourceId> {
-    id.parse()
-        .map_err(|_| AppError::NotFound(format!("no source `{id}`")))
+/// The source id of a `/sources/{id}/...` path.
+pub(crate) fn source_id(id: &str) -> AppResult<SourceId> {
+    Ok(parse_source_id(id)?)
 }
 
-pub(crate) fn load_source(state: &AppState, id: &str) -> AppResult<Source> {
-    let id = parse_source_id(id)?;
-    state
-        .store
-        .source(id)?
-        .ok_or_else(|| AppError::NotFound(format!("no source `{id}`")))
+/// A body's parse error for one source's route: when the source does not
+/// exist that is what the answer says (404 before 400, as these routes
+/// have always looked the source up first). Only costs a read on a bad body.
+pub(crate) async fn body_error<T>(state: &AppState, id: SourceId, e: AppError) -> AppResult<T> {
+    state.services.source(id).await?;
+    Err(e)
 }
 
 async fn create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
-) -> AppResult<(StatusCode, Json<Value>)> {
+) -> AppResult<(StatusCode, Json<CreatedSource>)> {
     let input: CreateSource = parse_body(&body)?;
-    let preset = input
-        .preset
-        .as_deref()
-        .map(|name| presets::preset(name).ok_or_else(|| super::mapping::unknown_preset(name)))
-        .transpose()?;
-    let name = input
-        .name
-        .or_else(|| preset.map(|p| p.name.clone()))
-        .unwrap_or_default();
-    let records_path = input
-        .records_path
-        .or_else(|| preset.and_then(|p| p.records_path.clone()));
-    let (mut source, token) = Source::create(&name, input.api_key, records_path)?;
-    source.set_blocked_values(input.blocked_values.unwrap_or_default());
-    state.store.put_source(&source)?;
-    tracing::info!(source = %source.id, "source created");
-    let mut out = source_json(&source, state.counters.view(source.id), Some(&token));
-    if let Some(preset) = preset {
-        let saved = super::mapping::save_mapping(
-            &state,
-            &source,
-            preset.mapping.clone(),
-            Some(preset.name.clone()),
-        )?;
-        out["mapping_version"] = saved["version"].clone();
-        out["mapping"] = saved;
-    }
-    Ok((StatusCode::CREATED, Json(out)))
+    let created = state
+        .services
+        .create_source(NewSource {
+            name: input.name,
+            preset: input.preset,
+            api_key: input.api_key,
+            records_path: input.records_path,
+            blocked_values: input.blocked_values,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn list(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let sources: Vec<Value> = state
-        .store
-        .sources()?
-        .iter()
-        .map(|s| source_json(s, state.counters.view(s.id), None))
-        .collect();
-    Ok(Json(json!({ "sources": sources })))
+async fn list(State(state): State<AppState>) -> AppResult<Json<SourceList>> {
+    Ok(Json(state.services.list_sources().await?))
 }
 
-async fn read(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
-    let source = load_source(&state, &id)?;
-    let mut out = source_json(&source, state.counters.view(source.id), None);
-    out["replay"] = json!(state.store.replay(source.id)?);
-    Ok(Json(out))
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<Json<SourceDetail>> {
+    Ok(Json(state.services.source_detail(source_id(&id)?).await?))
 }
 
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> AppResult<Json<Value>> {
-    let mut source = load_source(&state, &id)?;
-    let input: UpdateSource = parse_body(&body)?;
-    if let Some(name) = input.name {
-        source.set_name(&name)?;
-    }
-    if let Some(key) = input.api_key {
-        source.set_api_key(key)?;
-    }
-    if let Some(path) = input.records_path {
-        source.set_records_path(path)?;
-    }
-    if let Some(values) = input.blocked_values {
-        source.set_blocked_values(values);
-    }
-    source.updated_at = chrono::Utc::now();
-    state.store.put_source(&source)?;
-    Ok(Json(source_json(
-        &source,
-        state.counters.view(source.id),
-        None,
-    )))
+) -> AppResult<Json<SourceView>> {
+    let id = source_id(&id)?;
+    let input: UpdateSource = match parse_body(&body) {
+        Ok(input) => input,
+        Err(e) => return body_error(&state, id, e).await,
+    };
+    let update = SourceUpdate {
+        name: input.name,
+        api_key: input.api_key,
+        records_path: input.records_path,
+        blocked_values: input.blocked_values,
+    };
+    Ok(Json(state.services.update_source(id, update).await?))
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
-    let id = parse_source_id(&id)?;
-    match state.store.delete_source(id)? {
-        Some(_) => {
-            tracing::info!(source = %id, "source deleted");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        None => Err(AppError::NotFound(format!("no source `{id}`"))),
-    }
+    state.services.delete_source(source_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
-    let mut source = load_source(&state, &id)?;
-    let token = source.rotate();
-    state.store.put_source(&source)?;
-    tracing::info!(source = %source.id, "source token rotated");
-    Ok(Json(source_json(
-        &source,
-        state.counters.view(source.id),
-        Some(&token),
-    )))
+async fn rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<Json<WithToken>> {
+    Ok(Json(state.services.rotate_source(source_id(&id)?).await?))
 }

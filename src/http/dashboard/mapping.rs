@@ -2,9 +2,9 @@
 //! editor (pre-filled with the current mapping or the suggestion), preview,
 //! save, version history and replay.
 //!
-//! Everything here calls the same functions as the JSON API
-//! (`routes::mapping`); this file only turns forms into a `MappingSpec` and
-//! results into what the template shows.
+//! Everything here calls the same use cases as the JSON API
+//! (`service::mappings`); this file only turns forms into a `MappingSpec`
+//! and results into what the template shows.
 //!
 //! Form syntax, one input per slot plus two textareas:
 //! - `properties`: `*` (the whole record); or one path per line (or
@@ -15,16 +15,17 @@ use super::csrf;
 use super::display::{clipped, pretty, short_id, time};
 use super::render::{PageError, PageResult};
 use super::session::Authed;
-use super::sources::{load, source_page, SourcePage};
+use super::sources::{failed, load, page_source_id, source_page, SourcePage};
 use crate::domain::model::{MappingSpec, PropertiesSpec};
-use crate::domain::source::Source;
-use crate::http::api::mapping::{
-    compile, latest_samples, off_async_threads, run_preview, save_mapping, start_replay,
-    unseen_paths,
-};
+use crate::domain::preview::{Clipped, PreviewResult};
+use crate::domain::replay::ReplayJob;
+use crate::domain::schema_view::SchemaView;
+use crate::domain::sniff::DriftKind;
+use crate::domain::source_view::SourceView;
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::store::mappings::ReplayJob;
+use crate::service::mappings::{MappingInput, PreviewInput, ReplayProgress};
+use crate::service::ServiceError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -240,17 +241,21 @@ pub struct Editor {
 }
 
 /// The `mapping` context of the `mapping_section` partial.
-pub fn section(
+pub async fn section(
     state: &AppState,
     session: &Authed,
-    source: &Source,
+    source: &SourceView,
     editor: Editor,
 ) -> Result<Value, PageError> {
-    let schema = state.processor.schemas.snapshot(source.id);
+    let services = &state.services;
+    let schema = services.schema(source.id).await.map_err(failed)?;
     let samples = schema.as_ref().map_or(0, |s| s.samples);
-    let suggestion =
-        crate::domain::sniff::suggest(&schema.clone().unwrap_or_default(), &source.name);
-    let versions = state.store.mapping_versions(source.id)?;
+    let suggestion = services.suggest_mapping(source.id).await.map_err(failed)?;
+    let versions = services
+        .mapping_versions(source.id)
+        .await
+        .map_err(failed)?
+        .versions;
     let current = source
         .mapping_version
         .and_then(|v| versions.iter().find(|m| m.version == v));
@@ -307,10 +312,7 @@ pub fn section(
 
     let saved_notice = match editor.saved {
         Some(version) => {
-            let warnings = match state.processor.mappings.current(&state.store, source)? {
-                Some(compiled) => unseen_paths(state, source, &compiled),
-                None => Vec::new(),
-            };
+            let warnings = services.mapping_warnings(source.id).await.map_err(failed)?;
             json!({"version": version, "warnings": warnings})
         }
         None => Value::Null,
@@ -331,12 +333,12 @@ pub fn section(
         .collect();
     history.reverse();
 
-    let counts = state.counters.view(source.id);
+    let progress = services.replay_progress(source.id).await.map_err(failed)?;
     Ok(json!({
         "source_id": source.id.to_string(),
         "mapping_version": source.mapping_version,
         "csrf": session.csrf,
-        "schema": schema.as_ref().map(|s| schema_view(&s.view())),
+        "schema": schema.as_ref().map(schema_view),
         "samples": samples,
         "origin": origin,
         "is_suggestion": reasons.is_some(),
@@ -350,28 +352,26 @@ pub fn section(
         "preview": editor.preview,
         "saved": saved_notice,
         "versions": history,
-        "replay": state.store.replay(source.id)?.as_ref().map(replay_view),
-        "counts": {"failed": counts.failed, "unmapped": counts.unmapped},
+        "replay": progress.replay.as_ref().map(replay_view),
+        "counts": replay_counts(&progress),
     }))
 }
 
-/// The schema's JSON view (`Schema::view`) as table rows.
-fn schema_view(view: &Value) -> Value {
-    let samples = view["samples"].as_u64().unwrap_or(0);
-    let empty = Vec::new();
-    let fields: Vec<Value> = view["fields"]
-        .as_array()
-        .unwrap_or(&empty)
+/// The counts a replay works through, for the page and its poll.
+fn replay_counts(progress: &ReplayProgress) -> Value {
+    json!({"failed": progress.counts.failed, "unmapped": progress.counts.unmapped})
+}
+
+/// The schema as table rows.
+fn schema_view(view: &SchemaView) -> Value {
+    let samples = view.samples;
+    let fields: Vec<Value> = view
+        .fields
         .iter()
         .map(|f| {
-            let types: Vec<String> = f["types"]
-                .as_object()
-                .map(|t| t.iter().map(|(k, n)| format!("{k} ×{n}")).collect())
-                .unwrap_or_default();
-            let seen = f["seen"].as_u64().unwrap_or(0);
-            let examples: Vec<Value> = f["examples"]
-                .as_array()
-                .unwrap_or(&empty)
+            let types: Vec<String> = f.types.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            let examples: Vec<Value> = f
+                .examples
                 .iter()
                 .take(EXAMPLES)
                 .map(|e| {
@@ -383,29 +383,32 @@ fn schema_view(view: &Value) -> Value {
                 })
                 .collect();
             json!({
-                "path": f["path"],
+                "path": f.path,
                 "types": types.join(", "),
-                "present": percent(seen, samples),
-                "formats": f["formats"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                "present": percent(f.seen, samples),
+                "formats": f.formats.join(", "),
                 "examples": examples,
             })
         })
         .collect();
-    let drift: Vec<Value> = view["drift"]
-        .as_array()
-        .unwrap_or(&empty)
+    let drift: Vec<Value> = view
+        .drift
         .iter()
         .rev()
         .map(|d| {
+            let kind = match d.kind {
+                DriftKind::NewPath => "new path",
+                DriftKind::TypeChange => "type change",
+            };
             json!({
-                "path": d["path"],
-                "kind": d["kind"].as_str().unwrap_or("").replace('_', " "),
-                "detail": d["detail"],
-                "at": d["at"],
+                "path": d.path,
+                "kind": kind,
+                "detail": d.detail,
+                "at": d.at,
             })
         })
         .collect();
-    json!({"samples": samples, "fields": fields, "drift_count": drift.len(), "drift": drift, "truncated": view["truncated"]})
+    json!({"samples": samples, "fields": fields, "drift_count": drift.len(), "drift": drift, "truncated": view.truncated})
 }
 
 /// An example value cut for a table cell.
@@ -456,58 +459,63 @@ pub fn replay_view(job: &ReplayJob) -> Value {
     })
 }
 
-/// The preview answer (`run_preview`) as the page shows it.
-fn preview_view(preview: &Value, samples: &[crate::domain::model::RawEvent]) -> Value {
-    let empty = Vec::new();
-    let results: Vec<Value> = preview["results"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .zip(samples)
-        .map(|(r, raw)| {
-            let event = &r["event"];
-            let mapped = (!event.is_null()).then(|| {
-                let field = |k: &str| event[k].as_str().map(clipped);
-                json!({
-                    "name": field("name"),
-                    "email": field("email"),
-                    "external_id": field("external_id"),
-                    "visitor_id": field("visitor_id"),
-                    "event_id": field("event_id"),
-                    "timestamp": serde_json::from_value::<chrono::DateTime<chrono::Utc>>(event["timestamp"].clone()).map(|t| format!("{} UTC", time(&t))).unwrap_or_default(),
-                    "properties": pretty(&event["properties"]),
-                    "traits": event.get("traits").filter(|t| t.as_object().is_some_and(|o| !o.is_empty())).map(pretty),
-                })
-            });
-            let resolution = r["resolution"].as_str().unwrap_or("");
-            json!({
-                "event": short_id(&raw.id.to_string()),
-                "received": time(&raw.received_at),
-                "mapped": mapped,
-                "error": r["error"].as_str(),
-                "resolution": resolution,
-                "refused": resolution.starts_with("refused"),
-                "profile": r["profile_id"].as_str().map(short_id),
-                "warnings": r["warnings"],
-            })
-        })
-        .collect();
-    json!({"results": results, "warnings": preview["warnings"]})
-}
-
-/// The fields of an `AppError::Invalid`, or the error itself.
-fn invalid_fields(e: AppError) -> Result<BTreeMap<String, String>, PageError> {
-    match e {
-        AppError::Invalid { fields, .. } => Ok(fields),
-        AppError::BadRequest(message) => Ok(BTreeMap::from([("mapping".to_string(), message)])),
-        other => Err(other.into()),
+/// A clipped part as JSON: the object, or its size marker (a string).
+fn part_json(part: &Clipped) -> Value {
+    match part {
+        Clipped::Whole(map) => Value::Object(map.clone()),
+        Clipped::Marker(marker) => Value::String(marker.clone()),
     }
 }
 
-fn with_editor(
+/// The preview answer as the page shows it.
+fn preview_view(preview: &PreviewResult) -> Value {
+    let results: Vec<Value> = preview
+        .results
+        .iter()
+        .map(|r| {
+            let mapped = r.event.as_ref().map(|event| {
+                let field = |v: &Option<String>| v.as_deref().map(clipped);
+                json!({
+                    "name": clipped(&event.name),
+                    "email": field(&event.email),
+                    "external_id": field(&event.external_id),
+                    "visitor_id": field(&event.visitor_id),
+                    "event_id": field(&event.event_id),
+                    "timestamp": format!("{} UTC", time(&event.timestamp)),
+                    "properties": pretty(&part_json(&event.properties)),
+                    // A traits marker (clipped) is not shown, as an empty object is not.
+                    "traits": event.traits.whole().filter(|t| !t.is_empty()).map(|t| pretty(&Value::Object(t.clone()))),
+                })
+            });
+            let resolution = r.resolution.as_ref().map_or("", |x| x.resolution.as_str());
+            json!({
+                "event": short_id(&r.record.id.to_string()),
+                "received": time(&r.record.received_at),
+                "mapped": mapped,
+                "error": r.error,
+                "resolution": resolution,
+                "refused": resolution.starts_with("refused"),
+                "profile": r.resolution.as_ref().and_then(|x| x.profile_id).map(|p| short_id(&p.to_string())),
+                "warnings": r.warnings,
+            })
+        })
+        .collect();
+    json!({"results": results, "warnings": preview.warnings})
+}
+
+/// The fields of an invalid mapping, or the failure as a page error.
+fn invalid_fields(e: ServiceError) -> Result<BTreeMap<String, String>, PageError> {
+    match e {
+        ServiceError::Invalid { fields, .. } => Ok(fields),
+        ServiceError::BadRequest(message) => Ok(BTreeMap::from([("mapping".to_string(), message)])),
+        other => Err(failed(other)),
+    }
+}
+
+async fn with_editor(
     state: &AppState,
     session: &Authed,
-    source: &Source,
+    source: &SourceView,
     status: StatusCode,
     editor: Editor,
 ) -> PageResult {
@@ -521,19 +529,20 @@ fn with_editor(
             ..SourcePage::default()
         },
     )
+    .await
 }
 
 /// The common start of preview and save: the CSRF check, the source, and the
 /// typed form as a mapping — or, when the form does not parse, the page again
 /// with its errors (the inner `Err`).
-fn read_form(
+async fn read_form(
     state: &AppState,
     session: &Authed,
     id: &str,
     form: MappingForm,
-) -> Result<Result<(Source, Editor, crate::domain::model::MappingSpec), Response>, PageError> {
+) -> Result<Result<(SourceView, Editor, MappingSpec), Response>, PageError> {
     csrf::check(session, &form.csrf)?;
-    let source = load(state, id)?;
+    let source = load(state, page_source_id(id)?).await?;
     let mut editor = Editor {
         form: Some(form.clone()),
         ..Editor::default()
@@ -542,7 +551,9 @@ fn read_form(
         Ok(spec) => Ok(Ok((source, editor, spec))),
         Err(errors) => {
             editor.errors = errors;
-            with_editor(state, session, &source, StatusCode::BAD_REQUEST, editor).map(Err)
+            with_editor(state, session, &source, StatusCode::BAD_REQUEST, editor)
+                .await
+                .map(Err)
         }
     }
 }
@@ -555,26 +566,22 @@ pub async fn preview(
     Path(id): Path<String>,
     Form(form): Form<MappingForm>,
 ) -> PageResult {
-    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form).await? {
         Ok(parts) => parts,
         Err(page) => return Ok(page),
     };
-    let samples = latest_samples(&state, &source, 5)?;
-    let preview = {
-        let (state, source, samples) = (state.clone(), source.clone(), samples.clone());
-        off_async_threads(move || {
-            compile(spec, 0).and_then(|m| run_preview(&state, &source, &m, &samples))
-        })
-        .await
+    let input = PreviewInput {
+        mapping: Some(MappingInput::Spec(Box::new(spec))),
+        payload: None,
     };
-    match preview {
+    match state.services.preview_mapping(source.id, input).await {
         Ok(result) => {
-            editor.preview = Some(preview_view(&result, &samples));
-            with_editor(&state, &session, &source, StatusCode::OK, editor)
+            editor.preview = Some(preview_view(&result));
+            with_editor(&state, &session, &source, StatusCode::OK, editor).await
         }
         Err(e) => {
             editor.errors = invalid_fields(e)?;
-            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor)
+            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor).await
         }
     }
 }
@@ -587,17 +594,17 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<MappingForm>,
 ) -> PageResult {
-    let (source, mut editor, spec) = match read_form(&state, &session, &id, form)? {
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form).await? {
         Ok(parts) => parts,
         Err(page) => return Ok(page),
     };
-    let saved = {
-        let (state, source) = (state.clone(), source.clone());
-        off_async_threads(move || save_mapping(&state, &source, spec, None)).await
-    };
-    match saved {
+    match state
+        .services
+        .save_mapping(source.id, MappingInput::Spec(Box::new(spec)))
+        .await
+    {
         Ok(saved) => {
-            let version = saved["version"].as_u64().unwrap_or(0);
+            let version = saved.saved.version;
             tracing::info!(source = %source.id, version, "mapping saved from the dashboard");
             Ok(
                 Redirect::to(&format!("/sources/{}?saved={version}#mapping", source.id))
@@ -606,7 +613,7 @@ pub async fn save(
         }
         Err(e) => {
             editor.errors = invalid_fields(e)?;
-            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor)
+            with_editor(&state, &session, &source, StatusCode::BAD_REQUEST, editor).await
         }
     }
 }
@@ -627,24 +634,25 @@ pub async fn replay(
     Form(form): Form<ReplayForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
-    let source = load(&state, &id)?;
-    match start_replay(&state, &source, &form.status) {
+    let source = load(&state, page_source_id(&id)?).await?;
+    match state.services.start_replay(source.id, &form.status).await {
         Ok(_) => Ok(Redirect::to(&format!("/sources/{}#replay", source.id)).into_response()),
-        Err(e @ (AppError::Conflict(_) | AppError::BadRequest(_))) => {
-            let status = e.status();
-            let message = e.body()["error"].as_str().unwrap_or("").to_string();
+        // Nothing to replay yet, or not a status that can be: the page again, saying why.
+        Err(e @ (ServiceError::Conflict(_) | ServiceError::BadRequest(_))) => {
+            let e = AppError::from(e);
             source_page(
                 &state,
                 &session,
                 &source,
                 SourcePage {
-                    status,
-                    error: Some(message),
+                    status: e.status(),
+                    error: Some(e.to_string()),
                     ..SourcePage::default()
                 },
             )
+            .await
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -654,12 +662,11 @@ pub async fn replay_json(
     _session: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let source = load(&state, &id)?;
-    let job = state.store.replay(source.id)?;
-    let counts = state.counters.view(source.id);
+    let id = page_source_id(&id)?;
+    let progress = state.services.replay_progress(id).await.map_err(failed)?;
     Ok(Json(json!({
-        "replay": job.as_ref().map(replay_view),
-        "counts": {"failed": counts.failed, "unmapped": counts.unmapped},
+        "replay": progress.replay.as_ref().map(replay_view),
+        "counts": replay_counts(&progress),
     }))
     .into_response())
 }
@@ -695,8 +702,8 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> PageResult {
-    let source = load(&state, &id)?;
-    with_editor(&state, &session, &source, StatusCode::OK, q.editor())
+    let source = load(&state, page_source_id(&id)?).await?;
+    with_editor(&state, &session, &source, StatusCode::OK, q.editor()).await
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
 //! `/sources`: list, create, and one source's settings (rotate, delete,
 //! api key). A webhook URL is shown only in the answer to create or rotate:
 //! the token is stored as a hash, so no later page could show it.
+//!
+//! Every action calls `service::sources`; this file turns forms into its
+//! inputs and its views into pages.
 
 use super::csrf;
 use super::display::{options, time};
 use super::mapping::Editor;
 use super::render::{page, PageError, PageResult};
 use super::session::Authed;
-use crate::domain::mapping::presets;
-use crate::domain::source::{ApiKeyInput, Source};
-use crate::domain::views::source_json;
-use crate::http::api::mapping::{save_mapping, unknown_preset};
+use crate::domain::ids::SourceId;
+use crate::domain::source::ApiKeyInput;
+use crate::domain::source_view::SourceView;
 use crate::http::error::AppError;
 use crate::http::AppState;
+use crate::service::sources::{parse_source_id, NewSource};
+use crate::service::ServiceError;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
@@ -32,9 +36,15 @@ pub struct CreateForm {
     api_key_value: String,
     #[serde(default)]
     records_path: String,
-    /// A preset's name: its records path (unless one is typed) and mapping.
+    /// A preset's name: its name and records path (unless typed) and mapping.
     #[serde(default)]
     preset: String,
+}
+
+/// A use case's failure as a page error (its status and message, as the
+/// API would answer them).
+pub(super) fn failed(e: ServiceError) -> PageError {
+    PageError::App(AppError::from(e))
 }
 
 pub async fn list(State(state): State<AppState>, session: Authed) -> PageResult {
@@ -45,18 +55,19 @@ pub async fn list(State(state): State<AppState>, session: Authed) -> PageResult 
         None,
         &CreateForm::default(),
     )
+    .await
 }
 
 /// The list with the create form; on a refused create the form keeps what
 /// was typed (except the api-key value, a secret) and says what to fix.
-fn list_page(
+async fn list_page(
     state: &AppState,
     session: &Authed,
     status: StatusCode,
     error: Option<String>,
     form: &CreateForm,
 ) -> PageResult {
-    let mut sources = state.store.sources()?;
+    let mut sources = state.services.list_sources().await.map_err(failed)?.sources;
     sources.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let rows: Vec<Value> = sources
         .iter()
@@ -65,18 +76,24 @@ fn list_page(
                 "id": s.id.to_string(),
                 "name": s.name,
                 "created": time(&s.created_at),
-                "counts": state.counters.view(s.id),
+                "counts": s.counts,
                 "mapping_version": s.mapping_version,
             })
         })
         .collect();
+    let presets = state.services.presets().await.presets;
     let data = json!({
         "title": "Sources", "nav": "sources", "csrf": session.csrf,
         "sources": rows, "error": error,
         "form": {"name": form.name, "api_key_header": form.api_key_header, "records_path": form.records_path},
-        "presets": options(presets::presets().iter().map(|p| (p.name.clone(), format!("{} — {}", p.name, p.description))), &form.preset),
+        "presets": options(presets.iter().map(|p| (p.name.clone(), format!("{} — {}", p.name, p.description))), &form.preset),
     });
     page(status, "sources", &data)
+}
+
+/// A field left empty in the form: not given (so a preset's value applies).
+fn typed(value: &str) -> Option<String> {
+    Some(value.to_string()).filter(|v| !v.trim().is_empty())
 }
 
 pub async fn create(
@@ -86,54 +103,45 @@ pub async fn create(
     Form(form): Form<CreateForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
-    let api_key = api_key_input(&form.api_key_header, &form.api_key_value);
-    let refuse = |message: String| {
-        list_page(
-            &state,
-            &session,
-            StatusCode::BAD_REQUEST,
-            Some(message),
-            &form,
-        )
+    let input = NewSource {
+        name: typed(&form.name),
+        preset: typed(&form.preset).map(|p| p.trim().to_string()),
+        api_key: api_key_input(&form.api_key_header, &form.api_key_value),
+        records_path: typed(&form.records_path),
+        blocked_values: None,
     };
-    let preset = match form.preset.trim() {
-        "" => None,
-        name => match presets::preset(name) {
-            Some(p) => Some(p),
-            None => return refuse(unknown_preset(name).to_string()),
-        },
-    };
-    let records_path = Some(form.records_path.clone())
-        .filter(|p| !p.trim().is_empty())
-        .or_else(|| preset.and_then(|p| p.records_path.clone()));
-    let (source, token) = match Source::create(&form.name, api_key, records_path) {
-        Ok(created) => created,
-        Err(e) => return refuse(e.to_string()),
-    };
-    state.store.put_source(&source)?;
-    tracing::info!(source = %source.id, "source created from the dashboard");
-    if let Some(preset) = preset {
-        save_mapping(
-            &state,
-            &source,
-            preset.mapping.clone(),
-            Some(preset.name.clone()),
-        )?;
+    match state.services.create_source(input).await {
+        Ok(created) => {
+            let token = created.source.token;
+            page_with_new_url(&state, &session, &headers, created.source.source.id, &token).await
+        }
+        // An unknown preset or a refused setting: the form again, saying what to fix.
+        Err(ServiceError::BadRequest(message)) => {
+            list_page(
+                &state,
+                &session,
+                StatusCode::BAD_REQUEST,
+                Some(message),
+                &form,
+            )
+            .await
+        }
+        Err(e) => Err(failed(e)),
     }
-    page_with_new_url(&state, &session, &headers, source, &token)
 }
 
 /// The source page right after its token was made (create or rotate): the
 /// only time the full webhook URL is shown.
-fn page_with_new_url(
+async fn page_with_new_url(
     state: &AppState,
     session: &Authed,
     headers: &HeaderMap,
-    source: Source,
+    id: SourceId,
     token: &str,
 ) -> PageResult {
     let url = webhook_url(headers, token);
-    let source = state.store.source(source.id)?.unwrap_or(source);
+    // Read again: saving a preset's mapping changed it after the create.
+    let source = state.services.source(id).await.map_err(failed)?;
     source_page(
         state,
         session,
@@ -143,6 +151,7 @@ fn page_with_new_url(
             ..SourcePage::default()
         },
     )
+    .await
 }
 
 /// The api-key pair, or `None` when both fields were left empty.
@@ -167,11 +176,9 @@ pub async fn rotate(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
-    let mut source = load(&state, &id)?;
-    let token = source.rotate();
-    state.store.put_source(&source)?;
-    tracing::info!(source = %source.id, "source token rotated from the dashboard");
-    page_with_new_url(&state, &session, &headers, source, &token)
+    let id = page_source_id(&id)?;
+    let rotated = state.services.rotate_source(id).await.map_err(failed)?;
+    page_with_new_url(&state, &session, &headers, id, &rotated.token).await
 }
 
 pub async fn delete(
@@ -181,9 +188,8 @@ pub async fn delete(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
-    let source = load(&state, &id)?;
-    state.store.delete_source(source.id)?;
-    tracing::info!(source = %source.id, "source deleted from the dashboard");
+    let id = page_source_id(&id)?;
+    state.services.delete_source(id).await.map_err(failed)?;
     Ok(Redirect::to("/sources").into_response())
 }
 
@@ -207,7 +213,7 @@ pub async fn api_key(
     Form(form): Form<ApiKeyForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
-    let mut source = load(&state, &id)?;
+    let id = page_source_id(&id)?;
     let key = match form.clear {
         Some(_) => None,
         None => Some(ApiKeyInput {
@@ -215,27 +221,34 @@ pub async fn api_key(
             value: form.value,
         }),
     };
-    if let Err(e) = source.set_api_key(key) {
-        return source_page(
-            &state,
-            &session,
-            &source,
-            SourcePage {
-                status: StatusCode::BAD_REQUEST,
-                error: Some(e.to_string()),
-                ..SourcePage::default()
-            },
-        );
+    match state.services.set_source_api_key(id, key).await {
+        Ok(source) => Ok(Redirect::to(&format!("/sources/{}", source.id)).into_response()),
+        // A refused key: the page again (the source unchanged), saying why.
+        Err(ServiceError::BadRequest(message)) => {
+            let source = load(&state, id).await?;
+            source_page(
+                &state,
+                &session,
+                &source,
+                SourcePage {
+                    status: StatusCode::BAD_REQUEST,
+                    error: Some(message),
+                    ..SourcePage::default()
+                },
+            )
+            .await
+        }
+        Err(e) => Err(failed(e)),
     }
-    source.updated_at = chrono::Utc::now();
-    state.store.put_source(&source)?;
-    Ok(Redirect::to(&format!("/sources/{}", source.id)).into_response())
 }
 
-pub(super) fn load(state: &AppState, id: &str) -> Result<Source, PageError> {
-    let not_found = || AppError::NotFound(format!("no source `{id}`"));
-    let id = id.parse().map_err(|_| not_found())?;
-    Ok(state.store.source(id)?.ok_or_else(not_found)?)
+/// The source id of a `/sources/{id}/...` page.
+pub(super) fn page_source_id(id: &str) -> Result<SourceId, PageError> {
+    parse_source_id(id).map_err(failed)
+}
+
+pub(super) async fn load(state: &AppState, id: SourceId) -> Result<SourceView, PageError> {
+    state.services.source(id).await.map_err(failed)
 }
 
 /// What a source page shows beyond the source itself.
@@ -260,16 +273,16 @@ impl Default for SourcePage {
 
 /// One source's page; the `mapping_section` partial gets `mapping` (see
 /// `mapping::section`).
-pub(super) fn source_page(
+pub(super) async fn source_page(
     state: &AppState,
     session: &Authed,
-    source: &Source,
+    source: &SourceView,
     page_opts: SourcePage,
 ) -> PageResult {
-    let mapping = super::mapping::section(state, session, source, page_opts.editor)?;
+    let mapping = super::mapping::section(state, session, source, page_opts.editor).await?;
     let data = json!({
         "title": source.name, "nav": "sources", "csrf": session.csrf,
-        "source": source_json(source, state.counters.view(source.id), None),
+        "source": source,
         "created": time(&source.created_at),
         "updated": time(&source.updated_at),
         "webhook_url": page_opts.webhook_url,

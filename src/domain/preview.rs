@@ -1,0 +1,348 @@
+//! A mapping preview's answer: what a mapping makes of some records and
+//! what the resolver would do with each, stored nowhere.
+//!
+//! The answer is bounded, because records (and so mapped properties) can
+//! be megabytes: at most [`PREVIEW_MAX_SAMPLES`] records, each result
+//! clipped to [`PREVIEW_MAX_RESULT_BYTES`] of JSON, all results to
+//! [`PREVIEW_MAX_BYTES`]; `omitted` counts the records left out.
+
+use crate::domain::ids::{EventId, ProfileId};
+use crate::domain::mapping::CompiledMapping;
+use crate::domain::model::MappedEvent;
+use crate::domain::sniff::{schema_path_of, Schema};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Records one preview maps; the rest are counted in `omitted`.
+pub const PREVIEW_MAX_SAMPLES: usize = 20;
+/// Bytes of one previewed result (as JSON) before its properties and
+/// traits are replaced by a marker.
+pub const PREVIEW_MAX_RESULT_BYTES: usize = 16 * 1024;
+/// Bytes of all results of one preview; results past it are omitted.
+pub const PREVIEW_MAX_BYTES: usize = 256 * 1024;
+/// Texts longer than this (in bytes) are cut in a clipped result.
+const MAX_TEXT: usize = 1024;
+
+/// `{"results": [...], "omitted", "warnings": [...]}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreviewResult {
+    pub results: Vec<PreviewRecord>,
+    /// Records given (or sampled) but not in `results`.
+    pub omitted: usize,
+    /// Template paths the learned schema has never seen (see [`unseen_paths`]).
+    pub warnings: Vec<String>,
+}
+
+/// One record's dry run. Mapped: `{"event", "resolution", "profile_id",
+/// "warnings"}`; not mapped: `{"event": null, "error", "warnings": []}`;
+/// either with `"truncated": true` when clipped.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreviewRecord {
+    /// Which record this was (the dashboard shows it; the API does not).
+    #[serde(skip)]
+    pub record: RecordRef,
+    pub event: Option<PreviewEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub resolution: Option<PreviewResolution>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The stored (or given) record a result is for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecordRef {
+    pub id: EventId,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the resolver would do: `create`, `attach`, `merge` or
+/// `refused: <reason>`, and the profile it would land in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreviewResolution {
+    pub resolution: String,
+    pub profile_id: Option<ProfileId>,
+}
+
+/// A mapped event as a preview shows it: [`MappedEvent`]'s fields, with
+/// properties and traits possibly replaced by a size marker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreviewEvent {
+    pub name: String,
+    pub visitor_id: Option<String>,
+    pub email: Option<String>,
+    pub external_id: Option<String>,
+    pub event_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub properties: Clipped,
+    #[serde(skip_serializing_if = "Clipped::is_empty")]
+    pub traits: Clipped,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub mapping_version: u32,
+}
+
+/// A part of a previewed event: whole, or a marker saying how large it was.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Clipped {
+    Whole(Map<String, Value>),
+    Marker(String),
+}
+
+impl Clipped {
+    fn is_empty(&self) -> bool {
+        matches!(self, Clipped::Whole(map) if map.is_empty())
+    }
+
+    pub fn whole(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Clipped::Whole(map) => Some(map),
+            Clipped::Marker(_) => None,
+        }
+    }
+}
+
+impl From<MappedEvent> for PreviewEvent {
+    fn from(e: MappedEvent) -> Self {
+        Self {
+            name: e.name,
+            visitor_id: e.visitor_id,
+            email: e.email,
+            external_id: e.external_id,
+            event_id: e.event_id,
+            timestamp: e.timestamp,
+            properties: Clipped::Whole(e.properties),
+            traits: Clipped::Whole(e.traits),
+            idempotency_key: e.idempotency_key,
+            mapping_version: e.mapping_version,
+        }
+    }
+}
+
+impl PreviewRecord {
+    /// A record the mapping could not map.
+    pub fn not_mapped(record: RecordRef, error: String) -> Self {
+        Self {
+            record,
+            event: None,
+            error: Some(error),
+            resolution: None,
+            warnings: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// A mapped record and what resolution would do.
+    pub fn mapped(
+        record: RecordRef,
+        event: MappedEvent,
+        resolution: PreviewResolution,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            record,
+            event: Some(event.into()),
+            error: None,
+            resolution: Some(resolution),
+            warnings,
+            truncated: false,
+        }
+    }
+
+    /// Its size as JSON.
+    pub fn json_len(&self) -> usize {
+        json_len(self)
+    }
+
+    /// A result too large to show: its event's `properties` and `traits`
+    /// become a marker saying how large they were, and long texts are cut.
+    pub fn clip(mut self) -> Self {
+        if self.json_len() <= PREVIEW_MAX_RESULT_BYTES {
+            return self;
+        }
+        if let Some(event) = &mut self.event {
+            event.properties = size_marker(&event.properties);
+            // Empty traits are not in the JSON at all, so there is nothing to mark.
+            if !event.traits.is_empty() {
+                event.traits = size_marker(&event.traits);
+            }
+            let texts = [
+                Some(&mut event.name),
+                event.visitor_id.as_mut(),
+                event.email.as_mut(),
+                event.external_id.as_mut(),
+                event.event_id.as_mut(),
+                event.idempotency_key.as_mut(),
+            ];
+            for text in texts.into_iter().flatten() {
+                if text.len() > MAX_TEXT {
+                    *text = format!("{}… (truncated: {} bytes)", cut(text), text.len());
+                }
+            }
+        }
+        if let Some(error) = self.error.as_mut().filter(|e| e.len() > MAX_TEXT) {
+            *error = format!("{}… (truncated)", cut(error));
+        }
+        self.truncated = true;
+        self
+    }
+}
+
+fn size_marker(part: &Clipped) -> Clipped {
+    Clipped::Marker(format!(
+        "(truncated: {} bytes; the preview shows at most {PREVIEW_MAX_RESULT_BYTES} per result)",
+        json_len(part)
+    ))
+}
+
+/// The first [`MAX_TEXT`] characters of `text`.
+fn cut(text: &str) -> &str {
+    let end = text
+        .char_indices()
+        .nth(MAX_TEXT)
+        .map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    // Serialising these types cannot fail (string keys, no foreign
+    // Serialize impls); if it ever did, the result counts as too large.
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+impl PreviewResult {
+    /// Bounds the results for `total` records (see the module doc). The
+    /// iterator is lazy: records past the budget are never mapped.
+    pub fn bounded<E>(
+        total: usize,
+        records: impl IntoIterator<Item = Result<PreviewRecord, E>>,
+        warnings: Vec<String>,
+    ) -> Result<Self, E> {
+        let mut results = Vec::new();
+        let mut bytes = 0usize;
+        for record in records.into_iter().take(PREVIEW_MAX_SAMPLES) {
+            let record = record?.clip();
+            let size = record.json_len();
+            if bytes + size > PREVIEW_MAX_BYTES {
+                break;
+            }
+            bytes += size;
+            results.push(record);
+        }
+        Ok(Self {
+            omitted: total - results.len(),
+            results,
+            warnings,
+        })
+    }
+}
+
+/// Warnings for template paths the learned schema has never seen (none
+/// while the schema has seen nothing: there is nothing to compare with).
+pub fn unseen_paths(schema: Option<&Schema>, mapping: &CompiledMapping) -> Vec<String> {
+    let Some(schema) = schema.filter(|s| s.samples > 0) else {
+        return Vec::new();
+    };
+    mapping
+        .referenced_paths()
+        .into_iter()
+        .filter(|p| !schema.has_path(&schema_path_of(p)))
+        .map(|p| {
+            format!(
+                "`{p}` has never been seen in this source's {} events",
+                schema.samples
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::EventId;
+    use serde_json::json;
+
+    fn record() -> RecordRef {
+        RecordRef {
+            id: EventId::new(),
+            received_at: Utc::now(),
+        }
+    }
+
+    fn event(properties: Value) -> MappedEvent {
+        MappedEvent {
+            name: "Order placed".into(),
+            visitor_id: None,
+            email: Some("a@x.org".into()),
+            external_id: None,
+            event_id: None,
+            timestamp: Utc::now(),
+            properties: properties.as_object().cloned().unwrap_or_default(),
+            traits: Map::new(),
+            idempotency_key: None,
+            mapping_version: 0,
+        }
+    }
+
+    /// The two shapes the processor built with `json!` before it was typed.
+    #[test]
+    fn results_keep_their_json_shapes() {
+        let failed = serde_json::to_value(PreviewRecord::not_mapped(record(), "no".into()))
+            .expect("serialisable");
+        assert_eq!(
+            failed,
+            json!({"event": null, "error": "no", "warnings": []})
+        );
+
+        let e = event(json!({"total": 3}));
+        let resolution = PreviewResolution {
+            resolution: "create".into(),
+            profile_id: None,
+        };
+        let mapped = PreviewRecord::mapped(record(), e.clone(), resolution, vec!["w".into()]);
+        let out = serde_json::to_value(&mapped).expect("serialisable");
+        assert_eq!(
+            out,
+            json!({"event": e, "resolution": "create", "profile_id": null, "warnings": ["w"]})
+        );
+    }
+
+    #[test]
+    fn a_large_result_is_clipped_to_markers_and_cut_texts() {
+        let mut e = event(json!({"big": "p".repeat(40_000)}));
+        e.name = "n".repeat(5_000);
+        let resolution = PreviewResolution {
+            resolution: "create".into(),
+            profile_id: None,
+        };
+        let clipped = PreviewRecord::mapped(record(), e, resolution, Vec::new()).clip();
+        assert!(clipped.truncated);
+        assert!(clipped.json_len() <= PREVIEW_MAX_RESULT_BYTES);
+        let out = serde_json::to_value(&clipped).expect("serialisable");
+        assert_eq!(out["truncated"], true);
+        let marker = out["event"]["properties"].as_str().expect("a marker");
+        assert!(marker.starts_with("(truncated: "), "{marker}");
+        // Empty traits stay out of the JSON, clipped or not.
+        assert!(out["event"].get("traits").is_none(), "{out}");
+        let name = out["event"]["name"].as_str().expect("name");
+        assert!(name.ends_with("… (truncated: 5000 bytes)"), "{name}");
+    }
+
+    #[test]
+    fn the_answer_stops_at_its_budgets_and_counts_the_rest() {
+        let make = |n: usize| {
+            (0..n).map(|_| Ok::<_, ()>(PreviewRecord::not_mapped(record(), "e".repeat(100))))
+        };
+        let few = PreviewResult::bounded(3, make(3), Vec::new()).expect("no error");
+        assert_eq!((few.results.len(), few.omitted), (3, 0));
+        let many = PreviewResult::bounded(50, make(50), Vec::new()).expect("no error");
+        assert_eq!(
+            (many.results.len(), many.omitted),
+            (PREVIEW_MAX_SAMPLES, 50 - PREVIEW_MAX_SAMPLES)
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Sources: create (optionally from a preset), list, read, update, rotate
+//! the token, delete, and set or clear the api key. The JSON API and the
+//! dashboard both create through [`Services::create_source`], so a preset's
+//! name and records path and the blocked values apply to both alike.
+
+use super::mappings::{unknown_preset, SavedMapping};
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::ids::SourceId;
+use crate::domain::mapping::presets;
+use crate::domain::replay::ReplayJob;
+use crate::domain::source::{ApiKeyInput, Source, SourceError};
+use crate::domain::source_view::{SourceView, WithToken};
+use serde::Serialize;
+
+/// What creating a source takes; absent fields take the preset's value
+/// (name, records path), then the default.
+#[derive(Clone, Debug, Default)]
+pub struct NewSource {
+    /// Falls back to the preset's name; empty is refused.
+    pub name: Option<String>,
+    /// Start from a preset: its records path and mapping (version 1).
+    pub preset: Option<String>,
+    pub api_key: Option<ApiKeyInput>,
+    /// Falls back to the preset's records path.
+    pub records_path: Option<String>,
+    pub blocked_values: Option<Vec<String>>,
+}
+
+/// A change to a source: `None` leaves a field as it is; for `api_key` and
+/// `records_path`, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct SourceUpdate {
+    pub name: Option<String>,
+    pub api_key: Option<Option<ApiKeyInput>>,
+    pub records_path: Option<Option<String>>,
+    pub blocked_values: Option<Vec<String>>,
+}
+
+/// A created source: its view with the one-time token, and the mapping
+/// saved from the preset, if one was named (`mapping_version` is then that
+/// mapping's version).
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedSource {
+    #[serde(flatten)]
+    pub source: WithToken,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<SavedMapping>,
+}
+
+/// One source with its replay job (the last one, finished or not).
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceDetail {
+    #[serde(flatten)]
+    pub source: SourceView,
+    pub replay: Option<ReplayJob>,
+}
+
+/// `{"sources": [...]}`, in store order.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceList {
+    pub sources: Vec<SourceView>,
+}
+
+/// A source id as typed in a URL: one that does not parse names no source.
+pub fn parse_source_id(id: &str) -> ServiceResult<SourceId> {
+    id.parse().map_err(|_| no_source(id))
+}
+
+pub(crate) fn no_source(id: impl std::fmt::Display) -> ServiceError {
+    ServiceError::NotFound(format!("no source `{id}`"))
+}
+
+/// A refused setting: the message says what to fix.
+fn refused(e: SourceError) -> ServiceError {
+    ServiceError::BadRequest(e.to_string())
+}
+
+impl Services {
+    /// Creates a source; with a preset, also saves its mapping as version 1.
+    pub async fn create_source(&self, input: NewSource) -> ServiceResult<CreatedSource> {
+        let preset = input
+            .preset
+            .as_deref()
+            .map(|name| presets::preset(name).ok_or_else(|| unknown_preset(name)))
+            .transpose()?;
+        // No name and no preset: the empty name is refused by `Source::create`.
+        let name = input
+            .name
+            .or_else(|| preset.map(|p| p.name.clone()))
+            .unwrap_or_default();
+        let records_path = input
+            .records_path
+            .or_else(|| preset.and_then(|p| p.records_path.clone()));
+        let (mut source, token) =
+            Source::create(&name, input.api_key, records_path).map_err(refused)?;
+        source.set_blocked_values(input.blocked_values.unwrap_or_default());
+        self.store.put_source(&source)?;
+        tracing::info!(source = %source.id, "source created");
+        let mut view = self.source_view(&source);
+        let mapping = match preset {
+            // A preset's mapping is small and known to compile: saved here,
+            // not on the blocking pool.
+            Some(preset) => {
+                let saved = self.save_mapping_now(
+                    &source,
+                    preset.mapping.clone(),
+                    Some(preset.name.clone()),
+                )?;
+                view.mapping_version = Some(saved.saved.version);
+                Some(saved)
+            }
+            None => None,
+        };
+        Ok(CreatedSource {
+            source: WithToken::new(view, token),
+            mapping,
+        })
+    }
+
+    /// Every source.
+    pub async fn list_sources(&self) -> ServiceResult<SourceList> {
+        let sources = self
+            .store
+            .sources()?
+            .iter()
+            .map(|s| self.source_view(s))
+            .collect();
+        Ok(SourceList { sources })
+    }
+
+    /// One source.
+    pub async fn source(&self, id: SourceId) -> ServiceResult<SourceView> {
+        Ok(self.source_view(&self.load_source(id)?))
+    }
+
+    /// One source with its replay job.
+    pub async fn source_detail(&self, id: SourceId) -> ServiceResult<SourceDetail> {
+        let source = self.load_source(id)?;
+        Ok(SourceDetail {
+            replay: self.store.replay(source.id)?,
+            source: self.source_view(&source),
+        })
+    }
+
+    /// Applies `update` (all of it or, when a field is refused, none).
+    pub async fn update_source(
+        &self,
+        id: SourceId,
+        update: SourceUpdate,
+    ) -> ServiceResult<SourceView> {
+        let mut source = self.load_source(id)?;
+        if let Some(name) = update.name {
+            source.set_name(&name).map_err(refused)?;
+        }
+        if let Some(key) = update.api_key {
+            source.set_api_key(key).map_err(refused)?;
+        }
+        if let Some(path) = update.records_path {
+            source.set_records_path(path).map_err(refused)?;
+        }
+        if let Some(values) = update.blocked_values {
+            source.set_blocked_values(values);
+        }
+        source.updated_at = chrono::Utc::now();
+        self.store.put_source(&source)?;
+        Ok(self.source_view(&source))
+    }
+
+    /// Sets (`Some`) or removes (`None`) the api key senders must present.
+    pub async fn set_source_api_key(
+        &self,
+        id: SourceId,
+        key: Option<ApiKeyInput>,
+    ) -> ServiceResult<SourceView> {
+        let update = SourceUpdate {
+            api_key: Some(key),
+            ..SourceUpdate::default()
+        };
+        self.update_source(id, update).await
+    }
+
+    /// A new token; the old one stops working at once.
+    pub async fn rotate_source(&self, id: SourceId) -> ServiceResult<WithToken> {
+        let mut source = self.load_source(id)?;
+        let token = source.rotate();
+        self.store.put_source(&source)?;
+        tracing::info!(source = %source.id, "source token rotated");
+        Ok(WithToken::new(self.source_view(&source), token))
+    }
+
+    /// Deletes a source: its URL stops working; stored events stay until
+    /// retention removes them.
+    pub async fn delete_source(&self, id: SourceId) -> ServiceResult<()> {
+        match self.store.delete_source(id)? {
+            Some(_) => {
+                tracing::info!(source = %id, "source deleted");
+                Ok(())
+            }
+            None => Err(no_source(id)),
+        }
+    }
+
+    pub(crate) fn load_source(&self, id: SourceId) -> ServiceResult<Source> {
+        self.store.source(id)?.ok_or_else(|| no_source(id))
+    }
+
+    fn source_view(&self, source: &Source) -> SourceView {
+        SourceView::of(source, self.counters.view(source.id))
+    }
+}
