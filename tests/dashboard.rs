@@ -678,3 +678,25 @@ async fn an_absorbed_profile_shows_its_survivor() {
     assert!(html.contains("ada@example.com") && html.contains("grace@example.com"));
     assert!(html.contains("by hand"));
 }
+
+/// The dashboard creates through the same use case as the API: a preset
+/// without a typed name names the source, and its mapping is version 1.
+#[tokio::test]
+async fn a_source_created_from_a_preset_without_a_name_takes_the_presets_name() {
+    let app = spawn_app().await;
+    app.login().await;
+    let csrf = app.csrf("/sources").await;
+    let response = app
+        .post_form(
+            "/sources",
+            &[("csrf", &csrf), ("name", ""), ("preset", "stripe")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(webhook_url_in(&html).is_some(), "the webhook URL is shown");
+    let list = app.api_json("/api/sources").await;
+    let source = &list["sources"][0];
+    assert_eq!(source["name"], "stripe", "{source}");
+    assert_eq!(source["mapping_version"], 1, "{source}");
+}
