@@ -213,7 +213,14 @@ pub async fn run(processor: Arc<Processor>) {
     }
     // The committer finishes the batch in hand, then sees the channel close.
     drop(work);
-    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    // `commit_loop` contains panics per batch, so a join error is a bug
+    // worth a line in the log (there is nothing left to retry at shutdown).
+    if !matches!(
+        tokio::task::spawn_blocking(move || committer.join()).await,
+        Ok(Ok(()))
+    ) {
+        tracing::error!("the processor's committer thread ended with a panic");
+    }
 }
 
 /// What the unit tests beside each part share: a processor over a
