@@ -7,7 +7,7 @@ use crate::domain::counters::Counters;
 use crate::domain::source::SecretHash;
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
-use crate::pipeline::Processor;
+use crate::pipeline::{PipelineConfig, PipelineHandles, Processor};
 use crate::service::{Handles, Services};
 use crate::store::Store;
 use fs4::fs_std::FileExt;
@@ -81,12 +81,20 @@ impl Application {
         let config = Arc::new(config);
         let new_events = Arc::new(Notify::new());
         let counters = Arc::new(counters);
+        let metrics = Arc::new(Metrics::new());
+        // The pipeline gets its own handles and the few settings it reads,
+        // not the application state.
         let processor = Arc::new(
-            Processor::new(store.clone(), counters.clone(), config.clone()).map_err(|source| {
-                StartError::Store {
-                    path: config.data_dir.display().to_string(),
-                    source,
-                }
+            Processor::new(PipelineHandles {
+                store: store.clone(),
+                counters: counters.clone(),
+                new_events: new_events.clone(),
+                metrics: metrics.clone(),
+                config: PipelineConfig::from(config.as_ref()),
+            })
+            .map_err(|source| StartError::Store {
+                path: config.data_dir.display().to_string(),
+                source,
             })?,
         );
         let services = Services::new(Handles {
@@ -107,7 +115,7 @@ impl Application {
             admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             processor,
             sessions: Arc::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             auth_guard,
         });
         Ok(Self {
@@ -133,12 +141,13 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let processor = tokio::spawn(crate::pipeline::run(state.clone()));
+        let pipeline = state.services.processor.clone();
+        let processor = tokio::spawn(crate::pipeline::run(pipeline.clone()));
         let router = crate::http::app(state.clone());
         let limits = crate::http::serve::EdgeLimits::from_config(&state.config);
         let served = crate::http::serve::serve(self.listener, router, limits, shutdown).await;
-        state.processor.stop();
-        state.new_events.notify_one();
+        // Wakes the pipeline too, so it stops after the batch in hand.
+        pipeline.stop();
         let _ = processor.await;
         let (commit, store) = (state.commit.clone(), state.store.clone());
         let _ = tokio::task::spawn_blocking(move || {

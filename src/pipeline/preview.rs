@@ -1,0 +1,52 @@
+//! The mapping preview: a dry run of mapping and identity resolution for
+//! a few stored events, storing nothing. It lives beside planning because it
+//! must map and resolve exactly as the pipeline would.
+
+use super::plan::{record_context, resolve_input};
+use super::Processor;
+use crate::domain::identity::Blocklist;
+use crate::domain::mapping::CompiledMapping;
+use crate::domain::model::RawEvent;
+use crate::domain::preview::{
+    unseen_paths, PreviewRecord, PreviewResolution, PreviewResult, RecordRef,
+};
+use crate::domain::source::Source;
+use crate::store::StoreResult;
+
+impl Processor {
+    /// A dry run of mapping + resolution over `records`: stores nothing.
+    /// The answer is bounded (see `domain::preview`): records past the
+    /// budget are not mapped at all. Its warnings name template paths the
+    /// learned schema has never seen.
+    pub fn preview(
+        &self,
+        source: &Source,
+        mapping: &CompiledMapping,
+        records: &[RawEvent],
+    ) -> StoreResult<PreviewResult> {
+        let blocklist = Blocklist::with_extra(&source.blocked_values);
+        let one = |raw: &RawEvent| -> StoreResult<PreviewRecord> {
+            let record = RecordRef {
+                id: raw.id,
+                received_at: raw.received_at,
+            };
+            let mapped = match mapping.apply(&record_context(raw)) {
+                Ok(mapped) => mapped,
+                Err(e) => return Ok(PreviewRecord::not_mapped(record, e.to_string())),
+            };
+            let event = mapped.event;
+            let input = resolve_input(raw, source, &event);
+            let outcome = self.store.resolve_preview(&input, &blocklist)?;
+            let mut warnings = mapped.warnings;
+            warnings.extend(mapped.clamped_timestamp);
+            warnings.extend(outcome.refusals.iter().map(|r| r.warning()));
+            let resolution = PreviewResolution {
+                resolution: outcome.summary(),
+                profile_id: outcome.profile_id,
+            };
+            Ok(PreviewRecord::mapped(record, event, resolution, warnings))
+        };
+        let warnings = unseen_paths(self.schemas.snapshot(source.id).as_ref(), mapping);
+        PreviewResult::bounded(records.len(), records.iter().map(one), warnings)
+    }
+}
