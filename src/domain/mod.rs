@@ -9,6 +9,7 @@ pub mod ids;
 pub mod mapping;
 pub mod model;
 pub mod records;
+pub mod redact;
 pub mod replay;
 pub mod sniff;
 pub mod source;

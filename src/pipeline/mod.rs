@@ -20,13 +20,12 @@ use crate::domain::mapping::CompiledMapping;
 use crate::domain::model::{
     ErrorEntry, EventState, EventStatus, Level, MappedEvent, RawEvent, RecordContext, Stage,
 };
+use crate::domain::replay::ReplayJob;
 use crate::domain::sniff::{Drift, SchemaRegistry};
 use crate::domain::source::Source;
 use crate::http::AppState;
-use crate::store::batch::{Planned, Resolved, UnitError};
-use crate::store::events::Logged;
-use crate::store::log::Location;
-use crate::store::mappings::ReplayJob;
+use crate::store::{EventLog, StateStore};
+use crate::store::{Location, Logged, Planned, Resolved, UnitError};
 use crate::store::{Store, StoreResult};
 use chrono::Utc;
 use dashmap::DashMap;
@@ -513,7 +512,7 @@ impl Processor {
 
     /// Drops an erasure's values from the learned schemas and writes the
     /// changed ones out; returns how many examples and paths went.
-    pub fn redact_schemas(&self, needles: &crate::store::erasure::Needles) -> StoreResult<usize> {
+    pub fn redact_schemas(&self, needles: &crate::domain::redact::Needles) -> StoreResult<usize> {
         self.schemas
             .redact(&|text| needles.is_match(text), |source, schema| {
                 self.store.put_schema(source, &encode_schema(schema)?)
@@ -666,14 +665,14 @@ impl Processor {
         let mut tally = Tally::default();
         let mut plans = Vec::new();
         for id in &ids {
-            let Some(event) = self.store.event(*id)? else {
+            let Some((event, at)) = self.store.located_event(*id)? else {
                 continue;
             };
             if event.status() != job.status {
                 continue;
             }
             let plan = self.plan_mapped(
-                planned(&event.raw, event.at),
+                planned(&event.raw, at),
                 &event.raw,
                 source,
                 blocklist,
@@ -878,7 +877,7 @@ fn commit_loop(processor: &Processor, metrics: &crate::metrics::Metrics, work: R
 /// Waits until the committer has written everything sent so far, so the
 /// caller may write too (replay, retention) without a second writer.
 fn quiesce(work: &SyncSender<Work>) -> StoreResult<()> {
-    let stopped = || crate::store::StoreError::Other("the committer stopped".into());
+    let stopped = || crate::store::StoreError::Stopped("the committer");
     let (done, wait) = std::sync::mpsc::channel();
     work.send(Work::Barrier(done)).map_err(|_| stopped())?;
     wait.recv().map_err(|_| stopped())
@@ -892,7 +891,7 @@ fn plan_step(processor: &Processor, work: &SyncSender<Work>) -> StoreResult<usiz
     if let Some(batch) = processor.plan_next()? {
         let taken = batch.events.len();
         work.send(Work::Batch(batch, started))
-            .map_err(|_| crate::store::StoreError::Other("the committer stopped".into()))?;
+            .map_err(|_| crate::store::StoreError::Stopped("the committer"))?;
         return Ok(taken);
     }
     quiesce(work)?;
@@ -967,8 +966,10 @@ pub async fn run(state: AppState) {
 /// A schema as stored. An error here is a bug, and must not store an empty
 /// schema in place of the learned one.
 fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(schema)
-        .map_err(|e| crate::store::StoreError::Other(format!("cannot encode a schema: {e}")))
+    serde_json::to_vec(schema).map_err(|source| crate::store::StoreError::Encode {
+        what: "a schema",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -1041,7 +1042,7 @@ mod tests {
     }
 
     fn error_codes(store: &Store, event: EventId) -> Vec<String> {
-        let filter = crate::store::errors::ErrorFilter {
+        let filter = crate::store::ErrorFilter {
             stage: Some(Stage::Map),
             limit: 100,
             ..Default::default()

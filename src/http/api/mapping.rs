@@ -3,13 +3,14 @@
 
 use super::page_limit;
 use super::sources::{load_source, parse_body};
+use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, RequestId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
 use crate::domain::source::Source;
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
-use crate::store::events::EventFilter;
+use crate::store::StateStore;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

@@ -6,6 +6,7 @@ use crate::domain::source::{ApiKeyInput, Source, SourceError};
 use crate::domain::views::source_json;
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
+use crate::store::StateStore;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

@@ -17,6 +17,7 @@ use super::render::{PageError, PageResult};
 use super::session::Authed;
 use super::sources::{load, source_page, SourcePage};
 use crate::domain::model::{MappingSpec, PropertiesSpec};
+use crate::domain::replay::ReplayJob;
 use crate::domain::source::Source;
 use crate::http::api::mapping::{
     compile, latest_samples, off_async_threads, run_preview, save_mapping, start_replay,
@@ -24,7 +25,7 @@ use crate::http::api::mapping::{
 };
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::store::mappings::ReplayJob;
+use crate::store::StateStore;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

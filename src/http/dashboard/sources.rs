@@ -13,6 +13,7 @@ use crate::domain::views::source_json;
 use crate::http::api::mapping::{save_mapping, unknown_preset};
 use crate::http::error::AppError;
 use crate::http::AppState;
+use crate::store::StateStore;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};

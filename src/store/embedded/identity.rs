@@ -46,8 +46,11 @@ pub(super) struct ProfileWrites {
     dirty: HashMap<ProfileId, Profile>,
 }
 
-fn corrupt_id(tree: &str) -> StoreError {
-    StoreError::Other(format!("corrupt profile id in {tree}"))
+fn corrupt_id(tree: &'static str) -> StoreError {
+    StoreError::Malformed {
+        tree,
+        what: "a profile id that is not 16 bytes",
+    }
 }
 
 fn abort(e: StoreError) -> TxError {
@@ -308,7 +311,7 @@ impl IdentityTxn for SledTxn<'_> {
 struct ReadView<'a>(&'a Trees);
 
 fn read_only() -> StoreError {
-    StoreError::Other("identity read view is read-only".into())
+    StoreError::ReadOnly("the identity read view")
 }
 
 impl IdentityTxn for ReadView<'_> {
@@ -400,12 +403,16 @@ impl Store {
 
     /// Resolves one event atomically (tests and benches; the processor
     /// resolves inside its batch transaction).
-    pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+    pub(super) fn resolve(
+        &self,
+        input: &ResolveInput,
+        blocklist: &Blocklist,
+    ) -> StoreResult<Outcome> {
         self.identity_write_txn(|txn| identity::resolve(txn, input, blocklist))
     }
 
     /// What `resolve` would do now, without writing anything.
-    pub fn resolve_preview(
+    pub(super) fn resolve_preview(
         &self,
         input: &ResolveInput,
         blocklist: &Blocklist,
@@ -415,18 +422,18 @@ impl Store {
     }
 
     /// A profile by id; an absorbed id answers with its survivor.
-    pub fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+    pub(super) fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
         self.identity_txn(|txn| identity::canonical(txn, id))
     }
 
     /// The profile owning an identifier (give the normalised value).
-    pub fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+    pub(super) fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
         self.identity_txn(|txn| identity::lookup(txn, key))
     }
 
     /// A profile's events, newest first, including those of merged profiles;
     /// `before` pages (exclusive).
-    pub fn profile_events(
+    pub(super) fn profile_events(
         &self,
         id: ProfileId,
         limit: usize,
@@ -472,7 +479,7 @@ impl Store {
 
     /// The audit history of a profile and of every profile merged into it,
     /// oldest first. Works for an erased id too (its erasure line remains).
-    pub fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+    pub(super) fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
         let ids = match self.profile(id)? {
             Some(p) => std::iter::once(p.id).chain(p.merged_from).collect(),
             None => vec![id],
@@ -490,7 +497,7 @@ impl Store {
 
     /// Support staff merge `from` into `into` (audited, no limits apply).
     /// The inner `Err` says why it was refused.
-    pub fn merge_profiles(
+    pub(super) fn merge_profiles(
         &self,
         from: ProfileId,
         into: ProfileId,
@@ -507,7 +514,7 @@ impl Store {
     /// After the transaction no event can join the erased ids any more, so
     /// the follow-up scans see a complete, stable list. A crash between the
     /// two steps leaves unreachable links and unredacted audit lines.
-    pub fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+    pub(super) fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
         let Some(ids) = self.identity_write_txn(|txn| identity::erase(txn, id))? else {
             return Ok(None);
         };
