@@ -344,9 +344,14 @@ impl SegmentLog {
     }
 
     /// Bytes the segments take on disk.
+    /// A gauge (metrics, reports): a directory that cannot be listed counts
+    /// as empty, and says so in the log rather than failing the caller.
     pub fn size_on_disk(&self) -> u64 {
-        segments(&self.dir)
-            .unwrap_or_default()
+        let listed = segments(&self.dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the event log's segments");
+            Vec::new()
+        });
+        listed
             .into_iter()
             .filter_map(|s| fs::metadata(segment_path(&self.dir, s)).ok())
             .map(|m| m.len())

@@ -172,7 +172,13 @@ impl Store {
         }
         let body = match head.held {
             Some(Held::Decoded(raw)) => serde_json::to_vec(&*raw).map_err(corrupt)?,
-            Some(Held::Encoded(body)) => body.get(IDS..).unwrap_or_default().to_vec(),
+            Some(Held::Encoded(body)) => body
+                .get(IDS..)
+                .ok_or(StoreError::Malformed {
+                    tree: "the event log",
+                    what: "a record shorter than its ids",
+                })?
+                .to_vec(),
             Some(Held::InLog) | None => {
                 let mut body = self.read_log(id, head.at)?;
                 body.drain(..IDS.min(body.len()));
