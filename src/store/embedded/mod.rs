@@ -186,19 +186,21 @@ const SLED_FLUSH_MS: u64 = 500;
 /// for the events themselves.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) db: sled::Db,
+    db: sled::Db,
+    /// `pub(crate)` only for a pipeline test that plants an unreadable
+    /// profile (`pipeline::tests`); nothing else outside the store uses it.
     pub(crate) trees: Trees,
-    pub(crate) log: Arc<log::SegmentLog>,
+    log: Arc<log::SegmentLog>,
     /// Unprocessed events; its lock is also the append lock (see `append_events`).
     pending: Arc<Mutex<pending::Pending>>,
     /// Sources by token hash for the hook path; see `source_cache`.
-    pub(crate) source_cache: Arc<source_cache::SourceCache>,
+    source_cache: Arc<source_cache::SourceCache>,
     /// Decoded profiles the processor uses often; see `hot`.
-    pub(crate) hot: Arc<hot::HotIdentities>,
+    hot: Arc<hot::HotIdentities>,
     /// Permits for scans that may read past one page (searches and status
     /// filters): a few at a time, so they never crowd out ingestion on a
     /// small machine (see `summary::ScanBudget`).
-    pub(crate) scans: Arc<tokio::sync::Semaphore>,
+    scans: Arc<tokio::sync::Semaphore>,
     /// A temporary store's directory, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
     /// The data dir, where an erasure asks for the database rewrite (see
@@ -228,7 +230,7 @@ pub(crate) fn sled_exclusive() -> std::sync::MutexGuard<'static, ()> {
 impl Store {
     /// Flushes sled's log (see [`SLED_EXCLUSIVE`] for why never during a
     /// transaction).
-    pub(crate) fn flush_db(&self) -> StoreResult<()> {
+    pub(super) fn flush_db(&self) -> StoreResult<()> {
         let _exclusive = sled_exclusive();
         self.db.flush()?;
         Ok(())
@@ -309,7 +311,7 @@ impl Store {
 
     /// Asks for the database to be rewritten at the next start (erasure,
     /// see `rewrite`).
-    pub(crate) fn request_rewrite(&self) -> StoreResult<erasure::DatabaseRewrite> {
+    fn request_rewrite(&self) -> StoreResult<erasure::DatabaseRewrite> {
         let Some(dir) = &self.data_dir else {
             return Ok(erasure::DatabaseRewrite::NotNeeded);
         };
