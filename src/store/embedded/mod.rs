@@ -1,4 +1,6 @@
-//! The only module that touches sled.
+//! The embedded backend: the event log, group commit and sled. The only
+//! module that touches sled. It implements the seam's traits in
+//! `seam_impl`; each method's body lives with its concept below.
 //!
 //! Trees (keys are big-endian so sled's order is the order we scan in):
 //! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
