@@ -5,7 +5,7 @@ use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use inlet::domain::identity::{Blocklist, Identifiers, ResolveInput};
 use inlet::domain::ids::{EventId, SourceId};
-use inlet::store::Store;
+use inlet::store::{StateStore, Store};
 use serde_json::{Map, Value};
 
 fn input(source: SourceId, email: String, visitor: String) -> ResolveInput {

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{PipelineConfig, PipelineHandles, Processor};
 use crate::service::{Handles, Services};
 use crate::store::Store;
+use crate::store::{EventLog, StateStore};
 use fs4::fs_std::FileExt;
 use std::fs::File;
 use std::net::SocketAddr;

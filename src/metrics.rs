@@ -10,7 +10,7 @@
 //! ids, tokens or payloads.
 
 use crate::domain::counters::Counters;
-use crate::store::flush::FlushStats;
+use crate::store::FlushStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

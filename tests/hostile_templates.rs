@@ -10,6 +10,7 @@ mod common;
 use common::{spawn_app, TestApp, TestSource};
 use inlet::domain::ids::SourceId;
 use inlet::domain::model::MappingSpec;
+use inlet::store::StateStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -10,6 +10,7 @@ pub mod mapping;
 pub mod model;
 pub mod preview;
 pub mod records;
+pub mod redact;
 pub mod replay;
 pub mod schema_view;
 pub mod sniff;

@@ -2,9 +2,9 @@
 //! show the same fields under the same names.
 
 use crate::domain::counters::CountsView;
+use crate::domain::events::StoredEvent;
 use crate::domain::source::Source;
 use crate::domain::summary::{EventSummary, Shown};
-use crate::store::events::StoredEvent;
 use serde_json::{json, Map, Value};
 
 /// An event as lists, searches, the live tail and the event page show it:

@@ -11,6 +11,7 @@ use crate::domain::records::{self, Exploded, Limits, RecordsError};
 use crate::domain::source::{SecretHash, Source};
 use crate::http::error::AppError;
 use crate::http::AppState;
+use crate::store::{EventLog, StateStore};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};

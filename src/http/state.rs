@@ -7,7 +7,7 @@ use crate::domain::source::SecretHash;
 use crate::metrics::Metrics;
 use crate::pipeline::Processor;
 use crate::service::Services;
-use crate::store::flush::GroupCommit;
+use crate::store::GroupCommit;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;

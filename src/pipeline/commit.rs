@@ -21,11 +21,9 @@ use crate::domain::counters::{Counters, Counts};
 use crate::domain::identity::{self, IdentityTxn, Outcome};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, Stage};
-use crate::store::batch::{Planned, Resolved, UnitError};
-use crate::store::events::Logged;
-use crate::store::log::Location;
 #[cfg(doc)]
 use crate::store::Store;
+use crate::store::{EventLog, Location, Logged, Planned, Resolved, StateStore, UnitError};
 use std::collections::HashMap;
 
 /// Status transitions of a batch, applied to a copy of the counters first
@@ -192,6 +190,8 @@ mod tests {
     use crate::domain::identity::{IdentKey, IdentKind};
     use crate::domain::ids::ProfileId;
     use crate::domain::model::{EventStatus, MappingSpec};
+    #[allow(unused_imports)]
+    use crate::store::{EventLog, StateStore};
 
     #[test]
     fn one_event_that_cannot_be_committed_fails_alone_and_the_pipeline_goes_on() {

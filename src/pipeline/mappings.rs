@@ -11,6 +11,7 @@
 use crate::domain::ids::SourceId;
 use crate::domain::mapping::CompiledMapping;
 use crate::domain::source::Source;
+use crate::store::StateStore;
 use crate::store::{Store, StoreResult};
 use dashmap::DashMap;
 use std::sync::Arc;

@@ -233,6 +233,7 @@ mod testing {
     use crate::domain::model::{MappingSpec, RawEvent, Stage};
     use crate::domain::source::Source;
     use crate::metrics::Metrics;
+    use crate::store::StateStore;
     use crate::store::Store;
     use serde_json::json;
     use std::sync::Arc;
@@ -265,7 +266,7 @@ mod testing {
     }
 
     pub(super) fn error_codes(store: &Store, event: EventId) -> Vec<String> {
-        let filter = crate::store::errors::ErrorFilter {
+        let filter = crate::store::ErrorFilter {
             stage: Some(Stage::Map),
             limit: 100,
             ..Default::default()

@@ -17,10 +17,8 @@ use crate::domain::model::{
 };
 use crate::domain::sniff::Drift;
 use crate::domain::source::Source;
-use crate::store::batch::Planned;
-use crate::store::events::Logged;
-use crate::store::log::Location;
 use crate::store::Store;
+use crate::store::{EventLog, Location, Logged, Planned, StateStore};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -409,6 +407,8 @@ mod tests {
     use super::super::testing::{error_codes, processor_with_mapping, raw};
     use super::TEST_PANIC;
     use crate::domain::model::{EventStatus, MappingSpec};
+    #[allow(unused_imports)]
+    use crate::store::{EventLog, StateStore};
     use serde_json::json;
 
     #[test]

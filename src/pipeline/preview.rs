@@ -11,6 +11,7 @@ use crate::domain::preview::{
     unseen_paths, PreviewRecord, PreviewResolution, PreviewResult, RecordRef,
 };
 use crate::domain::source::Source;
+use crate::store::StateStore;
 use crate::store::StoreResult;
 
 impl Processor {

@@ -12,7 +12,8 @@ use super::plan::{planned, status_of, Claims, SourceMemo};
 use super::{Processor, StoreResult};
 use crate::domain::ids::SourceId;
 use crate::domain::model::EventStatus;
-use crate::store::mappings::ReplayJob;
+use crate::domain::replay::ReplayJob;
+use crate::store::StateStore;
 use chrono::Utc;
 
 impl Processor {
@@ -40,14 +41,14 @@ impl Processor {
         let mut tally = Tally::default();
         let mut plans = Vec::new();
         for id in &ids {
-            let Some(event) = self.store.event(*id)? else {
+            let Some((event, at)) = self.store.located_event(*id)? else {
                 continue;
             };
             if event.status() != job.status {
                 continue;
             }
             let plan = self.plan_mapped(
-                planned(&event.raw, event.at),
+                planned(&event.raw, at),
                 &event.raw,
                 source,
                 blocklist,

@@ -9,6 +9,7 @@
 use super::{Processor, StoreResult};
 use crate::domain::ids::SourceId;
 use crate::domain::sniff::SchemaRegistry;
+use crate::store::{EventLog, StateStore};
 use crate::store::{Store, StoreError};
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ impl Processor {
 
     /// Drops an erasure's values from the learned schemas and writes the
     /// changed ones out; returns how many examples and paths went.
-    pub fn redact_schemas(&self, needles: &crate::store::erasure::Needles) -> StoreResult<usize> {
+    pub fn redact_schemas(&self, needles: &crate::domain::redact::Needles) -> StoreResult<usize> {
         self.schemas
             .redact(&|text| needles.is_match(text), |source, schema| {
                 put_schema(&self.store, source, schema)
@@ -70,13 +71,17 @@ fn put_schema(store: &Store, source: SourceId, schema: &impl serde::Serialize) -
 
 /// A schema as stored.
 fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(schema)
-        .map_err(|e| StoreError::Other(format!("cannot encode a schema: {e}")))
+    serde_json::to_vec(schema).map_err(|source| StoreError::Encode {
+        what: "a schema",
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::encode_schema;
+    #[allow(unused_imports)]
+    use crate::store::{EventLog, StateStore};
     use serde::ser::Error as _;
 
     /// A value whose encoding fails, as a schema with a bug would.

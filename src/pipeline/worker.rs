@@ -27,7 +27,7 @@ pub(super) enum Work {
 }
 
 fn committer_stopped() -> StoreError {
-    StoreError::Other("the committer stopped".into())
+    StoreError::Stopped("the committer")
 }
 
 /// Starts the committer thread; it ends when every sender is dropped.

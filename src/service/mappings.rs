@@ -17,6 +17,7 @@ use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::schema_view::SchemaView;
 use crate::domain::sniff::Suggestion;
 use crate::domain::source::Source;
+use crate::store::StateStore;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};

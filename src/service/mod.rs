@@ -11,7 +11,7 @@ pub use error::{ServiceError, ServiceResult};
 use crate::config::Config;
 use crate::domain::counters::Counters;
 use crate::pipeline::Processor;
-use crate::store::flush::GroupCommit;
+use crate::store::GroupCommit;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;

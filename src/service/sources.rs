@@ -10,6 +10,7 @@ use crate::domain::mapping::presets;
 use crate::domain::replay::ReplayJob;
 use crate::domain::source::{ApiKeyInput, Source, SourceError};
 use crate::domain::source_view::{SourceView, WithToken};
+use crate::store::StateStore;
 use serde::Serialize;
 
 /// What creating a source takes; absent fields take the preset's value

@@ -19,6 +19,9 @@ pub use normalise::{lowercase_email, normalise, trim, Blocklist, MAX_IDENTIFIER_
 pub use resolve::{canonical, lookup, resolve};
 pub use types::*;
 
+#[cfg(test)]
+mod rule_tests;
+
 use crate::domain::ids::{EventId, ProfileId};
 
 /// The storage operations the resolver needs, all point reads and writes so
@@ -40,4 +43,13 @@ pub trait IdentityTxn {
     fn audit_put(&self, entry: &AuditEntry) -> Result<(), Self::Error>;
     /// Records that `event` belongs to `profile`.
     fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Self::Error>;
+
+    /// Called once at the start of each resolution with the identifiers it
+    /// will read. The hook where a network backend loads them (and their
+    /// profiles) in one round trip, so the point reads that follow are
+    /// served from memory; the embedded store and the in-memory views read
+    /// locally and need nothing here. Must not change what the reads return.
+    fn prefetch(&self, _keys: &[IdentKey]) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }

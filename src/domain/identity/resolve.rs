@@ -163,7 +163,9 @@ pub fn resolve<T: IdentityTxn + ?Sized>(
     blocklist: &Blocklist,
 ) -> Result<Outcome, T::Error> {
     let (ids, mut refusals) = normalise(&input.ids, blocklist);
-    let mut cands = Candidates::load(txn, ids.keys())?;
+    let keys = ids.keys();
+    txn.prefetch(&keys)?;
+    let mut cands = Candidates::load(txn, keys)?;
     while let Some((i, reason)) = cands.violation() {
         let mut keys = cands.keys;
         let dropped = keys.remove(i);

@@ -10,13 +10,15 @@
 //! gets 503 `search_busy`.
 
 use super::{page_limit, query_param};
+use crate::domain::events::EventFilter;
 use crate::domain::ids::EventId;
 use crate::domain::model::EventStatus;
+use crate::domain::summary::Bounds;
 use crate::domain::views::summary_json;
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
-use crate::store::events::EventFilter;
-use crate::store::summary::{Bounds, ScanBudget, SummaryPage};
+use crate::store::StateStore;
+use crate::store::{ScanBudget, SummaryPage};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -3,11 +3,12 @@
 use super::{page_limit, query_param};
 use crate::domain::identity::{self, IdentKey, IdentKind, Profile};
 use crate::domain::ids::{EventId, ProfileId};
+use crate::domain::summary::Bounds;
 use crate::domain::views::{profile_json, summary_json};
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
-use crate::store::erasure::ErasureReport;
-use crate::store::summary::Bounds;
+use crate::store::ErasureReport;
+use crate::store::{EventLog, StateStore};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -178,7 +179,7 @@ async fn erase(
     let (store, processor) = (state.store.clone(), state.processor.clone());
     let started = std::time::Instant::now();
     let erased = tokio::task::spawn_blocking(move || -> crate::store::StoreResult<_> {
-        if !store.wait_processed(crate::store::erasure::CATCH_UP)? {
+        if !store.wait_processed(crate::store::ERASURE_CATCH_UP)? {
             return Ok(Err(()));
         }
         Ok(Ok(store.erase_everywhere(pid, |needles| {

@@ -3,9 +3,10 @@
 //! about how to show one lives here, where it can be tested.
 
 use crate::domain::ids::SourceId;
+use crate::domain::summary::EventSummary;
 use crate::domain::views::summary_json;
 use crate::http::AppState;
-use crate::store::summary::EventSummary;
+use crate::store::StateStore;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;

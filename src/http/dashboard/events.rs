@@ -6,14 +6,16 @@ use super::display::{
 };
 use super::render::{page, PageResult};
 use super::session::Authed;
+use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventStatus;
+use crate::domain::summary::{Bounds, Shown};
 use crate::domain::views::summary_json;
 use crate::http::api::events::summaries;
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::store::events::EventFilter;
-use crate::store::summary::{Bounds, ScanBudget, Shown};
+use crate::store::ScanBudget;
+use crate::store::StateStore;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

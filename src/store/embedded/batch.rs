@@ -64,7 +64,7 @@ impl Store {
     /// `resolve` runs each event's identity work against the unit's
     /// identity view and returns the event's final state; it must be pure
     /// apart from that view (a backend may run it again on a conflict).
-    pub fn commit_batch(
+    pub(super) fn commit_batch(
         &self,
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,

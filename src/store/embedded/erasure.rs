@@ -1,22 +1,12 @@
 //! Erasure everywhere: a profile's identifiers and personal fields are
 //! removed from every place that copied them, not only from the profile.
 //!
-//! The erased values are collected first (the profile's identifiers and
-//! trait values, and what its events' mapped states held), then searched
-//! for, as text, JSON-escaped and form-encoded, ASCII case-insensitively:
-//!
-//! - identifiers (emails, external ids, visitor ids) anywhere: any event
-//!   whose log record holds one is scrubbed (a failed or unmapped event is
-//!   not linked to the profile but still holds the email), and so are error
-//!   entries, audit lines (of any profile) and idempotency keys holding one;
-//! - trait values (a name, a city) only where they are a copy of this
-//!   person's data: the profile's own events, their error entries, and the
-//!   learned schemas' examples. Elsewhere a trait value such as a plan name
-//!   is no evidence of this person, and erasing every event holding "basic"
-//!   would destroy other people's data.
-//!
-//! Values shorter than `MIN_VALUE_CHARS` are not searched for (they would
-//! match unrelated text); the profile and its events lose them anyway.
+//! What counts as personal data, how it is searched for and what replaces
+//! it is the domain's policy (`domain::redact`); this file only applies it
+//! to sled's trees and the event log: identifiers anywhere (any event whose
+//! log record holds one, error entries, audit lines of any profile,
+//! idempotency keys), every value in the profile's own events, their error
+//! entries and the learned schemas' examples.
 //!
 //! sled is log-structured: a value it overwrote or removed stays in its
 //! files until its garbage collection reuses the space, which nothing
@@ -24,24 +14,14 @@
 //! fresh directory at the next start (`rewrite`), the one point where no
 //! handle to it is open; until then stale copies may remain in `db/`.
 
-use super::{decode, encode, Store, StoreResult};
-use crate::domain::identity::{AuditEntry, Profile};
+use super::{decode, encode, Store, StoreError, StoreResult};
+use crate::domain::identity::AuditEntry;
 use crate::domain::ids::{EventId, ProfileId};
-use crate::domain::model::{EventState, RawEvent};
-use aho_corasick::AhoCorasick;
+use crate::domain::model::RawEvent;
+use crate::domain::redact::{self, Needles, PersonalValues, LOG_MARKER};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-/// Shorter values are not searched for outside the profile's own records.
-pub const MIN_VALUE_CHARS: usize = 4;
-
-/// What an erased event's log record (after its ids) is overwritten with.
-pub const LOG_MARKER: &[u8] = br#"{"_erased":true}"#;
-
-/// What replaces a message or text that held an erased value.
-const REDACTED: &str = "(redacted: it held personal data of an erased profile)";
 
 /// What one erasure removed, place by place (the erase API's answer).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,123 +64,6 @@ pub enum DatabaseRewrite {
     NotNeeded,
 }
 
-/// The values of one erasure, compiled for searching.
-pub struct Needles {
-    matcher: Option<AhoCorasick>,
-    forms: usize,
-}
-
-impl Needles {
-    /// Every value of `MIN_VALUE_CHARS` or more, as text, JSON-escaped and
-    /// form-encoded (an error excerpt of a form body holds `ann%40x.io`).
-    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> StoreResult<Self> {
-        let mut forms = BTreeSet::new();
-        for value in values {
-            let value = value.trim();
-            if value.chars().count() < MIN_VALUE_CHARS {
-                continue;
-            }
-            forms.insert(value.to_string());
-            let quoted = serde_json::to_string(value).unwrap_or_default();
-            if let Some(escaped) = quoted.get(1..quoted.len().saturating_sub(1)) {
-                forms.insert(escaped.to_string());
-            }
-            forms.insert(form_urlencoded::byte_serialize(value.as_bytes()).collect());
-        }
-        let matcher = if forms.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(&forms)
-                    .map_err(|e| super::StoreError::Other(format!("erasure search: {e}")))?,
-            )
-        };
-        Ok(Self {
-            matcher,
-            forms: forms.len(),
-        })
-    }
-
-    pub fn is_match(&self, haystack: impl AsRef<[u8]>) -> bool {
-        self.matcher
-            .as_ref()
-            .is_some_and(|m| m.is_match(haystack.as_ref()))
-    }
-
-    /// How many forms are searched for.
-    pub fn len(&self) -> usize {
-        self.forms
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.forms == 0
-    }
-}
-
-/// An erasure's values: identifiers are searched for everywhere, the rest
-/// (trait values) only in this person's own records (see the module doc).
-#[derive(Default)]
-struct Values {
-    identifiers: BTreeSet<String>,
-    traits: BTreeSet<String>,
-}
-
-impl Values {
-    fn of_profile(profile: &Profile) -> Self {
-        let mut values = Values::default();
-        let ids = profile
-            .emails
-            .iter()
-            .chain(&profile.external_ids)
-            .chain(&profile.visitor_ids);
-        values.identifiers.extend(ids.cloned());
-        for t in profile.traits.values() {
-            scalar_texts(&t.value, &mut values.traits);
-        }
-        values
-    }
-
-    /// What an event's mapped state held: the raw form of its identifiers
-    /// (before normalisation, e.g. `Ann@Example.org`) and its traits.
-    fn add_state(&mut self, state: &EventState) {
-        let Some(mapped) = state.mapped.as_deref() else {
-            return;
-        };
-        let ids = [&mapped.email, &mapped.external_id, &mapped.visitor_id];
-        self.identifiers.extend(ids.into_iter().flatten().cloned());
-        for value in mapped.traits.values() {
-            scalar_texts(value, &mut self.traits);
-        }
-    }
-
-    fn needles(&self) -> StoreResult<(Needles, Needles)> {
-        let ids = Needles::new(self.identifiers.iter().map(String::as_str))?;
-        let all = self.identifiers.iter().chain(&self.traits);
-        Ok((ids, Needles::new(all.map(String::as_str))?))
-    }
-}
-
-/// The strings and numbers inside a value (walked with a stack: a trait
-/// value's depth is the sender's choice).
-fn scalar_texts(value: &Value, out: &mut BTreeSet<String>) {
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) => {
-                out.insert(s.clone());
-            }
-            Value::Number(n) => {
-                out.insert(n.to_string());
-            }
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => stack.extend(map.values()),
-            Value::Bool(_) | Value::Null => {}
-        }
-    }
-}
-
 /// How long an erasure waits for the processor to catch up.
 pub const CATCH_UP: Duration = Duration::from_secs(10);
 
@@ -208,7 +71,7 @@ impl Store {
     /// Waits until the processor has committed every event appended before
     /// this call (so none of them joins the profile after its erasure, or
     /// escapes the scrub while in flight). False after `timeout`.
-    pub fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
+    pub(super) fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
         let target = self.pending_lock()?.last_id;
         let deadline = Instant::now() + timeout;
         loop {
@@ -236,7 +99,7 @@ impl Store {
     /// Call after `wait_processed`. Cost: a read of every log segment and
     /// of the error, audit and dedupe trees, so it grows with the data
     /// kept, not with the profile (measured, docs/notes/erasure.md).
-    pub fn erase_everywhere(
+    pub(super) fn erase_everywhere(
         &self,
         id: ProfileId,
         redact_schemas: impl FnOnce(&Needles) -> StoreResult<usize>,
@@ -244,7 +107,7 @@ impl Store {
         let Some(profile) = self.profile(id)? else {
             return Ok(None);
         };
-        let mut values = Values::of_profile(&profile);
+        let mut values = PersonalValues::of_profile(&profile);
         let Some(linked) = self.erase_profile(profile.id)? else {
             return Ok(None);
         };
@@ -287,7 +150,7 @@ impl Store {
         self.flush_db()?;
         self.log
             .scrub(&places, 32, LOG_MARKER)
-            .map_err(|e| super::StoreError::Other(format!("cannot scrub the event log: {e}")))?;
+            .map_err(StoreError::io("scrubbing the event log"))?;
         report.log_records = places.len();
 
         report.error_entries = self.redact_errors(&ids, &personal, &erased)?;
@@ -306,7 +169,7 @@ impl Store {
         &self,
         needles: &Needles,
     ) -> StoreResult<Vec<(Option<EventId>, super::log::Location)>> {
-        let log_error = |e: std::io::Error| super::StoreError::Other(format!("event log: {e}"));
+        let log_error = StoreError::io("searching the event log");
         let mut out = Vec::new();
         if needles.is_empty() {
             return Ok(out);
@@ -343,16 +206,7 @@ impl Store {
             let mut entry: crate::domain::model::ErrorEntry = decode("errors", &bytes)?;
             let own = entry.event_id.is_some_and(|e| erased.contains(&e));
             let needles = if own { personal } else { ids };
-            let excerpt_hit = entry
-                .excerpt
-                .as_deref()
-                .is_some_and(|e| needles.is_match(e));
-            let message_hit = needles.is_match(&entry.message);
-            if excerpt_hit || message_hit {
-                entry.excerpt = None;
-                if message_hit {
-                    entry.message = REDACTED.to_string();
-                }
+            if redact::redact_error(&mut entry, needles) {
                 self.trees.errors.insert(key, encode(&entry))?;
                 redacted += 1;
             }
@@ -403,24 +257,15 @@ impl Store {
         id: EventId,
         personal: &Needles,
     ) -> StoreResult<Option<super::log::Location>> {
-        let Some(event) = self.event(id)? else {
+        let Some((event, at)) = self.located_event(id)? else {
             return Ok(None);
         };
         let mut raw: RawEvent = event.raw;
-        raw.payload = serde_json::json!({"_erased": true});
-        raw.envelope = None;
-        raw.headers = Default::default();
-        if raw
-            .not_mappable
-            .as_deref()
-            .is_some_and(|r| personal.is_match(r))
-        {
-            raw.not_mappable = Some(REDACTED.into());
-        }
+        redact::scrub_raw(&mut raw, personal);
         self.trees.erased.insert(id.to_bytes(), encode(&raw))?;
         if let Some(mut state) = event.state {
-            scrub_state(&mut state, personal);
-            let entry = super::events::encode_state(event.at, &state);
+            redact::scrub_state(&mut state, personal);
+            let entry = super::events::encode_state(at, &state);
             let in_chunk = super::state_chunks::replace(&self.trees.event_state, id, &entry)?;
             let overridden = self.trees.state_overrides.contains_key(id.to_bytes())?;
             if overridden || !in_chunk {
@@ -428,27 +273,7 @@ impl Store {
             }
         }
         self.pending_lock()?.forget_event(id);
-        Ok(Some(event.at))
-    }
-}
-
-/// Clears what a processed state copied from the event.
-fn scrub_state(state: &mut EventState, personal: &Needles) {
-    if let Some(mapped) = state.mapped.as_mut().map(std::sync::Arc::make_mut) {
-        mapped.email = None;
-        mapped.external_id = None;
-        mapped.visitor_id = None;
-        mapped.event_id = None;
-        mapped.idempotency_key = None;
-        mapped.traits.clear();
-        mapped.properties.clear();
-    }
-    state.profile_id = None;
-    state.warnings.clear();
-    for error in &mut state.errors {
-        if personal.is_match(error.as_bytes()) {
-            *error = REDACTED.to_string();
-        }
+        Ok(Some(at))
     }
 }
 
@@ -456,22 +281,10 @@ fn scrub_state(state: &mut EventState, personal: &Needles) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn needles_find_plain_escaped_and_form_encoded_forms_ignoring_ascii_case() {
-        let n = Needles::new(["Ann@Example.org", "Zoë \"Z\" Lee", "abc"]).unwrap();
-        assert!(n.is_match("x ann@example.ORG y"));
-        assert!(n.is_match("email=ann%40example.org"));
-        assert!(n.is_match(r#"{"name":"Zoë \"Z\" Lee"}"#));
-        assert!(n.is_match("Zoë \"Z\" Lee"));
-        // Too short to search for.
-        assert!(!n.is_match("abc"));
-        assert!(!Needles::new(["ab"]).unwrap().is_match("ab"));
-    }
-
     use crate::domain::identity::{Blocklist, Identifiers, ResolveInput};
     use crate::domain::ids::SourceId;
-    use crate::domain::model::{ErrorEntry, Level, Stage};
-    use crate::store::batch::Planned;
+    use crate::domain::model::{ErrorEntry, EventState, Level, Stage};
+    use crate::store::Planned;
     use std::sync::Arc;
 
     /// `n` events of one source, `every`-th one Ann's (resolved to her
@@ -571,8 +384,8 @@ mod tests {
         assert_eq!(report.error_entries, 5);
         assert_eq!(report.database_rewrite, DatabaseRewrite::NotNeeded);
         for (i, id) in ids.iter().enumerate() {
-            let event = store.event(*id).unwrap().unwrap();
-            let body = store.log.read(event.at).unwrap();
+            let (event, at) = store.located_event(*id).unwrap().unwrap();
+            let body = store.log.read(at).unwrap();
             let holds_ann = String::from_utf8_lossy(&body).contains("ann@");
             assert!(!holds_ann, "event {i}");
             assert_eq!(
@@ -582,7 +395,7 @@ mod tests {
             );
         }
         let errors = store
-            .errors_page(&crate::store::errors::ErrorFilter {
+            .errors_page(&crate::store::ErrorFilter {
                 limit: 100,
                 ..Default::default()
             })

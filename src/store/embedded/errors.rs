@@ -21,14 +21,14 @@ const SCAN_CAP: usize = 20_000;
 impl Store {
     /// Appends an entry. Not flushed synchronously: the error log is
     /// diagnostic, and sled's periodic flush bounds what a crash can lose.
-    pub fn log_error(&self, entry: &ErrorEntry) -> StoreResult<()> {
+    pub(super) fn log_error(&self, entry: &ErrorEntry) -> StoreResult<()> {
         self.trees
             .errors
             .insert(entry.id.to_bytes(), encode(entry))?;
         Ok(())
     }
 
-    pub fn errors_page(&self, filter: &ErrorFilter) -> StoreResult<Vec<ErrorEntry>> {
+    pub(super) fn errors_page(&self, filter: &ErrorFilter) -> StoreResult<Vec<ErrorEntry>> {
         let upper = filter.before.map(|id| id.to_bytes());
         let range = match &upper {
             Some(b) => self.trees.errors.range(..b.as_slice()),
@@ -51,7 +51,7 @@ impl Store {
     }
 
     /// Drops the oldest entries beyond `keep`. Returns how many were removed.
-    pub fn prune_errors(&self, keep: u64) -> StoreResult<u64> {
+    pub(super) fn prune_errors(&self, keep: u64) -> StoreResult<u64> {
         prune_oldest(&self.trees.errors, keep)
     }
 }

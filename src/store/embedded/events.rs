@@ -7,9 +7,9 @@ use super::pending::{Held, Pending};
 use super::shared;
 use super::{decode, Store, StoreError, StoreResult};
 use crate::domain::counters::Counts;
-pub use crate::domain::events::EventFilter;
+use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::ids::{EventId, SourceId};
-use crate::domain::model::{EventState, EventStatus, RawEvent};
+use crate::domain::model::{EventState, RawEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,24 +21,6 @@ pub(super) const CURSOR_AT_KEY: &[u8] = b"cursor_at";
 pub(super) const STORED_KEY: &[u8] = b"events_stored";
 const COUNTS_PREFIX: &[u8] = b"counts/";
 const SCHEMA_PREFIX: &[u8] = b"schema/";
-
-/// A stored event with whatever the processor has decided about it.
-#[derive(Clone, Debug)]
-pub struct StoredEvent {
-    pub raw: RawEvent,
-    pub state: Option<EventState>,
-    /// Where the raw event lives in the log.
-    pub at: Location,
-}
-
-impl StoredEvent {
-    pub fn status(&self) -> EventStatus {
-        self.state
-            .as_ref()
-            .and_then(|s| s.status)
-            .unwrap_or(EventStatus::Pending)
-    }
-}
 
 /// How many events a filtered page scans at most: a rare filter costs a
 /// bounded amount of work, and the page says where it stopped.
@@ -67,9 +49,8 @@ impl Store {
     ///
     /// What the records of a request share (envelope, headers) is written
     /// once, in a shared record before them (see `store::shared`).
-    pub fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
-        let append_error =
-            |e: std::io::Error| StoreError::Other(format!("cannot append to the event log: {e}"));
+    pub(super) fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
+        let append_error = StoreError::io("appending to the event log");
         let parts = shared::parts_of(&events);
         let shared_body = parts
             .as_ref()
@@ -102,7 +83,7 @@ impl Store {
     pub(super) fn pending_lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
         self.pending
             .lock()
-            .map_err(|_| StoreError::Other("append lock poisoned".into()))
+            .map_err(|_| StoreError::Poisoned("append"))
     }
 
     /// Rebuilds the processor's queue from the log after the committed
@@ -118,7 +99,7 @@ impl Store {
         let records = self
             .log
             .scan_from(from)
-            .map_err(|e| StoreError::Other(format!("cannot read the event log: {e}")))?;
+            .map_err(StoreError::io("reading the event log"))?;
         let mut pending = self.pending_lock()?;
         pending.last_id = cursor.map_or(0, |c| c.0.as_u128());
         pending.processed_upto = cursor;
@@ -146,7 +127,11 @@ impl Store {
     /// Up to `limit` of the oldest events after `after` the processor has
     /// not committed, durable ones only (an event is processed only once its
     /// 202 could be sent).
-    pub fn next_pending(&self, after: Option<EventId>, limit: usize) -> StoreResult<Vec<Logged>> {
+    pub(super) fn next_pending(
+        &self,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Logged>> {
         let entries = self.pending_lock()?.oldest(after, limit, self.log.synced());
         let mut out = Vec::with_capacity(entries.len());
         // A request's records come together: their shared record is read once.
@@ -167,12 +152,12 @@ impl Store {
     }
 
     /// The last event whose processing is committed (and left the queue).
-    pub fn processed_upto(&self) -> StoreResult<Option<EventId>> {
+    pub(super) fn processed_upto(&self) -> StoreResult<Option<EventId>> {
         Ok(self.pending_lock()?.processed_upto)
     }
 
     /// Drops committed events from the processor's queue (after `commit_batch`).
-    pub fn pending_done(&self, last: EventId) -> StoreResult<()> {
+    pub(super) fn pending_done(&self, last: EventId) -> StoreResult<()> {
         self.pending_lock()?.done(last);
         Ok(())
     }
@@ -192,19 +177,19 @@ impl Store {
         if let Some(scrubbed) = self.trees.erased.get(id.to_bytes())? {
             return decode("erased", &scrubbed);
         }
-        let body = self.log.read(at).map_err(|e| {
-            StoreError::Other(format!("cannot read event {id} from the event log: {e}"))
-        })?;
+        let body = self
+            .log
+            .read(at)
+            .map_err(|source| StoreError::ReadEvent { id, source })?;
         self.decode_raw(&body, cache)
     }
 
     /// An event record's body as the event, with its shared parts (read
     /// from the log unless `cache` holds them).
     pub(super) fn decode_raw(&self, body: &[u8], cache: &mut SharedCache) -> StoreResult<RawEvent> {
-        let logged = shared::Logged::decode(body).map_err(|e| {
-            StoreError::Other(format!(
-                "the event log holds a record that does not decode: {e}"
-            ))
+        let logged = shared::Logged::decode(body).map_err(|source| StoreError::Corrupt {
+            tree: "the event log",
+            source,
         })?;
         let Some(at) = logged.shared() else {
             return Ok(logged.into_event(None));
@@ -212,15 +197,15 @@ impl Store {
         let parts = match cache {
             Some((cached_at, parts)) if *cached_at == at => parts.clone(),
             _ => {
-                let body = self.log.read(at.location()).map_err(|e| {
-                    StoreError::Other(format!(
-                        "cannot read a shared record from the event log: {e}"
-                    ))
-                })?;
-                let parts = Arc::new(shared::decode_parts(&body).map_err(|e| {
-                    StoreError::Other(format!(
-                        "a shared record in the event log does not decode: {e}"
-                    ))
+                let body = self
+                    .log
+                    .read(at.location())
+                    .map_err(StoreError::io("reading a shared record from the event log"))?;
+                let parts = Arc::new(shared::decode_parts(&body).map_err(|source| {
+                    StoreError::Corrupt {
+                        tree: "the event log (a shared record)",
+                        source,
+                    }
                 })?);
                 *cache = Some((at, parts.clone()));
                 parts
@@ -242,11 +227,11 @@ impl Store {
         self.raw_at(id, at).map(Some)
     }
 
-    pub fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
+    pub(super) fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
         Ok(self.event(id)?.map(|e| e.raw))
     }
 
-    pub fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
+    pub(super) fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
         Ok(self.located_state(id)?.map(|(_, state)| state))
     }
 
@@ -256,7 +241,15 @@ impl Store {
             .transpose()
     }
 
-    pub fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
+    pub(super) fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
+        Ok(self.located_event(id)?.map(|(event, _)| event))
+    }
+
+    /// An event and where its record lives in the log.
+    pub(super) fn located_event(
+        &self,
+        id: EventId,
+    ) -> StoreResult<Option<(StoredEvent, Location)>> {
         // The queue first: an event leaves it only after its state is
         // committed, so one that is in neither place does not exist.
         let queued = self.pending_lock()?.get(id).cloned();
@@ -266,11 +259,7 @@ impl Store {
                 Held::Encoded(body) => self.decode_raw(body, &mut SharedCache::default())?,
                 Held::InLog => self.raw_at(id, entry.at)?,
             };
-            return Ok(Some(StoredEvent {
-                raw,
-                state: None,
-                at: entry.at,
-            }));
+            return Ok(Some((StoredEvent { raw, state: None }, entry.at)));
         }
         let Some((at, state)) = self.located_state(id)? else {
             return Ok(None);
@@ -278,15 +267,17 @@ impl Store {
         let Some(raw) = self.retained_raw_at(id, at)? else {
             return Ok(None);
         };
-        Ok(Some(StoredEvent {
-            raw,
-            state: Some(state),
+        Ok(Some((
+            StoredEvent {
+                raw,
+                state: Some(state),
+            },
             at,
-        }))
+        )))
     }
 
     /// Events newest first, filtered; returns the page and the cursor for the next.
-    pub fn events_page(
+    pub(super) fn events_page(
         &self,
         filter: &EventFilter,
     ) -> StoreResult<(Vec<StoredEvent>, Option<EventId>)> {
@@ -301,7 +292,7 @@ impl Store {
             let Some(event) = self.event(id)? else {
                 continue;
             };
-            if matches(filter, id, event.state.as_ref()) {
+            if filter.matches(id, event.state.as_ref()) {
                 out.push(event);
                 if out.len() >= filter.limit {
                     return Ok((out, Some(id)));
@@ -351,7 +342,7 @@ impl Store {
         Ok(Box::new(queued.into_iter().map(Ok).chain(processed)))
     }
 
-    pub fn cursor(&self) -> StoreResult<Option<EventId>> {
+    pub(super) fn cursor(&self) -> StoreResult<Option<EventId>> {
         Ok(self
             .trees
             .meta
@@ -360,7 +351,7 @@ impl Store {
     }
 
     /// Persisted per-source counters (written by `commit_batch`).
-    pub fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
+    pub(super) fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
         let mut out = HashMap::new();
         for item in self.trees.meta.scan_prefix(COUNTS_PREFIX) {
             let (key, value) = item?;
@@ -373,7 +364,7 @@ impl Store {
 
     /// Events waiting for the processor, per source (a scan from the cursor:
     /// bounded by the processor's lag, done once at start).
-    pub fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
+    pub(super) fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
         let mut out: HashMap<SourceId, u64> = HashMap::new();
         for entry in self.pending_lock()?.iter() {
             *out.entry(entry.source).or_default() += 1;
@@ -382,7 +373,7 @@ impl Store {
     }
 
     /// Processed event ids of one source oldest first, after `after` (replay).
-    pub fn source_event_ids(
+    pub(super) fn source_event_ids(
         &self,
         source: SourceId,
         after: Option<EventId>,
@@ -392,13 +383,13 @@ impl Store {
     }
 
     /// Saves a learned schema snapshot (JSON) for a source.
-    pub fn put_schema(&self, source: SourceId, schema: &[u8]) -> StoreResult<()> {
+    pub(super) fn put_schema(&self, source: SourceId, schema: &[u8]) -> StoreResult<()> {
         self.trees.meta.insert(schema_key(source), schema)?;
         Ok(())
     }
 
     /// Every persisted schema snapshot.
-    pub fn schemas(&self) -> StoreResult<Vec<(SourceId, Vec<u8>)>> {
+    pub(super) fn schemas(&self) -> StoreResult<Vec<(SourceId, Vec<u8>)>> {
         let mut out = Vec::new();
         for item in self.trees.meta.scan_prefix(SCHEMA_PREFIX) {
             let (key, value) = item?;
@@ -412,36 +403,6 @@ impl Store {
 
 /// The last shared record read (records of a request come one after another).
 pub(super) type SharedCache = Option<(shared::SharedAt, Arc<shared::SharedParts>)>;
-
-/// Whether an event (its id and, once processed, its state) passes a
-/// filter. Looks at the status, the event and profile ids and the mapped
-/// identifiers only: never the payload.
-pub(super) fn matches(filter: &EventFilter, id: EventId, state: Option<&EventState>) -> bool {
-    let status = state.and_then(|s| s.status).unwrap_or(EventStatus::Pending);
-    if filter.status.is_some_and(|s| status != s) {
-        return false;
-    }
-    let Some(needle) = filter.search.as_deref() else {
-        return true;
-    };
-    let needle = needle.trim();
-    if id.to_string() == needle {
-        return true;
-    }
-    let Some(state) = state else {
-        return false;
-    };
-    let profile_hit = state.profile_id.is_some_and(|p| p.to_string() == needle);
-    let mapped_hit = state.mapped.as_ref().is_some_and(|m| {
-        m.email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(needle))
-            || m.external_id.as_deref() == Some(needle)
-            || m.visitor_id.as_deref() == Some(needle)
-            || m.event_id.as_deref() == Some(needle)
-    });
-    profile_hit || mapped_hit
-}
 
 /// An `event_state` value: the event's location in the log, then the state
 /// (see `state_entry`).
@@ -480,7 +441,7 @@ impl Store {
     /// The event holding an idempotency key, if any. Only the processor
     /// claims keys (inside its batch transaction), so a read outside the
     /// transaction is current.
-    pub fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
+    pub(super) fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
         Ok(self
             .trees
             .dedupe
@@ -491,12 +452,12 @@ impl Store {
     /// Removes the oldest processed events beyond `keep`, a whole log
     /// segment at a time (so at least `keep` stay), with their states and
     /// index entries. Runs from the processor's periodic maintenance.
-    pub fn prune_events(&self, keep: u64) -> StoreResult<u64> {
+    pub(super) fn prune_events(&self, keep: u64) -> StoreResult<u64> {
         let mut stored = self.stored_events()?;
         if stored <= keep {
             return Ok(0);
         }
-        let log_error = |e: std::io::Error| StoreError::Other(format!("event log: {e}"));
+        let log_error = StoreError::io("pruning the event log");
         // Segments before the cursor's hold processed events only.
         let Some(cursor_segment) = self.cursor_at()?.map(|at| at.segment) else {
             return Ok(0);
@@ -540,7 +501,7 @@ impl Store {
     }
 
     /// Processed events stored (see `STORED_KEY`).
-    pub fn stored_events(&self) -> StoreResult<u64> {
+    pub(super) fn stored_events(&self) -> StoreResult<u64> {
         Ok(self
             .trees
             .meta
@@ -567,7 +528,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::batch::Planned;
+    use crate::store::Planned;
 
     fn raw(source: SourceId, n: i64) -> RawEvent {
         RawEvent::received(source, serde_json::json!({ "n": n }))
@@ -651,15 +612,15 @@ mod tests {
         events[0].payload = serde_json::json!({"email": "ann@example.org"});
         let events = store.append_events(events).unwrap();
         process(&store, 2);
-        let needles = super::super::erasure::Needles::new(["ann@example.org"]).unwrap();
+        let needles = crate::domain::redact::Needles::new(["ann@example.org"]).unwrap();
         let at = store.scrub_event(events[0].id, &needles).unwrap().unwrap();
         store
             .log
-            .scrub(&[at], 32, super::super::erasure::LOG_MARKER)
+            .scrub(&[at], 32, crate::domain::redact::LOG_MARKER)
             .unwrap();
         let event = store.event(events[0].id).unwrap().unwrap();
         assert_eq!(event.raw.payload, serde_json::json!({"_erased": true}));
-        let body = store.log.read(event.at).unwrap();
+        let body = store.log.read(at).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("ann@example.org"));
         // The state chunk itself holds the scrubbed state, not only an override.
         assert!(!store

@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::log::EventLog;
+use super::log::SegmentLog;
 
 /// Writers waiting that make a flush worth doing without gathering more.
 const GATHER_ENOUGH: u64 = 32;
@@ -67,7 +67,7 @@ pub struct FlushFailed;
 
 impl GroupCommit {
     /// Starts the flusher thread.
-    pub fn start(log: Arc<EventLog>, delay: Duration) -> Arc<Self> {
+    pub fn start(log: Arc<SegmentLog>, delay: Duration) -> Arc<Self> {
         let (progress, _) = watch::channel(Progress::default());
         let gc = Arc::new(Self {
             next_ticket: AtomicU64::new(0),
@@ -140,7 +140,7 @@ impl GroupCommit {
         }
     }
 
-    fn run(&self, log: &EventLog) {
+    fn run(&self, log: &SegmentLog) {
         let mut durable = 0u64;
         let mut last_batch = 0u64;
         loop {

@@ -46,7 +46,7 @@ impl HistoryLine {
 impl Store {
     /// Up to `limit` lines of the history of a profile and of every profile
     /// merged into it, newest first, older than `before`.
-    pub fn profile_history_page(
+    pub(super) fn profile_history_page(
         &self,
         id: ProfileId,
         limit: usize,

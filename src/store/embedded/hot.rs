@@ -54,7 +54,7 @@ impl HotIdentities {
     pub fn lock_writer(&self) -> super::StoreResult<MutexGuard<'_, ()>> {
         self.writer
             .lock()
-            .map_err(|_| super::StoreError::Other("identity writer lock poisoned".into()))
+            .map_err(|_| super::StoreError::Poisoned("identity writer"))
     }
 
     fn inner(&self) -> Option<MutexGuard<'_, Hot>> {

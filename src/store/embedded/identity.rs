@@ -46,8 +46,11 @@ pub(super) struct ProfileWrites {
     dirty: HashMap<ProfileId, Profile>,
 }
 
-fn corrupt_id(tree: &str) -> StoreError {
-    StoreError::Other(format!("corrupt profile id in {tree}"))
+fn corrupt_id(tree: &'static str) -> StoreError {
+    StoreError::Malformed {
+        tree,
+        what: "a profile id that is not 16 bytes",
+    }
 }
 
 fn abort(e: StoreError) -> TxError {
@@ -308,7 +311,7 @@ impl IdentityTxn for SledTxn<'_> {
 struct ReadView<'a>(&'a Trees);
 
 fn read_only() -> StoreError {
-    StoreError::Other("identity read view is read-only".into())
+    StoreError::ReadOnly("the identity read view")
 }
 
 impl IdentityTxn for ReadView<'_> {
@@ -400,12 +403,16 @@ impl Store {
 
     /// Resolves one event atomically (tests and benches; the processor
     /// resolves inside its batch transaction).
-    pub fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+    pub(super) fn resolve(
+        &self,
+        input: &ResolveInput,
+        blocklist: &Blocklist,
+    ) -> StoreResult<Outcome> {
         self.identity_write_txn(|txn| identity::resolve(txn, input, blocklist))
     }
 
     /// What `resolve` would do now, without writing anything.
-    pub fn resolve_preview(
+    pub(super) fn resolve_preview(
         &self,
         input: &ResolveInput,
         blocklist: &Blocklist,
@@ -415,18 +422,18 @@ impl Store {
     }
 
     /// A profile by id; an absorbed id answers with its survivor.
-    pub fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+    pub(super) fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
         self.identity_txn(|txn| identity::canonical(txn, id))
     }
 
     /// The profile owning an identifier (give the normalised value).
-    pub fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+    pub(super) fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
         self.identity_txn(|txn| identity::lookup(txn, key))
     }
 
     /// A profile's events, newest first, including those of merged profiles;
     /// `before` pages (exclusive).
-    pub fn profile_events(
+    pub(super) fn profile_events(
         &self,
         id: ProfileId,
         limit: usize,
@@ -472,7 +479,7 @@ impl Store {
 
     /// The audit history of a profile and of every profile merged into it,
     /// oldest first. Works for an erased id too (its erasure line remains).
-    pub fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+    pub(super) fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
         let ids = match self.profile(id)? {
             Some(p) => std::iter::once(p.id).chain(p.merged_from).collect(),
             None => vec![id],
@@ -490,7 +497,7 @@ impl Store {
 
     /// Support staff merge `from` into `into` (audited, no limits apply).
     /// The inner `Err` says why it was refused.
-    pub fn merge_profiles(
+    pub(super) fn merge_profiles(
         &self,
         from: ProfileId,
         into: ProfileId,
@@ -507,7 +514,7 @@ impl Store {
     /// After the transaction no event can join the erased ids any more, so
     /// the follow-up scans see a complete, stable list. A crash between the
     /// two steps leaves unreachable links and unredacted audit lines.
-    pub fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+    pub(super) fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
         let Some(ids) = self.identity_write_txn(|txn| identity::erase(txn, id))? else {
             return Ok(None);
         };
@@ -548,11 +555,15 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    //! Adapter tests: what is about sled (link chunks, the hot cache,
+    //! concurrent writers, redirects on disk, erasure of stored records,
+    //! previews writing nothing). The identity rules themselves are tested
+    //! on the in-memory implementation (`domain::identity::rule_tests`).
     use super::*;
-    use crate::domain::identity::{Action, Identifiers, RefusalReason};
+    use crate::domain::identity::Identifiers;
     use crate::domain::ids::SourceId;
-    use chrono::{DateTime, Duration, Utc};
-    use serde_json::{Map, Value};
+    use chrono::Utc;
+    use serde_json::Map;
 
     fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
         Identifiers {
@@ -663,95 +674,32 @@ mod tests {
         assert_eq!(store.profile_events(first, 10, None).unwrap().len(), 1);
     }
 
+    /// The sled side of two rule tests (`rule_tests`): a merged profile's
+    /// events page newest first across both profiles' links, and both
+    /// profiles' open link chunks survive a manual merge (the absorbed
+    /// one's moves to a chunk, the survivor's stays in its record through
+    /// support's write).
     #[test]
-    fn anonymous_visitor_creates_a_profile() {
+    fn merged_profiles_events_page_and_survive_a_manual_merge() {
         let store = Store::temporary().unwrap();
-        let out = run(&store, None, None, Some("v1"));
-        assert_eq!(out.summary(), "create");
-        let p = store.profile(out.profile_id.unwrap()).unwrap().unwrap();
-        assert_eq!(p.visitor_ids, vec!["v1"]);
-        assert_eq!(p.event_count, 1);
-        assert_eq!(store.profile_events(p.id, 10, None).unwrap().len(), 1);
-    }
+        let old = run(&store, None, None, Some("v1")).profile_id.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let young = run(&store, None, Some("e@x.io"), None).profile_id.unwrap();
+        run(&store, None, Some("e@x.io"), Some("v1"));
+        assert_eq!(store.profile_events(young, 10, None).unwrap().len(), 3);
+        let page = store.profile_events(old, 2, None).unwrap();
+        let rest = store.profile_events(old, 2, page.last().copied()).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(rest.len(), 1);
+        assert!(page[0] > page[1] && page[1] > rest[0]);
 
-    #[test]
-    fn identification_attaches_email() {
-        let store = Store::temporary().unwrap();
-        let a = run(&store, None, None, Some("v1"));
-        let b = run(&store, None, Some("Jo@X.io"), Some("v1"));
-        assert_eq!(b.summary(), "attach");
-        assert_eq!(a.profile_id, b.profile_id);
-        assert_eq!(
-            owner(&store, IdentKey::Email("jo@x.io".into())),
-            a.profile_id
-        );
-    }
-
-    #[test]
-    fn chain_of_identifiers_is_one_profile() {
-        let store = Store::temporary().unwrap();
-        let a = run(&store, None, Some("e1@x.io"), Some("v1"));
-        let b = run(&store, Some("x1"), Some("e1@x.io"), None);
-        let c = run(&store, Some("x1"), None, Some("v2"));
-        assert_eq!(a.profile_id, b.profile_id);
-        assert_eq!(b.profile_id, c.profile_id);
-        let p = store.profile(a.profile_id.unwrap()).unwrap().unwrap();
-        assert_eq!(p.external_ids, vec!["x1"]);
-        assert_eq!(p.visitor_ids.len(), 2);
-        assert_eq!(p.event_count, 3);
-    }
-
-    #[test]
-    fn two_external_ids_sharing_an_email_are_not_merged() {
-        let store = Store::temporary().unwrap();
-        let first = run(&store, Some("x1"), Some("e@x.io"), None);
-        let second = run(&store, Some("x2"), Some("e@x.io"), None);
-        assert_eq!(second.summary(), "create");
-        assert_ne!(first.profile_id, second.profile_id);
-        assert_eq!(second.refusals.len(), 1);
-        assert_eq!(second.refusals[0].reason, RefusalReason::ExternalIdConflict);
-        assert_eq!(
-            owner(&store, IdentKey::Email("e@x.io".into())),
-            first.profile_id
-        );
-        assert_eq!(
-            owner(&store, IdentKey::External("x2".into())),
-            second.profile_id
-        );
-        let history = store.profile_history(second.profile_id.unwrap()).unwrap();
-        assert!(history.iter().any(|h| h.kind == "refusal"));
-    }
-
-    #[test]
-    fn blocked_values_warn_and_keep_the_event() {
-        let store = Store::temporary().unwrap();
-        let out = run(&store, Some("null"), Some("\"undefined\""), Some("v1"));
-        assert_eq!(out.summary(), "create");
-        assert_eq!(out.warnings.len(), 2);
-        assert!(out
-            .refusals
-            .iter()
-            .all(|r| r.reason == RefusalReason::BlockedValue));
-        assert_eq!(owner(&store, IdentKey::External("null".into())), None);
-        let none = run(&store, None, None, Some("0"));
-        assert_eq!(none.summary(), "refused: blocked_value");
-        assert_eq!(none.profile_id, None);
-    }
-
-    #[test]
-    fn email_case_and_whitespace_are_one_identifier() {
-        let store = Store::temporary().unwrap();
-        let a = run(&store, None, Some("  Ann@Example.COM "), None);
-        let b = run(&store, None, Some("ann@example.com"), None);
-        assert_eq!(a.profile_id, b.profile_id);
-        let c = run(&store, Some("ABC"), None, None);
-        let d = run(&store, Some("abc"), None, None);
-        assert_ne!(
-            c.profile_id, d.profile_id,
-            "external ids are case-sensitive"
-        );
-        let e = run(&store, None, None, Some("abc"));
-        assert_ne!(d.profile_id, e.profile_id, "kinds never collide");
+        let a = run(&store, Some("x1"), None, None).profile_id.unwrap();
+        let b = run(&store, Some("x2"), None, None).profile_id.unwrap();
+        store.merge_profiles(a, b).unwrap().unwrap();
+        assert_eq!(run(&store, Some("x1"), None, None).profile_id, Some(b));
+        assert_eq!(store.profile_events(b, 10, None).unwrap().len(), 3);
+        let history = store.profile_history(b).unwrap();
+        assert!(history.iter().any(|h| h.kind == "manual_merge"));
     }
 
     #[test]
@@ -785,36 +733,6 @@ mod tests {
     }
 
     #[test]
-    fn merging_anonymous_profiles_keeps_the_older() {
-        let store = Store::temporary().unwrap();
-        let old = run(&store, None, None, Some("v1")).profile_id.unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        let young = run(&store, None, Some("e@x.io"), None).profile_id.unwrap();
-        let out = run(&store, None, Some("e@x.io"), Some("v1"));
-        assert_eq!(
-            out.action,
-            Action::Merge {
-                absorbed: vec![young]
-            }
-        );
-        assert_eq!(out.profile_id, Some(old));
-        assert_eq!(store.profile(young).unwrap().unwrap().id, old);
-        let kinds: Vec<_> = store
-            .profile_history(young)
-            .unwrap()
-            .into_iter()
-            .map(|h| h.kind)
-            .collect();
-        assert_eq!(kinds, vec!["create", "create", "merge"]);
-        assert_eq!(store.profile_events(young, 10, None).unwrap().len(), 3);
-        let page = store.profile_events(old, 2, None).unwrap();
-        let rest = store.profile_events(old, 2, page.last().copied()).unwrap();
-        assert_eq!(page.len(), 2);
-        assert_eq!(rest.len(), 1);
-        assert!(page[0] > page[1] && page[1] > rest[0]);
-    }
-
-    #[test]
     fn redirects_are_compressed() {
         let store = Store::temporary().unwrap();
         let a = run(&store, None, None, Some("a")).profile_id.unwrap();
@@ -826,73 +744,6 @@ mod tests {
         let raw = store.trees.redirects.get(b.to_bytes()).unwrap().unwrap();
         assert_eq!(ProfileId::from_slice(&raw), Some(c));
         assert_eq!(store.profile(b).unwrap().unwrap().id, c);
-    }
-
-    fn traited(at: DateTime<Utc>, plan: &str) -> ResolveInput {
-        let mut i = input(ids(None, None, Some("v1")));
-        i.at = at;
-        i.traits.insert("plan".into(), Value::from(plan));
-        i
-    }
-
-    #[test]
-    fn newest_trait_wins_whatever_the_order() {
-        let now = Utc::now();
-        let older = traited(now - Duration::hours(1), "free");
-        let newer = traited(now, "pro");
-        for order in [[&older, &newer], [&newer, &older]] {
-            let store = Store::temporary().unwrap();
-            for i in order {
-                store.resolve(i, &Blocklist::default()).unwrap();
-            }
-            let p = store
-                .profile_by(&IdentKey::Visitor("v1".into()))
-                .unwrap()
-                .unwrap();
-            assert_eq!(p.traits["plan"].value, Value::from("pro"));
-            assert_eq!(p.first_seen, older.at);
-        }
-    }
-
-    #[test]
-    fn sixth_email_is_refused() {
-        let store = Store::temporary().unwrap();
-        for i in 0..5 {
-            run(&store, None, Some(&format!("e{i}@x.io")), Some("v1"));
-        }
-        let out = run(&store, None, Some("e5@x.io"), Some("v1"));
-        assert_eq!(out.refusals[0].reason, RefusalReason::LimitExceeded);
-        let p = store
-            .profile_by(&IdentKey::Visitor("v1".into()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.emails.len(), 5);
-        // The event went to the profile of its strongest surviving identifier.
-        assert_eq!(
-            owner(&store, IdentKey::Email("e5@x.io".into())),
-            out.profile_id
-        );
-        assert_ne!(out.profile_id, Some(p.id));
-    }
-
-    #[test]
-    fn manual_merge_joins_external_ids() {
-        let store = Store::temporary().unwrap();
-        let a = run(&store, Some("x1"), None, None).profile_id.unwrap();
-        let b = run(&store, Some("x2"), None, None).profile_id.unwrap();
-        let merged = store.merge_profiles(a, b).unwrap().unwrap();
-        assert_eq!(merged.id, b);
-        assert_eq!(merged.external_ids, vec!["x2", "x1"]);
-        assert_eq!(owner(&store, IdentKey::External("x1".into())), Some(b));
-        assert!(store.merge_profiles(a, b).unwrap().is_err());
-        assert!(store.merge_profiles(ProfileId::new(), b).unwrap().is_err());
-        // Events carrying either external id still attach.
-        assert_eq!(run(&store, Some("x1"), None, None).profile_id, Some(b));
-        // Both profiles' open links survived the merge: a's moved to a
-        // chunk, b's stayed in its record through support's write.
-        assert_eq!(store.profile_events(b, 10, None).unwrap().len(), 3);
-        let history = store.profile_history(b).unwrap();
-        assert!(history.iter().any(|h| h.kind == "manual_merge"));
     }
 
     #[test]

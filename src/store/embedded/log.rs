@@ -77,7 +77,7 @@ const HEADER: usize = 8;
 /// A segment is closed once it holds this much (retention drops whole segments).
 const SEGMENT_BYTES: u64 = 64 << 20;
 
-pub struct EventLog {
+pub struct SegmentLog {
     dir: PathBuf,
     segment_bytes: u64,
     appender: Mutex<Appender>,
@@ -121,19 +121,19 @@ struct Writer {
 /// zeros also end a scan: a record length of 0 is no record.
 const ZERO_AHEAD: u64 = 1 << 20;
 
-impl EventLog {
+impl SegmentLog {
     /// Opens the log in `dir`, starting a fresh segment after the existing ones.
-    pub fn open(dir: &Path) -> io::Result<EventLog> {
+    pub fn open(dir: &Path) -> io::Result<SegmentLog> {
         Self::open_with_segment_bytes(dir, SEGMENT_BYTES)
     }
 
     /// As `open`, with a smaller segment size (tests of retention).
-    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> io::Result<EventLog> {
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> io::Result<SegmentLog> {
         fs::create_dir_all(dir)?;
         let next = segments(dir)?.last().map_or(1, |n| n + 1);
         let file = create_segment(dir, next)?;
         sync_dir(dir);
-        Ok(EventLog {
+        Ok(SegmentLog {
             dir: dir.to_path_buf(),
             segment_bytes,
             appender: Mutex::new(Appender {
@@ -344,9 +344,14 @@ impl EventLog {
     }
 
     /// Bytes the segments take on disk.
+    /// A gauge (metrics, reports): a directory that cannot be listed counts
+    /// as empty, and says so in the log rather than failing the caller.
     pub fn size_on_disk(&self) -> u64 {
-        segments(&self.dir)
-            .unwrap_or_default()
+        let listed = segments(&self.dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the event log's segments");
+            Vec::new()
+        });
+        listed
             .into_iter()
             .filter_map(|s| fs::metadata(segment_path(&self.dir, s)).ok())
             .map(|m| m.len())
@@ -494,7 +499,7 @@ mod tests {
     fn synced_records_come_back_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let (first, _) = {
-            let log = EventLog::open(dir.path()).unwrap();
+            let log = SegmentLog::open(dir.path()).unwrap();
             let a = log.append(&body(1, b"one")).unwrap();
             log.append(&body(2, b"two")).unwrap();
             log.sync().unwrap();
@@ -507,7 +512,7 @@ mod tests {
             .open(segment_path(dir.path(), first.segment))
             .unwrap();
         f.write_all(&[40, 0, 0, 0, 1, 2]).unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         let records = log.scan_from((0, 0)).unwrap();
         let bodies: Vec<&[u8]> = records.iter().map(|r| r.body.as_slice()).collect();
         assert_eq!(bodies, vec![&body(1, b"one")[..], &body(2, b"two")[..]]);
@@ -519,7 +524,7 @@ mod tests {
     #[test]
     fn segments_roll_over_and_sync_publishes_the_sequence_number() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open_with_segment_bytes(dir.path(), 100).unwrap();
+        let log = SegmentLog::open_with_segment_bytes(dir.path(), 100).unwrap();
         let mut last = 0;
         let mut places = Vec::new();
         for n in 0..10 {
@@ -545,7 +550,7 @@ mod tests {
     #[test]
     fn records_are_written_over_zeros_laid_ahead_of_them() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         let (at, _) = log.append(&body(1, b"one")).unwrap();
         log.sync().unwrap();
         let path = segment_path(dir.path(), at.segment);
@@ -564,7 +569,7 @@ mod tests {
     #[test]
     fn a_scrubbed_record_keeps_its_prefix_and_length_and_reads_back_as_the_marker() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         let (at, _) = log
             .append(&body(1, b"{\"email\":\"secret@example.org\"}"))
             .unwrap();
@@ -591,7 +596,7 @@ mod tests {
     #[test]
     fn a_record_still_in_the_append_buffer_is_written_then_scrubbed() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         let (at, _) = log
             .append(&body(1, b"buffered secret@example.org"))
             .unwrap();
@@ -599,7 +604,7 @@ mod tests {
         assert!(log.synced() >= at.end());
         assert!(log.read(at).unwrap()[32..].starts_with(MARKER));
         drop(log);
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         assert_eq!(log.scan_from((0, 0)).unwrap().len(), 1);
     }
 
@@ -607,7 +612,7 @@ mod tests {
     #[test]
     fn a_body_shorter_than_the_marker_becomes_spaces() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap();
         let (at, _) = log.append(&body(1, b"1")).unwrap();
         log.scrub(&[at], 32, MARKER).unwrap();
         assert_eq!(&log.read(at).unwrap()[32..], b" ");
@@ -637,7 +642,7 @@ mod tests {
                     .map(|(n, t)| body(n as u8, t))
                     .collect();
                 let places: Vec<Location> = {
-                    let log = EventLog::open_with_segment_bytes(dir.path(), segment_bytes).unwrap();
+                    let log = SegmentLog::open_with_segment_bytes(dir.path(), segment_bytes).unwrap();
                     let places: Vec<Location> =
                         bodies.iter().map(|b| log.append(b).unwrap().0).collect();
                     log.sync().unwrap();
@@ -646,7 +651,7 @@ mod tests {
                     }
                     places
                 };
-                let log = EventLog::open(dir.path()).unwrap();
+                let log = SegmentLog::open(dir.path()).unwrap();
                 let scanned: Vec<Vec<u8>> =
                     log.scan_from((0, 0)).unwrap().into_iter().map(|r| r.body).collect();
                 prop_assert_eq!(&scanned, &bodies);
@@ -658,7 +663,7 @@ mod tests {
                 let keep = cut.index(len as usize + 1) as u64;
                 OpenOptions::new().write(true).open(&path).unwrap().set_len(keep).unwrap();
                 drop(log);
-                let log = EventLog::open(dir.path()).unwrap();
+                let log = SegmentLog::open(dir.path()).unwrap();
                 let after: Vec<Vec<u8>> =
                     log.scan_from((0, 0)).unwrap().into_iter().map(|r| r.body).collect();
                 let survivors = places

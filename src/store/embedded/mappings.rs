@@ -13,7 +13,7 @@ impl Store {
     /// Only the admin API saves mappings, one request at a time per source
     /// in practice; the version is written before the source points at it,
     /// so a crash in between leaves the previous version current.
-    pub fn save_mapping(
+    pub(super) fn save_mapping(
         &self,
         source: SourceId,
         mapping: &MappingSpec,
@@ -53,7 +53,7 @@ impl Store {
     }
 
     /// Every version of a source's mapping, oldest first.
-    pub fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
+    pub(super) fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
         self.trees
             .mappings
             .scan_prefix(source.to_bytes())
@@ -62,7 +62,7 @@ impl Store {
             .collect()
     }
 
-    pub fn mapping_version(
+    pub(super) fn mapping_version(
         &self,
         source: SourceId,
         version: u32,
@@ -74,14 +74,14 @@ impl Store {
             .transpose()
     }
 
-    pub fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
+    pub(super) fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
         self.trees
             .meta
             .insert(replay_key(job.source_id), encode(job))?;
         Ok(())
     }
 
-    pub fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
+    pub(super) fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
         self.trees
             .meta
             .get(replay_key(source))?
@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// Replay jobs not finished yet.
-    pub fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
+    pub(super) fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
         let mut out = Vec::new();
         for item in self.trees.meta.scan_prefix(REPLAY_PREFIX) {
             let job: ReplayJob = decode("meta", &item?.1)?;

@@ -1,4 +1,6 @@
-//! The only module that touches sled.
+//! The embedded backend: the event log, group commit and sled. The only
+//! module that touches sled. It implements the seam's traits in
+//! `seam_impl`; each method's body lives with its concept below.
 //!
 //! Trees (keys are big-endian so sled's order is the order we scan in):
 //! - `sources`: source id → `Source` JSON; `source_tokens`: token hash → source id.
@@ -33,6 +35,7 @@ pub mod log;
 pub mod mappings;
 mod pending;
 pub mod rewrite;
+mod seam_impl;
 mod shared;
 pub mod source_cache;
 mod source_index;
@@ -44,27 +47,80 @@ pub mod summary;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// A storage failure. Callers turn it into a 500 and a log line.
+pub use batch::{Planned, Resolved, UnitError};
+pub use events::Logged;
+pub use log::Location;
+
+/// A storage failure. Callers turn it into a 500 and a log line. Every
+/// variant keeps what caused it (`source()` walks down to the io or sled
+/// error), so the log line says what the disk said.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// A file operation of the store (the event log, the database rewrite,
+    /// a temporary dir) failed; `what` says which.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("corrupt record in {tree}: {source}")]
     Corrupt {
         tree: &'static str,
         source: serde_json::Error,
     },
-    #[error("{0}")]
-    Other(String),
+    /// A stored value whose bytes do not have the layout the store wrote
+    /// (too short, a profile id that is not 16 bytes): `what` says which.
+    #[error("corrupt record in {tree}: {what}")]
+    Malformed {
+        tree: &'static str,
+        what: &'static str,
+    },
+    /// An event's record could not be read from the event log.
+    #[error("cannot read event {id} from the event log: {source}")]
+    ReadEvent {
+        id: crate::domain::ids::EventId,
+        source: std::io::Error,
+    },
+    /// A write was asked of a view that only reads (the identity preview).
+    #[error("{0} is read-only")]
+    ReadOnly(&'static str),
+    /// A value could not be encoded for storage (a schema snapshot).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// A transaction's closure gave up with an error that is not a
+    /// `StoreError` (sled's typed abort); the text is that error's.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    /// A lock guarding in-memory state was poisoned by a panic while held:
+    /// the state may be half-updated, so the store refuses to go on with it.
+    #[error("{0} lock poisoned")]
+    Poisoned(&'static str),
+    /// The erasure's values could not be compiled for searching.
+    #[error("erasure search: {0}")]
+    Search(#[from] crate::domain::redact::NeedlesError),
+    /// A part of the store's machinery that does the work asked for (the
+    /// pipeline's committer thread) has stopped: the work was not done.
+    #[error("{0} stopped")]
+    Stopped(&'static str),
+}
+
+impl StoreError {
+    /// An io failure of `what`, for `map_err`.
+    pub(crate) fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError + Copy {
+        move |source| StoreError::Io { what, source }
+    }
 }
 
 impl<E: std::fmt::Debug> From<sled::transaction::TransactionError<E>> for StoreError {
     fn from(e: sled::transaction::TransactionError<E>) -> Self {
         match e {
             sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(e) => {
-                StoreError::Other(format!("transaction aborted: {e:?}"))
-            }
+            sled::transaction::TransactionError::Abort(e) => StoreError::Aborted(format!("{e:?}")),
         }
     }
 }
@@ -132,19 +188,21 @@ const SLED_FLUSH_MS: u64 = 500;
 /// for the events themselves.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) db: sled::Db,
+    db: sled::Db,
+    /// `pub(crate)` only for a pipeline test that plants an unreadable
+    /// profile (`pipeline::tests`); nothing else outside the store uses it.
     pub(crate) trees: Trees,
-    pub(crate) log: Arc<log::EventLog>,
+    log: Arc<log::SegmentLog>,
     /// Unprocessed events; its lock is also the append lock (see `append_events`).
     pending: Arc<Mutex<pending::Pending>>,
     /// Sources by token hash for the hook path; see `source_cache`.
-    pub(crate) source_cache: Arc<source_cache::SourceCache>,
+    source_cache: Arc<source_cache::SourceCache>,
     /// Decoded profiles the processor uses often; see `hot`.
-    pub(crate) hot: Arc<hot::HotIdentities>,
+    hot: Arc<hot::HotIdentities>,
     /// Permits for scans that may read past one page (searches and status
     /// filters): a few at a time, so they never crowd out ingestion on a
     /// small machine (see `summary::ScanBudget`).
-    pub(crate) scans: Arc<tokio::sync::Semaphore>,
+    scans: Arc<tokio::sync::Semaphore>,
     /// A temporary store's directory, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
     /// The data dir, where an erasure asks for the database rewrite (see
@@ -174,7 +232,7 @@ pub(crate) fn sled_exclusive() -> std::sync::MutexGuard<'static, ()> {
 impl Store {
     /// Flushes sled's log (see [`SLED_EXCLUSIVE`] for why never during a
     /// transaction).
-    pub(crate) fn flush_db(&self) -> StoreResult<()> {
+    pub(super) fn flush_db(&self) -> StoreResult<()> {
         let _exclusive = sled_exclusive();
         self.db.flush()?;
         Ok(())
@@ -187,14 +245,14 @@ impl Store {
         Self::open_with(
             data_dir,
             cache_mb,
-            log::EventLog::open(&data_dir.join("log")),
+            log::SegmentLog::open(&data_dir.join("log")),
         )
     }
 
     fn open_with(
         data_dir: &Path,
         cache_mb: u64,
-        log: std::io::Result<log::EventLog>,
+        log: std::io::Result<log::SegmentLog>,
     ) -> StoreResult<Self> {
         let config = |path: &Path| {
             sled::Config::new()
@@ -204,7 +262,7 @@ impl Store {
         };
         rewrite::run_if_requested(data_dir, config)?;
         let db = open_sled(&config(&data_dir.join("db")))?;
-        let log = log.map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
+        let log = log.map_err(StoreError::io("opening the event log"))?;
         let mut store = Self::assemble(db, log, None)?;
         store.data_dir = Some(data_dir.to_path_buf());
         Ok(store)
@@ -212,7 +270,7 @@ impl Store {
 
     fn assemble(
         db: sled::Db,
-        log: log::EventLog,
+        log: log::SegmentLog,
         temp: Option<Arc<tempfile::TempDir>>,
     ) -> StoreResult<Self> {
         let trees = Trees::open(&db)?;
@@ -241,10 +299,10 @@ impl Store {
 
     /// Syncs the log now, bypassing group commit: used by the benchmark
     /// that shows what group commit buys (sync-per-write).
-    pub fn flush_now(&self) -> StoreResult<()> {
+    pub(super) fn flush_now(&self) -> StoreResult<()> {
         self.log
             .sync()
-            .map_err(|e| StoreError::Other(format!("cannot sync the event log: {e}")))
+            .map_err(StoreError::io("syncing the event log"))
     }
 
     /// Starts the group-commit flusher for this store's log; `delay` is
@@ -255,12 +313,11 @@ impl Store {
 
     /// Asks for the database to be rewritten at the next start (erasure,
     /// see `rewrite`).
-    pub(crate) fn request_rewrite(&self) -> StoreResult<erasure::DatabaseRewrite> {
+    fn request_rewrite(&self) -> StoreResult<erasure::DatabaseRewrite> {
         let Some(dir) = &self.data_dir else {
             return Ok(erasure::DatabaseRewrite::NotNeeded);
         };
-        rewrite::request(dir)
-            .map_err(|e| StoreError::Other(format!("cannot request the database rewrite: {e}")))?;
+        rewrite::request(dir).map_err(StoreError::io("requesting the database rewrite"))?;
         Ok(erasure::DatabaseRewrite::AtNextStart)
     }
 
@@ -277,11 +334,10 @@ impl Store {
 
     /// A throwaway store whose log segments close at `segment_bytes`.
     pub fn temporary_with_segment_bytes(segment_bytes: u64) -> StoreResult<Self> {
-        let dir = tempfile::tempdir()
-            .map_err(|e| StoreError::Other(format!("cannot create a temporary dir: {e}")))?;
+        let dir = tempfile::tempdir().map_err(StoreError::io("creating a temporary dir"))?;
         let db = sled::Config::new().temporary(true).open()?;
-        let log = log::EventLog::open_with_segment_bytes(&dir.path().join("log"), segment_bytes)
-            .map_err(|e| StoreError::Other(format!("cannot open the event log: {e}")))?;
+        let log = log::SegmentLog::open_with_segment_bytes(&dir.path().join("log"), segment_bytes)
+            .map_err(StoreError::io("opening the event log"))?;
         Self::assemble(db, log, Some(Arc::new(dir)))
     }
 }
@@ -315,10 +371,16 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// Writes a value as JSON bytes.
+///
+/// Infallible for what the store is given: serde_json fails only on a map
+/// whose keys are not strings or on a `Serialize` impl that returns an
+/// error, and the types stored here (derived impls over strings, numbers,
+/// ids, times and `serde_json` values, whose maps have string keys) have
+/// neither. Writing an empty value instead (as this once did) would persist
+/// a record that never decodes, so a broken invariant stops here instead.
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain types to a Vec cannot fail (no maps with
-    // non-string keys, no failing Serialize impls).
-    serde_json::to_vec(value).unwrap_or_default()
+    #[allow(clippy::expect_used)]
+    serde_json::to_vec(value).expect("stored types serialise: derived impls, string-keyed maps")
 }
 
 /// The last handle flushes sled itself, under [`SLED_EXCLUSIVE`]: sled's

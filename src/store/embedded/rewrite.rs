@@ -43,9 +43,9 @@ pub(super) fn run_if_requested(
     data_dir: &Path,
     config: impl Fn(&Path) -> sled::Config,
 ) -> StoreResult<()> {
-    let io_error =
-        |what: &str, e: io::Error| StoreError::Other(format!("database rewrite: {what}: {e}"));
-    recover(data_dir).map_err(|e| io_error("finishing an interrupted rewrite", e))?;
+    let io_error = |what: &'static str, source: io::Error| StoreError::Io { what, source };
+    recover(data_dir)
+        .map_err(|e| io_error("database rewrite: finishing an interrupted rewrite", e))?;
     if !requested(data_dir) {
         return Ok(());
     }
@@ -56,11 +56,13 @@ pub(super) fn run_if_requested(
     );
     if !db.exists() {
         // Nothing to rewrite (a data dir whose database was never created).
-        return fs::remove_file(data_dir.join(MARKER)).map_err(|e| io_error("marker", e));
+        return fs::remove_file(data_dir.join(MARKER))
+            .map_err(|e| io_error("database rewrite: marker", e));
     }
     let started = std::time::Instant::now();
     if building.exists() {
-        fs::remove_dir_all(&building).map_err(|e| io_error("removing a partial copy", e))?;
+        fs::remove_dir_all(&building)
+            .map_err(|e| io_error("database rewrite: removing a partial copy", e))?;
     }
     {
         // Both databases flush as they drop: never during a transaction
@@ -71,11 +73,11 @@ pub(super) fn run_if_requested(
         fresh.import(old.export());
         fresh.flush()?;
     }
-    fs::rename(&building, &new).map_err(|e| io_error("renaming the copy", e))?;
-    sync_dir(data_dir).map_err(|e| io_error("sync", e))?;
-    recover(data_dir).map_err(|e| io_error("swapping in the copy", e))?;
-    fs::remove_file(data_dir.join(MARKER)).map_err(|e| io_error("marker", e))?;
-    sync_dir(data_dir).map_err(|e| io_error("sync", e))?;
+    fs::rename(&building, &new).map_err(|e| io_error("database rewrite: renaming the copy", e))?;
+    sync_dir(data_dir).map_err(|e| io_error("database rewrite: sync", e))?;
+    recover(data_dir).map_err(|e| io_error("database rewrite: swapping in the copy", e))?;
+    fs::remove_file(data_dir.join(MARKER)).map_err(|e| io_error("database rewrite: marker", e))?;
+    sync_dir(data_dir).map_err(|e| io_error("database rewrite: sync", e))?;
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "database rewritten without the erased values' stale copies"

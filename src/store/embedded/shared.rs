@@ -15,7 +15,7 @@
 //! `shared` field and are read as they always were.
 //!
 //! The shared record and the records referencing it are appended under one
-//! lock with no segment roll-over between them (see `EventLog::append_with`),
+//! lock with no segment roll-over between them (see `SegmentLog::append_with`),
 //! so retention, which deletes whole segments, never keeps a record whose
 //! shared record is gone.
 

@@ -46,10 +46,12 @@ impl SourceCache {
         self.by_token.clear();
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_token.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_token.is_empty()
     }

@@ -14,28 +14,30 @@ use std::sync::Arc;
 impl Store {
     /// Inserts or replaces a source, keeping `source_tokens` in step: the old
     /// token hash (if it changed) stops resolving in the same transaction.
-    pub fn put_source(&self, source: &Source) -> StoreResult<()> {
+    pub(super) fn put_source(&self, source: &Source) -> StoreResult<()> {
         let key = source.id.to_bytes();
         let value = encode(source);
         let token = source.token_hash.0.as_bytes();
         let _exclusive = super::sled_exclusive();
-        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
-            if let Some(old) = sources.get(key)? {
-                let old: Source = serde_json::from_slice(&old)
-                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-                if old.token_hash != source.token_hash {
-                    tokens.remove(old.token_hash.0.as_bytes())?;
+        (&self.trees.sources, &self.trees.source_tokens)
+            .transaction(|(sources, tokens)| {
+                if let Some(old) = sources.get(key)? {
+                    let old: Source =
+                        decode("sources", &old).map_err(ConflictableTransactionError::Abort)?;
+                    if old.token_hash != source.token_hash {
+                        tokens.remove(old.token_hash.0.as_bytes())?;
+                    }
                 }
-            }
-            sources.insert(&key, value.as_slice())?;
-            tokens.insert(token, &key)?;
-            Ok(())
-        })?;
+                sources.insert(&key, value.as_slice())?;
+                tokens.insert(token, &key)?;
+                Ok(())
+            })
+            .map_err(super::abort_reason)?;
         self.source_cache.invalidate();
         Ok(())
     }
 
-    pub fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+    pub(super) fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
         self.trees
             .sources
             .get(id.to_bytes())?
@@ -43,7 +45,7 @@ impl Store {
             .transpose()
     }
 
-    pub fn sources(&self) -> StoreResult<Vec<Source>> {
+    pub(super) fn sources(&self) -> StoreResult<Vec<Source>> {
         self.trees
             .sources
             .iter()
@@ -54,7 +56,10 @@ impl Store {
 
     /// The source a hook token belongs to, from the in-memory cache when it
     /// can (the hook path calls this on every request). Shared, not cloned.
-    pub fn cached_source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Arc<Source>>> {
+    pub(super) fn cached_source_by_token(
+        &self,
+        hash: &SecretHash,
+    ) -> StoreResult<Option<Arc<Source>>> {
         if let Some(hit) = self.source_cache.get(&hash.0) {
             return Ok(Some(hit));
         }
@@ -68,7 +73,7 @@ impl Store {
     }
 
     /// The source a hook token belongs to, read from sled.
-    pub fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
+    pub(super) fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
         let Some(id) = self.trees.source_tokens.get(hash.0.as_bytes())? else {
             return Ok(None);
         };
@@ -80,7 +85,7 @@ impl Store {
 
     /// Removes a source and its token. Its stored events stay (they are the
     /// audit trail) until retention prunes them.
-    pub fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+    pub(super) fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
         let Some(source) = self.source(id)? else {
             return Ok(None);
         };

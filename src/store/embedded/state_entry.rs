@@ -66,7 +66,10 @@ fn write_sized(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 }
 
 pub(super) fn split(bytes: &[u8]) -> StoreResult<Parts<'_>> {
-    let short = || StoreError::Other("an event_state value is shorter than its header".into());
+    let short = || StoreError::Malformed {
+        tree: "event_state",
+        what: "a value shorter than its header",
+    };
     let at = Location::from_slice(bytes).ok_or_else(short)?;
     let rest = &bytes[Location::BYTES..];
     if rest.first() != Some(&SPLIT) {

@@ -3,7 +3,7 @@
 //!
 //! Nothing extra is stored. A view is read from what is there, bounded:
 //! - the raw record from the log: whole when it is at most `Bounds::whole`
-//!   bytes, else only a prefix (`EventLog::read_prefix`), from which the
+//!   bytes, else only a prefix (`SegmentLog::read_prefix`), from which the
 //!   fixed head fields (id, source, request, received_at, serialised before
 //!   the payload) are parsed and the payload is shown as a text excerpt;
 //! - the state from its entry's light part (`state_entry`: ids, name,
@@ -16,10 +16,11 @@
 //! prefix read of a record is one `pread` of a few KiB. A search scans
 //! light parts only and never reads the log; only matched events are read.
 
-use super::events::{matches, EventFilter, SharedCache};
+use super::events::SharedCache;
 use super::log::Location;
 use super::pending::Held;
 use super::{decode, state_entry, Store, StoreError, StoreResult};
+use crate::domain::events::EventFilter;
 use crate::domain::excerpt::{self};
 use crate::domain::ids::{EventId, RequestId, SourceId};
 use crate::domain::model::{EventState, RawEvent};
@@ -51,7 +52,7 @@ pub const CONCURRENT_SCANS: usize = 2;
 
 impl Store {
     /// Shared by every search of this store (API and dashboard).
-    pub fn scan_permits(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
+    pub(super) fn scan_permits(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
         self.scans.clone()
     }
 }
@@ -103,7 +104,7 @@ const IDS: usize = 32;
 
 impl Store {
     /// A page of events, newest first, as bounded views, within `budget`.
-    pub fn summaries_page(
+    pub(super) fn summaries_page(
         &self,
         filter: &EventFilter,
         bounds: Bounds,
@@ -134,7 +135,7 @@ impl Store {
                 continue;
             };
             bytes += read;
-            if !matches(filter, id, head.state.as_ref()) {
+            if !filter.matches(id, head.state.as_ref()) {
                 continue;
             }
             if let Some(view) = self.view(id, head, bounds)? {
@@ -149,7 +150,11 @@ impl Store {
     }
 
     /// One event as a bounded view (`Bounds::PAGE` for the event page).
-    pub fn event_summary(&self, id: EventId, bounds: Bounds) -> StoreResult<Option<EventSummary>> {
+    pub(super) fn event_summary(
+        &self,
+        id: EventId,
+        bounds: Bounds,
+    ) -> StoreResult<Option<EventSummary>> {
         match self.head(id)? {
             Some((head, _)) => self.view(id, head, bounds),
             None => Ok(None),
@@ -158,7 +163,7 @@ impl Store {
 
     /// The stored record of an event as JSON, whole (the raw endpoint): the
     /// scrubbed copy of an erased one.
-    pub fn raw_record(&self, id: EventId) -> StoreResult<Option<Vec<u8>>> {
+    pub(super) fn raw_record(&self, id: EventId) -> StoreResult<Option<Vec<u8>>> {
         let Some((head, _)) = self.head(id)? else {
             return Ok(None);
         };
@@ -166,8 +171,14 @@ impl Store {
             return Ok(Some(scrubbed.to_vec()));
         }
         let body = match head.held {
-            Some(Held::Decoded(raw)) => serde_json::to_vec(&*raw).map_err(|e| corrupt(&e))?,
-            Some(Held::Encoded(body)) => body.get(IDS..).unwrap_or_default().to_vec(),
+            Some(Held::Decoded(raw)) => serde_json::to_vec(&*raw).map_err(corrupt)?,
+            Some(Held::Encoded(body)) => body
+                .get(IDS..)
+                .ok_or(StoreError::Malformed {
+                    tree: "the event log",
+                    what: "a record shorter than its ids",
+                })?
+                .to_vec(),
             Some(Held::InLog) | None => {
                 let mut body = self.read_log(id, head.at)?;
                 body.drain(..IDS.min(body.len()));
@@ -271,7 +282,7 @@ impl Store {
                 let prefix = self
                     .log
                     .read_prefix(head.at, IDS + HEAD_ROOM + bounds.excerpt)
-                    .map_err(|e| log_error(id, &e))?;
+                    .map_err(|e| log_error(id, e))?;
                 self.view_from_prefix(id, head.at, &prefix, record_bytes, bounds)
             }
         }
@@ -344,7 +355,7 @@ impl Store {
     }
 
     fn read_log(&self, id: EventId, at: Location) -> StoreResult<Vec<u8>> {
-        self.log.read(at).map_err(|e| log_error(id, &e))
+        self.log.read(at).map_err(|e| log_error(id, e))
     }
 }
 
@@ -423,19 +434,22 @@ fn json_len(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
-fn log_error(id: EventId, e: &std::io::Error) -> StoreError {
-    StoreError::Other(format!("cannot read event {id} from the event log: {e}"))
+fn log_error(id: EventId, source: std::io::Error) -> StoreError {
+    StoreError::ReadEvent { id, source }
 }
 
-fn corrupt(e: &serde_json::Error) -> StoreError {
-    StoreError::Other(format!("cannot encode an event: {e}"))
+fn corrupt(source: serde_json::Error) -> StoreError {
+    StoreError::Encode {
+        what: "an event",
+        source,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::model::{EventStatus, MappedEvent};
-    use crate::store::batch::Planned;
+    use crate::store::Planned;
     use std::collections::HashMap;
     use std::sync::Arc;
 

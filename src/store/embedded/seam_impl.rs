@@ -1,0 +1,280 @@
+//! The embedded backend behind the seam (`crate::store::seam`): each
+//! method's body lives with its concept (`events`, `sources`, `identity`,
+//! ...) as a method private to this backend; this file is the index of
+//! what the seam asks and where the embedded store does it, and the trait
+//! docs are the contract.
+
+use super::erasure::ErasureReport;
+use super::errors::ErrorFilter;
+use super::history::HistoryPage;
+use super::summary::{ScanBudget, SummaryPage};
+use super::{Location, Logged, Planned, Resolved, Store, StoreResult, UnitError};
+use crate::domain::counters::Counts;
+use crate::domain::events::{EventFilter, StoredEvent};
+use crate::domain::identity::{
+    AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Profile, ResolveInput,
+};
+use crate::domain::ids::{EventId, ProfileId, SourceId};
+use crate::domain::model::{ErrorEntry, EventState, MappingSpec, RawEvent};
+use crate::domain::redact::Needles;
+use crate::domain::replay::{MappingVersion, ReplayJob};
+use crate::domain::source::{SecretHash, Source};
+use crate::domain::summary::{Bounds, EventSummary};
+use crate::store::seam::{EventLog, StateStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl EventLog for Store {
+    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
+        Store::append_events(self, events)
+    }
+
+    fn flush_now(&self) -> StoreResult<()> {
+        Store::flush_now(self)
+    }
+
+    fn next_pending(&self, after: Option<EventId>, limit: usize) -> StoreResult<Vec<Logged>> {
+        Store::next_pending(self, after, limit)
+    }
+
+    fn pending_done(&self, last: EventId) -> StoreResult<()> {
+        Store::pending_done(self, last)
+    }
+
+    fn processed_upto(&self) -> StoreResult<Option<EventId>> {
+        Store::processed_upto(self)
+    }
+
+    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
+        Store::pending_by_source(self)
+    }
+
+    fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
+        Store::wait_processed(self, timeout)
+    }
+
+    fn read_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+        Store::raw_at(self, id, at)
+    }
+
+    fn prune_events(&self, keep: u64) -> StoreResult<u64> {
+        Store::prune_events(self, keep)
+    }
+}
+
+impl StateStore for Store {
+    fn put_source(&self, source: &Source) -> StoreResult<()> {
+        Store::put_source(self, source)
+    }
+
+    fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        Store::source(self, id)
+    }
+
+    fn sources(&self) -> StoreResult<Vec<Source>> {
+        Store::sources(self)
+    }
+
+    fn cached_source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Arc<Source>>> {
+        Store::cached_source_by_token(self, hash)
+    }
+
+    fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
+        Store::source_by_token(self, hash)
+    }
+
+    fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        Store::delete_source(self, id)
+    }
+
+    fn save_mapping(
+        &self,
+        source: SourceId,
+        mapping: &MappingSpec,
+        preset: Option<String>,
+    ) -> StoreResult<MappingVersion> {
+        Store::save_mapping(self, source, mapping, preset)
+    }
+
+    fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
+        Store::mapping_versions(self, source)
+    }
+
+    fn mapping_version(
+        &self,
+        source: SourceId,
+        version: u32,
+    ) -> StoreResult<Option<MappingVersion>> {
+        Store::mapping_version(self, source, version)
+    }
+
+    fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
+        Store::put_replay(self, job)
+    }
+
+    fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
+        Store::replay(self, source)
+    }
+
+    fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
+        Store::open_replays(self)
+    }
+
+    fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
+        Store::event(self, id)
+    }
+
+    fn located_event(&self, id: EventId) -> StoreResult<Option<(StoredEvent, Location)>> {
+        Store::located_event(self, id)
+    }
+
+    fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
+        Store::raw_event(self, id)
+    }
+
+    fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
+        Store::event_state(self, id)
+    }
+
+    fn events_page(
+        &self,
+        filter: &EventFilter,
+    ) -> StoreResult<(Vec<StoredEvent>, Option<EventId>)> {
+        Store::events_page(self, filter)
+    }
+
+    fn summaries_page(
+        &self,
+        filter: &EventFilter,
+        bounds: Bounds,
+        budget: ScanBudget,
+    ) -> StoreResult<SummaryPage> {
+        Store::summaries_page(self, filter, bounds, budget)
+    }
+
+    fn event_summary(&self, id: EventId, bounds: Bounds) -> StoreResult<Option<EventSummary>> {
+        Store::event_summary(self, id, bounds)
+    }
+
+    fn raw_record(&self, id: EventId) -> StoreResult<Option<Vec<u8>>> {
+        Store::raw_record(self, id)
+    }
+
+    fn scan_permits(&self) -> Arc<tokio::sync::Semaphore> {
+        Store::scan_permits(self)
+    }
+
+    fn source_event_ids(
+        &self,
+        source: SourceId,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventId>> {
+        Store::source_event_ids(self, source, after, limit)
+    }
+
+    fn stored_events(&self) -> StoreResult<u64> {
+        Store::stored_events(self)
+    }
+
+    fn log_error(&self, entry: &ErrorEntry) -> StoreResult<()> {
+        Store::log_error(self, entry)
+    }
+
+    fn errors_page(&self, filter: &ErrorFilter) -> StoreResult<Vec<ErrorEntry>> {
+        Store::errors_page(self, filter)
+    }
+
+    fn prune_errors(&self, keep: u64) -> StoreResult<u64> {
+        Store::prune_errors(self, keep)
+    }
+
+    fn cursor(&self) -> StoreResult<Option<EventId>> {
+        Store::cursor(self)
+    }
+
+    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
+        Store::persisted_counts(self)
+    }
+
+    fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
+        Store::dedupe_holder(self, key)
+    }
+
+    fn put_schema(&self, source: SourceId, schema: &[u8]) -> StoreResult<()> {
+        Store::put_schema(self, source, schema)
+    }
+
+    fn schemas(&self) -> StoreResult<Vec<(SourceId, Vec<u8>)>> {
+        Store::schemas(self)
+    }
+
+    fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        Store::resolve(self, input, blocklist)
+    }
+
+    fn resolve_preview(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        Store::resolve_preview(self, input, blocklist)
+    }
+
+    fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        Store::profile(self, id)
+    }
+
+    fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+        Store::profile_by(self, key)
+    }
+
+    fn profile_events(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        Store::profile_events(self, id, limit, before)
+    }
+
+    fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+        Store::profile_history(self, id)
+    }
+
+    fn profile_history_page(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<uuid::Uuid>,
+    ) -> StoreResult<HistoryPage> {
+        Store::profile_history_page(self, id, limit, before)
+    }
+
+    fn merge_profiles(
+        &self,
+        from: ProfileId,
+        into: ProfileId,
+    ) -> StoreResult<Result<Profile, String>> {
+        Store::merge_profiles(self, from, into)
+    }
+
+    fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+        Store::erase_profile(self, id)
+    }
+
+    fn erase_everywhere(
+        &self,
+        id: ProfileId,
+        redact_schemas: impl FnOnce(&Needles) -> StoreResult<usize>,
+    ) -> StoreResult<Option<ErasureReport>> {
+        Store::erase_everywhere(self, id, redact_schemas)
+    }
+
+    fn commit_batch(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
+        Store::commit_batch(self, planned, cursor, counts, resolve)
+    }
+}
