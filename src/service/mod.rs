@@ -3,6 +3,9 @@
 //! knows the other, and nothing here knows HTTP.
 
 pub mod error;
+pub mod errors;
+pub mod events;
+pub mod profiles;
 
 pub use error::{ServiceError, ServiceResult};
 

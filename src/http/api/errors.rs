@@ -4,12 +4,12 @@ use super::{page_limit, query_param};
 use crate::domain::model::Stage;
 use crate::http::error::AppResult;
 use crate::http::AppState;
+use crate::service::errors::ErrorPage;
 use crate::store::errors::ErrorFilter;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/errors", get(list))
@@ -23,7 +23,10 @@ struct ListQuery {
     before: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<ErrorPage>> {
     let source_id = query_param(
         q.source_id,
         |s| s.parse().ok(),
@@ -45,11 +48,5 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppR
         limit: page_limit(q.limit, 50, 500),
         before,
     };
-    let errors = state.store.errors_page(&filter)?;
-    let next = if errors.len() == filter.limit {
-        errors.last().map(|e| e.id)
-    } else {
-        None
-    };
-    Ok(Json(json!({"errors": errors, "next": next})))
+    Ok(Json(state.services.errors(filter).await?))
 }
