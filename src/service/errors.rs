@@ -3,8 +3,11 @@
 use super::{ServiceResult, Services};
 use crate::domain::ids::ErrorId;
 use crate::domain::model::ErrorEntry;
-use crate::store::errors::ErrorFilter;
 use serde::Serialize;
+
+/// The error log's filter (a store type today; re-exported so HTTP names
+/// it through the service it goes to).
+pub use crate::store::errors::ErrorFilter;
 
 /// A page of the error log: the API's `{"errors", "next"}`.
 #[derive(Clone, Debug, Serialize)]

@@ -8,10 +8,12 @@ use crate::domain::identity::{
 use crate::domain::ids::{EventId, ProfileId};
 use crate::domain::summary::Bounds;
 use crate::domain::views::EventView;
-use crate::store::erasure::ErasureReport;
-use crate::store::history::HistoryPage;
+
+/// What an erasure removed and a page of history (store types today;
+/// re-exported so HTTP names them through the service that answers them).
+pub use crate::store::erasure::ErasureReport;
+pub use crate::store::history::{HistoryLine, HistoryPage};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// A lookup by identifier: the first given of external id, email and
 /// visitor id (in that order, the priority order) is used.
@@ -85,17 +87,15 @@ fn ident_key(kind: IdentKind, value: &str) -> Result<Option<IdentKey>, Refusal> 
     Ok(value.map(|v| IdentKey::new(kind, v)))
 }
 
+/// A lookup of a value no event could have stored: `NotFound` (as before
+/// the check, and as the API's clients and tests expect), saying why.
 fn refused(refusal: Refusal) -> ServiceError {
-    let field = refusal.kind.as_str();
-    let reason = refusal.reason.as_str();
-    ServiceError::Invalid {
-        message: format!(
-            "{field} `{}` cannot be an identifier ({reason}), so no profile has it",
-            refusal.value
-        ),
-        fields: BTreeMap::from([(field.to_string(), reason.to_string())]),
-        code: Some("invalid_identifier"),
-    }
+    ServiceError::NotFound(format!(
+        "no profile has this identifier: {} `{}` is refused as an identifier ({})",
+        refusal.kind.as_str(),
+        refusal.value,
+        refusal.reason.as_str()
+    ))
 }
 
 fn no_profile(id: ProfileId) -> ServiceError {
@@ -105,7 +105,8 @@ fn no_profile(id: ProfileId) -> ServiceError {
 impl Services {
     /// The profile owning an identifier. A value no event could have
     /// stored (refused by `identity::normalise`: blocked placeholder,
-    /// invalid email, invisible characters, too long) is `Invalid`.
+    /// invalid email, invisible characters, too long) is `NotFound` with
+    /// the refusal's reason in the message.
     pub async fn find_profile(&self, lookup: ProfileLookup) -> ServiceResult<Profile> {
         let asked = [
             (IdentKind::ExternalId, lookup.external_id),

@@ -5,9 +5,7 @@ use crate::domain::ids::{EventId, ProfileId};
 use crate::domain::views::ProfileView;
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
-use crate::service::profiles::{Page, ProfileEvents, ProfileLookup};
-use crate::store::erasure::ErasureReport;
-use crate::store::history::HistoryPage;
+use crate::service::profiles::{ErasureReport, HistoryPage, Page, ProfileEvents, ProfileLookup};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,8 +28,8 @@ struct FindQuery {
 }
 
 /// The profile owning an identifier, normalised and checked like events'
-/// identifiers (a value no event could have stored answers 400
-/// `invalid_identifier`).
+/// identifiers (a value no event could have stored answers 404, saying
+/// why).
 async fn find(
     State(state): State<AppState>,
     Query(q): Query<FindQuery>,

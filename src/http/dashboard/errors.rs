@@ -5,7 +5,7 @@ use super::render::{page, PageResult};
 use super::session::Authed;
 use crate::domain::model::{ErrorEntry, Level, Stage};
 use crate::http::AppState;
-use crate::store::errors::ErrorFilter;
+use crate::service::errors::ErrorFilter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
