@@ -3,7 +3,10 @@
 //! knows the other, and nothing here knows HTTP.
 
 pub mod error;
+pub mod errors;
+pub mod events;
 pub mod mappings;
+pub mod profiles;
 pub mod sources;
 
 pub use error::{ServiceError, ServiceResult};

@@ -1,10 +1,9 @@
 //! Support-staff operations: manual merge and erasure.
 
 use super::resolve::{absorb, canonical};
-use super::types::AuditEntry;
+use super::types::{AuditChange, AuditEntry, Erased, ManualMerged};
 use super::{IdentityTxn, Profile};
 use crate::domain::ids::ProfileId;
-use serde_json::json;
 
 /// Merges `from` into `into` (either may be an absorbed id). The only way two
 /// external ids end up in one profile: a person decided it, so no limit
@@ -27,8 +26,12 @@ pub fn manual_merge<T: IdentityTxn + ?Sized>(
     let absorbed = victim.id;
     absorb(txn, &mut survivor, victim)?;
     txn.profile_put(&survivor)?;
-    let detail = json!({ "from": absorbed, "requested_from": from, "requested_into": into });
-    txn.audit_put(&AuditEntry::new(survivor.id, "manual_merge", None, detail))?;
+    let change = AuditChange::ManualMerge(ManualMerged {
+        from: absorbed,
+        requested_from: from,
+        requested_into: into,
+    });
+    txn.audit_put(&AuditEntry::new(survivor.id, None, change))?;
     Ok(Ok(survivor))
 }
 
@@ -59,11 +62,11 @@ pub fn erase<T: IdentityTxn + ?Sized>(
         txn.redirect_remove(*old)?;
     }
     txn.profile_remove(profile.id)?;
-    let detail = json!({
-        "identifiers": keys.len(),
-        "merged_profiles": profile.merged_from.len(),
-        "events": profile.event_count,
+    let change = AuditChange::Erasure(Erased {
+        identifiers: keys.len(),
+        merged_profiles: profile.merged_from.len(),
+        events: profile.event_count,
     });
-    txn.audit_put(&AuditEntry::new(profile.id, "erasure", None, detail))?;
+    txn.audit_put(&AuditEntry::new(profile.id, None, change))?;
     Ok(Some(ids))
 }

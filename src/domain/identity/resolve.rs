@@ -4,7 +4,6 @@ use super::normalise::{normalise, Blocklist};
 use super::types::*;
 use super::IdentityTxn;
 use crate::domain::ids::ProfileId;
-use serde_json::json;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -282,20 +281,23 @@ fn audit_action<T: IdentityTxn + ?Sized>(
     action: &Action,
     added: &[IdentKey],
 ) -> Result<(), T::Error> {
-    let (kind, detail) = match action {
-        Action::Create => ("create", json!({ "identifiers": added })),
-        Action::Merge { absorbed } => ("merge", json!({ "absorbed": absorbed, "added": added })),
+    let source_id = input.source_id;
+    let added = added.to_vec();
+    let change = match action {
+        Action::Create => AuditChange::Create(Created {
+            identifiers: added,
+            source_id,
+        }),
+        Action::Merge { absorbed } => AuditChange::Merge(Merged {
+            absorbed: absorbed.clone(),
+            added,
+            source_id,
+        }),
         // An attach that adds nothing is the common case: not worth a line.
         Action::Attach if added.is_empty() => return Ok(()),
-        Action::Attach | Action::None => ("attach", json!({ "added": added })),
+        Action::Attach | Action::None => AuditChange::Attach(Attached { added, source_id }),
     };
-    let detail = with_source(detail, input);
-    txn.audit_put(&AuditEntry::new(
-        profile,
-        kind,
-        Some(input.event_id),
-        detail,
-    ))
+    txn.audit_put(&AuditEntry::new(profile, Some(input.event_id), change))
 }
 
 /// One `refusal` audit line per event that had refusals, under the profile
@@ -309,18 +311,9 @@ fn audit_refusals<T: IdentityTxn + ?Sized>(
         return Ok(());
     }
     let profile = outcome.profile_id.unwrap_or(ProfileId(Uuid::nil()));
-    let detail = with_source(json!({ "refusals": outcome.refusals }), input);
-    txn.audit_put(&AuditEntry::new(
-        profile,
-        "refusal",
-        Some(input.event_id),
-        detail,
-    ))
-}
-
-fn with_source(mut detail: serde_json::Value, input: &ResolveInput) -> serde_json::Value {
-    if let Some(obj) = detail.as_object_mut() {
-        obj.insert("source_id".into(), json!(input.source_id));
-    }
-    detail
+    let change = AuditChange::Refusal(Refused {
+        refusals: outcome.refusals.clone(),
+        source_id: input.source_id,
+    });
+    txn.audit_put(&AuditEntry::new(profile, Some(input.event_id), change))
 }

@@ -347,33 +347,282 @@ impl Outcome {
 
 /// One line of a profile's history. Key: profile id ‖ audit id, so the
 /// history of a profile is a prefix scan in time order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Stored (and shown by the API) as `{id, at, profile_id, kind, event_id,
+/// detail}`, the shape the untyped entry had, so old data dirs read and the
+/// history JSON is unchanged; `change` is `kind` and `detail` together.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AuditEntry {
     /// UUID v7: sorts by time.
     pub id: Uuid,
     pub at: DateTime<Utc>,
     pub profile_id: ProfileId,
-    /// `create`, `attach`, `merge`, `refusal`, `manual_merge` or `erasure`.
-    pub kind: String,
     pub event_id: Option<EventId>,
-    pub detail: Value,
+    pub change: AuditChange,
+}
+
+/// What an audit line records: one variant per `kind`, each with its
+/// typed `detail`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditChange {
+    Create(Created),
+    Attach(Attached),
+    Merge(Merged),
+    Refusal(Refused),
+    ManualMerge(ManualMerged),
+    Erasure(Erased),
+    /// A line whose detail an erasure removed (`{"redacted": true}`); the
+    /// kind is kept so the history still says what happened.
+    Redacted(AuditKind),
+    /// A line this version cannot read as typed (a kind or detail written
+    /// by another version). Kept as stored rather than failing the whole
+    /// history page, and written back unchanged.
+    Unknown {
+        kind: String,
+        detail: Value,
+    },
+}
+
+/// The `kind` of an audit line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Create,
+    Attach,
+    Merge,
+    Refusal,
+    ManualMerge,
+    Erasure,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 6] = [
+        AuditKind::Create,
+        AuditKind::Attach,
+        AuditKind::Merge,
+        AuditKind::Refusal,
+        AuditKind::ManualMerge,
+        AuditKind::Erasure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Create => "create",
+            AuditKind::Attach => "attach",
+            AuditKind::Merge => "merge",
+            AuditKind::Refusal => "refusal",
+            AuditKind::ManualMerge => "manual_merge",
+            AuditKind::Erasure => "erasure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// `create`: a new profile from an event's identifiers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    pub identifiers: Vec<IdentKey>,
+    pub source_id: SourceId,
+}
+
+/// `attach`: an event added identifiers to an existing profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    pub added: Vec<IdentKey>,
+    pub source_id: SourceId,
+}
+
+/// `merge`: an event joined profiles; `absorbed` went into this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    pub absorbed: Vec<ProfileId>,
+    pub added: Vec<IdentKey>,
+    pub source_id: SourceId,
+}
+
+/// `refusal`: identifiers of one event that were not used, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub refusals: Vec<Refusal>,
+    pub source_id: SourceId,
+}
+
+/// `manual_merge`: support staff merged `from` into this profile
+/// (`requested_*` are the ids asked for, possibly absorbed ones).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualMerged {
+    pub from: ProfileId,
+    pub requested_from: ProfileId,
+    pub requested_into: ProfileId,
+}
+
+/// `erasure`: counts only, never the erased values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erased {
+    pub events: u64,
+    pub identifiers: usize,
+    pub merged_profiles: usize,
+}
+
+impl AuditChange {
+    /// The stored `kind` string.
+    pub fn kind(&self) -> &str {
+        match self {
+            AuditChange::Create(_) => AuditKind::Create.as_str(),
+            AuditChange::Attach(_) => AuditKind::Attach.as_str(),
+            AuditChange::Merge(_) => AuditKind::Merge.as_str(),
+            AuditChange::Refusal(_) => AuditKind::Refusal.as_str(),
+            AuditChange::ManualMerge(_) => AuditKind::ManualMerge.as_str(),
+            AuditChange::Erasure(_) => AuditKind::Erasure.as_str(),
+            AuditChange::Redacted(kind) => kind.as_str(),
+            AuditChange::Unknown { kind, .. } => kind,
+        }
+    }
+
+    /// The source of the event behind the line, when there was one.
+    pub fn source_id(&self) -> Option<SourceId> {
+        match self {
+            AuditChange::Create(d) => Some(d.source_id),
+            AuditChange::Attach(d) => Some(d.source_id),
+            AuditChange::Merge(d) => Some(d.source_id),
+            AuditChange::Refusal(d) => Some(d.source_id),
+            AuditChange::Unknown { detail, .. } => detail
+                .get("source_id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok()),
+            AuditChange::ManualMerge(_) | AuditChange::Erasure(_) | AuditChange::Redacted(_) => {
+                None
+            }
+        }
+    }
+
+    fn from_stored(kind: String, detail: Value) -> Self {
+        fn typed<T: serde::de::DeserializeOwned>(
+            detail: &Value,
+            wrap: fn(T) -> AuditChange,
+        ) -> Option<AuditChange> {
+            T::deserialize(detail).ok().map(wrap)
+        }
+        let Some(known) = AuditKind::parse(&kind) else {
+            return AuditChange::Unknown { kind, detail };
+        };
+        if detail == redacted_detail() {
+            return AuditChange::Redacted(known);
+        }
+        let change = match known {
+            AuditKind::Create => typed(&detail, AuditChange::Create),
+            AuditKind::Attach => typed(&detail, AuditChange::Attach),
+            AuditKind::Merge => typed(&detail, AuditChange::Merge),
+            AuditKind::Refusal => typed(&detail, AuditChange::Refusal),
+            AuditKind::ManualMerge => typed(&detail, AuditChange::ManualMerge),
+            AuditKind::Erasure => typed(&detail, AuditChange::Erasure),
+        };
+        change.unwrap_or(AuditChange::Unknown { kind, detail })
+    }
+}
+
+/// What an erasure leaves of a line's detail.
+fn redacted_detail() -> Value {
+    let mut map = Map::new();
+    map.insert("redacted".into(), Value::Bool(true));
+    Value::Object(map)
+}
+
+/// The stored form, field for field.
+#[derive(Deserialize)]
+struct StoredAudit {
+    id: Uuid,
+    at: DateTime<Utc>,
+    profile_id: ProfileId,
+    kind: String,
+    event_id: Option<EventId>,
+    detail: Value,
+}
+
+impl Serialize for AuditEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("AuditEntry", 6)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("at", &self.at)?;
+        out.serialize_field("profile_id", &self.profile_id)?;
+        out.serialize_field("kind", self.change.kind())?;
+        out.serialize_field("event_id", &self.event_id)?;
+        match &self.change {
+            AuditChange::Create(d) => out.serialize_field("detail", d)?,
+            AuditChange::Attach(d) => out.serialize_field("detail", d)?,
+            AuditChange::Merge(d) => out.serialize_field("detail", d)?,
+            AuditChange::Refusal(d) => out.serialize_field("detail", d)?,
+            AuditChange::ManualMerge(d) => out.serialize_field("detail", d)?,
+            AuditChange::Erasure(d) => out.serialize_field("detail", d)?,
+            AuditChange::Redacted(_) => out.serialize_field("detail", &redacted_detail())?,
+            AuditChange::Unknown { detail, .. } => out.serialize_field("detail", detail)?,
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = StoredAudit::deserialize(d)?;
+        Ok(Self {
+            id: stored.id,
+            at: stored.at,
+            profile_id: stored.profile_id,
+            event_id: stored.event_id,
+            change: AuditChange::from_stored(stored.kind, stored.detail),
+        })
+    }
 }
 
 impl AuditEntry {
-    pub fn new(
-        profile_id: ProfileId,
-        kind: &str,
-        event_id: Option<EventId>,
-        detail: Value,
-    ) -> Self {
+    pub fn new(profile_id: ProfileId, event_id: Option<EventId>, change: AuditChange) -> Self {
         Self {
             id: Uuid::now_v7(),
             at: Utc::now(),
             profile_id,
-            kind: kind.to_owned(),
             event_id,
-            detail,
+            change,
         }
+    }
+
+    /// The stored `kind` string.
+    pub fn kind(&self) -> &str {
+        self.change.kind()
+    }
+
+    /// The erasure policy for history: every line loses its detail except
+    /// the erasure line itself (which holds counts, never values). True
+    /// when the line must be written back.
+    pub fn redact(&mut self) -> bool {
+        let kind = match &mut self.change {
+            AuditChange::Erasure(_) | AuditChange::Redacted(AuditKind::Erasure) => return false,
+            AuditChange::Unknown { kind, .. } if kind == AuditKind::Erasure.as_str() => {
+                return false
+            }
+            AuditChange::Unknown { detail, .. } => {
+                *detail = redacted_detail();
+                return true;
+            }
+            AuditChange::Create(_) => AuditKind::Create,
+            AuditChange::Attach(_) => AuditKind::Attach,
+            AuditChange::Merge(_) => AuditKind::Merge,
+            AuditChange::Refusal(_) => AuditKind::Refusal,
+            AuditChange::ManualMerge(_) => AuditKind::ManualMerge,
+            AuditChange::Redacted(kind) => *kind,
+        };
+        self.change = AuditChange::Redacted(kind);
+        true
+    }
+
+    /// True when two lines are the same refusal (same reasons, identifiers
+    /// and source): a history page folds such runs into one line.
+    pub fn same_refusal(&self, older: &AuditEntry) -> bool {
+        let refusal = AuditKind::Refusal.as_str();
+        self.kind() == refusal && older.kind() == refusal && self.change == older.change
     }
 
     /// The `audit` tree key.
@@ -382,5 +631,86 @@ impl AuditEntry {
         key[..16].copy_from_slice(&self.profile_id.to_bytes());
         key[16..].copy_from_slice(self.id.as_bytes());
         key
+    }
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Lines as the untyped entry stored them: every kind, a redacted one
+    /// and one this version cannot type.
+    fn stored() -> Vec<Value> {
+        let (p, e, s) = (ProfileId::new(), EventId::new(), SourceId::new());
+        let line = |kind: &str, event: Option<EventId>, detail: Value| {
+            json!({"id": Uuid::now_v7(), "at": Utc::now(), "profile_id": p,
+                   "kind": kind, "event_id": event, "detail": detail})
+        };
+        let key = json!([{"kind": "email", "value": "ada@example.com"}]);
+        vec![
+            line(
+                "create",
+                Some(e),
+                json!({"identifiers": key, "source_id": s}),
+            ),
+            line("attach", Some(e), json!({"added": key, "source_id": s})),
+            line(
+                "merge",
+                Some(e),
+                json!({"absorbed": [ProfileId::new()], "added": key, "source_id": s}),
+            ),
+            line(
+                "refusal",
+                Some(e),
+                json!({"refusals": [{"kind": "email", "value": "x", "reason": "invalid_email"}], "source_id": s}),
+            ),
+            line(
+                "manual_merge",
+                None,
+                json!({"from": p, "requested_from": p, "requested_into": p}),
+            ),
+            line(
+                "erasure",
+                None,
+                json!({"identifiers": 2, "merged_profiles": 0, "events": 5}),
+            ),
+            line("merge", Some(e), json!({"redacted": true})),
+            line("something_new", None, json!({"any": ["thing"]})),
+        ]
+    }
+
+    #[test]
+    fn stored_lines_read_typed_and_write_back_identical() {
+        let kinds: Vec<_> = stored()
+            .into_iter()
+            .map(|old| {
+                let entry: AuditEntry = serde_json::from_value(old.clone()).unwrap();
+                assert_eq!(serde_json::to_value(&entry).unwrap(), old);
+                entry.change
+            })
+            .collect();
+        assert!(matches!(kinds[0], AuditChange::Create(_)));
+        assert!(matches!(kinds[3], AuditChange::Refusal(_)));
+        assert!(matches!(kinds[5], AuditChange::Erasure(_)));
+        assert_eq!(kinds[6], AuditChange::Redacted(AuditKind::Merge));
+        assert!(matches!(kinds[7], AuditChange::Unknown { .. }));
+    }
+
+    #[test]
+    fn redaction_keeps_only_the_erasure_line() {
+        for old in stored() {
+            let mut entry: AuditEntry = serde_json::from_value(old.clone()).unwrap();
+            let rewritten = entry.redact();
+            let now = serde_json::to_value(&entry).unwrap();
+            assert_eq!(now["kind"], old["kind"]);
+            if old["kind"] == "erasure" {
+                assert!(!rewritten);
+                assert_eq!(now, old);
+            } else {
+                assert!(rewritten);
+                assert_eq!(now["detail"], json!({"redacted": true}));
+            }
+        }
     }
 }

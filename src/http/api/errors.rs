@@ -4,13 +4,11 @@ use super::{page_limit, query_param};
 use crate::domain::model::Stage;
 use crate::http::error::AppResult;
 use crate::http::AppState;
-use crate::store::ErrorFilter;
-use crate::store::StateStore;
+use crate::service::errors::{ErrorFilter, ErrorPage};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/errors", get(list))
@@ -24,7 +22,10 @@ struct ListQuery {
     before: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<ErrorPage>> {
     let source_id = query_param(
         q.source_id,
         |s| s.parse().ok(),
@@ -46,11 +47,5 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AppR
         limit: page_limit(q.limit, 50, 500),
         before,
     };
-    let errors = state.store.errors_page(&filter)?;
-    let next = if errors.len() == filter.limit {
-        errors.last().map(|e| e.id)
-    } else {
-        None
-    };
-    Ok(Json(json!({"errors": errors, "next": next})))
+    Ok(Json(state.services.errors(filter).await?))
 }

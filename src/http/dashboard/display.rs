@@ -3,10 +3,9 @@
 //! about how to show one lives here, where it can be tested.
 
 use crate::domain::ids::SourceId;
-use crate::domain::summary::EventSummary;
-use crate::domain::views::summary_json;
+use crate::domain::views::EventView;
 use crate::http::AppState;
-use crate::store::StateStore;
+use crate::service::ServiceResult;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -52,13 +51,8 @@ pub fn pretty(value: &Value) -> String {
 }
 
 /// Source names by id, read once per page.
-pub fn source_names(state: &AppState) -> crate::store::StoreResult<HashMap<SourceId, String>> {
-    Ok(state
-        .store
-        .sources()?
-        .into_iter()
-        .map(|s| (s.id, s.name))
-        .collect())
+pub async fn source_names(state: &AppState) -> ServiceResult<HashMap<SourceId, String>> {
+    state.services.source_names().await
 }
 
 /// The source a row belongs to; a deleted source keeps its events.
@@ -69,23 +63,19 @@ fn source_name(names: &HashMap<SourceId, String>, id: SourceId) -> String {
         .unwrap_or_else(|| "(deleted source)".to_string())
 }
 
-/// One event as a list row: `views::summary_json` (the API's bounded
-/// fields) plus what the table shows.
-pub fn event_row(event: &EventSummary, names: &HashMap<SourceId, String>) -> Value {
-    let view = summary_json(event);
-    let who = ["email", "external_id", "visitor_id"]
-        .iter()
-        .find_map(|k| view[*k].as_str().map(|v| (*k, v.to_string())));
-    let name = view["name"].as_str().map(clipped);
+/// One event as a list row: what the table shows of its view.
+pub fn event_row(event: &EventView, names: &HashMap<SourceId, String>) -> Value {
+    let who = event.mapped.who();
+    let name = event.mapped.name.as_deref().map(clipped);
     json!({
         "id": short_id(&event.id.to_string()),
         "time": time(&event.received_at),
         "at": event.received_at,
         "source": source_name(names, event.source_id),
-        "status": view["status"],
+        "status": event.status,
         "name": name,
-        "who": who.as_ref().map(|(kind, v)| json!({"kind": kind.replace('_', " "), "value": clipped(v)})),
-        "profile_id": view["profile_id"].as_str().map(short_id),
+        "who": who.map(|(kind, v)| json!({"kind": kind.replace('_', " "), "value": clipped(v)})),
+        "profile_id": event.profile_id.map(|id| short_id(&id.to_string())),
     })
 }
 

@@ -5,8 +5,7 @@ use super::render::{page, PageResult};
 use super::session::Authed;
 use crate::domain::model::{ErrorEntry, Level, Stage};
 use crate::http::AppState;
-use crate::store::ErrorFilter;
-use crate::store::StateStore;
+use crate::service::errors::ErrorFilter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -37,28 +36,27 @@ pub async fn list(
         limit: PAGE,
         before: q.before.parse().ok(),
     };
-    let entries = state.store.errors_page(&filter)?;
-    let names = source_names(&state)?;
-    let next_url = (entries.len() == PAGE)
-        .then(|| entries.last())
-        .flatten()
-        .map(|e| {
-            let before = e.id.to_string();
-            format!(
-                "/errors?{}",
-                query(&[
-                    ("source_id", &q.source_id),
-                    ("stage", &q.stage),
-                    ("before", &before)
-                ])
-            )
-        });
+    let filtered = filter.source_id.is_some() || filter.stage.is_some();
+    let found = state.services.errors(filter).await?;
+    let entries = found.errors;
+    let names = source_names(&state).await?;
+    let next_url = found.next.map(|next| {
+        let before = next.to_string();
+        format!(
+            "/errors?{}",
+            query(&[
+                ("source_id", &q.source_id),
+                ("stage", &q.stage),
+                ("before", &before)
+            ])
+        )
+    });
     let data = json!({
         "title": "Errors", "nav": "errors", "csrf": session.csrf,
         "errors": entries.iter().map(|e| row(e, &names)).collect::<Vec<_>>(),
         "sources": source_options(&names, &q.source_id),
         "stages": options(Stage::ALL.iter().map(|s| (s.as_str().to_string(), s.as_str().to_string())), &q.stage),
-        "filtered": filter.source_id.is_some() || filter.stage.is_some(),
+        "filtered": filtered,
         "next_url": next_url,
     });
     page(StatusCode::OK, "errors", &data)

@@ -9,13 +9,11 @@ use super::session::Authed;
 use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventStatus;
-use crate::domain::summary::{Bounds, Shown};
-use crate::domain::views::summary_json;
-use crate::http::api::events::summaries;
+use crate::domain::summary::Shown;
+use crate::domain::views::Part;
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::store::ScanBudget;
-use crate::store::StateStore;
+use crate::service::events::ListEvents;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -71,15 +69,13 @@ pub async fn list(
     session: Authed,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let found = summaries(
-        &state,
-        filters.to_filter(PAGE),
-        Bounds::LIST,
-        ScanBudget::DEFAULT,
-    )
-    .await?;
+    let input = ListEvents {
+        filter: filters.to_filter(PAGE),
+        scan: None,
+    };
+    let found = state.services.list_events(input).await?;
     let (events, next, partial) = (found.events, found.next, found.partial);
-    let names = source_names(&state)?;
+    let names = source_names(&state).await?;
     let rows: Vec<Value> = events.iter().map(|e| event_row(e, &names)).collect();
     let keep = |extra: (&'static str, String)| {
         let mut pairs = vec![
@@ -118,46 +114,49 @@ pub async fn detail(
     session: Authed,
     Path(id): Path<String>,
 ) -> PageResult {
-    let not_found = || AppError::NotFound(format!("no event `{id}`"));
-    let event_id: EventId = id.parse().map_err(|_| not_found())?;
-    let store = state.store.clone();
-    let event = tokio::task::spawn_blocking(move || store.event_summary(event_id, Bounds::PAGE))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??
-        .ok_or_else(not_found)?;
-    let view = summary_json(&event);
-    let source = state.store.source(event.source_id)?;
-    let optional_pretty = |key: &str| view.get(key).filter(|v| !v.is_null()).map(pretty);
-    let mapped = event.state.as_ref().and_then(|s| s.mapped.as_ref());
+    let event_id: EventId = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("no event `{id}`")))?;
+    let event = state.services.event(event_id).await?;
+    let names = source_names(&state).await?;
+    let source_name = names
+        .get(&event.source_id)
+        .cloned()
+        .unwrap_or_else(|| "(deleted source)".into());
+    let traits = event.traits.as_ref().and_then(|part| match &part.shown {
+        Some(Shown::Whole(traits)) => Some(pretty(&json!(traits))),
+        _ => part.excerpt().map(str::to_string),
+    });
     let data = json!({
         "title": format!("Event {}", short_id(&id)["short"].as_str().unwrap_or("")),
         "nav": "events", "csrf": session.csrf,
-        "e": view,
         "time": display::time(&event.received_at),
         "source": {
             "id": event.source_id.to_string(),
-            "name": source.map(|s| s.name).unwrap_or_else(|| "(deleted source)".into()),
+            "name": source_name,
         },
         "payload": shown_pretty(&event.payload),
-        "envelope": optional_pretty("envelope"),
-        "headers": optional_pretty("headers"),
-        "properties": mapped.map(|_| shown_pretty(&event.properties)),
-        "traits": optional_pretty("traits").or_else(|| view.get("traits_excerpt").and_then(Value::as_str).map(str::to_string)),
-        "truncated": event.truncated(),
-        "raw_url": view["raw_url"],
-        "mapped_time": mapped.map(|m| display::time(&m.timestamp)),
-        "processed_time": event.state.as_ref().and_then(|s| s.processed_at.as_ref()).map(display::time),
-        "profile": view["profile_id"].as_str().map(short_id),
+        "envelope": event.envelope.as_deref().filter(|v| !v.is_null()).map(pretty),
+        "headers": (!event.headers.is_empty()).then(|| pretty(&json!(event.headers))),
+        "properties": event.properties.shown.is_some().then(|| shown_pretty(&event.properties)),
+        "traits": traits,
+        "truncated": event.truncated,
+        "raw_url": event.raw_url,
+        "mapped_time": event.mapped.timestamp.as_ref().map(display::time),
+        "processed_time": event.processed_at.as_ref().map(display::time),
+        "profile": event.profile_id.map(|p| short_id(&p.to_string())),
+        "e": event,
     });
     page(StatusCode::OK, "event", &data)
 }
 
 /// A part for a `<pre>`: pretty JSON when whole, its excerpt and a note
 /// when cut (the whole record is one click away at the raw link).
-fn shown_pretty<T: serde::Serialize>(part: &Shown<T>) -> String {
-    match part {
-        Shown::Whole(value) => pretty(&json!(value)),
-        Shown::Cut { excerpt, bytes } => {
+fn shown_pretty<T: serde::Serialize>(part: &Part<T>) -> String {
+    match &part.shown {
+        None => pretty(&Value::Null),
+        Some(Shown::Whole(value)) => pretty(&json!(value)),
+        Some(Shown::Cut { excerpt, bytes }) => {
             format!(
                 "{}… (first {} of {bytes} bytes)",
                 excerpt.text,

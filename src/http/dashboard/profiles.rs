@@ -5,12 +5,11 @@
 use super::display::{clipped, event_row, options, short_id, source_names, time};
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::domain::identity::{AuditEntry, IdentKey, Profile};
-use crate::domain::ids::SourceId;
-use crate::domain::summary::Bounds;
-use crate::http::api::profiles::{load_profile, lookup_key};
+use crate::domain::identity::{AuditChange, AuditEntry, AuditKind, IdentKey, IdentKind, Profile};
+use crate::domain::ids::{ProfileId, SourceId};
+use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::store::StateStore;
+use crate::service::profiles::{Page, SearchKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
@@ -37,20 +36,14 @@ pub struct SearchQuery {
     kind: String,
 }
 
-/// The identifier keys a search tries, in order.
-fn search_keys(q: &str, kind: &str) -> Vec<IdentKey> {
-    let q = Some(q);
-    let keys = match kind {
-        "email" => vec![lookup_key(q, None, None)],
-        "external_id" => vec![lookup_key(None, q, None)],
-        "visitor_id" => vec![lookup_key(None, None, q)],
-        _ => vec![
-            lookup_key(None, q, None),
-            lookup_key(q, None, None),
-            lookup_key(None, None, q),
-        ],
-    };
-    keys.into_iter().flatten().collect()
+/// What a search box's `kind` asks for.
+fn search_kind(kind: &str) -> SearchKind {
+    match kind {
+        "email" => SearchKind::Ident(IdentKind::Email),
+        "external_id" => SearchKind::Ident(IdentKind::ExternalId),
+        "visitor_id" => SearchKind::Ident(IdentKind::VisitorId),
+        _ => SearchKind::Any,
+    }
 }
 
 /// The search form; a hit redirects to the profile, a miss says so.
@@ -63,14 +56,12 @@ pub async fn search(
     let mut searched = false;
     if !q.is_empty() {
         searched = true;
-        for key in search_keys(q, &search.kind) {
-            if let Some(profile) = state.store.profile_by(&key)? {
-                return Ok(Redirect::to(&format!("/profiles/{}", profile.id)).into_response());
-            }
-        }
-        // A profile id pasted into the box.
-        if let Ok(profile) = load_profile(&state, q) {
-            return Ok(Redirect::to(&format!("/profiles/{}", profile.id)).into_response());
+        let found = state
+            .services
+            .search_profile(q, search_kind(&search.kind))
+            .await?;
+        if let Some(id) = found {
+            return Ok(Redirect::to(&format!("/profiles/{id}")).into_response());
         }
     }
     let data = json!({
@@ -99,19 +90,25 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> PageResult {
-    let profile = load_profile(&state, &id)?;
-    let names = source_names(&state)?;
-    let event_ids = state.store.profile_events(profile.id, EVENTS, None)?;
-    let mut events = Vec::with_capacity(event_ids.len());
-    for event_id in &event_ids {
-        if let Some(event) = state.store.event_summary(*event_id, Bounds::LIST)? {
-            events.push(event_row(&event, &names));
-        }
-    }
-    let before = q.history_before.parse::<uuid::Uuid>().ok();
-    let lines = state
-        .store
-        .profile_history_page(profile.id, HISTORY, before)?;
+    let pid: ProfileId = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("no profile `{id}`")))?;
+    let history_page = Page {
+        limit: HISTORY,
+        before: q.history_before.parse::<uuid::Uuid>().ok(),
+    };
+    let found = state
+        .services
+        .profile_page(pid, EVENTS, history_page)
+        .await?;
+    let (profile, lines) = (found.profile, found.history);
+    let names = source_names(&state).await?;
+    let events: Vec<Value> = found
+        .events
+        .events
+        .iter()
+        .map(|event| event_row(event, &names))
+        .collect();
     let history: Vec<Value> = lines
         .history
         .iter()
@@ -133,7 +130,7 @@ pub async fn show(
         "p": profile_view(&profile),
         "merged_into": merged_into,
         "events": events,
-        "more_events": event_ids.len() == EVENTS,
+        "more_events": found.events.next.is_some(),
         "history": history,
         "more_history": more_history,
     });
@@ -174,94 +171,96 @@ fn profile_view(profile: &Profile) -> Value {
 }
 
 /// `email ada@example.com, external id c-88`.
-fn keys_text(value: &Value) -> String {
-    let keys: Vec<IdentKey> = serde_json::from_value(value.clone()).unwrap_or_default();
+fn keys_text(keys: &[IdentKey]) -> String {
     keys.iter()
         .map(|k| format!("{} {}", k.kind().as_str().replace('_', " "), k.value()))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// One audit line as a sentence, with links to the profiles it names.
-fn history_row(entry: &AuditEntry, names: &HashMap<SourceId, String>) -> Value {
-    let d = &entry.detail;
-    let profiles = |v: &Value| -> Vec<Value> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(short_id)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
+/// A history line's text and the profiles it links to.
+fn history_text(change: &AuditChange) -> (String, Vec<Value>) {
+    let profiles = |ids: &[ProfileId]| -> Vec<Value> {
+        ids.iter().map(|id| short_id(&id.to_string())).collect()
     };
-    let (text, links) = match entry.kind.as_str() {
-        "create" => (
-            format!("Created from {}", or_nothing(keys_text(&d["identifiers"]))),
+    match change {
+        AuditChange::Create(d) => (
+            format!("Created from {}", or_nothing(keys_text(&d.identifiers))),
             Vec::new(),
         ),
-        "attach" => (
-            format!("Added {}", or_nothing(keys_text(&d["added"]))),
+        AuditChange::Attach(d) => (
+            format!("Added {}", or_nothing(keys_text(&d.added))),
             Vec::new(),
         ),
-        "merge" => {
-            let absorbed = profiles(&d["absorbed"]);
-            let added = keys_text(&d["added"]);
+        AuditChange::Merge(d) => {
+            let absorbed = profiles(&d.absorbed);
+            let added = keys_text(&d.added);
             let mut text = format!("Merged {} other profile(s) into this one", absorbed.len());
             if !added.is_empty() {
                 text.push_str(&format!(" and added {added}"));
             }
             (text, absorbed)
         }
-        "manual_merge" => {
-            let from = profiles(&d["from"]);
-            let text = format!("Merged {} profile(s) in by hand", from.len().max(1));
-            (text, from)
-        }
-        "refusal" => {
-            let refusals: Vec<String> = d["refusals"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|r| {
-                            format!(
-                                "{} `{}` ({})",
-                                r["kind"].as_str().unwrap_or("?").replace('_', " "),
-                                r["value"].as_str().unwrap_or(""),
-                                r["reason"].as_str().unwrap_or("?").replace('_', " "),
-                            )
-                        })
-                        .collect()
+        AuditChange::ManualMerge(d) => (
+            "Merged 1 profile(s) in by hand".to_string(),
+            profiles(&[d.from]),
+        ),
+        AuditChange::Refusal(d) => {
+            let refusals: Vec<String> = d
+                .refusals
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} `{}` ({})",
+                        r.kind.as_str().replace('_', " "),
+                        r.value,
+                        r.reason.as_str().replace('_', " "),
+                    )
                 })
-                .unwrap_or_default();
+                .collect();
             (format!("Refused {}", refusals.join("; ")), Vec::new())
         }
-        "erasure" => (
+        AuditChange::Erasure(d) => (
             format!(
                 "Erased ({} identifiers, {} events)",
-                d["identifiers"].as_u64().unwrap_or(0),
-                d["events"].as_u64().unwrap_or(0)
+                d.identifiers, d.events
             ),
             Vec::new(),
         ),
-        _ => (d.to_string(), Vec::new()),
+        // What an erasure left: the kind's sentence with nothing in it, as
+        // the untyped rendering showed it.
+        AuditChange::Redacted(kind) => (
+            match kind {
+                AuditKind::Create => format!("Created from {}", or_nothing(String::new())),
+                AuditKind::Attach => format!("Added {}", or_nothing(String::new())),
+                AuditKind::Merge => "Merged 0 other profile(s) into this one".to_string(),
+                AuditKind::ManualMerge => "Merged 1 profile(s) in by hand".to_string(),
+                AuditKind::Refusal => "Refused ".to_string(),
+                AuditKind::Erasure => "Erased (0 identifiers, 0 events)".to_string(),
+            },
+            Vec::new(),
+        ),
+        AuditChange::Unknown { detail, .. } => (detail.to_string(), Vec::new()),
+    }
+}
+
+/// One audit line as a sentence, with links to the profiles it names.
+fn history_row(entry: &AuditEntry, names: &HashMap<SourceId, String>) -> Value {
+    let (text, links) = history_text(&entry.change);
+    let source = entry.change.source_id().map(|id| {
+        json!({
+            "id": id.to_string(),
+            "name": names.get(&id).cloned().unwrap_or_else(|| "(deleted source)".into()),
+        })
+    });
+    let badge = match AuditKind::parse(entry.kind()) {
+        Some(AuditKind::Refusal | AuditKind::Erasure) => "failed",
+        Some(AuditKind::Merge | AuditKind::ManualMerge) => "pending",
+        _ => "resolved",
     };
-    let source = d["source_id"]
-        .as_str()
-        .and_then(|s| s.parse::<SourceId>().ok())
-        .map(|id| {
-            json!({
-                "id": id.to_string(),
-                "name": names.get(&id).cloned().unwrap_or_else(|| "(deleted source)".into()),
-            })
-        });
     json!({
-        "kind": entry.kind.replace('_', " "),
-        "badge": match entry.kind.as_str() {
-            "refusal" | "erasure" => "failed",
-            "merge" | "manual_merge" => "pending",
-            _ => "resolved",
-        },
+        "kind": entry.kind().replace('_', " "),
+        "badge": badge,
         "time": time(&entry.at),
         "at": entry.at,
         "text": clipped(&text),

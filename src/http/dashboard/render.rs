@@ -98,6 +98,12 @@ impl From<AppError> for PageError {
     }
 }
 
+impl From<crate::service::ServiceError> for PageError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        PageError::App(AppError::from(e))
+    }
+}
+
 impl From<crate::store::StoreError> for PageError {
     fn from(e: crate::store::StoreError) -> Self {
         PageError::App(AppError::Store(e))

@@ -3,7 +3,7 @@
 //! Polls the store once a second for events newer than the newest the
 //! client has (`after`, or `Last-Event-ID` on reconnect). Polling keeps the
 //! request path untouched: no broadcast to feed, nothing lost if a client is
-//! slow. Each message carries the event (`views::summary_json`, bounded
+//! slow. Each message carries the event (`views::EventView`, bounded
 //! like every list) and its table
 //! row rendered by the server, so escaping stays in one place.
 
@@ -14,11 +14,9 @@ use super::session::Authed;
 use crate::domain::events::EventFilter;
 use crate::domain::ids::EventId;
 use crate::domain::model::EventStatus;
-use crate::domain::summary::{Bounds, EventSummary};
-use crate::domain::views::summary_json;
+use crate::domain::views::EventView;
 use crate::http::AppState;
-use crate::store::ScanBudget;
-use crate::store::StateStore;
+use crate::service::ServiceResult;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -89,7 +87,7 @@ fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
             tokio::time::sleep(POLL).await;
         }
         tail.first = false;
-        let batch = tail.poll().unwrap_or_else(|e| {
+        let batch = tail.poll().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "live tail poll failed");
             Vec::new()
         });
@@ -101,31 +99,27 @@ fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
 impl Tail {
     /// New events, oldest first, stopping at a freshly stored pending one
     /// (the processor works in order, so everything after it waits too).
-    fn poll(&mut self) -> Result<Vec<Event>, crate::store::StoreError> {
-        let page =
-            self.state
-                .store
-                .summaries_page(&self.filter, Bounds::LIST, ScanBudget::DEFAULT)?;
-        let mut fresh: Vec<EventSummary> = page
-            .events
+    async fn poll(&mut self) -> ServiceResult<Vec<Event>> {
+        let page = self.state.services.tail_events(self.filter.clone()).await?;
+        let mut fresh: Vec<EventView> = page
             .into_iter()
             .filter(|e| self.after.is_none_or(|a| e.id > a))
             .collect();
         fresh.reverse();
-        let names = source_names(&self.state)?;
+        let names = source_names(&self.state).await?;
         let now = Utc::now();
         let mut out = Vec::new();
         for event in fresh {
             let young = (now - event.received_at).num_milliseconds() < PENDING_GRACE_MS;
-            if event.status() == EventStatus::Pending && young {
+            if event.status == EventStatus::Pending && young {
                 break;
             }
             self.after = Some(event.id);
-            if self.status.is_some_and(|s| s != event.status()) {
+            if self.status.is_some_and(|s| s != event.status) {
                 continue;
             }
             let row = render("event_row", &event_row(&event, &names)).unwrap_or_default();
-            let data = json!({"id": event.id, "event": summary_json(&event), "row": row});
+            let data = json!({"id": event.id, "event": event, "row": row});
             out.push(
                 Event::default()
                     .event("event")

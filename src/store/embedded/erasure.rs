@@ -224,8 +224,7 @@ impl Store {
                 continue;
             }
             let mut entry: AuditEntry = decode("audit", &bytes)?;
-            if entry.kind != "erasure" {
-                entry.detail = serde_json::json!({ "redacted": true });
+            if entry.redact() {
                 self.trees.audit.insert(key, encode(&entry))?;
                 redacted += 1;
             }

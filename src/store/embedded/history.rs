@@ -39,7 +39,7 @@ pub struct HistoryPage {
 
 impl HistoryLine {
     fn folds(&self, older: &AuditEntry) -> bool {
-        self.entry.kind == "refusal" && older.kind == "refusal" && self.entry.detail == older.detail
+        self.entry.same_refusal(older)
     }
 }
 

@@ -1,0 +1,136 @@
+//! Events: a page of recent or matching events, one event's view, its
+//! whole stored record.
+//!
+//! A filtered page (search or status) scans at most its budget (events,
+//! bytes of state, time) and answers what it found with `partial` and
+//! `next` when the budget runs out first. At most the store's scan permits
+//! run at once (on blocking threads); one more waits up to 2 s, then fails
+//! with `search_busy`.
+
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::events::EventFilter;
+use crate::domain::ids::{EventId, SourceId};
+use crate::domain::summary::Bounds;
+use crate::domain::views::EventView;
+use crate::store::ScanBudget;
+use crate::store::StateStore;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a search waits for a scan permit before giving up.
+const SCAN_WAIT: Duration = Duration::from_secs(2);
+
+/// What page of events to list.
+#[derive(Clone, Debug)]
+pub struct ListEvents {
+    pub filter: EventFilter,
+    /// Most events a filtered page scans (clamped to 1 ..= the default of
+    /// 5,000); `None` for the default.
+    pub scan: Option<usize>,
+}
+
+/// A page of bounded event views, newest first: the API's
+/// `{"events", "next", "partial", "scanned"}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// `before=` of the next page: after a full page, or where a partial
+    /// scan stopped.
+    pub next: Option<EventId>,
+    /// The scan budget ran out before the page filled.
+    pub partial: bool,
+    pub scanned: usize,
+}
+
+impl ListEvents {
+    fn budget(&self) -> ScanBudget {
+        let most = ScanBudget::DEFAULT.events;
+        ScanBudget {
+            events: self.scan.unwrap_or(most).clamp(1, most),
+            ..ScanBudget::DEFAULT
+        }
+    }
+}
+
+impl Services {
+    /// A page of events as list views (`Bounds::LIST`), off the async
+    /// threads; a filter that may scan past the page takes a scan permit.
+    pub async fn list_events(&self, input: ListEvents) -> ServiceResult<EventPage> {
+        let budget = input.budget();
+        let filter = input.filter;
+        let scans = filter.search.is_some() || filter.status.is_some();
+        let _permit = if scans {
+            let permits = self.store.scan_permits();
+            match tokio::time::timeout(SCAN_WAIT, permits.acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Err(ServiceError::Unavailable {
+                        code: "search_busy",
+                        message: "too many searches at once; retry in a moment".into(),
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        let store = self.store.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            store.summaries_page(&filter, Bounds::LIST, budget)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        Ok(EventPage {
+            events: page.events.into_iter().map(EventView::of).collect(),
+            next: page.next,
+            partial: page.partial,
+            scanned: page.scanned,
+        })
+    }
+
+    /// The newest page of events for the dashboard's live tail, which polls
+    /// once a second: read inline and without a scan permit, as the tail
+    /// always has (a busy search must not stall an open tail).
+    pub async fn tail_events(&self, filter: EventFilter) -> ServiceResult<Vec<EventView>> {
+        let page = self
+            .store
+            .summaries_page(&filter, Bounds::LIST, ScanBudget::DEFAULT)?;
+        Ok(page.events.into_iter().map(EventView::of).collect())
+    }
+
+    /// One event, bounded by `Bounds::PAGE` (1 MiB of payload shown).
+    pub async fn event(&self, id: EventId) -> ServiceResult<EventView> {
+        let store = self.store.clone();
+        let event = tokio::task::spawn_blocking(move || store.event_summary(id, Bounds::PAGE))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??
+            .ok_or_else(|| no_event(id))?;
+        Ok(EventView::of(event))
+    }
+
+    /// The whole stored record of an event (its JSON: payload, envelope,
+    /// headers), as stored. It costs what it shows: one record, at most the
+    /// body limit.
+    pub async fn raw_event(&self, id: EventId) -> ServiceResult<Vec<u8>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.raw_record(id))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??
+            .ok_or_else(|| no_event(id))
+    }
+
+    /// Source names by id, for showing events and errors with the name of
+    /// their source (a deleted source keeps its events, and has no name).
+    pub async fn source_names(&self) -> ServiceResult<HashMap<SourceId, String>> {
+        Ok(self
+            .store
+            .sources()?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect())
+    }
+}
+
+fn no_event(id: EventId) -> ServiceError {
+    ServiceError::NotFound(format!("no event `{id}`"))
+}
