@@ -3,6 +3,7 @@
 //! knows the other, and nothing here knows HTTP.
 
 pub mod error;
+pub mod ingest;
 
 pub use error::{ServiceError, ServiceResult};
 
