@@ -214,15 +214,23 @@ fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
 /// The admin token: from the config, else from `<data dir>/admin_token`,
 /// else generated, saved (mode 0600) and printed once.
 fn load_admin_token(config: &Config) -> Result<String, StartError> {
-    if let Some(token) = config.admin_token.as_ref().filter(|t| !t.is_empty()) {
-        return strong_enough(token.clone());
+    let configured = config.admin_token.as_ref().map(|t| t.expose());
+    if let Some(token) = configured.filter(|t| !t.is_empty()) {
+        return strong_enough(token.to_owned());
     }
     let path = config.data_dir.join("admin_token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_string();
-        if !token.is_empty() {
-            return strong_enough(token);
+    match std::fs::read_to_string(&path) {
+        Ok(token) => {
+            let token = token.trim().to_string();
+            if !token.is_empty() {
+                return strong_enough(token);
+            }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // A file that is there but cannot be read (permissions, not UTF-8)
+        // holds the operator's token: replacing it with a generated one
+        // would lock them out, so say so and stop.
+        Err(e) => return Err(StartError::AdminToken(e)),
     }
     let token = crate::domain::source::new_token();
     write_private(&path, &token).map_err(StartError::AdminToken)?;
@@ -325,6 +333,39 @@ pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
         }
     }
     filter
+}
+
+#[cfg(test)]
+mod admin_token_tests {
+    use super::{load_admin_token, StartError};
+    use crate::config::Config;
+
+    #[test]
+    fn an_unreadable_admin_token_file_stops_the_start_instead_of_being_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("admin_token");
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
+        let result = load_admin_token(&Config::for_data_dir(dir.path()));
+        assert!(
+            matches!(result, Err(StartError::AdminToken(_))),
+            "{result:?}"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), [0xff, 0xfe, 0x00]);
+    }
+
+    #[test]
+    fn the_configured_admin_token_wins_over_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("admin_token"),
+            "file-token-0123456789abcdef",
+        )
+        .expect("write");
+        let mut config = Config::for_data_dir(dir.path());
+        config.admin_token = Some("flag-token-0123456789abcdef".into());
+        let token = load_admin_token(&config).expect("token");
+        assert_eq!(token, "flag-token-0123456789abcdef");
+    }
 }
 
 #[cfg(test)]

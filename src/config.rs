@@ -1,6 +1,7 @@
 //! Typed settings, loaded once at start: flags, then environment, then defaults.
 
 use clap::Parser;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub struct Config {
     /// Admin token for the API and dashboard. Generated (and kept in the data
     /// dir) when unset. Never logged.
     #[arg(long, env = "INLET_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 
     /// Largest request body accepted at a hook, in bytes.
     #[arg(long, env = "INLET_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
@@ -119,6 +120,40 @@ pub struct Config {
     pub auth_window_secs: u64,
 }
 
+/// A secret setting. `Config` derives `Debug`, and a config may end up in a
+/// panic message or a debug log line: this prints `<redacted>` there, so
+/// the secret is read only where it is used, through [`Secret::expose`].
+/// Deliberately no `Display`: nothing formats it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it (hashing the
+    /// admin token at start).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What clap parses a flag or environment value into.
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
 impl Config {
     /// Request-serving threads (see `workers`).
     pub fn worker_threads(&self) -> usize {
@@ -142,5 +177,28 @@ impl Config {
         config.data_dir = data_dir.into();
         config.admin_token = None;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_a_config_never_shows_the_admin_token() {
+        let token = "a-very-secret-admin-token-0123456789";
+        let mut config = Config::for_data_dir("/tmp/inlet-test");
+        config.admin_token = Some(token.into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(shown.contains("admin_token: Some(<redacted>)"), "{shown}");
+        assert!(!format!("{config:#?}").contains(token));
+    }
+
+    #[test]
+    fn the_admin_token_is_read_from_the_flag_and_kept_whole() {
+        let config = Config::parse_from(["inlet", "--admin-token", "flag-token-0123456789"]);
+        let token = config.admin_token.as_ref().map(Secret::expose);
+        assert_eq!(token, Some("flag-token-0123456789"));
     }
 }

@@ -425,3 +425,39 @@ async fn concurrent_senders_share_flushes_and_every_event_is_stored_once() {
         .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 64);
 }
+
+#[tokio::test]
+async fn every_error_body_carries_a_code_next_to_the_error() {
+    let app = spawn_app().await;
+    let body_of = |r: reqwest::Response, status: StatusCode| async move {
+        assert_eq!(r.status(), status);
+        r.json::<Value>().await.expect("json error body")
+    };
+    // The fallback for a path no route knows.
+    let r = app
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    let body = body_of(r, StatusCode::NOT_FOUND).await;
+    assert_eq!(body["code"], "not_found", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no such endpoint"));
+    // An unknown hook token, a refused hook body, an admin call without
+    // the token.
+    let r = app.send("/hooks/no-such-token", &json!({})).await;
+    let body = body_of(r, StatusCode::NOT_FOUND).await;
+    assert_eq!(body["code"], "not_found", "{body}");
+    let source = app.source_named("Codes").await;
+    let r = app.send_raw(&source.hook, "application/json", "{").await;
+    let body = body_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["code"], "invalid_json", "{body}");
+    let r = app
+        .client
+        .get(app.url("/api/sources"))
+        .send()
+        .await
+        .unwrap();
+    let body = body_of(r, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(body["code"], "unauthorized", "{body}");
+}

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Persisted counts of processed events by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +70,20 @@ struct SourceCounters {
 }
 
 impl SourceCounters {
+    /// The processed counts, also after a panic elsewhere poisoned the lock:
+    /// they are only ever replaced whole (`*guard = counts`), so a poisoned
+    /// value is still a consistent one, and reading zeros instead (as this
+    /// did) would show every event as pending and count the source's events
+    /// again from nothing.
+    fn processed(&self) -> MutexGuard<'_, Counts> {
+        self.processed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn view(&self) -> CountsView {
         let received = self.received.load(Ordering::Relaxed);
-        let c = self.processed.lock().map(|c| *c).unwrap_or_default();
+        let c = *self.processed();
         CountsView {
             received,
             pending: received.saturating_sub(c.processed()),
@@ -100,9 +111,7 @@ impl Counters {
             entry
                 .received
                 .fetch_add(counts.processed(), Ordering::Relaxed);
-            if let Ok(mut processed) = entry.processed.lock() {
-                *processed = counts;
-            };
+            *entry.processed() = counts;
         }
         for (source, n) in pending {
             counters
@@ -121,21 +130,20 @@ impl Counters {
         self.entry(source).received.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The source's processed counts now.
+    /// The source's processed counts now (zero for a source with none yet).
     pub fn counts(&self, source: SourceId) -> Counts {
         self.by_source
             .get(&source)
-            .and_then(|e| e.processed.lock().ok().map(|c| *c))
+            .map(|e| *e.processed())
             .unwrap_or_default()
     }
 
     /// Installs counts the processor has just committed.
     pub fn set(&self, source: SourceId, counts: Counts) {
-        if let Ok(mut processed) = self.entry(source).processed.lock() {
-            *processed = counts;
-        }
+        *self.entry(source).processed() = counts;
     }
 
+    /// The source's counts (all zero for a source with no events yet).
     pub fn view(&self, source: SourceId) -> CountsView {
         self.by_source
             .get(&source)
@@ -156,5 +164,39 @@ impl Counters {
             total.duplicate += v.duplicate;
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_survive_a_panic_that_poisoned_their_lock() {
+        let counters = Counters::default();
+        let source = SourceId::new();
+        let counts = Counts {
+            resolved: 3,
+            failed: 1,
+            unmapped: 0,
+            duplicate: 0,
+        };
+        counters.add_received(source, 5);
+        counters.set(source, counts);
+        let entry = counters.entry(source);
+        let poisoned = std::thread::spawn(move || {
+            let _guard = entry.processed.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(poisoned.is_err());
+        assert_eq!(counters.counts(source), counts);
+        assert_eq!(counters.view(source).pending, 1);
+        let later = Counts {
+            resolved: 4,
+            ..counts
+        };
+        counters.set(source, later);
+        assert_eq!(counters.counts(source), later);
     }
 }

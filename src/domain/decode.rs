@@ -1,9 +1,13 @@
-//! Body decoding: turns the bytes of a webhook request into one JSON value.
+//! Body decoding: turns the bytes of a webhook request into one JSON value,
+//! and [`Refusal`], what a hook request is refused with at any step.
 //!
-//! Pure functions over bytes and strings; the HTTP layer passes in the
-//! content type, body and query, and maps `DecodeError` to 400/415.
+//! Pure functions over bytes and strings; the ingest service passes in the
+//! content type, body and query, and turns a `DecodeError` into a
+//! `Refusal` that the HTTP layer answers 400/415.
 
+use crate::domain::model::Stage;
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// Deepest nesting accepted in a body. Deep enough for any real payload,
 /// shallow enough that every later recursive walk is safe.
@@ -46,6 +50,81 @@ impl DecodeError {
             DecodeError::UnsupportedType(_) => "unsupported_content_type",
             DecodeError::InvalidForm(_) => "invalid_form",
             DecodeError::TooManyPairs => "too_many_fields",
+        }
+    }
+}
+
+impl DecodeError {
+    /// The refusal the sender gets: 415 for a content type Inlet does not
+    /// read, 400 otherwise, with an excerpt of the body for the error log.
+    pub fn refusal(self, body: &[u8]) -> Refusal {
+        let kind = match self {
+            DecodeError::UnsupportedType(_) => RefusalKind::UnsupportedType,
+            _ => RefusalKind::BadInput,
+        };
+        Refusal::new(kind, Stage::Decode, self.code(), self.to_string()).with_excerpt(body)
+    }
+}
+
+/// Why a hook request was not accepted: what the sender is answered
+/// (`kind` picks the status, `code` and `message` make the body) and what
+/// the error log keeps (`stage`, `code`, the message and an excerpt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub stage: Stage,
+    /// Machine-readable, stable: senders branch on it (`bad_api_key`,
+    /// `too_deep`, `body_too_large`, ...).
+    pub code: &'static str,
+    /// What the sender should fix; for `Internal`, what failed (kept in the
+    /// server's logs, never sent).
+    pub message: String,
+    /// A bounded, escaped excerpt of the offending body for the error log.
+    pub excerpt: Option<String>,
+}
+
+/// The kinds of refusal, one per answer a sender can act on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The body or query cannot be understood (400).
+    BadInput,
+    /// The api key is missing or wrong (401).
+    Unauthenticated,
+    /// Larger than a limit allows: the body, or what it explodes into (413).
+    TooLarge,
+    /// A content type Inlet does not read (415).
+    UnsupportedType,
+    /// The body did not arrive within the body deadline (408).
+    TooSlow,
+    /// Inlet failed, not the sender (500): storage, a lost worker thread.
+    Internal,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, stage: Stage, code: &'static str, message: String) -> Self {
+        Self {
+            kind,
+            stage,
+            code,
+            message,
+            excerpt: None,
+        }
+    }
+
+    /// Keeps an excerpt of the offending body for the error log.
+    pub fn with_excerpt(mut self, body: &[u8]) -> Self {
+        self.excerpt = excerpt(body);
+        self
+    }
+}
+
+/// The error log's message: the sender's message, or for an internal
+/// failure what failed, marked as Inlet's own error.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            RefusalKind::Internal => write!(f, "internal error: {}", self.message),
+            _ => f.write_str(&self.message),
         }
     }
 }

@@ -143,6 +143,19 @@ impl ErrorEntry {
         }
     }
 
+    /// The entry for a hook request refused at a known source: its stage,
+    /// code, message and excerpt.
+    pub fn refused(source_id: SourceId, refusal: &crate::domain::decode::Refusal) -> Self {
+        Self::new(
+            Some(source_id),
+            refusal.stage,
+            Level::Error,
+            refusal.code,
+            refusal.to_string(),
+        )
+        .with_excerpt(refusal.excerpt.clone())
+    }
+
     pub fn with_excerpt(mut self, excerpt: Option<String>) -> Self {
         self.excerpt = excerpt;
         self

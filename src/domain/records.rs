@@ -15,9 +15,13 @@
 //! - binary attachments (base64 PDF, XLSX, PNG...) are stored whole and
 //!   flagged `not_mappable`, so nothing is lost and the error log says why.
 
-use crate::domain::decode::{check_depth, MAX_DEPTH};
+use crate::domain::decode::{check_depth, Refusal, RefusalKind, MAX_DEPTH};
+use crate::domain::ids::{EventId, RequestId, SourceId};
+use crate::domain::model::{RawEvent, Stage};
+use chrono::Utc;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The result of exploding one request body.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +57,78 @@ pub enum RecordsError {
         over = .estimated - .limit
     )]
     TooLarge { estimated: usize, limit: usize },
+}
+
+impl RecordsError {
+    /// A stable machine-readable code for the sender and the error log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecordsError::TooMany { .. } => "too_many_records",
+            RecordsError::TooLarge { .. } => "explosion_too_large",
+            RecordsError::TooDeep(_) => "too_deep",
+            RecordsError::PathNotFound(_)
+            | RecordsError::BadEmbedded(_)
+            | RecordsError::Empty(_) => "bad_records",
+        }
+    }
+
+    /// The refusal the sender gets: 413 for a limit, 400 otherwise. Only a
+    /// body that is wrong (not merely large) keeps an excerpt: the excerpt
+    /// helps fix its shape, and a large one says nothing more than its size.
+    pub fn refusal(self, body: &[u8]) -> Refusal {
+        let code = self.code();
+        match self {
+            RecordsError::TooMany { .. } | RecordsError::TooLarge { .. } => Refusal::new(
+                RefusalKind::TooLarge,
+                Stage::Records,
+                code,
+                self.to_string(),
+            ),
+            _ => Refusal::new(
+                RefusalKind::BadInput,
+                Stage::Records,
+                code,
+                self.to_string(),
+            )
+            .with_excerpt(body),
+        }
+    }
+}
+
+/// One `RawEvent` per record of one request, in record order, received now
+/// under one request id. What the records share (envelope, headers) is one
+/// `Arc` for all of them: a 10,000-row request holds one copy.
+///
+/// The ids are left unassigned (nil): the store assigns them under its
+/// append lock, so id order is commit order. A caller that stores nothing
+/// (the mapping preview) gives each event an `EventId::new()` itself.
+pub fn raw_events(
+    source_id: SourceId,
+    exploded: Exploded,
+    headers: Map<String, Value>,
+) -> Vec<RawEvent> {
+    let request_id = RequestId::new();
+    let received_at = Utc::now();
+    let Exploded {
+        records,
+        envelope,
+        not_mappable,
+    } = exploded;
+    let envelope = envelope.map(Arc::new);
+    let headers = Arc::new(headers);
+    records
+        .into_iter()
+        .map(|payload| RawEvent {
+            id: EventId(uuid::Uuid::nil()),
+            source_id,
+            request_id,
+            received_at,
+            payload,
+            envelope: envelope.clone(),
+            headers: headers.clone(),
+            not_mappable: not_mappable.clone(),
+        })
+        .collect()
 }
 
 /// What one request may explode into.

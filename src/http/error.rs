@@ -165,3 +165,25 @@ impl From<crate::service::ServiceError> for AppError {
         }
     }
 }
+
+/// A hook request's refusal: a client error carries its specific code in
+/// the body; an internal failure is answered like every other one (500,
+/// `internal`, no details).
+impl From<crate::domain::decode::Refusal> for AppError {
+    fn from(refusal: crate::domain::decode::Refusal) -> Self {
+        use crate::domain::decode::RefusalKind as K;
+        let status = match refusal.kind {
+            K::BadInput => StatusCode::BAD_REQUEST,
+            K::Unauthenticated => StatusCode::UNAUTHORIZED,
+            K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            K::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            K::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            K::Internal => return AppError::Internal(refusal.message),
+        };
+        AppError::Coded {
+            status,
+            code: refusal.code,
+            message: refusal.message,
+        }
+    }
+}

@@ -19,7 +19,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.counters, &state.commit.stats);
+    let text = state
+        .metrics
+        .render(&state.services.counters, &state.services.commit.stats);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 

@@ -18,12 +18,11 @@ use crate::http::error::AppError;
 use crate::http::guard::{Locked, PeerAddr};
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -142,7 +141,7 @@ async fn body_within_deadline(State(state): State<AppState>, req: Request, next:
     }
     let (parts, body) = req.into_parts();
     let read = tokio::time::timeout(
-        state.config.body_timeout(),
+        state.services.config.body_timeout(),
         Limited::new(body, API_BODY_LIMIT).collect(),
     )
     .await;
@@ -158,27 +157,30 @@ async fn body_within_deadline(State(state): State<AppState>, req: Request, next:
         Ok(Err(e)) => {
             AppError::BadRequest(format!("the body could not be read: {e}")).into_response()
         }
-        Err(_) => body_timeout(state.config.body_timeout_secs).into_response(),
+        Err(_) => body_timeout(state.services.config.body_timeout_secs).into_response(),
     }
 }
 
 pub(crate) fn body_timeout(secs: u64) -> AppError {
-    AppError::BodyTimeout(format!(
-        "the body did not arrive within {secs} s; send it whole, without pauses"
-    ))
+    AppError::BodyTimeout(body_timeout_message(secs))
+}
+
+/// What a sender whose body did not arrive in time is told (API, dashboard
+/// and hooks alike).
+pub(crate) fn body_timeout_message(secs: u64) -> String {
+    format!("the body did not arrive within {secs} s; send it whole, without pauses")
 }
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such endpoint; see docs/api.md".into())
 }
 
+/// The answer when a handler panicked: the same 500 body as every internal
+/// error, `code` included, so a client parses it like any other.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a handler panicked; the server keeps running");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "internal error; the server log has details"})),
-    )
-        .into_response()
+    let error = AppError::Internal("a handler panicked".into());
+    (error.status(), Json(error.body())).into_response()
 }
 
 /// Parses a `limit` query parameter with a default and a ceiling.
@@ -198,5 +200,61 @@ pub(crate) fn query_param<T>(
         Some(v) => parse(&v)
             .map(Some)
             .ok_or_else(|| AppError::BadRequest(expected(&v))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("json body"))
+    }
+
+    /// The layers `app` puts around every route, around a route that panics.
+    fn guarded() -> Router {
+        async fn panics() -> &'static str {
+            panic!("a handler bug")
+        }
+        Router::new()
+            .route("/panics", get(panics))
+            .fallback(not_found)
+            .layer(CatchPanicLayer::custom(panic_response))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_with_a_code() {
+        let (status, body) = answer(guarded(), "/panics").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            json!({"error": "internal error; the server log has details", "code": "internal"})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_path_is_answered_404_with_a_code() {
+        let (status, body) = answer(guarded(), "/nothing/here").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            json!({"error": "no such endpoint; see docs/api.md", "code": "not_found"})
+        );
     }
 }

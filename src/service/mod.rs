@@ -5,6 +5,7 @@
 pub mod error;
 pub mod errors;
 pub mod events;
+pub mod ingest;
 pub mod mappings;
 pub mod profiles;
 pub mod sources;

@@ -128,7 +128,10 @@ fn case_map<I: Iterator<Item = char>>(s: &str, map: impl Fn(char) -> I) -> Strin
 /// `{{json value}}`: the value as JSON text.
 fn json(args: &[Value]) -> Value {
     let value = args.first().unwrap_or(&Value::Null);
-    Value::String(serde_json::to_string(value).unwrap_or_default())
+    // `Value`'s `Display` is its compact JSON, the same text
+    // `serde_json::to_string` gives, without an error to swallow: a `Value`
+    // always serializes (string keys, finite numbers).
+    Value::String(value.to_string())
 }
 
 /// `{{concat a "-" b}}`: every argument as text, joined.

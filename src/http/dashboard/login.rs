@@ -52,11 +52,13 @@ pub async fn submit(
         );
     }
     state.auth_guard.succeeded(addr);
-    let id = state.sessions.start(state.config.session_minutes);
+    let id = state.sessions.start(state.services.config.session_minutes);
     let mut response = Redirect::to("/").into_response();
-    if let Some(cookie) =
-        session::set_cookie(&id, state.config.session_minutes, super::is_https(&headers))
-    {
+    if let Some(cookie) = session::set_cookie(
+        &id,
+        state.services.config.session_minutes,
+        super::is_https(&headers),
+    ) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)

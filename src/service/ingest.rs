@@ -1,0 +1,279 @@
+//! Accepting a hook request: steps 1–7 of the data-flow line.
+//!
+//! find the source by token → authenticate → (the body, read by HTTP under
+//! its limit and deadline) → decode → explode records → durable log →
+//! group flush → [`Accepted`]. Every refusal at a known source is written to
+//! the error log with its stage and code; nothing here maps or resolves.
+//!
+//! This runs on every hook request, so it copies nothing it can borrow: the
+//! request's parts are borrowed from HTTP ([`HookRequest`], [`Headers`]),
+//! the body is one `Bytes`, and only a body large enough to go to the
+//! blocking pool has its few borrowed strings copied.
+
+use crate::domain::decode::{self, Refusal, RefusalKind};
+use crate::domain::ids::{EventId, SourceId};
+use crate::domain::model::{ErrorEntry, RawEvent, Stage};
+use crate::domain::records::{self, Exploded, Limits};
+use crate::domain::source::{SecretHash, Source};
+use crate::service::{ServiceError, ServiceResult, Services};
+use crate::store::{EventLog, StateStore};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The 202 body: how many records were stored, and their event ids in
+/// record order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub ids: Vec<EventId>,
+}
+
+/// What the use case reads of a request's headers. HTTP implements it for
+/// its header map, so this layer knows no HTTP types and nothing is copied.
+pub trait Headers {
+    /// The raw value of the header `name` (lowercase), if present.
+    fn get(&self, name: &str) -> Option<&[u8]>;
+    /// Every header as (lowercase name, raw value), in arrival order.
+    fn each(&self) -> impl Iterator<Item = (&str, &[u8])>;
+}
+
+/// A hook request as HTTP received it, borrowed from the request.
+pub struct HookRequest<'a, H> {
+    /// A GET: when its body is empty, the query string is the record.
+    pub is_get: bool,
+    /// The `Content-Type` value, when it is visible ASCII.
+    pub content_type: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub headers: &'a H,
+}
+
+impl Services {
+    /// The source behind a hook URL's token. Not found is not logged: there
+    /// is no source to log it under, and anyone can probe URLs.
+    pub async fn hook_source(&self, token: &str) -> ServiceResult<Arc<Source>> {
+        let unknown = || {
+            ServiceError::NotFound(
+                "unknown webhook URL: no source has this token (it may have been rotated or deleted)"
+                    .into(),
+            )
+        };
+        // Real tokens are far shorter: hashing a long one is wasted work.
+        if token.len() > 128 {
+            return Err(unknown());
+        }
+        self.store
+            .cached_source_by_token(&SecretHash::of(token.as_bytes()))?
+            .ok_or_else(unknown)
+    }
+
+    /// Accepts one request at `source`: authenticates it, then awaits
+    /// `body` (HTTP reads it under the size limit and the body deadline;
+    /// awaited only once the sender is authenticated, so an unauthenticated
+    /// body is never read), decodes and explodes it, appends the records to
+    /// the log and waits until they are durable.
+    ///
+    /// A refusal is written to the error log before it is returned.
+    pub async fn accept_hook<H: Headers>(
+        &self,
+        source: &Source,
+        request: HookRequest<'_, H>,
+        body: impl Future<Output = Result<Bytes, Refusal>>,
+    ) -> Result<Accepted, Refusal> {
+        let accepted = self.accept(source, request, body).await;
+        if let Err(refusal) = &accepted {
+            self.log_refusal(source.id, refusal);
+        }
+        accepted
+    }
+
+    async fn accept<H: Headers>(
+        &self,
+        source: &Source,
+        request: HookRequest<'_, H>,
+        body: impl Future<Output = Result<Bytes, Refusal>>,
+    ) -> Result<Accepted, Refusal> {
+        authenticate(source, request.headers)?;
+        let bytes = body.await?;
+        let received = Received {
+            from_query: request.is_get && bytes.is_empty(),
+            content_type: request.content_type,
+            query: request.query,
+            bytes,
+            records_path: source.records_path.as_deref(),
+        };
+        let limits = Limits {
+            max_records: self.config.max_records,
+            max_record_bytes: self
+                .config
+                .max_stored_factor
+                .saturating_mul(received.size()),
+        };
+        let exploded = decode_and_explode(received, limits).await?;
+        let safe_headers = decode::safe_headers(
+            request.headers.each(),
+            source.api_key.as_ref().map(|k| k.header.as_str()),
+        );
+        let events = records::raw_events(source.id, exploded, safe_headers);
+        let ids = self.store_durably(source.id, events).await?;
+        Ok(Accepted {
+            accepted: ids.len(),
+            ids,
+        })
+    }
+
+    /// Appends the records and waits for the group flush that covers them;
+    /// returns their event ids.
+    ///
+    /// The append itself runs inline: it is a memcpy into the log buffer,
+    /// cheaper than a hop to the blocking pool. Only the flush waits, and
+    /// it waits asynchronously.
+    async fn store_durably(
+        &self,
+        source_id: SourceId,
+        events: Vec<RawEvent>,
+    ) -> Result<Vec<EventId>, Refusal> {
+        let unavailable = |detail: String| {
+            tracing::error!(error = %detail, "append failed");
+            Refusal::new(RefusalKind::Internal, Stage::Store, "store_failed", detail)
+        };
+        let ids: Vec<EventId> = self
+            .store
+            .append_events(events)
+            .map_err(|e| unavailable(e.to_string()))?
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        // Counted as soon as they are in the log, before the await: the
+        // processor sees them from now on, and a sender that hangs up during
+        // the flush cancels this future, which must not leave them uncounted.
+        self.counters.add_received(source_id, ids.len() as u64);
+        self.commit
+            .durable()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        // The processor takes durable events only: wake it now that these are.
+        self.new_events.notify_one();
+        Ok(ids)
+    }
+
+    fn log_refusal(&self, source: SourceId, refusal: &Refusal) {
+        tracing::info!(
+            stage = refusal.stage.as_str(),
+            code = refusal.code,
+            "refused"
+        );
+        if let Err(e) = self.store.log_error(&ErrorEntry::refused(source, refusal)) {
+            tracing::error!(error = %e, "could not write the error log");
+        }
+    }
+}
+
+fn authenticate(source: &Source, headers: &impl Headers) -> Result<(), Refusal> {
+    let Some(key) = &source.api_key else {
+        return Ok(());
+    };
+    let presented = headers.get(key.header.as_str());
+    if source.accepts_key(presented) {
+        return Ok(());
+    }
+    let (code, message) = match presented {
+        None => (
+            "missing_api_key",
+            format!("this source requires the `{}` header", key.header),
+        ),
+        Some(_) => (
+            "bad_api_key",
+            format!(
+                "the `{}` header does not hold this source's api key",
+                key.header
+            ),
+        ),
+    };
+    Err(Refusal::new(
+        RefusalKind::Unauthenticated,
+        Stage::Auth,
+        code,
+        message,
+    ))
+}
+
+/// What decoding and explosion need of a request. Borrowed: nearly every
+/// request is decoded in place, and only a large one is copied to move to
+/// the blocking pool (`decode_and_explode`).
+struct Received<'a> {
+    /// A GET with no body: the query string is the record.
+    from_query: bool,
+    content_type: Option<&'a str>,
+    query: Option<&'a str>,
+    bytes: Bytes,
+    records_path: Option<&'a str>,
+}
+
+impl Received<'_> {
+    /// Bytes received: the body, or the query string it was decoded from.
+    fn size(&self) -> usize {
+        if self.from_query {
+            self.query.map_or(0, str::len)
+        } else {
+            self.bytes.len()
+        }
+    }
+}
+
+/// Requests at most this large are decoded and exploded on the request's
+/// own thread: nearly every hook request, for which a hop to the blocking
+/// pool would cost more than the work. Larger ones (up to
+/// `max_body_bytes`, a few ms of parsing and explosion) run on the blocking
+/// pool, so they cannot stall the async workers and every other sender.
+const INLINE_BYTES: usize = 64 << 10;
+
+async fn decode_and_explode(request: Received<'_>, limits: Limits) -> Result<Exploded, Refusal> {
+    if request.size() <= INLINE_BYTES {
+        return decode_and_explode_now(&request, limits);
+    }
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let (content_type, query, records_path) = (
+        owned(request.content_type),
+        owned(request.query),
+        owned(request.records_path),
+    );
+    let (from_query, bytes) = (request.from_query, request.bytes);
+    tokio::task::spawn_blocking(move || {
+        let request = Received {
+            from_query,
+            content_type: content_type.as_deref(),
+            query: query.as_deref(),
+            bytes,
+            records_path: records_path.as_deref(),
+        };
+        decode_and_explode_now(&request, limits)
+    })
+    .await
+    .map_err(|e| {
+        Refusal::new(
+            RefusalKind::Internal,
+            Stage::Decode,
+            "decode_failed",
+            format!("decoding the body failed: {e}"),
+        )
+    })?
+}
+
+fn decode_and_explode_now(request: &Received, limits: Limits) -> Result<Exploded, Refusal> {
+    let value = decode(request)?;
+    records::explode_within(value, request.records_path, limits)
+        .map_err(|e| e.refusal(&request.bytes))
+}
+
+fn decode(request: &Received) -> Result<Value, Refusal> {
+    let result = if request.from_query {
+        decode::decode_query(request.query.unwrap_or(""))
+    } else {
+        decode::body_format(request.content_type)
+            .and_then(|format| decode::decode_body(format, &request.bytes))
+    };
+    result.map_err(|e| e.refusal(&request.bytes))
+}
