@@ -100,21 +100,16 @@ impl Application {
         );
         let services = Services::new(Handles {
             config: config.clone(),
-            store: store.clone(),
-            commit: commit.clone(),
-            counters: counters.clone(),
-            new_events: new_events.clone(),
-            processor: processor.clone(),
-        });
-        let state = AppState::new(Shared {
-            services,
-            config,
             store,
             commit,
             counters,
             new_events,
-            admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             processor,
+        });
+        let state = AppState::new(Shared {
+            services,
+            config,
+            admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
             sessions: Arc::default(),
             metrics,
             auth_guard,
@@ -150,7 +145,7 @@ impl Application {
         // Wakes the pipeline too, so it stops after the batch in hand.
         pipeline.stop();
         let _ = processor.await;
-        let (commit, store) = (state.commit.clone(), state.store.clone());
+        let (commit, store) = (state.services.commit.clone(), state.services.store.clone());
         let _ = tokio::task::spawn_blocking(move || {
             commit.stop();
             if let Err(e) = store.close() {

@@ -33,6 +33,7 @@ fn store_mapping(app: &TestApp, source: &TestSource, spec: Value) {
     let id: SourceId = source.id.parse().expect("source id");
     let spec: MappingSpec = serde_json::from_value(spec).expect("spec");
     app.state
+        .services
         .store
         .save_mapping(id, &spec, None)
         .expect("stored");

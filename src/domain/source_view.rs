@@ -2,7 +2,7 @@
 //! requires, and its counts. Never its token or api-key value (both are
 //! stored as hashes; a token appears once, in [`WithToken`]).
 //!
-//! Replaces `views::source_json`, which built the same shape by hand.
+//! It replaced `views::source_json`, which built the same shape by hand.
 
 use crate::domain::counters::CountsView;
 use crate::domain::ids::SourceId;

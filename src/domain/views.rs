@@ -1,15 +1,13 @@
 //! JSON views of stored things, shared by the API and the dashboard so both
 //! show the same fields under the same names.
 
-use crate::domain::counters::CountsView;
 use crate::domain::identity::Profile;
 use crate::domain::ids::{EventId, ProfileId, RequestId, SourceId};
 use crate::domain::model::EventStatus;
-use crate::domain::source::Source;
 use crate::domain::summary::{EventSummary, Shown};
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// An event as lists, searches, the live tail and the event page show it,
@@ -370,27 +368,6 @@ pub fn event_json(event: &crate::domain::events::StoredEvent) -> Value {
         out.insert("not_mappable".into(), json!(reason));
     }
     Value::Object(out)
-}
-
-/// A source as the API shows it. The token is never stored in clear, so it
-/// appears only when the caller has just created or rotated it.
-pub fn source_json(source: &Source, counts: CountsView, token: Option<&str>) -> Value {
-    let mut out = json!({
-        "id": source.id,
-        "name": source.name,
-        "api_key": source.api_key.as_ref().map(|k| json!({"header": k.header})),
-        "records_path": source.records_path,
-        "created_at": source.created_at,
-        "updated_at": source.updated_at,
-        "mapping_version": source.mapping_version,
-        "blocked_values": source.blocked_values,
-        "counts": counts,
-    });
-    if let (Some(token), Value::Object(map)) = (token, &mut out) {
-        map.insert("token".into(), json!(token));
-        map.insert("webhook_path".into(), json!(format!("/hooks/{token}")));
-    }
-    out
 }
 
 #[cfg(test)]

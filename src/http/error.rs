@@ -54,7 +54,9 @@ pub enum AppError {
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
     #[error("storage error: {0}")]
-    Store(#[from] crate::store::StoreError),
+    /// A storage failure a use case passed up (no `From`: HTTP code never
+    /// calls the store itself).
+    Store(#[source] crate::service::StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }

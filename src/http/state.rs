@@ -2,17 +2,12 @@
 //! admin token, dashboard sessions, the auth guard, metrics).
 
 use crate::config::Config;
-use crate::domain::counters::Counters;
 use crate::domain::source::SecretHash;
 use crate::metrics::Metrics;
-use crate::pipeline::Processor;
 use crate::service::Services;
-use crate::store::GroupCommit;
-use crate::store::Store;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
-/// Everything a request handler or background task needs: one `Arc`, so
+/// Everything a request handler needs: one `Arc`, so
 /// the clone axum makes for every request is one atomic increment (it was
 /// ~20, one per tree handle and shared part, measured at ~10% of the hook
 /// path's CPU).
@@ -37,13 +32,7 @@ pub struct Shared {
     /// The use cases; handlers call these.
     pub services: Services,
     pub config: Arc<Config>,
-    pub store: Store,
-    pub commit: Arc<GroupCommit>,
-    pub counters: Arc<Counters>,
-    /// Rung after every append so the processor wakes without polling.
-    pub new_events: Arc<Notify>,
     pub admin_token: Arc<SecretHash>,
-    pub processor: Arc<Processor>,
     /// Dashboard logins (in memory: a restart logs everyone out).
     pub sessions: Arc<crate::http::dashboard::Sessions>,
     pub metrics: Arc<Metrics>,

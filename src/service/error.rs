@@ -2,7 +2,9 @@
 //! turns each variant into a status and a `{"error", "code"}` body; nothing
 //! here knows HTTP.
 
-use crate::store::StoreError;
+/// The storage failure a use case passes up, named here so the layers
+/// above need not import the store.
+pub use crate::store::StoreError;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::counters::CountsView;
 use crate::domain::events::EventFilter;
-use crate::domain::ids::{EventId, RequestId, SourceId};
+use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
 use crate::domain::preview::{unseen_paths, PreviewResult};
@@ -372,22 +372,11 @@ fn preview_records(
     let exploded =
         crate::domain::records::explode(body, source.records_path.as_deref(), max_records)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    let request_id = RequestId::new();
-    let received_at = Utc::now();
-    let envelope = exploded.envelope.map(Arc::new);
-    let headers: Arc<Map<String, Value>> = Arc::default();
-    Ok(exploded
-        .records
-        .into_iter()
-        .map(|payload| RawEvent {
-            id: EventId::new(),
-            source_id: source.id,
-            request_id,
-            received_at,
-            payload,
-            envelope: envelope.clone(),
-            headers: headers.clone(),
-            not_mappable: exploded.not_mappable.clone(),
-        })
-        .collect())
+    // The same events the hook path builds; the preview stores nothing, so
+    // it gives them ids itself.
+    let mut events = crate::domain::records::raw_events(source.id, exploded, Map::new());
+    for event in &mut events {
+        event.id = EventId::new();
+    }
+    Ok(events)
 }

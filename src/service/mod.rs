@@ -10,7 +10,7 @@ pub mod mappings;
 pub mod profiles;
 pub mod sources;
 
-pub use error::{ServiceError, ServiceResult};
+pub use error::{ServiceError, ServiceResult, StoreError};
 
 use crate::config::Config;
 use crate::domain::counters::Counters;

@@ -104,12 +104,6 @@ impl From<crate::service::ServiceError> for PageError {
     }
 }
 
-impl From<crate::store::StoreError> for PageError {
-    fn from(e: crate::store::StoreError) -> Self {
-        PageError::App(AppError::Store(e))
-    }
-}
-
 pub type PageResult = Result<Response, PageError>;
 
 impl IntoResponse for PageError {
