@@ -7,6 +7,8 @@ use crate::domain::model::EventStatus;
 use crate::domain::summary::{EventSummary, Shown};
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+#[cfg(test)]
+use serde_json::json;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
