@@ -16,10 +16,8 @@ pub use embedded::errors::ErrorFilter;
 pub use embedded::flush::{FlushFailed, FlushStats, GroupCommit};
 pub use embedded::history::{HistoryLine, HistoryPage, HISTORY_SCAN};
 pub use embedded::summary::{ScanBudget, SummaryPage};
-pub use embedded::{
-    Location, Logged, Planned, Resolved, Store, StoreError, StoreResult, UnitError,
-};
-pub use seam::{EventLog, StateStore};
+pub use embedded::{Location, Logged, Planned, Resolved, Store, StoreError, StoreResult};
+pub use seam::{EventLog, StateStore, UnitError};
 
 /// The domain's types the seam speaks in, for callers that name them with
 /// the store's calls (their home is `crate::domain`).

@@ -32,7 +32,7 @@
 
 use super::{
     Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged, Planned,
-    Resolved, ScanBudget, StoreResult, SummaryPage, UnitError,
+    Resolved, ScanBudget, StoreError, StoreResult, SummaryPage,
 };
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
@@ -47,6 +47,19 @@ use crate::domain::source::{SecretHash, Source};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why the identity step of a unit of work (`StateStore::commit_batch`)
+/// stopped. A backend maps its own transaction errors onto these two: a
+/// storage failure ends the unit, a conflict with a concurrent writer (a
+/// support merge landing at the same moment) makes the backend run the
+/// whole unit again, `resolve` included. The pipeline only passes it on.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a concurrent write conflicted; the unit of work runs again")]
+    Conflict,
+}
 
 /// The durable log of raw events and the processor's queue over it.
 ///

@@ -11,13 +11,15 @@
 //! does goes through the transaction.
 
 use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY, STORED_KEY};
-use super::identity::{SledTxn, TxError};
+use super::identity::SledTxn;
 use super::log::Location;
 use super::{encode, Store, StoreResult};
 use crate::domain::counters::Counts;
 use crate::domain::identity::{Blocklist, IdentityTxn, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState};
+use crate::store::UnitError;
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,10 +38,6 @@ pub struct Planned {
     /// Set on an event's first processing: its source, for the per-source index.
     pub index_under: Option<SourceId>,
 }
-
-/// Why the identity work of a unit of work stopped: a storage failure, or a
-/// conflict the backend answers by running the unit again.
-pub type UnitError = TxError;
 
 /// What the pipeline decided for one event inside the unit of work: its
 /// final state and the error-log entries it adds.
@@ -163,7 +161,7 @@ impl Store {
                     for (key, value) in &counts {
                         meta.insert(key.as_slice(), value.as_slice())?;
                     }
-                    Ok::<_, TxError>(())
+                    Ok::<_, ConflictableTransactionError<super::StoreError>>(())
                 },
             )
             .map_err(super::abort_reason)?;

@@ -12,14 +12,40 @@ use crate::domain::identity::{
     self, AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Overlay, Profile, ResolveInput,
 };
 use crate::domain::ids::{EventId, ProfileId};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use crate::store::UnitError;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
+};
 use sled::Transactional;
 use std::cell::RefCell;
 
 use super::hot::{HotIdentities, Record, Staged};
 use std::collections::HashMap;
 
-pub type TxError = ConflictableTransactionError<StoreError>;
+/// The identity view's error inside a sled transaction: the seam's own
+/// [`UnitError`], so the pipeline's resolve step names no sled type.
+pub(super) type TxError = UnitError;
+
+/// A sled operation inside the transaction: a conflict makes sled run the
+/// unit again; a storage failure ends it.
+impl From<UnabortableTransactionError> for UnitError {
+    fn from(e: UnabortableTransactionError) -> Self {
+        match e {
+            UnabortableTransactionError::Conflict => UnitError::Conflict,
+            UnabortableTransactionError::Storage(e) => UnitError::Store(StoreError::Sled(e)),
+        }
+    }
+}
+
+/// Back to sled at the transaction's edge: a conflict retries, a failure aborts.
+impl From<UnitError> for ConflictableTransactionError<StoreError> {
+    fn from(e: UnitError) -> Self {
+        match e {
+            UnitError::Conflict => ConflictableTransactionError::Conflict,
+            UnitError::Store(e) => ConflictableTransactionError::Abort(e),
+        }
+    }
+}
 
 /// The identity trees inside one sled transaction, optionally read through
 /// the hot-identity cache (only by a writer holding its lock, see `hot`).
@@ -53,7 +79,7 @@ fn corrupt_id(tree: &'static str) -> StoreError {
 }
 
 fn abort(e: StoreError) -> TxError {
-    ConflictableTransactionError::Abort(e)
+    UnitError::Store(e)
 }
 
 /// Event links per full chunk: the open chunk in a profile's record moves to

@@ -47,7 +47,7 @@ pub mod summary;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub use batch::{Planned, Resolved, UnitError};
+pub use batch::{Planned, Resolved};
 pub use events::Logged;
 pub use log::Location;
 

@@ -8,7 +8,7 @@ use super::erasure::ErasureReport;
 use super::errors::ErrorFilter;
 use super::history::HistoryPage;
 use super::summary::{ScanBudget, SummaryPage};
-use super::{Location, Logged, Planned, Resolved, Store, StoreResult, UnitError};
+use super::{Location, Logged, Planned, Resolved, Store, StoreResult};
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::identity::{
@@ -21,6 +21,7 @@ use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::source::{SecretHash, Source};
 use crate::domain::summary::{Bounds, EventSummary};
 use crate::store::seam::{EventLog, StateStore};
+use crate::store::UnitError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
