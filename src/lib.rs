@@ -4,35 +4,46 @@
 //!
 //! One request, end to end, and the module that owns each step:
 //!
-//! `/hooks/<token>` → authenticate (`source`) → decode (`ingest`) → explode
-//! records (`records`) → durable log (`store`) → **202** → `processor`: sniff
-//! schema (`sniff`) → map (`mapping`) → resolve identity (`identity`, atomic in
-//! `store`) → events / profiles / error log → JSON API (`routes`) and dashboard.
+//! `/hooks/<token>` (`http::hooks`) → authenticate (token, api key:
+//! `domain::source`) → decode (`domain::decode`) → explode records
+//! (`domain::records`) → durable log (`store`, the `EventLog` seam) →
+//! **202** (all of it the use case `service::ingest`) → `pipeline`: sniff
+//! (`domain::sniff`) and map (`domain::mapping`) in `pipeline::plan` →
+//! resolve identity (`domain::identity`, called by `pipeline::commit` inside
+//! the store's unit of work) → events / profiles / error log (`store`, the
+//! `StateStore` seam) → `service::*` → the JSON API (`http::api`) and the
+//! dashboard (`http::dashboard`).
 //!
-//! - `app`: `Application::build`: data-dir lock, admin token, store, flusher,
-//!   processor, listener; graceful shutdown.
-//! - `serve`: the accept loop: header/idle timeout, connection cap.
-//! - `guard`: rate limit on failed admin-token attempts.
+//! Layers, each importing only those after it in this list (checked on
+//! the source by tests/layers.rs):
+//!
+//! - `app`: `Application::build`: data-dir lock, admin token, store,
+//!   pipeline, listener; graceful shutdown. Holds no logic.
+//! - `http`: routes and pages, thin: extract, call a service, render.
+//!   `http::error::AppError` is the one error type (every body `{"error",
+//!   "code"}`); `serve` is the accept loop (timeouts, connection cap),
+//!   `guard` the failed-admin-token limit. `api` and `dashboard` never
+//!   import each other.
+//! - `service`: each use case once, typed in and out, failing with
+//!   `ServiceError`; knows no HTTP.
+//! - `pipeline`: the background work, one file per job (plan, commit,
+//!   replay, preview, retention, the mapping cache, the threads), handed
+//!   only the handles it needs.
+//! - `store`: the storage seam (`EventLog`, `StateStore`: what each method
+//!   promises is in docs/architecture.md) and the embedded backend
+//!   (`store::embedded`: event log, group commit, sled). The only module
+//!   that imports sled; decides no policy.
+//! - `domain`: pure types and rules, no I/O: ids, the event model,
+//!   sources, decode, records, sniff, mapping, identity rules (with an
+//!   in-memory implementation), bounded views, search and redaction rules,
+//!   the typed views both the API and the dashboard render.
+//! - Beside the layers: `config` (typed settings, loaded once; imports
+//!   nothing) and `metrics` (the Prometheus registry, filled by the
+//!   pipeline and the hook route; reads `domain` counters and the store's
+//!   flush statistics).
 //!
 //! Every bound on hostile input (sizes, nesting, time, connections,
 //! guessing, reads) is listed in docs/security.md.
-//! - `config`: typed settings, loaded once.
-//! - `ids`, `model`: typed ids and the serde types every stage shares.
-//! - `error`: `AppError`, the one place errors become HTTP answers.
-//! - `counters`: per-source counts kept as numbers, persisted by the processor.
-//! - `store`: the only module that imports sled: trees, the event log (raw
-//!   events, not in sled; what a request's records share is logged once,
-//!   `store::shared`) and group commit, the processor's queue and batch
-//!   transaction, identity on sled, bounded views (`store::summary`), and
-//!   erasure of every copy of a profile's values (`store::erasure`,
-//!   `store::rewrite`).
-//! - `excerpt`: bounded JSON excerpts, what lists show of a large payload
-//!   (read through `store::summary`, which bounds every list and search).
-//! - `views`: the JSON shapes of events, sources and profiles, shared by the
-//!   API and the dashboard.
-//! - `metrics`: Prometheus metrics (`GET /metrics`).
-//! - `routes`: the only module that knows HTTP routing; one file per resource.
-//! - `dashboard`: the HTML pages (login, events, errors, sources, profiles).
 
 pub mod app;
 pub mod config;

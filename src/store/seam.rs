@@ -14,8 +14,11 @@
 //!   pipeline runs resolution inside.
 //!
 //! The seam is synchronous: sled is, and the pipeline runs on its own
-//! threads; the services are async and call it from blocking tasks, so a
-//! network backend can change how they call it without touching HTTP.
+//! threads, where a network backend may block. The services are async:
+//! those that scan or write much (searches, saves, previews, erasure) call
+//! the seam on tokio's blocking pool already; short lookups call it in
+//! place, which a network backend moves to the blocking pool inside
+//! `service`, without touching HTTP.
 //! Callers use the concrete backend type ([`crate::store::Store`]), so every
 //! call is statically dispatched (no `dyn` on the per-event path); the
 //! traits are the contract, and the list of what a backend must do.

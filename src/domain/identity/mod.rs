@@ -20,7 +20,7 @@ pub use resolve::{canonical, lookup, resolve};
 pub use types::*;
 
 #[cfg(test)]
-mod rule_tests;
+pub(crate) mod rule_tests;
 
 use crate::domain::ids::{EventId, ProfileId};
 

@@ -12,7 +12,9 @@ use crate::domain::ids::{EventId, ProfileId, SourceId};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
-fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
+/// Identifiers from optional external id, email and visitor id (shared
+/// with the store's adapter tests).
+pub(crate) fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
     Identifiers {
         external_id: x.map(Into::into),
         email: e.map(Into::into),
@@ -20,7 +22,8 @@ fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
     }
 }
 
-fn input(ids: Identifiers) -> ResolveInput {
+/// A resolver input for a new event carrying `ids`, without traits.
+pub(crate) fn input(ids: Identifiers) -> ResolveInput {
     ResolveInput {
         event_id: EventId::new(),
         source_id: SourceId::new(),

@@ -585,28 +585,7 @@ mod tests {
     //! previews writing nothing). The identity rules themselves are tested
     //! on the in-memory implementation (`domain::identity::rule_tests`).
     use super::*;
-    use crate::domain::identity::Identifiers;
-    use crate::domain::ids::SourceId;
-    use chrono::Utc;
-    use serde_json::Map;
-
-    fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifiers {
-        Identifiers {
-            external_id: x.map(Into::into),
-            email: e.map(Into::into),
-            visitor_id: v.map(Into::into),
-        }
-    }
-
-    fn input(ids: Identifiers) -> ResolveInput {
-        ResolveInput {
-            event_id: EventId::new(),
-            source_id: SourceId::new(),
-            at: Utc::now(),
-            ids,
-            traits: Map::new(),
-        }
-    }
+    use crate::domain::identity::rule_tests::{ids, input};
 
     fn run(store: &Store, x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Outcome {
         store
