@@ -118,7 +118,15 @@ impl Tail {
             if self.status.is_some_and(|s| s != event.status) {
                 continue;
             }
-            let row = render("event_row", &event_row(&event, &names)).unwrap_or_default();
+            // A row that cannot render is a bug in our template, not the
+            // event: say so in the log and leave the row out of the tail.
+            let row = match render("event_row", &event_row(&event, &names)) {
+                Ok(row) => row,
+                Err(e) => {
+                    tracing::error!(event = %event.id, error = ?e, "live-tail row did not render");
+                    continue;
+                }
+            };
             let data = json!({"id": event.id, "event": event, "row": row});
             out.push(
                 Event::default()
