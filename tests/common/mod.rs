@@ -89,6 +89,49 @@ pub async fn spawn_with(config: Config) -> TestApp {
     }
 }
 
+/// A test that ends without `shutdown` leaves its server's background
+/// threads (the committer, sled's flusher) holding the store after the
+/// test is over. Its data dir must outlive them: deleting it under them made
+/// sled wait for ever for a write it could not finish (seen as a test that
+/// hung at 0 % CPU in a committer's final flush, with every other server of
+/// the process waiting behind it). So data dirs are removed when the test
+/// process exits, not when the test ends.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tempdir) = self._tempdir.take() {
+            remove_at_exit(tempdir.keep());
+        }
+    }
+}
+
+static DATA_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_at_exit(dir: PathBuf) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `atexit` only records the function pointer; the handler
+        // is a plain `extern "C" fn` that does not unwind.
+        unsafe {
+            libc::atexit(remove_data_dirs);
+        }
+    });
+    DATA_DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(dir);
+}
+
+extern "C" fn remove_data_dirs() {
+    let dirs = std::mem::take(
+        &mut *DATA_DIRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same data dir.
     pub async fn restart(mut self) -> TestApp {
