@@ -212,3 +212,34 @@ async fn hundreds_of_identical_refusals_fold_into_one_history_line() {
     let (_, html) = app.page(&format!("/profiles/{pid}")).await;
     assert!(html.contains("×300"), "{html}");
 }
+
+/// A query parameter that does not parse is the API's JSON error with a
+/// code, not axum's plain-text rejection; `limit=0` reads as 1.
+#[tokio::test]
+async fn a_bad_query_parameter_is_a_json_error_that_names_it() {
+    let app = spawn_app().await;
+    let source = app.source_named("shop").await;
+    let events = format!("/api/sources/{}/samples?limit=abc", source.id);
+    for path in [
+        "/api/events?limit=abc",
+        "/api/events?limit=-1",
+        "/api/errors?limit=1.5",
+        events.as_str(),
+    ] {
+        let response = app.api_get(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(kind.starts_with("application/json"), "{path}: {kind}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["code"], "invalid_query", "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains("limit"), "{path}: {message}");
+    }
+    let page = app.api_json("/api/events?limit=0").await;
+    assert!(page["events"].is_array(), "{page}");
+}

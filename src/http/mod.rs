@@ -4,6 +4,7 @@
 pub(crate) mod api;
 pub mod dashboard;
 pub mod error;
+pub(crate) mod extract;
 pub mod guard;
 mod hooks;
 mod metrics;

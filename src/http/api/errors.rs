@@ -3,9 +3,10 @@
 use super::{page_limit, query_param};
 use crate::domain::model::Stage;
 use crate::http::error::AppResult;
+use crate::http::extract::Query;
 use crate::http::AppState;
 use crate::service::errors::{ErrorFilter, ErrorPage};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;

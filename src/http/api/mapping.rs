@@ -8,12 +8,13 @@ use crate::domain::preview::PreviewResult;
 use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::schema_view::SchemaView;
 use crate::http::error::{AppError, AppResult};
+use crate::http::extract::Query;
 use crate::http::AppState;
 use crate::service::mappings::{
     MappingInput, MappingVersions, PresetList, PreviewInput, Samples, SavedMapping,
     SuggestedMapping,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
