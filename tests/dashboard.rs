@@ -700,3 +700,38 @@ async fn a_source_created_from_a_preset_without_a_name_takes_the_presets_name() 
     assert_eq!(source["name"], "stripe", "{source}");
     assert_eq!(source["mapping_version"], 1, "{source}");
 }
+
+/// A logged-out session's live tail stops: the stream says `end` and
+/// closes, instead of going on showing new events (issue 16).
+#[tokio::test]
+async fn the_live_tail_ends_when_its_session_is_logged_out() {
+    let app = spawn_app().await;
+    let source = app.source_named("Shop").await;
+    app.login().await;
+    let mut response = app
+        .client
+        .get(app.url("/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let csrf = app.csrf("/").await;
+    let logout = app.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    app.send_ok(&source.hook, &json!({"email": "after-logout@example.org"}))
+        .await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("the stream ends within 10 s of the logout")
+            .unwrap();
+        match chunk {
+            Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            None => break,
+        }
+    }
+    assert!(seen.contains("event: end"), "{seen}");
+    assert!(!seen.contains("after-logout@example.org"), "{seen}");
+}

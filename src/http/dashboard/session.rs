@@ -53,6 +53,12 @@ impl Sessions {
         Some(session.csrf)
     }
 
+    /// Whether `id` is a live session (not ended, not expired). Long-lived
+    /// responses (the live tail) ask this again as they go.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.csrf_of(id).is_some()
+    }
+
     pub fn end(&self, id: &str) {
         self.by_hash.remove(&SecretHash::of(id.as_bytes()).0);
     }

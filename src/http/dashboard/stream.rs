@@ -6,6 +6,11 @@
 //! slow. Each message carries the event (`views::EventView`, bounded
 //! like every list) and its table
 //! row rendered by the server, so escaping stays in one place.
+//!
+//! The session is checked before every poll, not only when the stream
+//! opens: after a logout (or the session's expiry) the stream sends one
+//! `end` event and closes, so a screen left open stops showing customers'
+//! data. The browser's reconnect then meets the login redirect.
 
 use super::display::{event_row, source_names};
 use super::events::Filters;
@@ -45,7 +50,7 @@ pub struct TailQuery {
 
 pub async fn tail(
     State(state): State<AppState>,
-    _session: Authed,
+    session: Authed,
     headers: HeaderMap,
     Query(query): Query<TailQuery>,
 ) -> Response {
@@ -55,6 +60,7 @@ pub async fn tail(
         .and_then(|v| v.parse::<EventId>().ok());
     let tail = Tail {
         state,
+        session_id: session.session_id,
         status: query.filters.status(),
         filter: EventFilter {
             source_id: query.filters.source(),
@@ -73,6 +79,8 @@ pub async fn tail(
 
 struct Tail {
     state: AppState,
+    /// The session that opened the stream; it ends with it.
+    session_id: String,
     filter: EventFilter,
     /// Checked here, not in the store: an event's status changes after it is
     /// stored, and the cursor must move past events that do not match.
@@ -82,16 +90,23 @@ struct Tail {
 }
 
 fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold(tail, |mut tail| async move {
+    stream::unfold(Some(tail), |tail| async move {
+        let mut tail = tail?;
         if !tail.first {
             tokio::time::sleep(POLL).await;
         }
         tail.first = false;
+        if !tail.state.sessions.is_live(&tail.session_id) {
+            let end = Event::default()
+                .event("end")
+                .data("the session ended; log in again");
+            return Some((vec![end], None));
+        }
         let batch = tail.poll().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "live tail poll failed");
             Vec::new()
         });
-        Some((batch, tail))
+        Some((batch, Some(tail)))
     })
     .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
 }

@@ -20,6 +20,11 @@ function liveTail() {
   var source = new EventSource(table.dataset.stream);
   source.addEventListener("open", function () { if (live) live.hidden = false; });
   source.addEventListener("error", function () { if (live) live.hidden = true; });
+  // The server ends the stream when the session ends: stop reconnecting.
+  source.addEventListener("end", function () {
+    source.close();
+    if (live) live.hidden = true;
+  });
   source.addEventListener("event", function (message) {
     var data;
     try { data = JSON.parse(message.data); } catch (e) { return; }
