@@ -461,3 +461,30 @@ async fn every_error_body_carries_a_code_next_to_the_error() {
     let body = body_of(r, StatusCode::UNAUTHORIZED).await;
     assert_eq!(body["code"], "unauthorized", "{body}");
 }
+
+/// `curl -d '{"email": ...}'` sends JSON as a form: it used to be stored as
+/// `{"<the whole JSON>": ""}` and fail only at mapping time. It is refused
+/// at once, naming the content type to send, and logged (issue 16).
+#[tokio::test]
+async fn json_sent_with_a_form_content_type_is_refused_naming_the_type_to_send() {
+    let app = spawn_app().await;
+    let source = app.source_named("Curl").await;
+    let r = app
+        .send_raw(
+            &source.hook,
+            "application/x-www-form-urlencoded",
+            r#"{"email": "ann@example.org"}"#,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "json_sent_as_form");
+    assert!(
+        body["error"].as_str().unwrap().contains("application/json"),
+        "{body}"
+    );
+    let errors = app.api_json("/api/errors").await;
+    let logged = &errors["errors"][0];
+    assert_eq!(logged["code"], "json_sent_as_form", "{errors}");
+    assert_eq!(logged["stage"], "decode", "{errors}");
+}

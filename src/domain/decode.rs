@@ -37,6 +37,8 @@ pub enum DecodeError {
     InvalidForm(String),
     #[error("the form or query string has more than {MAX_PAIRS} fields; send the data as a JSON body or split it")]
     TooManyPairs,
+    #[error("the body is JSON but was sent as application/x-www-form-urlencoded (what `curl -d` sends); send it with `Content-Type: application/json` (curl: `--json` or `-H 'Content-Type: application/json'`)")]
+    JsonSentAsForm,
 }
 
 impl DecodeError {
@@ -50,6 +52,7 @@ impl DecodeError {
             DecodeError::UnsupportedType(_) => "unsupported_content_type",
             DecodeError::InvalidForm(_) => "invalid_form",
             DecodeError::TooManyPairs => "too_many_fields",
+            DecodeError::JsonSentAsForm => "json_sent_as_form",
         }
     }
 }
@@ -59,7 +62,9 @@ impl DecodeError {
     /// read, 400 otherwise, with an excerpt of the body for the error log.
     pub fn refusal(self, body: &[u8]) -> Refusal {
         let kind = match self {
-            DecodeError::UnsupportedType(_) => RefusalKind::UnsupportedType,
+            DecodeError::UnsupportedType(_) | DecodeError::JsonSentAsForm => {
+                RefusalKind::UnsupportedType
+            }
             _ => RefusalKind::BadInput,
         };
         Refusal::new(kind, Stage::Decode, self.code(), self.to_string()).with_excerpt(body)
@@ -164,10 +169,21 @@ pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, DecodeError
     let text = std::str::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
     let value = match format {
         BodyFormat::Json => parse_json(text)?,
+        BodyFormat::Form if is_json_text(text) => return Err(DecodeError::JsonSentAsForm),
         BodyFormat::Form => decode_pairs(text)?,
     };
     check_depth(&value)?;
     Ok(value)
+}
+
+/// Whether a form body is really a JSON document: decoded as a form it
+/// would be one key holding the whole JSON text with an empty value, which
+/// maps to nothing and fails only later, at mapping time. A real form body
+/// never starts with `{` or `[` and parses as JSON.
+fn is_json_text(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// Decodes a query string (GET hooks) into JSON, nesting on `__`.
@@ -384,6 +400,26 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_sent_as_a_form_is_refused_with_the_content_type_to_send() {
+        for body in [
+            r#"{"email": "a@b.org"}"#,
+            "  [1, 2]",
+            r#"{"a": {"b": [1]}}"#,
+        ] {
+            let err = decode_body(BodyFormat::Form, body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "json_sent_as_form", "{body}");
+            assert!(err.to_string().contains("application/json"), "{err}");
+            assert_eq!(
+                err.refusal(body.as_bytes()).kind,
+                RefusalKind::UnsupportedType
+            );
+        }
+        // A form that merely starts with a brace is still a form.
+        let form = decode_body(BodyFormat::Form, b"{a=1").unwrap();
+        assert_eq!(form, serde_json::json!({"{a": "1"}));
+    }
     use proptest::prelude::*;
     use serde_json::json;
 
