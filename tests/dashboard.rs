@@ -271,13 +271,7 @@ async fn the_live_tail_is_an_event_stream_behind_the_login() {
     let app = spawn_app().await;
     let source = app.source_named("Shop").await;
     app.login().await;
-    let mut response = app
-        .client
-        .get(app.url("/events/stream"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let mut response = open_tail(&app).await;
     let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
     assert!(
         content_type.starts_with("text/event-stream"),
@@ -708,13 +702,7 @@ async fn the_live_tail_ends_when_its_session_is_logged_out() {
     let app = spawn_app().await;
     let source = app.source_named("Shop").await;
     app.login().await;
-    let mut response = app
-        .client
-        .get(app.url("/events/stream"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let mut response = open_tail(&app).await;
     let csrf = app.csrf("/").await;
     let logout = app.post_form("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
@@ -734,4 +722,16 @@ async fn the_live_tail_ends_when_its_session_is_logged_out() {
     }
     assert!(seen.contains("event: end"), "{seen}");
     assert!(!seen.contains("after-logout@example.org"), "{seen}");
+}
+
+/// Opens the live tail as the logged-in browser does.
+async fn open_tail(app: &TestApp) -> reqwest::Response {
+    let response = app
+        .client
+        .get(app.url("/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
 }

@@ -5,35 +5,24 @@
 //! (plus `fields` for validation): senders and API clients branch on the
 //! code, people read the error.
 
+use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 
-/// Everything that can go wrong in a request, with the status it answers.
+/// Everything that can go wrong in a request, with the status it answers:
+/// what a use case failed with (`Service`, in the domain's words), and the
+/// few refusals only HTTP makes (authentication, body size and deadline,
+/// the hook path's coded refusals).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("{0}")]
-    BadRequest(String),
-    /// A validation failure with one message per offending field.
-    #[error("{message}")]
-    Invalid {
-        message: String,
-        fields: BTreeMap<String, String>,
-        /// A machine-readable code, when a limit was broken.
-        code: Option<&'static str>,
-    },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("{0}")]
-    UnsupportedMediaType(String),
     /// A refusal with a code more specific than its status (the hook path:
     /// `too_deep`, `explosion_too_large`, ...).
     #[error("{message}")]
@@ -49,32 +38,28 @@ pub enum AppError {
     /// The body did not arrive within the body timeout: 408, `body_timeout`.
     #[error("{0}")]
     BodyTimeout(String),
-    /// The service cannot do this now (e.g. too many concurrent searches);
-    /// `code` says why, e.g. `search_busy`.
-    #[error("{message}")]
-    Unavailable { code: &'static str, message: String },
-    #[error("storage error: {0}")]
-    /// A storage failure a use case passed up (no `From`: HTTP code never
-    /// calls the store itself).
-    Store(#[source] crate::service::StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::BadRequest(_) | AppError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            AppError::Service(e) => match e {
+                ServiceError::BadRequest(_) | ServiceError::Invalid { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+                ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::Store(_) | ServiceError::Internal(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Coded { status, .. } => *status,
             AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -82,17 +67,21 @@ impl AppError {
     /// where the variant has it, else one per kind of failure.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::BadRequest(_) => "bad_request",
-            AppError::Invalid { code, .. } => code.unwrap_or("invalid"),
+            AppError::Service(e) => match e {
+                ServiceError::BadRequest(_) => "bad_request",
+                ServiceError::Invalid { code, .. } => code.unwrap_or("invalid"),
+                ServiceError::NotFound(_) => "not_found",
+                ServiceError::Conflict(_) => "conflict",
+                ServiceError::TooLarge { code, .. } | ServiceError::Unavailable { code, .. } => {
+                    code
+                }
+                ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
+            },
             AppError::Unauthorized(_) => "unauthorized",
-            AppError::NotFound(_) => "not_found",
-            AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
-            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::Coded { code, .. } | AppError::Unavailable { code, .. } => code,
+            AppError::Coded { code, .. } => code,
             AppError::TooManyAttempts { .. } => "too_many_attempts",
             AppError::BodyTimeout(_) => "body_timeout",
-            AppError::Store(_) | AppError::Internal(_) => "internal",
         }
     }
 
@@ -101,20 +90,32 @@ impl AppError {
         let mut body = Map::new();
         let message = match self {
             // Internal details go to the log, not to the client.
-            AppError::Store(_) | AppError::Internal(_) => {
+            AppError::Service(ServiceError::Store(_) | ServiceError::Internal(_)) => {
                 "internal error; the server log has details".to_string()
             }
             other => other.to_string(),
         };
         body.insert("error".into(), Value::String(message));
         body.insert("code".into(), Value::String(self.code().into()));
-        if let AppError::Invalid { fields, .. } = self {
+        if let AppError::Service(ServiceError::Invalid { fields, .. }) = self {
             body.insert("fields".into(), json!(fields));
         }
-        if let AppError::Unavailable { code, .. } = self {
-            body.insert("code".into(), json!(code));
-        }
         Value::Object(body)
+    }
+
+    /// A failure inside HTTP's own code (a panic caught by the guard).
+    pub fn internal(message: impl Into<String>) -> Self {
+        AppError::Service(ServiceError::Internal(message.into()))
+    }
+
+    /// A request HTTP itself cannot read (a body, a path segment).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        AppError::Service(ServiceError::BadRequest(message.into()))
+    }
+
+    /// A path that names nothing (an id that does not parse, no route).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        AppError::Service(ServiceError::NotFound(message.into()))
     }
 }
 
@@ -138,36 +139,6 @@ impl IntoResponse for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
-/// A use case's failure, answered with the same status and code the API
-/// has always given for it.
-impl From<crate::service::ServiceError> for AppError {
-    fn from(e: crate::service::ServiceError) -> Self {
-        use crate::service::ServiceError as E;
-        match e {
-            E::BadRequest(m) => AppError::BadRequest(m),
-            E::Invalid {
-                message,
-                fields,
-                code,
-            } => AppError::Invalid {
-                message,
-                fields,
-                code,
-            },
-            E::NotFound(m) => AppError::NotFound(m),
-            E::Conflict(m) => AppError::Conflict(m),
-            E::TooLarge { code, message } => AppError::Coded {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                code,
-                message,
-            },
-            E::Unavailable { code, message } => AppError::Unavailable { code, message },
-            E::Store(e) => AppError::Store(e),
-            E::Internal(m) => AppError::Internal(m),
-        }
-    }
-}
-
 /// A hook request's refusal: a client error carries its specific code in
 /// the body; an internal failure is answered like every other one (500,
 /// `internal`, no details).
@@ -180,7 +151,7 @@ impl From<crate::domain::decode::Refusal> for AppError {
             K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             K::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::TooSlow => StatusCode::REQUEST_TIMEOUT,
-            K::Internal => return AppError::Internal(refusal.message),
+            K::Internal => return AppError::internal(refusal.message),
         };
         AppError::Coded {
             status,

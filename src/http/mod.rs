@@ -156,7 +156,7 @@ async fn body_within_deadline(State(state): State<AppState>, req: Request, next:
         )
         .into_response(),
         Ok(Err(e)) => {
-            AppError::BadRequest(format!("the body could not be read: {e}")).into_response()
+            AppError::bad_request(format!("the body could not be read: {e}")).into_response()
         }
         Err(_) => body_timeout(state.services.config.body_timeout_secs).into_response(),
     }
@@ -173,14 +173,14 @@ pub(crate) fn body_timeout_message(secs: u64) -> String {
 }
 
 async fn not_found() -> AppError {
-    AppError::NotFound("no such endpoint; see docs/api.md".into())
+    AppError::not_found("no such endpoint; see docs/api.md")
 }
 
 /// The answer when a handler panicked: the same 500 body as every internal
 /// error, `code` included, so a client parses it like any other.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a handler panicked; the server keeps running");
-    let error = AppError::Internal("a handler panicked".into());
+    let error = AppError::internal("a handler panicked");
     (error.status(), Json(error.body())).into_response()
 }
 
@@ -200,7 +200,7 @@ pub(crate) fn query_param<T>(
         None => Ok(None),
         Some(v) => parse(&v)
             .map(Some)
-            .ok_or_else(|| AppError::BadRequest(expected(&v))),
+            .ok_or_else(|| AppError::bad_request(expected(&v))),
     }
 }
 

@@ -190,7 +190,6 @@ mod tests {
     use crate::domain::identity::{IdentKey, IdentKind};
     use crate::domain::ids::ProfileId;
     use crate::domain::model::{EventStatus, MappingSpec};
-    #[allow(unused_imports)]
     use crate::store::{EventLog, StateStore};
 
     #[test]

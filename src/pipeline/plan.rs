@@ -407,7 +407,6 @@ mod tests {
     use super::super::testing::{error_codes, processor_with_mapping, raw};
     use super::TEST_PANIC;
     use crate::domain::model::{EventStatus, MappingSpec};
-    #[allow(unused_imports)]
     use crate::store::{EventLog, StateStore};
     use serde_json::json;
 

@@ -80,8 +80,6 @@ fn encode_schema(schema: &impl serde::Serialize) -> StoreResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::encode_schema;
-    #[allow(unused_imports)]
-    use crate::store::{EventLog, StateStore};
     use serde::ser::Error as _;
 
     /// A value whose encoding fails, as a schema with a bug would.

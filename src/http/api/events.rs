@@ -81,7 +81,7 @@ async fn list(
 
 fn parse_event_id(id: &str) -> AppResult<EventId> {
     id.parse()
-        .map_err(|_| AppError::NotFound(format!("no event `{id}`")))
+        .map_err(|_| AppError::not_found(format!("no event `{id}`")))
 }
 
 /// One event, bounded by `Bounds::PAGE` (1 MiB of payload shown).

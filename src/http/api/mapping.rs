@@ -87,7 +87,7 @@ fn mapping_input(value: Value) -> AppResult<MappingInput> {
         return Ok(MappingInput::Preset(name.to_string()));
     }
     let spec = serde_json::from_value(value)
-        .map_err(|e| AppError::BadRequest(format!("the mapping is not valid: {e}")))?;
+        .map_err(|e| AppError::bad_request(format!("the mapping is not valid: {e}")))?;
     Ok(MappingInput::Spec(Box::new(spec)))
 }
 

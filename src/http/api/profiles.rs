@@ -46,7 +46,7 @@ async fn find(
 
 fn parse_profile_id(id: &str) -> AppResult<ProfileId> {
     id.parse()
-        .map_err(|_| AppError::NotFound(format!("no profile `{id}`")))
+        .map_err(|_| AppError::not_found(format!("no profile `{id}`")))
 }
 
 async fn read(

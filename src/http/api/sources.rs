@@ -65,7 +65,7 @@ where
 /// Parses a JSON body, turning serde's message into a 400 that names the field.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
     serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("the request body is not valid: {e}")))
+        .map_err(|e| AppError::bad_request(format!("the request body is not valid: {e}")))
 }
 
 /// The source id of a `/sources/{id}/...` path.

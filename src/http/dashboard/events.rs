@@ -116,7 +116,7 @@ pub async fn detail(
 ) -> PageResult {
     let event_id: EventId = id
         .parse()
-        .map_err(|_| AppError::NotFound(format!("no event `{id}`")))?;
+        .map_err(|_| AppError::not_found(format!("no event `{id}`")))?;
     let event = state.services.event(event_id).await?;
     let names = source_names(&state).await?;
     let source_name = names

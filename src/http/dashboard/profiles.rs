@@ -92,7 +92,7 @@ pub async fn show(
 ) -> PageResult {
     let pid: ProfileId = id
         .parse()
-        .map_err(|_| AppError::NotFound(format!("no profile `{id}`")))?;
+        .map_err(|_| AppError::not_found(format!("no profile `{id}`")))?;
     let history_page = Page {
         limit: HISTORY,
         before: q.history_before.parse::<uuid::Uuid>().ok(),
