@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::browser::Browser;
+use common::browser::{click, log_in, wait_for, wait_for_text, Browser};
 use common::*;
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -31,7 +31,7 @@ async fn a_marketer_connects_a_source_and_watches_events_arrive() {
         webhook_url: String::new(),
         event_id: String::new(),
     };
-    log_in(&story).await;
+    log_in(&story.browser, &story.app).await;
     create_source(&mut story).await;
     watch_an_event_arrive(&mut story).await;
     open_the_event(&story).await;
@@ -40,29 +40,6 @@ async fn a_marketer_connects_a_source_and_watches_events_arrive() {
     save_and_replay(&story).await;
     follow_the_event_to_its_profile(&story).await;
     browser.close().await;
-}
-
-async fn log_in(story: &Story) {
-    let b = &story.browser;
-    b.goto(&story.app.url("/")).await.unwrap();
-    assert!(b.current_url().await.unwrap().path().ends_with("/login"));
-    b.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .unwrap();
-    b.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("table#events"))
-        .await
-        .expect("the events page after login");
 }
 
 async fn create_source(story: &mut Story) {
@@ -149,38 +126,6 @@ async fn open_the_event(story: &Story) {
         text.contains("<b>hi</b>"),
         "shown as text, not markup: {text}"
     );
-}
-
-/// Waits (polling, never a fixed sleep) until the element's text contains `needle`.
-async fn wait_for_text(b: &Client, css: &str, needle: &str) -> String {
-    let mut last = String::new();
-    for _ in 0..100 {
-        if let Ok(el) = b.find(Locator::Css(css)).await {
-            last = el.text().await.unwrap_or_default();
-            if last.contains(needle) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("`{css}` did not show `{needle}` within 10s; it shows: {last}");
-}
-
-async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-async fn wait_for(b: &Client, css: &str) -> fantoccini::elements::Element {
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
 }
 
 async fn see_the_schema_on_the_source_page(story: &Story) {

@@ -2,7 +2,7 @@
 //! `chromedriver` on a free port, connects with fantoccini, and stops
 //! chromedriver when dropped.
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -124,4 +124,53 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+// Steps every browser test takes, polling (never a fixed sleep).
+
+/// Waits (polling, never a fixed sleep) until the element's text contains `needle`.
+pub async fn wait_for_text(b: &Client, css: &str, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(el) = b.find(Locator::Css(css)).await {
+            last = el.text().await.unwrap_or_default();
+            if last.contains(needle) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` did not show `{needle}` within 10s; it shows: {last}");
+}
+
+pub async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+pub async fn wait_for(b: &Client, css: &str) -> fantoccini::elements::Element {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+/// Logs in with the admin token from the home page and waits for the page
+/// the login lands on.
+pub async fn log_in(b: &Client, app: &super::TestApp) {
+    b.goto(&app.url("/")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/login"));
+    b.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(super::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    click(b, "form button[type=submit]").await;
+    wait_for(b, "table#events").await;
 }
