@@ -10,7 +10,14 @@ use serde_json::json;
 #[tokio::test]
 async fn pages_redirect_to_login_without_a_session() {
     let app = spawn_app().await;
-    for path in ["/", "/errors", "/sources", "/profiles", "/events/stream"] {
+    for path in [
+        "/",
+        "/events",
+        "/errors",
+        "/sources",
+        "/profiles",
+        "/events/stream",
+    ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
         assert_eq!(response.headers()[header::LOCATION], "/login", "{path}");
@@ -101,7 +108,7 @@ async fn payload_markup_is_escaped_on_the_list_and_the_event_page() {
         .await;
     app.processed_event(&ids[0]).await;
     app.login().await;
-    let (_, list) = app.page("/").await;
+    let (_, list) = app.page("/events").await;
     assert!(list.contains(&ids[0]), "the event is listed");
     assert!(list.contains("Shop"));
     assert!(!list.contains(evil));
@@ -139,16 +146,16 @@ async fn events_can_be_filtered_and_searched() {
     let second = app.send_ok(&b.hook, &json!({"x": 2})).await;
     app.processed_event(&second[0]).await;
     app.login().await;
-    let (_, html) = app.page(&format!("/?source_id={}", a.id)).await;
+    let (_, html) = app.page(&format!("/events?source_id={}", a.id)).await;
     assert!(html.contains(&first[0]));
     assert!(!html.contains(&second[0]));
-    let (_, html) = app.page(&format!("/?q={}", second[0])).await;
+    let (_, html) = app.page(&format!("/events?q={}", second[0])).await;
     assert!(html.contains(&second[0]));
     assert!(!html.contains(&first[0]));
-    let (_, html) = app.page("/?status=failed").await;
+    let (_, html) = app.page("/events?status=failed").await;
     assert!(!html.contains(&first[0]));
     // Nonsense filters are ignored, not a crash.
-    let (status, _) = app.page("/?source_id=zzz&status=<x>&before=1").await;
+    let (status, _) = app.page("/events?source_id=zzz&status=<x>&before=1").await;
     assert_eq!(status, StatusCode::OK);
 }
 

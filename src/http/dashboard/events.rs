@@ -87,7 +87,7 @@ pub async fn list(
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         query(&pairs)
     };
-    let next_url = next.map(|id| format!("/?{}", keep(("before", id.to_string()))));
+    let next_url = next.map(|id| format!("/events?{}", keep(("before", id.to_string()))));
     // The live tail runs on the first page only: later pages are history.
     let newest = events.first().map(|e| e.id.to_string()).unwrap_or_default();
     let stream_url = filters
@@ -104,7 +104,7 @@ pub async fn list(
         "next_url": next_url,
         "partial": partial,
         "stream_url": stream_url,
-        "refresh_url": format!("/?{}", keep(("", String::new()))),
+        "refresh_url": format!("/events?{}", keep(("", String::new()))),
     });
     page(StatusCode::OK, "events", &data)
 }

@@ -32,6 +32,7 @@ pub use session::Sessions;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(events::list))
+        .route("/events", get(events::list))
         .route("/events/stream", get(stream::tail))
         .route("/events/{id}", get(events::detail))
         .route("/errors", get(errors::list))
