@@ -20,7 +20,12 @@ async fn pages_redirect_to_login_without_a_session() {
     ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(response.headers()[header::LOCATION], "/login", "{path}");
+        // The page asked for rides along, so the login can return to it.
+        let expected = match path {
+            "/" => "/login".to_string(),
+            _ => format!("/login?next=%2F{}", &path[1..].replace('/', "%2F")),
+        };
+        assert_eq!(response.headers()[header::LOCATION], expected.as_str(), "{path}");
     }
     let (status, html) = app.page("/login").await;
     assert_eq!(status, StatusCode::OK);
@@ -192,8 +197,10 @@ async fn creating_a_source_shows_its_webhook_url_once() {
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let html = response.text().await.unwrap();
+    // Post/redirect/get: the URL waits in the session for the source's page.
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let (_, html) = app.page(location).await;
     let url = webhook_url_in(&html).expect("the webhook URL is shown");
     assert!(url.starts_with(&format!("{}/hooks/", app.base)), "{url}");
     assert!(html.contains("shown only once"));
@@ -246,8 +253,9 @@ async fn rotate_shows_a_new_url_and_delete_removes_the_source() {
     let response = app
         .post_form(&format!("{path}/rotate"), &[("csrf", &csrf)])
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let url = webhook_url_in(&response.text().await.unwrap()).expect("new URL");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let url = webhook_url_in(&app.page(location).await.1).expect("new URL");
     assert!(!url.ends_with(&source.hook));
     assert_eq!(app.send(&source.hook, &json!({})).await.status(), 404);
 
@@ -573,8 +581,7 @@ async fn a_source_can_start_from_a_preset() {
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let html = response.text().await.unwrap();
+    let (_, html) = app.page(&see_other(&response)).await;
     assert!(html.contains("Current version: <strong>v1</strong>"));
     assert!(
         html.contains("<td>shopify_order</td>"),
@@ -693,8 +700,7 @@ async fn a_source_created_from_a_preset_without_a_name_takes_the_presets_name() 
             &[("csrf", &csrf), ("name", ""), ("preset", "stripe")],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let html = response.text().await.unwrap();
+    let (_, html) = app.page(&see_other(&response)).await;
     assert!(webhook_url_in(&html).is_some(), "the webhook URL is shown");
     let list = app.api_json("/api/sources").await;
     let source = &list["sources"][0];
@@ -741,4 +747,291 @@ async fn open_tail(app: &TestApp) -> reqwest::Response {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response
+}
+
+// --- Pages that are safe (issue 16): post/redirect/get, deep links, 404s ---
+
+/// The `Location` of a 303, asserting the status.
+fn see_other(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.url());
+    response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn sources_count(app: &TestApp) -> usize {
+    app.api_json("/api/sources").await["sources"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn every_dashboard_form_post_answers_a_303() {
+    let app = spawn_app().await;
+    let (shop, _) = shop_with_orders(&app).await;
+    see_other(&app.login().await);
+    let csrf = app.csrf("/sources").await;
+    let created = app
+        .post_form("/sources", &[("csrf", &csrf), ("name", "Newsletter")])
+        .await;
+    see_other(&created);
+    let path = format!("/sources/{}", shop.id);
+    let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (format!("{path}/rotate"), vec![("csrf", &csrf)]),
+        (
+            format!("{path}/api-key"),
+            vec![("csrf", &csrf), ("header", "x-k"), ("value", "k-123456789")],
+        ),
+        (format!("{path}/test-event"), vec![("csrf", &csrf)]),
+        (
+            format!("{path}/mapping"),
+            mapping_fields(&csrf, "{{customer.email}}"),
+        ),
+        (
+            format!("{path}/replay"),
+            vec![("csrf", &csrf), ("status", "failed")],
+        ),
+        (format!("{path}/delete"), vec![("csrf", &csrf)]),
+        ("/logout".to_string(), vec![("csrf", &csrf)]),
+    ];
+    for (action, fields) in posts {
+        see_other(&app.post_form(&action, &fields).await);
+    }
+}
+
+#[tokio::test]
+async fn a_reload_after_create_shows_the_url_no_more_and_creates_nothing() {
+    let app = spawn_app().await;
+    app.login().await;
+    let csrf = app.csrf("/sources").await;
+    let response = app
+        .post_form("/sources", &[("csrf", &csrf), ("name", "Newsletter")])
+        .await;
+    let landing = see_other(&response);
+    let (_, first) = app.page(&landing).await;
+    let url = webhook_url_in(&first).expect("shown on the page the redirect lands on");
+    assert!(!landing.contains("hooks"), "never in the URL: {landing}");
+    // The reload: a GET of the landing page, not the POST again.
+    let (status, reloaded) = app.page(&landing).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(webhook_url_in(&reloaded).is_none(), "shown once");
+    assert!(!reloaded.contains(&url));
+    assert!(reloaded.contains("cannot be shown again"), "says why");
+    assert_eq!(sources_count(&app).await, 1, "one source");
+    let hook = url.trim_start_matches(&app.base).to_string();
+    app.send_ok(&hook, &json!({"hello": "world"})).await;
+}
+
+#[tokio::test]
+async fn a_reload_after_rotate_keeps_the_url_it_showed_working() {
+    let app = spawn_app().await;
+    let source = app.source_named("Shop").await;
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let csrf = app.csrf(&path).await;
+    let response = app
+        .post_form(&format!("{path}/rotate"), &[("csrf", &csrf)])
+        .await;
+    let landing = see_other(&response);
+    let url = webhook_url_in(&app.page(&landing).await.1).expect("the new URL");
+    let (_, reloaded) = app.page(&landing).await;
+    assert!(webhook_url_in(&reloaded).is_none(), "shown once");
+    let hook = url.trim_start_matches(&app.base).to_string();
+    app.send_ok(&hook, &json!({"after": "reload"})).await;
+}
+
+#[tokio::test]
+async fn the_flash_lives_in_the_session_not_in_a_cookie() {
+    let app = spawn_app().await;
+    app.login().await;
+    let csrf = app.csrf("/sources").await;
+    let response = app
+        .post_form("/sources", &[("csrf", &csrf), ("name", "Newsletter")])
+        .await;
+    assert!(
+        response.headers().get(header::SET_COOKIE).is_none(),
+        "no cookie carries the URL"
+    );
+    // Another browser's session does not see it.
+    let other = spawn_client();
+    login_with(&app, &other).await;
+    let landing = see_other(&response);
+    let html = other.get(app.url(&landing)).send().await.unwrap().text().await.unwrap();
+    assert!(webhook_url_in(&html).is_none());
+    assert!(webhook_url_in(&app.page(&landing).await.1).is_some());
+}
+
+fn spawn_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+async fn login_with(app: &TestApp, client: &reqwest::Client) -> reqwest::Response {
+    client
+        .post(app.url("/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn login_returns_to_the_deep_link_asked_for() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/profiles/abc")).send().await.unwrap();
+    let login = see_other(&response);
+    assert_eq!(login, "/login?next=%2Fprofiles%2Fabc");
+    let (_, form) = app.page(&login).await;
+    assert!(form.contains(r#"name="next" value="/profiles/abc""#), "{form}");
+    let response = app
+        .post_form("/login", &[("token", ADMIN_TOKEN), ("next", "/profiles/abc")])
+        .await;
+    assert_eq!(see_other(&response), "/profiles/abc");
+}
+
+#[tokio::test]
+async fn login_never_redirects_to_another_site() {
+    let app = spawn_app().await;
+    for next in [
+        "//evil.com",
+        "https://evil.com",
+        "/\\evil.com",
+        "/\t/evil.com",
+        "http:/evil.com",
+    ] {
+        let client = spawn_client();
+        let response = client
+            .post(app.url("/login"))
+            .form(&[("token", ADMIN_TOKEN), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(see_other(&response), "/", "{next:?}");
+        let (_, form) = app.page(&format!("/login?next={}", next.replace('/', "%2F"))).await;
+        assert!(!form.contains("name=\"next\""), "{next:?} is not echoed");
+    }
+}
+
+#[tokio::test]
+async fn the_404_page_keeps_the_navigation_for_a_session() {
+    let app = spawn_app().await;
+    let get_html = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+    };
+    // Logged out: a plain page with a way to the login.
+    let response = get_html("/no/such/page").await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("href=\"/login\""));
+    assert!(!html.contains("Log out"));
+
+    app.login().await;
+    for path in ["/no/such/page", "/sources/00000000-0000-0000-0000-000000000000"] {
+        let response = get_html(path).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("<nav"), "{path}: {html}");
+        assert!(html.contains("href=\"/sources\""), "{path}");
+        assert!(html.contains("Log out"), "{path}");
+    }
+    // Programs still get the JSON error.
+    let response = app.api_get("/api/nothing").await;
+    assert_eq!(error_of(response, StatusCode::NOT_FOUND).await, "no such endpoint; see docs/api.md");
+}
+
+#[tokio::test]
+async fn a_favicon_is_served_and_linked() {
+    let app = spawn_app().await;
+    for path in ["/favicon.ico", "/static/favicon.svg"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(response.text().await.unwrap().starts_with("<svg"));
+    }
+    let (_, html) = app.page("/login").await;
+    assert!(html.contains(r#"<link rel="icon" href="/static/favicon.svg""#));
+}
+
+#[tokio::test]
+async fn logout_clears_the_site_cache_and_the_session_check_says_so() {
+    let app = spawn_app().await;
+    let alive = || app.client.get(app.url("/session")).send();
+    assert_eq!(alive().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    app.login().await;
+    let response = alive().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let csrf = app.csrf("/sources").await;
+    let response = app.post_form("/logout", &[("csrf", &csrf)]).await;
+    see_other(&response);
+    assert_eq!(response.headers()["clear-site-data"], "\"cache\"");
+    assert_eq!(alive().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_test_event_goes_through_the_hook_path_marked_as_a_test() {
+    let app = spawn_app().await;
+    let source = app
+        .create_source(json!({"name": "Shop", "api_key": {"header": "x-shop-key", "value": "k-123456789"}}))
+        .await;
+    // Nothing received yet: the default sample, without the sender's key.
+    let response = app
+        .api_send(reqwest::Method::POST, &format!("/api/sources/{}/test-event", source.id), json!({}))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let sent: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(sent["sent"], "default");
+    let event = app.processed_event(sent["id"].as_str().unwrap()).await;
+    assert_eq!(event["headers"]["x-inlet-test-event"], "true", "{event}");
+    assert_eq!(event["payload"]["email"], "test@example.com");
+
+    // After a real record, that record is what the next test sends.
+    let real = json!({"type": "order.created", "customer": {"email": "ada@example.com"}});
+    let hook_response = app
+        .client
+        .post(app.url(&source.hook))
+        .header("x-shop-key", "k-123456789")
+        .json(&real)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook_response.status(), StatusCode::ACCEPTED);
+    app.login().await;
+    let path = format!("/sources/{}", source.id);
+    let (_, page) = app.page(&path).await;
+    assert!(page.contains("Send a test event"));
+    let csrf = csrf_in(&page).unwrap();
+    let response = app
+        .post_form(&format!("{path}/test-event"), &[("csrf", &csrf)])
+        .await;
+    let landing = see_other(&response);
+    assert!(landing.starts_with("/events/"), "{landing}");
+    let id = landing.trim_start_matches("/events/");
+    let event = app.processed_event(id).await;
+    assert_eq!(event["payload"], real);
+    let (status, html) = app.page(&landing).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("x-inlet-test-event"), "the page shows the marker");
+    assert!(html.contains("ada@example.com"));
+}
+
+#[tokio::test]
+async fn a_test_event_for_an_unknown_source_is_a_404() {
+    let app = spawn_app().await;
+    let response = app
+        .api_send(
+            reqwest::Method::POST,
+            "/api/sources/00000000-0000-0000-0000-000000000000/test-event",
+            json!({}),
+        )
+        .await;
+    error_of(response, StatusCode::NOT_FOUND).await;
 }

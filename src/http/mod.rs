@@ -50,12 +50,17 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(health::router())
         .merge(
-            crate::http::dashboard::router().route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                body_within_deadline,
-            )),
+            crate::http::dashboard::router()
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    body_within_deadline,
+                ))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::http::dashboard::error_pages_keep_the_nav,
+                )),
         )
-        .fallback(not_found)
+        .fallback(not_found_for)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(trace_layer())
         .with_state(state)
@@ -174,6 +179,23 @@ pub(crate) fn body_timeout_message(secs: u64) -> String {
 
 async fn not_found() -> AppError {
     AppError::not_found("no such endpoint; see docs/api.md")
+}
+
+/// The answer for a path nothing serves: a page for a browser (it asks for
+/// HTML) outside `/api` and `/hooks`, with the dashboard's navigation when
+/// it is logged in; the JSON error for everyone else.
+async fn not_found_for(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    let program_path = path.starts_with("/api/") || path.starts_with("/hooks/");
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !program_path {
+        return crate::http::dashboard::not_found_page(&state, req.headers());
+    }
+    not_found().await.into_response()
 }
 
 /// The answer when a handler panicked: the same 500 body as every internal

@@ -8,7 +8,7 @@ use crate::domain::source_view::{SourceView, WithToken};
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
 use crate::service::sources::{
-    parse_source_id, CreatedSource, NewSource, SourceDetail, SourceList, SourceUpdate,
+    parse_source_id, CreatedSource, NewSource, SourceDetail, SourceList, SourceUpdate, TestEvent,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/sources", get(list).post(create))
         .route("/sources/{id}", get(read).patch(update).delete(remove))
         .route("/sources/{id}/rotate", post(rotate))
+        .route("/sources/{id}/test-event", post(test_event))
 }
 
 #[derive(Deserialize)]
@@ -139,4 +140,14 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> AppResult<Json<WithToken>> {
     Ok(Json(state.services.rotate_source(source_id(&id)?).await?))
+}
+
+/// 202 as a hook answers: the event is stored and on its way through the
+/// pipeline, not yet mapped.
+async fn test_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<(StatusCode, Json<TestEvent>)> {
+    let sent = state.services.send_test_event(source_id(&id)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(sent)))
 }

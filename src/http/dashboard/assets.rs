@@ -1,10 +1,11 @@
-//! The stylesheet and script, embedded: no front-end build chain, one binary.
+//! The stylesheet, script and icon, embedded: no front-end build chain, one binary.
 
 use axum::http::header;
 use axum::response::IntoResponse;
 
 const CSS: &str = include_str!("static/app.css");
 const JS: &str = include_str!("static/app.js");
+const FAVICON: &str = include_str!("static/favicon.svg");
 
 /// Short enough that a deploy's new CSS shows up within minutes.
 const CACHE: &str = "public, max-age=300";
@@ -26,5 +27,18 @@ pub async fn js() -> impl IntoResponse {
             (header::CACHE_CONTROL, CACHE),
         ],
         JS,
+    )
+}
+
+/// The icon, at the layout's `<link rel="icon">` and at `/favicon.ico`
+/// (where browsers and tools look without one). An SVG under either name:
+/// browsers go by the content type, not the extension.
+pub async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        FAVICON,
     )
 }

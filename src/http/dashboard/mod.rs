@@ -45,13 +45,19 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/rotate", post(sources::rotate))
         .route("/sources/{id}/delete", post(sources::delete))
         .route("/sources/{id}/api-key", post(sources::api_key))
+        .route("/sources/{id}/test-event", post(sources::test_event))
         .route("/profiles", get(profiles::search))
         .route("/profiles/{id}", get(profiles::show))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/session", get(login::alive))
         .route("/static/app.css", get(assets::css))
         .route("/static/app.js", get(assets::js))
+        .route("/static/favicon.svg", get(assets::favicon))
+        .route("/favicon.ico", get(assets::favicon))
 }
+
+pub use render::{error_pages_keep_the_nav, not_found_page};
 
 /// Was the request made over https (as a reverse proxy reports it)?
 fn is_https(headers: &axum::http::HeaderMap) -> bool {

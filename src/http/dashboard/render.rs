@@ -5,8 +5,12 @@
 //! default escape function), because almost everything shown comes from
 //! untrusted webhook payloads.
 
+use super::session::session_cookie;
 use crate::http::error::AppError;
-use axum::http::{header, HeaderValue, StatusCode};
+use crate::http::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use handlebars::Handlebars;
 use serde_json::{json, Value};
@@ -132,12 +136,79 @@ impl IntoResponse for PageError {
                 )
             }
         };
-        let data = json!({"title": title, "message": message, "status": status.as_u16(), "nav": "", "csrf": null});
+        ErrorPage {
+            status,
+            title,
+            message,
+        }
+        .into_marked_response()
+    }
+}
+
+/// An error page as first rendered: without the navigation, because a
+/// `PageError` does not know the session. The page is kept in the
+/// response's extensions so [`error_pages_keep_the_nav`] can render it
+/// again with the nav for a logged-in browser.
+#[derive(Clone, Debug)]
+struct ErrorPage {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl ErrorPage {
+    /// The page; `csrf` is the session's token when logged in (the layout
+    /// shows the nav and the logout form), else the page links to the login.
+    fn render(&self, csrf: Option<&str>) -> Response {
+        let data = json!({
+            "title": self.title, "message": self.message, "status": self.status.as_u16(),
+            "nav": "", "csrf": csrf,
+        });
         match render("error", &data) {
-            Ok(body) => with_headers((status, Html(body)).into_response()),
-            Err(_) => (status, message).into_response(),
+            Ok(body) => with_headers((self.status, Html(body)).into_response()),
+            Err(_) => (self.status, self.message.clone()).into_response(),
         }
     }
+
+    fn into_marked_response(self) -> Response {
+        let mut response = self.render(None);
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A layer on the dashboard's routes: an error page answered to a
+/// logged-in browser is rendered again with the navigation, so a 404 or a
+/// refused form is not a dead end.
+pub async fn error_pages_keep_the_nav(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let session = session_cookie(req.headers());
+    let response = next.run(req).await;
+    let Some(page) = response.extensions().get::<ErrorPage>() else {
+        return response;
+    };
+    match session.and_then(|id| state.sessions.csrf_of(&id)) {
+        Some(csrf) => page.render(Some(&csrf)),
+        None => response,
+    }
+}
+
+/// The 404 page for a path no route serves (the app's fallback, for
+/// browsers): with the navigation when `headers` carry a live session,
+/// else a plain page with a link to the login.
+pub fn not_found_page(state: &AppState, headers: &HeaderMap) -> Response {
+    let csrf = session_cookie(headers).and_then(|id| state.sessions.csrf_of(&id));
+    ErrorPage {
+        status: StatusCode::NOT_FOUND,
+        title: "Page not found",
+        message: "There is no page at this address. It may have been mistyped, or what it \
+                  showed was deleted."
+            .to_string(),
+    }
+    .render(csrf.as_deref())
 }
 
 #[cfg(test)]

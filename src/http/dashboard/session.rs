@@ -19,6 +19,18 @@ pub const COOKIE: &str = "inlet_session";
 struct Session {
     csrf: String,
     expires: DateTime<Utc>,
+    /// At most one value waiting to be shown once (post/redirect/get).
+    flash: Option<Flash>,
+}
+
+/// A one-time value an action made, kept server-side in the session until
+/// the page the action redirects to shows it. Never in a cookie or the URL:
+/// a webhook URL *is* the source's secret. One slot per session, so a
+/// session holds at most one such value however many actions it takes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Flash {
+    /// The webhook URL a create or rotate just made, for that source's page.
+    WebhookUrl { source_id: String, url: String },
 }
 
 /// Every live session, keyed by the SHA-256 of its id: a lookup then never
@@ -36,6 +48,7 @@ impl Sessions {
         let session = Session {
             csrf: new_token(),
             expires: Utc::now() + Duration::minutes(minutes.max(1)),
+            flash: None,
         };
         self.by_hash
             .insert(SecretHash::of(id.as_bytes()).0, session);
@@ -43,7 +56,7 @@ impl Sessions {
     }
 
     /// The CSRF token of a live session, or `None` when unknown or expired.
-    fn csrf_of(&self, id: &str) -> Option<String> {
+    pub(super) fn csrf_of(&self, id: &str) -> Option<String> {
         let key = SecretHash::of(id.as_bytes()).0;
         let session = self.by_hash.get(&key).map(|s| s.clone())?;
         if session.expires <= Utc::now() {
@@ -57,6 +70,28 @@ impl Sessions {
     /// responses (the live tail) ask this again as they go.
     pub fn is_live(&self, id: &str) -> bool {
         self.csrf_of(id).is_some()
+    }
+
+    /// Keeps `flash` for the next page of session `id` (replacing any
+    /// earlier one not yet shown).
+    pub fn set_flash(&self, id: &str, flash: Flash) {
+        if let Some(mut session) = self.by_hash.get_mut(&SecretHash::of(id.as_bytes()).0) {
+            session.flash = Some(flash);
+        }
+    }
+
+    /// The webhook URL waiting for `source_id`'s page, removed as it is
+    /// read: a reload of that page no longer shows it. A flash for another
+    /// source stays where it is.
+    pub fn take_webhook_url(&self, id: &str, source_id: &str) -> Option<String> {
+        let mut session = self.by_hash.get_mut(&SecretHash::of(id.as_bytes()).0)?;
+        match session.flash.take() {
+            Some(Flash::WebhookUrl { source_id: s, url }) if s == source_id => Some(url),
+            other => {
+                session.flash = other;
+                None
+            }
+        }
     }
 
     pub fn end(&self, id: &str) {
@@ -92,8 +127,25 @@ impl FromRequestParts<AppState> for Authed {
                 csrf,
             })
         });
-        found.ok_or_else(|| Redirect::to("/login").into_response())
+        found.ok_or_else(|| Redirect::to(&login_url(parts)).into_response())
     }
+}
+
+/// Where a request without a session is sent: the login page, remembering
+/// a page that was asked for (a GET of anything but `/`) so the login can
+/// return to it. `login::safe_next` checks it again on the way back.
+fn login_url(parts: &Parts) -> String {
+    let wanted = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    if parts.method != axum::http::Method::GET || wanted == "/" {
+        return "/login".to_string();
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", wanted)
+        .finish();
+    format!("/login?{query}")
 }
 
 /// The session id from the `Cookie` header(s), if any.
@@ -138,6 +190,23 @@ mod tests {
         assert!(sessions.csrf_of("forged").is_none());
         sessions.end(&id);
         assert!(sessions.csrf_of(&id).is_none());
+    }
+
+    #[test]
+    fn a_flash_is_shown_once_and_only_on_its_sources_page() {
+        let sessions = Sessions::default();
+        let id = sessions.start(5);
+        let flash = Flash::WebhookUrl {
+            source_id: "a".into(),
+            url: "http://x/hooks/t".into(),
+        };
+        sessions.set_flash(&id, flash);
+        assert_eq!(sessions.take_webhook_url(&id, "b"), None);
+        assert_eq!(
+            sessions.take_webhook_url(&id, "a").as_deref(),
+            Some("http://x/hooks/t")
+        );
+        assert_eq!(sessions.take_webhook_url(&id, "a"), None, "once");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `/sources`: list, create, and one source's settings (rotate, delete,
-//! api key). A webhook URL is shown only in the answer to create or rotate:
-//! the token is stored as a hash, so no later page could show it.
+//! api key, test event). Every successful form POST answers 303 (post/
+//! redirect/get), so a reload repeats nothing. A webhook URL exists only in
+//! the answer to create or rotate (the token is stored as a hash): it is
+//! kept as the session's flash and shown once, on the page the redirect
+//! lands on.
 //!
 //! Every action calls `service::sources`; this file turns forms into its
 //! inputs and its views into pages.
@@ -9,7 +12,7 @@ use super::csrf;
 use super::display::{options, time};
 use super::mapping::Editor;
 use super::render::{page, PageError, PageResult};
-use super::session::Authed;
+use super::session::{Authed, Flash};
 use crate::domain::ids::SourceId;
 use crate::domain::source::ApiKeyInput;
 use crate::domain::source_view::SourceView;
@@ -112,8 +115,8 @@ pub async fn create(
     };
     match state.services.create_source(input).await {
         Ok(created) => {
-            let token = created.source.token;
-            page_with_new_url(&state, &session, &headers, created.source.source.id, &token).await
+            let id = created.source.source.id;
+            Ok(to_new_url(&state, &session, &headers, id, &created.source.token))
         }
         // An unknown preset or a refused setting: the form again, saying what to fix.
         Err(ServiceError::BadRequest(message)) => {
@@ -130,28 +133,21 @@ pub async fn create(
     }
 }
 
-/// The source page right after its token was made (create or rotate): the
-/// only time the full webhook URL is shown.
-async fn page_with_new_url(
+/// After create or rotate: the new URL waits in the session, and the
+/// browser is sent to the source's page, which shows it once.
+fn to_new_url(
     state: &AppState,
     session: &Authed,
     headers: &HeaderMap,
     id: SourceId,
     token: &str,
-) -> PageResult {
-    let url = webhook_url(headers, token);
-    // Read again: saving a preset's mapping changed it after the create.
-    let source = state.services.source(id).await.map_err(failed)?;
-    source_page(
-        state,
-        session,
-        &source,
-        SourcePage {
-            webhook_url: Some(url),
-            ..SourcePage::default()
-        },
-    )
-    .await
+) -> axum::response::Response {
+    let flash = Flash::WebhookUrl {
+        source_id: id.to_string(),
+        url: webhook_url(headers, token),
+    };
+    state.sessions.set_flash(&session.session_id, flash);
+    Redirect::to(&format!("/sources/{id}#webhook")).into_response()
 }
 
 /// The api-key pair, or `None` when both fields were left empty.
@@ -178,7 +174,20 @@ pub async fn rotate(
     csrf::check(&session, &form.csrf)?;
     let id = page_source_id(&id)?;
     let rotated = state.services.rotate_source(id).await.map_err(failed)?;
-    page_with_new_url(&state, &session, &headers, id, &rotated.token).await
+    Ok(to_new_url(&state, &session, &headers, id, &rotated.token))
+}
+
+/// "Send a test event": through the hook path, then to the event it made.
+pub async fn test_event(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let id = page_source_id(&id)?;
+    let sent = state.services.send_test_event(id).await.map_err(failed)?;
+    Ok(Redirect::to(&format!("/events/{}", sent.id)).into_response())
 }
 
 pub async fn delete(
@@ -254,8 +263,6 @@ pub(super) async fn load(state: &AppState, id: SourceId) -> Result<SourceView, P
 /// What a source page shows beyond the source itself.
 pub(super) struct SourcePage {
     pub status: StatusCode,
-    /// Set only right after create/rotate.
-    pub webhook_url: Option<String>,
     pub error: Option<String>,
     pub editor: Editor,
 }
@@ -264,7 +271,6 @@ impl Default for SourcePage {
     fn default() -> Self {
         Self {
             status: StatusCode::OK,
-            webhook_url: None,
             error: None,
             editor: Editor::default(),
         }
@@ -272,7 +278,8 @@ impl Default for SourcePage {
 }
 
 /// One source's page; the `mapping_section` partial gets `mapping` (see
-/// `mapping::section`).
+/// `mapping::section`). A webhook URL waiting in the session's flash for
+/// this source is shown, and so consumed: a reload shows it no more.
 pub(super) async fn source_page(
     state: &AppState,
     session: &Authed,
@@ -280,12 +287,15 @@ pub(super) async fn source_page(
     page_opts: SourcePage,
 ) -> PageResult {
     let mapping = super::mapping::section(state, session, source, page_opts.editor).await?;
+    let webhook_url = state
+        .sessions
+        .take_webhook_url(&session.session_id, &source.id.to_string());
     let data = json!({
         "title": source.name, "nav": "sources", "csrf": session.csrf,
         "source": source,
         "created": time(&source.created_at),
         "updated": time(&source.updated_at),
-        "webhook_url": page_opts.webhook_url,
+        "webhook_url": webhook_url,
         "error": page_opts.error,
         "mapping": mapping,
     });

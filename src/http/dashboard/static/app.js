@@ -1,7 +1,10 @@
 // Inlet dashboard: small progressive enhancements. Every page works without
 // this file; it adds the live tail, copy buttons, delete confirmations and
-// live replay progress.
+// live replay progress, and hides a logged-in page the browser restores
+// from its back/forward cache once the session has ended.
 "use strict";
+
+window.addEventListener("pageshow", recheckRestoredPage);
 
 document.addEventListener("DOMContentLoaded", function () {
   liveTail();
@@ -93,4 +96,28 @@ function replayProgress() {
       .catch(function () { window.setTimeout(poll, 3000); });
   };
   window.setTimeout(poll, 500);
+}
+
+// A page restored from the back/forward cache was not asked of the server,
+// so neither the login check nor `Cache-Control: no-store` saw it. Before it
+// shows again, ask the server whether the session still lives; if not, put
+// the login in its place (history keeps no copy: `replace`). No `unload`
+// handler: that is deprecated and keeps pages out of the cache only in some
+// browsers. Logout also sends `Clear-Site-Data: "cache"`, which empties the
+// cache in browsers that honour it; this covers the rest.
+function recheckRestoredPage(event) {
+  if (!event.persisted || !document.querySelector("form.logout")) return;
+  var root = document.documentElement;
+  root.classList.add("rechecking");
+  var toLogin = function () {
+    var next = location.pathname + location.search;
+    location.replace(next === "/" ? "/login" : "/login?next=" + encodeURIComponent(next));
+  };
+  if (!window.fetch) { toLogin(); return; }
+  fetch("/session", { credentials: "same-origin", cache: "no-store" })
+    .then(function (r) {
+      if (r.status === 204) root.classList.remove("rechecking");
+      else toLogin();
+    })
+    .catch(toLogin);
 }
