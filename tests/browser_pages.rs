@@ -75,15 +75,66 @@ async fn back_after_logout_shows_the_login_not_the_event(b: &Client, app: &TestA
     b.goto(&app.url(&event_page)).await.unwrap();
     wait_for(b, "header nav").await;
     assert!(b.source().await.unwrap().contains(email), "the event shows");
+    note_how_the_page_comes_back(b).await;
     log_out(b).await;
 
     b.back().await.unwrap();
     // Either the browser reloads (the cache was cleared: the server sends
     // the login) or it restores the page and app.js replaces it.
     wait_for(b, "#token").await;
+    report_how_the_page_came_back(b, "Back after logout").await;
     assert_eq!(path_of(b).await, "/login");
     let html = b.source().await.unwrap();
     assert!(!html.contains(email), "Back shows no customer data: {html}");
+
+    // A session that ends without this browser's cookie changing (it
+    // expired, the server restarted): Chromium then does restore the page
+    // from its back/forward cache, and app.js's `pageshow` check is what
+    // puts the login in its place.
+    log_in_here(b, app).await;
+    b.goto(&app.url(&event_page)).await.unwrap();
+    wait_for(b, "header nav").await;
+    note_how_the_page_comes_back(b).await;
+    b.goto(&app.url("/sources")).await.unwrap();
+    wait_for(b, "header nav").await;
+    let cookie = b.get_named_cookie("inlet_session").await.unwrap();
+    app.state.sessions.end(cookie.value());
+    b.back().await.unwrap();
+    wait_for(b, "#token").await;
+    report_how_the_page_came_back(b, "Back after the session ended server-side").await;
+    assert_eq!(path_of(b).await, "/login");
+    let html = b.source().await.unwrap();
+    assert!(!html.contains(email), "a restored page is replaced: {html}");
+}
+
+/// Records, in the tab's sessionStorage (which outlives the page and which
+/// `Clear-Site-Data: "cache"` leaves alone), whether a later `pageshow` of
+/// this page was a restore from the back/forward cache.
+async fn note_how_the_page_comes_back(b: &Client) {
+    b.execute(
+        "window.addEventListener('pageshow', function (e) { \
+           sessionStorage.setItem('restored', String(e.persisted)); });",
+        vec![],
+    )
+    .await
+    .unwrap();
+}
+
+/// Says (on stderr, not asserted: it is the browser's choice) whether Back
+/// restored the page from the back/forward cache, and why not if Chromium
+/// tells (`notRestoredReasons`).
+async fn report_how_the_page_came_back(b: &Client, what: &str) {
+    let seen = b
+        .execute(
+            "var nav = performance.getEntriesByType('navigation')[0] || {}; \
+             return JSON.stringify({restored: sessionStorage.getItem('restored'), \
+               type: nav.type, reasons: nav.notRestoredReasons || null});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{what}: {seen}");
 }
 
 async fn reload_after_create_and_rotate_repeats_nothing(b: &Client, app: &TestApp) {
@@ -100,7 +151,10 @@ async fn reload_after_create_and_rotate_repeats_nothing(b: &Client, app: &TestAp
 
     b.refresh().await.unwrap();
     wait_for(b, "#url-help").await;
-    assert!(no_webhook_url(b).await, "a reload does not show the URL again");
+    assert!(
+        no_webhook_url(b).await,
+        "a reload does not show the URL again"
+    );
     assert_eq!(sources(app).await, before + 1, "a reload creates nothing");
     let hook = created_url.trim_start_matches(&app.base).to_string();
     app.send_ok(&hook, &json!({"after": "create"})).await;
@@ -160,7 +214,10 @@ async fn log_out_is_reachable_at_phone_width(b: &Client, app: &TestApp) {
         .as_f64()
         .unwrap();
     let (x, _, w, _) = button.rectangle().await.unwrap();
-    assert!(x >= 0.0 && x + w <= width, "Log out at {x}+{w} fits in {width}px");
+    assert!(
+        x >= 0.0 && x + w <= width,
+        "Log out at {x}+{w} fits in {width}px"
+    );
     button.click().await.unwrap();
     wait_for(b, "#token").await;
     assert_eq!(path_of(b).await, "/login");

@@ -25,7 +25,11 @@ async fn pages_redirect_to_login_without_a_session() {
             "/" => "/login".to_string(),
             _ => format!("/login?next=%2F{}", &path[1..].replace('/', "%2F")),
         };
-        assert_eq!(response.headers()[header::LOCATION], expected.as_str(), "{path}");
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            expected.as_str(),
+            "{path}"
+        );
     }
     let (status, html) = app.page("/login").await;
     assert_eq!(status, StatusCode::OK);
@@ -753,7 +757,12 @@ async fn open_tail(app: &TestApp) -> reqwest::Response {
 
 /// The `Location` of a 303, asserting the status.
 fn see_other(response: &reqwest::Response) -> String {
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.url());
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        response.url()
+    );
     response.headers()[header::LOCATION]
         .to_str()
         .unwrap()
@@ -858,7 +867,14 @@ async fn the_flash_lives_in_the_session_not_in_a_cookie() {
     let other = spawn_client();
     login_with(&app, &other).await;
     let landing = see_other(&response);
-    let html = other.get(app.url(&landing)).send().await.unwrap().text().await.unwrap();
+    let html = other
+        .get(app.url(&landing))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(webhook_url_in(&html).is_none());
     assert!(webhook_url_in(&app.page(&landing).await.1).is_some());
 }
@@ -883,13 +899,24 @@ async fn login_with(app: &TestApp, client: &reqwest::Client) -> reqwest::Respons
 #[tokio::test]
 async fn login_returns_to_the_deep_link_asked_for() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/profiles/abc")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/profiles/abc"))
+        .send()
+        .await
+        .unwrap();
     let login = see_other(&response);
     assert_eq!(login, "/login?next=%2Fprofiles%2Fabc");
     let (_, form) = app.page(&login).await;
-    assert!(form.contains(r#"name="next" value="/profiles/abc""#), "{form}");
+    assert!(
+        form.contains(r#"name="next" value="/profiles/abc""#),
+        "{form}"
+    );
     let response = app
-        .post_form("/login", &[("token", ADMIN_TOKEN), ("next", "/profiles/abc")])
+        .post_form(
+            "/login",
+            &[("token", ADMIN_TOKEN), ("next", "/profiles/abc")],
+        )
         .await;
     assert_eq!(see_other(&response), "/profiles/abc");
 }
@@ -912,7 +939,9 @@ async fn login_never_redirects_to_another_site() {
             .await
             .unwrap();
         assert_eq!(see_other(&response), "/", "{next:?}");
-        let (_, form) = app.page(&format!("/login?next={}", next.replace('/', "%2F"))).await;
+        let (_, form) = app
+            .page(&format!("/login?next={}", next.replace('/', "%2F")))
+            .await;
         assert!(!form.contains("name=\"next\""), "{next:?} is not echoed");
     }
 }
@@ -934,7 +963,10 @@ async fn the_404_page_keeps_the_navigation_for_a_session() {
     assert!(!html.contains("Log out"));
 
     app.login().await;
-    for path in ["/no/such/page", "/sources/00000000-0000-0000-0000-000000000000"] {
+    for path in [
+        "/no/such/page",
+        "/sources/00000000-0000-0000-0000-000000000000",
+    ] {
         let response = get_html(path).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         let html = response.text().await.unwrap();
@@ -944,7 +976,10 @@ async fn the_404_page_keeps_the_navigation_for_a_session() {
     }
     // Programs still get the JSON error.
     let response = app.api_get("/api/nothing").await;
-    assert_eq!(error_of(response, StatusCode::NOT_FOUND).await, "no such endpoint; see docs/api.md");
+    assert_eq!(
+        error_of(response, StatusCode::NOT_FOUND).await,
+        "no such endpoint; see docs/api.md"
+    );
 }
 
 #[tokio::test]
@@ -980,11 +1015,17 @@ async fn logout_clears_the_site_cache_and_the_session_check_says_so() {
 async fn a_test_event_goes_through_the_hook_path_marked_as_a_test() {
     let app = spawn_app().await;
     let source = app
-        .create_source(json!({"name": "Shop", "api_key": {"header": "x-shop-key", "value": "k-123456789"}}))
+        .create_source(
+            json!({"name": "Shop", "api_key": {"header": "x-shop-key", "value": "k-123456789"}}),
+        )
         .await;
     // Nothing received yet: the default sample, without the sender's key.
     let response = app
-        .api_send(reqwest::Method::POST, &format!("/api/sources/{}/test-event", source.id), json!({}))
+        .api_send(
+            reqwest::Method::POST,
+            &format!("/api/sources/{}/test-event", source.id),
+            json!({}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let sent: serde_json::Value = response.json().await.unwrap();
@@ -1019,7 +1060,10 @@ async fn a_test_event_goes_through_the_hook_path_marked_as_a_test() {
     assert_eq!(event["payload"], real);
     let (status, html) = app.page(&landing).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("x-inlet-test-event"), "the page shows the marker");
+    assert!(
+        html.contains("x-inlet-test-event"),
+        "the page shows the marker"
+    );
     assert!(html.contains("ada@example.com"));
 }
 

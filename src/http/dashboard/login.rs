@@ -52,9 +52,7 @@ pub(super) fn safe_next(next: &str) -> &str {
     let same_origin_path = bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && bytes.len() <= 2048
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_graphic() && *b != b'\\');
+        && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\');
     if same_origin_path {
         next
     } else {

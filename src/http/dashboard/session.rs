@@ -135,10 +135,7 @@ impl FromRequestParts<AppState> for Authed {
 /// a page that was asked for (a GET of anything but `/`) so the login can
 /// return to it. `login::safe_next` checks it again on the way back.
 fn login_url(parts: &Parts) -> String {
-    let wanted = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let wanted = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     if parts.method != axum::http::Method::GET || wanted == "/" {
         return "/login".to_string();
     }

@@ -116,7 +116,13 @@ pub async fn create(
     match state.services.create_source(input).await {
         Ok(created) => {
             let id = created.source.source.id;
-            Ok(to_new_url(&state, &session, &headers, id, &created.source.token))
+            Ok(to_new_url(
+                &state,
+                &session,
+                &headers,
+                id,
+                &created.source.token,
+            ))
         }
         // An unknown preset or a refused setting: the form again, saying what to fix.
         Err(ServiceError::BadRequest(message)) => {
