@@ -324,6 +324,10 @@ impl Headers for TestHeaders {
 fn test_refused(refusal: Refusal) -> ServiceError {
     match refusal.kind {
         RefusalKind::Internal => ServiceError::Internal(refusal.message),
+        RefusalKind::TooLarge => ServiceError::TooLarge {
+            code: refusal.code,
+            message: format!("the test event was refused: {}", refusal.message),
+        },
         _ => ServiceError::Invalid {
             message: format!("the test event was refused: {}", refusal.message),
             fields: Default::default(),
