@@ -389,3 +389,64 @@ fn audit_refusals<T: IdentityTxn + ?Sized>(
     });
     txn.audit_put(&AuditEntry::new(profile, Some(input.event_id), change))
 }
+
+#[cfg(test)]
+mod again_tests {
+    use super::super::rule_tests::{ids, input};
+    use super::super::MemoryTxn;
+    use super::*;
+    use serde_json::json;
+
+    fn earlier_of(outcome: &Outcome) -> Earlier {
+        Earlier {
+            profile_id: outcome.profile_id,
+            refusals: outcome.refusals.iter().map(Refusal::message).collect(),
+        }
+    }
+
+    #[test]
+    fn resolving_an_event_again_adds_its_new_trait_once_and_counts_nothing_twice() {
+        let mem = MemoryTxn::new();
+        let blocklist = Blocklist::default();
+        let mut first = input(ids(None, Some("not-an-email"), Some("v-1")));
+        let Ok(arrived) = resolve(&mem, &first, &blocklist);
+        let audit_after_arrival = mem.audit().len();
+        first.traits.insert("city".into(), json!("Paris"));
+        let earlier = earlier_of(&arrived);
+
+        let Ok(again) = resolve_again(&mem, &first, &blocklist, &earlier);
+        let Ok(twice) = resolve_again(&mem, &first, &blocklist, &earlier_of(&again));
+
+        assert_eq!(again.profile_id, arrived.profile_id);
+        assert_eq!(twice, again);
+        let profiles = mem.profiles();
+        assert_eq!(profiles.len(), 1);
+        assert_eq!(profiles[0].event_count, 1);
+        assert_eq!(profiles[0].traits["city"].value, json!("Paris"));
+        assert_eq!(mem.events_of(profiles[0].id).len(), 1);
+        assert_eq!(
+            mem.audit().len(),
+            audit_after_arrival,
+            "no second refusal line"
+        );
+    }
+
+    #[test]
+    fn an_older_event_resolved_again_does_not_overwrite_a_newer_trait() {
+        let mem = MemoryTxn::new();
+        let blocklist = Blocklist::default();
+        let mut newer = input(ids(None, Some("ann@example.org"), None));
+        newer.traits.insert("city".into(), json!("Paris"));
+        let Ok(_) = resolve(&mem, &newer, &blocklist);
+        let mut older = input(ids(None, Some("ann@example.org"), None));
+        older.at = newer.at - chrono::Duration::days(1);
+        let Ok(arrived) = resolve(&mem, &older, &blocklist);
+        older.traits.insert("city".into(), json!("Lyon"));
+
+        let Ok(_) = resolve_again(&mem, &older, &blocklist, &earlier_of(&arrived));
+
+        let profiles = mem.profiles();
+        assert_eq!(profiles[0].traits["city"].value, json!("Paris"));
+        assert_eq!(profiles[0].event_count, 2);
+    }
+}

@@ -251,8 +251,8 @@ mod tests {
             resolution: Some("create".into()),
             errors: vec!["e".into()],
             warnings: vec![],
-            failed_version: None,
-            identity_refused: vec!["email `x` dropped: invalid_email".into()],
+            failed_version: Some(1),
+            identity_refused: vec![],
         }
     }
 
