@@ -71,7 +71,7 @@ pub(super) fn resolve_identity(
 /// [`resolve_identity`] for an event resolved before (a replay of resolved
 /// events): the resolver applies only what is new (see
 /// [`identity::resolve_again`]), and error-log entries the event already
-/// has (same code and message) are not logged a second time.
+/// has (same message) are not logged a second time.
 pub(super) fn resolve_identity_again(
     txn: &dyn IdentityTxn<Error = UnitError>,
     plan: &Planned,
