@@ -256,6 +256,8 @@ async fn a_failed_event_names_the_version_that_failed_it_and_retries_with_the_cu
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let location = response.headers()["location"].to_str().unwrap();
     assert!(location.starts_with(&format!("/events/{id}")), "{location}");
+    let (_, queued) = app.page(location).await;
+    assert!(queued.contains("Retry queued"), "{queued}");
     let retried = app.wait_until_resolved(id).await;
     assert_eq!(retried["mapping_version"], 2);
     assert_eq!(retried["name"], "order");

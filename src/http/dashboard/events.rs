@@ -112,10 +112,18 @@ pub async fn list(
     page(StatusCode::OK, "events", &data)
 }
 
+/// `?retried=1`: the page a retry redirects to says it was queued.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DetailQuery {
+    #[serde(default)]
+    retried: String,
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     session: Authed,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> PageResult {
     let event_id: EventId = id
         .parse()
@@ -152,6 +160,7 @@ pub async fn detail(
         "profile": event.profile_id.map(|p| short_id(&p.to_string())),
         "via_profile": event.via_profile_id.map(|p| short_id(&p.to_string())),
         "source_deleted": source_deleted,
+        "retried": !query.retried.is_empty(),
         "failed": failed,
         // Retry only what can be retried: a failed event whose source still
         // exists and whose record could be mapped at all.
