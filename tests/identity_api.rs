@@ -515,3 +515,65 @@ async fn a_source_can_block_its_own_placeholder_values() {
     let warnings = event["warnings"].to_string();
     assert!(warnings.contains("test@example.org"), "{warnings}");
 }
+
+#[tokio::test]
+async fn after_a_merge_a_profiles_events_name_the_live_profile_not_the_absorbed_one() {
+    let app = spawn_app().await;
+    let source = people_source(&app).await;
+    let older = app
+        .send_processed(&source.hook, &json!({"type": "page", "anon": "v1"}))
+        .await;
+    let newer = app
+        .send_processed(
+            &source.hook,
+            &json!({"type": "page", "anon": "v2", "email": "ann@example.org"}),
+        )
+        .await;
+    app.send_processed(
+        &source.hook,
+        &json!({"type": "login", "anon": "v1", "email": "ann@example.org"}),
+    )
+    .await;
+    let survivor_id = older["profile_id"].as_str().unwrap();
+    let absorbed_id = newer["profile_id"].as_str().unwrap();
+    assert_ne!(survivor_id, absorbed_id);
+
+    // The API: every event names the survivor; the absorbed one is `via`.
+    let events = app.profile_events(survivor_id).await;
+    assert_eq!(events.len(), 3);
+    for event in &events {
+        assert_eq!(event["profile_id"], survivor_id, "{event}");
+    }
+    let via: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["id"] == newer["id"])
+        .map(|e| &e["via_profile_id"])
+        .collect();
+    assert_eq!(via, vec![&json!(absorbed_id)]);
+    // The event itself names the live profile too.
+    assert_eq!(
+        app.event(newer["id"].as_str().unwrap()).await["profile_id"],
+        survivor_id
+    );
+
+    // The profile page's events table: the survivor, never a link to the absorbed id.
+    app.login().await;
+    let (_, html) = app.page(&format!("/profiles/{survivor_id}")).await;
+    let rows: Vec<&str> = html
+        .split("<tr data-id=\"")
+        .skip(1)
+        .map(|row| row.split("</tr>").next().unwrap_or(row))
+        .collect();
+    assert_eq!(rows.len(), 3, "{html}");
+    for row in &rows {
+        assert!(
+            row.contains(&format!("href=\"/profiles/{survivor_id}\"")),
+            "{row}"
+        );
+        assert!(
+            !row.contains(&format!("href=\"/profiles/{absorbed_id}\"")),
+            "{row}"
+        );
+    }
+    assert!(html.contains("via merged profile"), "{html}");
+}

@@ -233,6 +233,16 @@ pub struct EventState {
     pub errors: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The mapping version that failed the event (a failed event has no
+    /// mapped event to carry it); `None` for states written before it was
+    /// kept, which pages show as "unknown version".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<u32>,
+    /// The identifiers the resolver refused, one message each (`email
+    /// \`x\` dropped: invalid_email`): a resolved event with any is shown as
+    /// "identity refused", not as a plain resolve. Also among `warnings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_refused: Vec<String>,
 }
 
 /// `properties` of a mapping: keep the whole record, a list of paths, or

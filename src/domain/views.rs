@@ -52,6 +52,18 @@ pub struct EventView {
     pub not_mappable: Option<String>,
     pub truncated: bool,
     pub raw_url: String,
+    /// The mapping version that failed the event; absent when it did not
+    /// fail, or failed before the version was kept ("unknown version").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<u32>,
+    /// Why identifiers were refused (blocked value, invalid email, external
+    /// id conflict), one message each; absent when none was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identity_refused: Vec<String>,
+    /// The profile the event was stored under, when that one has since
+    /// been merged into `profile_id` (the live one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_profile_id: Option<ProfileId>,
 }
 
 fn no_headers(headers: &Arc<Map<String, Value>>) -> bool {
@@ -207,7 +219,27 @@ impl EventView {
             not_mappable: event.not_mappable,
             truncated,
             raw_url: format!("/api/events/{}/raw", event.id),
+            failed_version: state.failed_version,
+            identity_refused: state.identity_refused,
+            via_profile_id: None,
         }
+    }
+
+    /// The view with `profile_id` set to the live profile `live` (the one
+    /// the stored id was merged into), keeping the stored one as
+    /// `via_profile_id` when they differ.
+    pub fn under_live_profile(mut self, live: ProfileId) -> Self {
+        if let Some(stored) = self.profile_id.filter(|stored| *stored != live) {
+            self.via_profile_id = Some(stored);
+            self.profile_id = Some(live);
+        }
+        self
+    }
+
+    /// Whether the event resolved but some identifier was refused: shown
+    /// as "resolved · identity refused", not as a plain resolve.
+    pub fn identity_was_refused(&self) -> bool {
+        self.status == EventStatus::Resolved && !self.identity_refused.is_empty()
     }
 }
 
@@ -424,6 +456,7 @@ mod tests {
             resolution: Some("create".into()),
             errors: vec!["e".into()],
             warnings: vec!["w".into()],
+            ..EventState::default()
         };
         let mut headers = Map::new();
         headers.insert("x-h".into(), json!("1"));

@@ -18,7 +18,7 @@
 use super::plan::{fail, planned, status_of, PlannedBatch};
 use super::{Processor, StoreResult};
 use crate::domain::counters::{Counters, Counts};
-use crate::domain::identity::{self, IdentityTxn, Outcome};
+use crate::domain::identity::{self, Action, Earlier, IdentityTxn, Outcome};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, Stage};
 #[cfg(doc)]
@@ -68,6 +68,36 @@ pub(super) fn resolve_identity(
     Ok(resolved)
 }
 
+/// [`resolve_identity`] for an event resolved before (a replay of resolved
+/// events): the resolver applies only what is new (see
+/// [`identity::resolve_again`]), and error-log entries the event already
+/// has (same message) are not logged a second time.
+pub(super) fn resolve_identity_again(
+    txn: &dyn IdentityTxn<Error = UnitError>,
+    plan: &Planned,
+    earlier: &EventState,
+) -> Result<Resolved, UnitError> {
+    let mut resolved = Resolved::as_planned(plan);
+    if let Some((input, blocklist)) = &plan.resolve {
+        let seen = Earlier {
+            profile_id: earlier.profile_id,
+            refusals: earlier.identity_refused.clone(),
+        };
+        let outcome = identity::resolve_again(txn, input, blocklist, &seen)?;
+        fold_outcome(plan, &mut resolved.state, &mut resolved.errors, &outcome);
+        // Joined the same profile again: the event keeps what its arrival
+        // did (`create`, `merge`), not `attach`.
+        if matches!(outcome.action, Action::Attach) && outcome.profile_id == earlier.profile_id {
+            resolved.state.resolution = earlier.resolution.clone().or(resolved.state.resolution);
+        }
+    }
+    let logged_before = |e: &ErrorEntry| {
+        earlier.warnings.contains(&e.message) || earlier.errors.contains(&e.message)
+    };
+    resolved.errors.retain(|e| !logged_before(e));
+    Ok(resolved)
+}
+
 /// Folds the resolver's outcome into an event's state: refused identifiers
 /// become warnings (on the event and in the error log), and the profile and
 /// resolution summary are set. Pure, so a retried transaction redoes it.
@@ -79,13 +109,9 @@ fn fold_outcome(
 ) {
     let source = plan.resolve.as_ref().map(|(input, _)| input.source_id);
     for refusal in &outcome.refusals {
-        let message = format!(
-            "{} `{}` dropped: {}",
-            refusal.kind.as_str(),
-            refusal.value,
-            refusal.reason.as_str()
-        );
+        let message = refusal.message();
         state.warnings.push(message.clone());
+        state.identity_refused.push(message.clone());
         entries.push(
             ErrorEntry::new(
                 source,
@@ -97,7 +123,9 @@ fn fold_outcome(
             .with_event(plan.event_id),
         );
     }
-    state.warnings.extend(outcome.warnings.iter().cloned());
+    // `outcome.warnings` says the same as the messages above without the
+    // value (it is what a preview shows): adding it too showed every
+    // refusal twice on the event page.
     state.profile_id = outcome.profile_id;
     state.resolution = Some(outcome.summary());
 }

@@ -103,6 +103,9 @@ pub struct Processor {
     garbage: std::sync::Mutex<Vec<Box<dyn Send>>>,
     /// Bumped when a commit fails, which voids batches planned after it.
     epoch: AtomicU64,
+    /// Single events asked to be re-run (the event page's retry), taken
+    /// before the next replay batch (see `replay`).
+    retries: std::sync::Mutex<Vec<crate::domain::ids::EventId>>,
 }
 
 impl Processor {
@@ -128,6 +131,7 @@ impl Processor {
             planner: std::sync::Mutex::default(),
             garbage: std::sync::Mutex::default(),
             epoch: AtomicU64::new(0),
+            retries: std::sync::Mutex::default(),
         })
     }
 

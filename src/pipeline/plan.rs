@@ -294,13 +294,16 @@ impl Processor {
         match self.mappings.current_or_broken(&self.store, source)? {
             None => Ok(finish(plan, EventStatus::Unmapped)),
             Some(Ok(mapping)) => self.plan_mapped(plan, raw, source, blocklist, &mapping, claimed),
-            Some(Err(broken)) => Ok(fail(
-                plan,
-                raw,
-                Stage::Map,
-                broken.code,
-                broken.reason.clone(),
-            )),
+            Some(Err(broken)) => {
+                plan.state.failed_version = Some(broken.version);
+                Ok(fail(
+                    plan,
+                    raw,
+                    Stage::Map,
+                    broken.code,
+                    broken.reason.clone(),
+                ))
+            }
         }
     }
 
@@ -316,7 +319,11 @@ impl Processor {
     ) -> StoreResult<Planned> {
         let mapped = match mapping.apply(&record_context(raw)) {
             Ok(mapped) => mapped,
-            Err(e) => return Ok(fail(plan, raw, Stage::Map, e.code(), e.to_string())),
+            Err(e) => {
+                // The event page names the version that failed it.
+                plan.state.failed_version = Some(mapping.version);
+                return Ok(fail(plan, raw, Stage::Map, e.code(), e.to_string()));
+            }
         };
         for warning in mapped.warnings {
             warn(&mut plan, raw, Stage::Map, "map_warning", warning);

@@ -10,6 +10,7 @@
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
+use crate::domain::replay::ReplayScope;
 use crate::domain::summary::Bounds;
 use crate::domain::views::EventView;
 use crate::store::ScanBudget;
@@ -41,6 +42,16 @@ pub struct EventPage {
     /// The scan budget ran out before the page filled.
     pub partial: bool,
     pub scanned: usize,
+}
+
+/// A retry taken: `{"event_id", "version", "queued": true}`; the event's
+/// page (or `GET /api/events/{id}`) shows the outcome once it has run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RetryQueued {
+    pub event_id: EventId,
+    /// The mapping version it is re-run through.
+    pub version: u32,
+    pub queued: bool,
 }
 
 impl ListEvents {
@@ -105,7 +116,52 @@ impl Services {
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))??
             .ok_or_else(|| no_event(id))?;
-        Ok(EventView::of(event))
+        let view = EventView::of(event);
+        // The stored profile may have been merged since: name the live one.
+        match view.profile_id {
+            Some(stored) => match self.store.profile(stored)? {
+                Some(live) => Ok(view.under_live_profile(live.id)),
+                None => Ok(view),
+            },
+            None => Ok(view),
+        }
+    }
+
+    /// Re-runs one event through its source's current mapping (the event
+    /// page's "retry with the current version"), in the background like a
+    /// replay: a failed, unmapped or resolved event; resolved ones are
+    /// resolved again idempotently. Refused when the event cannot be re-run
+    /// (pending, a duplicate, its source deleted, no mapping saved).
+    pub async fn retry_event(&self, id: EventId) -> ServiceResult<RetryQueued> {
+        let event = self.store.event(id)?.ok_or_else(|| no_event(id))?;
+        let status = event.status();
+        if !ReplayScope::All.takes(status) {
+            return Err(ServiceError::Conflict(format!(
+                "a {} event cannot be retried; only failed, unmapped and resolved ones",
+                status.as_str()
+            )));
+        }
+        if let Some(reason) = &event.raw.not_mappable {
+            return Err(ServiceError::Conflict(format!(
+                "the event's record cannot be mapped ({reason}); send it again in a form that can"
+            )));
+        }
+        let source = self.store.source(event.raw.source_id)?.ok_or_else(|| {
+            ServiceError::Conflict(
+                "the event's source was deleted; there is no mapping to retry it with".into(),
+            )
+        })?;
+        let Some(version) = source.mapping_version else {
+            return Err(ServiceError::Conflict(
+                "the source has no mapping yet; save one to map this event".into(),
+            ));
+        };
+        self.processor.retry(id);
+        Ok(RetryQueued {
+            event_id: id,
+            version,
+            queued: true,
+        })
     }
 
     /// The whole stored record of an event (its JSON: payload, envelope,

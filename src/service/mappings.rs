@@ -13,7 +13,7 @@ use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
 use crate::domain::preview::{unseen_paths, PreviewResult};
-use crate::domain::replay::{MappingVersion, ReplayJob};
+use crate::domain::replay::{MappingVersion, ReplayJob, ReplayScope};
 use crate::domain::schema_view::SchemaView;
 use crate::domain::sniff::Suggestion;
 use crate::domain::source::Source;
@@ -98,6 +98,63 @@ pub struct PreviewInput {
 pub struct ReplayProgress {
     pub replay: Option<ReplayJob>,
     pub counts: CountsView,
+}
+
+/// What to replay: `{"status", "since"}` (the API's body less `dry_run`,
+/// or the dashboard's form), as sent: the service checks both.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayRequest {
+    /// `failed`, `unmapped`, `resolved` or `all`.
+    pub status: String,
+    /// An RFC 3339 time: only events received at or after it.
+    pub since: Option<String>,
+}
+
+/// What a replay will do, said before it runs: the API's dry run
+/// `{"would_touch", "status", "since", "version", "source_id", "source_name"}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayPlan {
+    pub source_id: SourceId,
+    pub source_name: String,
+    pub status: ReplayScope,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The current mapping version the events go through.
+    pub version: u32,
+    /// Events the replay re-runs.
+    pub would_touch: u64,
+}
+
+/// A checked replay request.
+struct ReplayTarget {
+    source: Source,
+    scope: ReplayScope,
+    since: Option<DateTime<Utc>>,
+    version: u32,
+}
+
+impl ReplayTarget {
+    fn plan(self, would_touch: u64) -> ReplayPlan {
+        ReplayPlan {
+            source_id: self.source.id,
+            source_name: self.source.name,
+            status: self.scope,
+            since: self.since,
+            version: self.version,
+            would_touch,
+        }
+    }
+}
+
+/// A replay's `since`: RFC 3339, said how when it is not.
+fn parse_since(text: &str) -> ServiceResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            ServiceError::BadRequest(format!(
+                "since `{text}` is not an RFC 3339 time ({e}); send e.g. \"2026-01-31T09:00:00Z\""
+            ))
+        })
 }
 
 /// The refusal for a preset name that does not exist, listing those that do.
@@ -287,25 +344,73 @@ impl Services {
         .await
     }
 
-    /// Starts (or restarts) a background replay of `failed` or `unmapped` events.
-    pub async fn start_replay(&self, id: SourceId, status: &str) -> ServiceResult<ReplayJob> {
+    /// What a replay would do, without starting it (the API's dry run, the
+    /// dashboard's confirmation): how many events it re-runs, of which
+    /// source and scope, through which version.
+    pub async fn replay_plan(
+        &self,
+        id: SourceId,
+        request: ReplayRequest,
+    ) -> ServiceResult<ReplayPlan> {
+        let target = self.replay_target(id, &request)?;
+        let this = self.clone();
+        off_async_threads(move || {
+            let would_touch =
+                this.processor
+                    .replay_count(target.source.id, target.scope, target.since)?;
+            Ok(target.plan(would_touch))
+        })
+        .await
+    }
+
+    /// Starts (or restarts) a background replay of a source's `failed`,
+    /// `unmapped` or `resolved` events, or `all` of them, received since a
+    /// time or ever, through the current mapping version.
+    pub async fn start_replay(
+        &self,
+        id: SourceId,
+        request: ReplayRequest,
+    ) -> ServiceResult<ReplayJob> {
+        let target = self.replay_target(id, &request)?;
+        let this = self.clone();
+        let job = off_async_threads(move || {
+            Ok(this.processor.start_replay_of(
+                target.source.id,
+                target.scope,
+                target.since,
+                Some(target.version),
+            )?)
+        })
+        .await?;
+        self.new_events.notify_one();
+        Ok(job)
+    }
+
+    /// The source, scope, time bound and version a replay request names,
+    /// or why it cannot run.
+    fn replay_target(&self, id: SourceId, request: &ReplayRequest) -> ServiceResult<ReplayTarget> {
         let source = self.load_source(id)?;
-        let status = match EventStatus::parse(status) {
-            Some(s @ (EventStatus::Failed | EventStatus::Unmapped)) => s,
-            _ => {
-                return Err(ServiceError::BadRequest(format!(
-                    "status `{status}` cannot be replayed; use \"failed\" or \"unmapped\""
-                )))
-            }
+        let status = request.status.trim();
+        let scope = ReplayScope::parse(status).ok_or_else(|| {
+            ServiceError::BadRequest(format!(
+                "status `{status}` cannot be replayed; use \"failed\", \"unmapped\", \"resolved\" or \"all\""
+            ))
+        })?;
+        let since = match request.since.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(parse_since(text)?),
         };
-        if source.mapping_version.is_none() {
+        let Some(version) = source.mapping_version else {
             return Err(ServiceError::Conflict(
                 "save a mapping before replaying events".into(),
             ));
-        }
-        let job = self.processor.start_replay(source.id, status)?;
-        self.new_events.notify_one();
-        Ok(job)
+        };
+        Ok(ReplayTarget {
+            source,
+            scope,
+            since,
+            version,
+        })
     }
 
     /// The source's replay job (the last one) and its current counts.

@@ -184,7 +184,8 @@ impl Services {
         let mut events = Vec::with_capacity(ids.len());
         for id in &ids {
             if let Some(event) = self.store.event_summary(*id, Bounds::LIST)? {
-                events.push(EventView::of(event));
+                // Events of a profile merged into this one name this one.
+                events.push(EventView::of(event).under_live_profile(profile.id));
             }
         }
         let next = if ids.len() == page.limit {

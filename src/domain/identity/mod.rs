@@ -16,7 +16,7 @@ mod types;
 pub use admin::{erase, manual_merge};
 pub use memory::{MemoryTxn, Overlay};
 pub use normalise::{lowercase_email, normalise, trim, Blocklist, MAX_IDENTIFIER_CHARS};
-pub use resolve::{canonical, lookup, resolve};
+pub use resolve::{canonical, lookup, resolve, resolve_again, Earlier};
 pub use types::*;
 
 #[cfg(test)]

@@ -154,12 +154,47 @@ impl Candidates {
 }
 
 /// Resolves one event inside `txn`. Not idempotent by itself: the processor
-/// resolves an event once, in the transaction that also moves its cursor
-/// past it, and replays only events that never resolved (failed, unmapped).
+/// resolves a new event once, in the transaction that also moves its cursor
+/// past it; an event resolved before goes through [`resolve_again`].
 pub fn resolve<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     blocklist: &Blocklist,
+) -> Result<Outcome, T::Error> {
+    resolve_with(txn, input, blocklist, None)
+}
+
+/// What an earlier resolution of the same event already did, so that
+/// resolving it again (a replay of resolved events through a newer mapping)
+/// applies only what is new.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Earlier {
+    /// The profile the event joined then (it may have been absorbed since).
+    pub profile_id: Option<ProfileId>,
+    /// The refusals it got then ([`Refusal::message`]), already audited.
+    pub refusals: Vec<String>,
+}
+
+/// Resolves an event that was resolved before, as if it arrived again, and
+/// idempotently: identifiers attach and merge by the same rules, traits
+/// apply newest-wins by event time (the event's own earlier values give way
+/// to the current mapping's), but a profile it already counted is not
+/// counted or linked again, and a refusal already audited is not audited
+/// again. Resolving the same input twice changes nothing the second time.
+pub fn resolve_again<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    input: &ResolveInput,
+    blocklist: &Blocklist,
+    earlier: &Earlier,
+) -> Result<Outcome, T::Error> {
+    resolve_with(txn, input, blocklist, Some(earlier))
+}
+
+fn resolve_with<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    input: &ResolveInput,
+    blocklist: &Blocklist,
+    earlier: Option<&Earlier>,
 ) -> Result<Outcome, T::Error> {
     let (ids, mut refusals) = normalise(&input.ids, blocklist);
     let keys = ids.keys();
@@ -174,7 +209,11 @@ pub fn resolve<T: IdentityTxn + ?Sized>(
     let (profile_id, action) = if cands.keys.is_empty() {
         (None, Action::None)
     } else {
-        let (id, action) = apply(txn, input, cands)?;
+        let counted = match earlier.and_then(|e| e.profile_id) {
+            Some(id) => canonical(txn, id)?.map(|p| p.id),
+            None => None,
+        };
+        let (id, action) = apply(txn, input, cands, earlier.map(|_| counted))?;
         (Some(id), action)
     };
     let outcome = Outcome {
@@ -183,15 +222,26 @@ pub fn resolve<T: IdentityTxn + ?Sized>(
         warnings: refusals.iter().map(Refusal::warning).collect(),
         refusals,
     };
-    audit_refusals(txn, input, &outcome)?;
+    let audited = earlier.is_some_and(|e| {
+        outcome
+            .refusals
+            .iter()
+            .all(|r| e.refusals.contains(&r.message()))
+    });
+    if !audited {
+        audit_refusals(txn, input, &outcome)?;
+    }
     Ok(outcome)
 }
 
 /// Creates, attaches or merges; returns the profile the event joined.
+/// `again` is `Some` when the event was resolved before, holding the live
+/// profile that counted it then (if any).
 fn apply<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
     cands: Candidates,
+    again: Option<Option<ProfileId>>,
 ) -> Result<(ProfileId, Action), T::Error> {
     let mut profiles = cands.profiles;
     let (mut survivor, action) = match profiles.len() {
@@ -204,6 +254,14 @@ fn apply<T: IdentityTxn + ?Sized>(
             (survivor, Action::Merge { absorbed })
         }
     };
+    // The event was counted and linked where it went before: on the
+    // survivor itself, or on a profile that is being absorbed into it.
+    let counted = again.flatten().is_some_and(|id| {
+        id == survivor.id
+            || profiles
+                .iter()
+                .any(|p| p.id == id || p.merged_from.contains(&id))
+    });
     for victim in profiles {
         absorb(txn, &mut survivor, victim)?;
     }
@@ -220,11 +278,25 @@ fn apply<T: IdentityTxn + ?Sized>(
             at: input.at,
             event_id: input.event_id,
         };
-        survivor.set_trait(name, candidate);
+        match survivor.traits.get(name) {
+            // Resolved again: the event's own earlier value gives way to
+            // what the current mapping makes of it (same time, same event).
+            Some(current) if again.is_some() && current.event_id == input.event_id => {
+                survivor.traits.insert(name.clone(), candidate);
+            }
+            _ => survivor.set_trait(name, candidate),
+        }
     }
-    survivor.touch(input.at);
+    if counted {
+        survivor.first_seen = survivor.first_seen.min(input.at);
+        survivor.last_seen = survivor.last_seen.max(input.at);
+    } else {
+        survivor.touch(input.at);
+    }
     txn.profile_put(&survivor)?;
-    txn.link_event(&survivor, input.event_id)?;
+    if !counted {
+        txn.link_event(&survivor, input.event_id)?;
+    }
     audit_action(txn, input, survivor.id, &action, &added)?;
     Ok((survivor.id, action))
 }
@@ -316,4 +388,65 @@ fn audit_refusals<T: IdentityTxn + ?Sized>(
         source_id: input.source_id,
     });
     txn.audit_put(&AuditEntry::new(profile, Some(input.event_id), change))
+}
+
+#[cfg(test)]
+mod again_tests {
+    use super::super::rule_tests::{ids, input};
+    use super::super::MemoryTxn;
+    use super::*;
+    use serde_json::json;
+
+    fn earlier_of(outcome: &Outcome) -> Earlier {
+        Earlier {
+            profile_id: outcome.profile_id,
+            refusals: outcome.refusals.iter().map(Refusal::message).collect(),
+        }
+    }
+
+    #[test]
+    fn resolving_an_event_again_adds_its_new_trait_once_and_counts_nothing_twice() {
+        let mem = MemoryTxn::new();
+        let blocklist = Blocklist::default();
+        let mut first = input(ids(None, Some("not-an-email"), Some("v-1")));
+        let Ok(arrived) = resolve(&mem, &first, &blocklist);
+        let audit_after_arrival = mem.audit().len();
+        first.traits.insert("city".into(), json!("Paris"));
+        let earlier = earlier_of(&arrived);
+
+        let Ok(again) = resolve_again(&mem, &first, &blocklist, &earlier);
+        let Ok(twice) = resolve_again(&mem, &first, &blocklist, &earlier_of(&again));
+
+        assert_eq!(again.profile_id, arrived.profile_id);
+        assert_eq!(twice, again);
+        let profiles = mem.profiles();
+        assert_eq!(profiles.len(), 1);
+        assert_eq!(profiles[0].event_count, 1);
+        assert_eq!(profiles[0].traits["city"].value, json!("Paris"));
+        assert_eq!(mem.events_of(profiles[0].id).len(), 1);
+        assert_eq!(
+            mem.audit().len(),
+            audit_after_arrival,
+            "no second refusal line"
+        );
+    }
+
+    #[test]
+    fn an_older_event_resolved_again_does_not_overwrite_a_newer_trait() {
+        let mem = MemoryTxn::new();
+        let blocklist = Blocklist::default();
+        let mut newer = input(ids(None, Some("ann@example.org"), None));
+        newer.traits.insert("city".into(), json!("Paris"));
+        let Ok(_) = resolve(&mem, &newer, &blocklist);
+        let mut older = input(ids(None, Some("ann@example.org"), None));
+        older.at = newer.at - chrono::Duration::days(1);
+        let Ok(arrived) = resolve(&mem, &older, &blocklist);
+        older.traits.insert("city".into(), json!("Lyon"));
+
+        let Ok(_) = resolve_again(&mem, &older, &blocklist, &earlier_of(&arrived));
+
+        let profiles = mem.profiles();
+        assert_eq!(profiles[0].traits["city"].value, json!("Paris"));
+        assert_eq!(profiles[0].event_count, 2);
+    }
 }

@@ -306,6 +306,17 @@ impl Refusal {
     pub fn warning(&self) -> String {
         format!("{} dropped: {}", self.kind.as_str(), self.reason.as_str())
     }
+
+    /// The warning stored on the event and in the error log, with the value
+    /// (support needs it to explain a split profile).
+    pub fn message(&self) -> String {
+        format!(
+            "{} `{}` dropped: {}",
+            self.kind.as_str(),
+            self.value,
+            self.reason.as_str()
+        )
+    }
 }
 
 /// What the resolver did with the event's profile.

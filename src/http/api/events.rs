@@ -17,10 +17,10 @@ use crate::domain::views::EventView;
 use crate::http::error::{AppError, AppResult};
 use crate::http::extract::Query;
 use crate::http::AppState;
-use crate::service::events::{EventPage, ListEvents};
+use crate::service::events::{EventPage, ListEvents, RetryQueued};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/events", get(list))
         .route("/events/{id}", get(read))
         .route("/events/{id}/raw", get(raw))
+        .route("/events/{id}/retry", post(retry))
 }
 
 #[derive(Deserialize)]
@@ -100,4 +101,16 @@ async fn raw(State(state): State<AppState>, Path(id): Path<String>) -> AppResult
         body,
     )
         .into_response())
+}
+
+/// Re-runs one event through its source's current mapping, in the
+/// background: 202 `{"event_id", "version", "queued": true}`; 409 when it
+/// cannot be (pending, duplicate, source deleted, no mapping).
+async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<(axum::http::StatusCode, Json<RetryQueued>)> {
+    let event_id = parse_event_id(&id)?;
+    let queued = state.services.retry_event(event_id).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(queued)))
 }

@@ -5,7 +5,7 @@
 use super::page_limit;
 use super::sources::{body_error, parse_body, source_id};
 use crate::domain::preview::PreviewResult;
-use crate::domain::replay::{MappingVersion, ReplayJob};
+use crate::domain::replay::MappingVersion;
 use crate::domain::schema_view::SchemaView;
 use crate::http::error::{AppError, AppResult};
 use crate::http::extract::Query;
@@ -142,21 +142,38 @@ async fn preview(
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     status: String,
+    /// RFC 3339: only events received at or after it.
+    #[serde(default)]
+    since: Option<String>,
+    /// Say what the replay would do (`{"would_touch", ...}`) without it.
+    #[serde(default)]
+    dry_run: bool,
 }
 
-/// Starts a background replay of `failed` or `unmapped` events.
+/// Starts a background replay of `failed`, `unmapped` or `resolved` events
+/// (or `all`), from `since` if given: 202 with the job. With `dry_run`, 200
+/// with what it would do instead.
 async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> AppResult<(StatusCode, Json<ReplayJob>)> {
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let id = source_id(&id)?;
     let body: ReplayBody = match parse_body(&body) {
         Ok(body) => body,
         Err(e) => return body_error(&state, id, e).await,
     };
-    let job = state.services.start_replay(id, &body.status).await?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    let request = crate::service::mappings::ReplayRequest {
+        status: body.status,
+        since: body.since,
+    };
+    if body.dry_run {
+        let plan = state.services.replay_plan(id, request).await?;
+        return Ok(Json(plan).into_response());
+    }
+    let job = state.services.start_replay(id, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
 async fn list_presets(State(state): State<AppState>) -> Json<PresetList> {

@@ -76,6 +76,9 @@ pub fn event_row(event: &EventView, names: &HashMap<SourceId, String>) -> Value 
         "name": name,
         "who": who.map(|(kind, v)| json!({"kind": kind.replace('_', " "), "value": clipped(v)})),
         "profile_id": event.profile_id.map(|id| short_id(&id.to_string())),
+        // Resolved, but an identifier was refused: an amber badge and why.
+        "identity_refused": event.identity_was_refused().then(|| event.identity_refused.join("; ")),
+        "via_profile_id": event.via_profile_id.map(|id| short_id(&id.to_string())),
     })
 }
 

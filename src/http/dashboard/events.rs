@@ -1,6 +1,7 @@
 //! `/`: recent events across sources, and `/events/{id}`: one event, raw and
 //! mapped side by side.
 
+use super::csrf;
 use super::display::{
     self, event_row, options, pretty, query, short_id, source_names, source_options,
 };
@@ -10,12 +11,14 @@ use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventStatus;
 use crate::domain::summary::Shown;
-use crate::domain::views::Part;
+use crate::domain::views::{EventView, Part};
 use crate::http::error::AppError;
 use crate::http::AppState;
 use crate::service::events::ListEvents;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -109,20 +112,30 @@ pub async fn list(
     page(StatusCode::OK, "events", &data)
 }
 
+/// `?retried=1`: the page a retry redirects to says it was queued.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DetailQuery {
+    #[serde(default)]
+    retried: String,
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     session: Authed,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> PageResult {
     let event_id: EventId = id
         .parse()
         .map_err(|_| AppError::not_found(format!("no event `{id}`")))?;
     let event = state.services.event(event_id).await?;
     let names = source_names(&state).await?;
+    let source_deleted = !names.contains_key(&event.source_id);
     let source_name = names
         .get(&event.source_id)
         .cloned()
         .unwrap_or_else(|| "(deleted source)".into());
+    let failed = event.status == EventStatus::Failed;
     let traits = event.traits.as_ref().and_then(|part| match &part.shown {
         Some(Shown::Whole(traits)) => Some(pretty(&json!(traits))),
         _ => part.excerpt().map(str::to_string),
@@ -145,9 +158,50 @@ pub async fn detail(
         "mapped_time": event.mapped.timestamp.as_ref().map(display::time),
         "processed_time": event.processed_at.as_ref().map(display::time),
         "profile": event.profile_id.map(|p| short_id(&p.to_string())),
+        "via_profile": event.via_profile_id.map(|p| short_id(&p.to_string())),
+        "source_deleted": source_deleted,
+        "retried": !query.retried.is_empty(),
+        "failed": failed,
+        // Retry only what can be retried: a failed event whose source still
+        // exists and whose record could be mapped at all.
+        "can_retry": failed && !source_deleted && event.not_mappable.is_none(),
+        "identity_refused": event.identity_was_refused().then_some(&event.identity_refused),
+        // Each refusal is said once, in the identity block, not again here.
+        "warnings": other_warnings(&event),
         "e": event,
     });
     page(StatusCode::OK, "event", &data)
+}
+
+/// The event's warnings less its identity refusals (shown on their own).
+fn other_warnings(event: &EventView) -> Vec<&String> {
+    event
+        .warnings
+        .iter()
+        .filter(|w| !event.identity_refused.contains(w))
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /events/{id}/retry`: re-runs the event through its source's
+/// current mapping (in the background), then back to the event's page.
+pub async fn retry(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<RetryForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let event_id: EventId = id
+        .parse()
+        .map_err(|_| AppError::not_found(format!("no event `{id}`")))?;
+    state.services.retry_event(event_id).await?;
+    Ok(Redirect::to(&format!("/events/{event_id}?retried=1")).into_response())
 }
 
 /// A part for a `<pre>`: pretty JSON when whole, its excerpt and a note

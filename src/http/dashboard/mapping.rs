@@ -359,7 +359,11 @@ pub async fn section(
 
 /// The counts a replay works through, for the page and its poll.
 fn replay_counts(progress: &ReplayProgress) -> Value {
-    json!({"failed": progress.counts.failed, "unmapped": progress.counts.unmapped})
+    json!({
+        "failed": progress.counts.failed,
+        "unmapped": progress.counts.unmapped,
+        "resolved": progress.counts.resolved,
+    })
 }
 
 /// The schema as table rows.
@@ -433,19 +437,29 @@ pub fn percent(seen: u64, samples: u64) -> String {
 /// A replay job as the page and `replay.json` show it.
 pub fn replay_view(job: &ReplayJob) -> Value {
     let finished = job.finished_at.is_some();
+    let what = job.status.as_str();
+    // " (received since …, through version 2)"
+    let mut bounds = Vec::new();
+    if let Some(since) = &job.since {
+        bounds.push(format!("received since {} UTC", time(since)));
+    }
+    if let Some(version) = job.version {
+        bounds.push(format!("through version {version}"));
+    }
+    let detail = if bounds.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", bounds.join(", "))
+    };
     let text = if finished {
         format!(
-            "Replay of {} events finished: {} of {} re-run.",
-            job.status.as_str(),
-            job.done,
-            job.total
+            "Replay of {what} events finished: {} of {} re-run{detail}.",
+            job.done, job.total
         )
     } else {
         format!(
-            "Replaying {} events: {} of {} done…",
-            job.status.as_str(),
-            job.done,
-            job.total
+            "Replaying {what} events: {} of {} done{detail}…",
+            job.done, job.total
         )
     };
     json!({
@@ -624,6 +638,9 @@ pub struct ReplayForm {
     csrf: String,
     #[serde(default)]
     status: String,
+    /// From the confirmation page: only events received since then.
+    #[serde(default)]
+    since: String,
 }
 
 /// `POST /sources/{id}/replay`: starts a replay, then back to the page.
@@ -635,7 +652,11 @@ pub async fn replay(
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
     let source = load(&state, page_source_id(&id)?).await?;
-    match state.services.start_replay(source.id, &form.status).await {
+    let request = crate::service::mappings::ReplayRequest {
+        status: form.status.clone(),
+        since: super::replay::form_since(&form.since),
+    };
+    match state.services.start_replay(source.id, request).await {
         Ok(_) => Ok(Redirect::to(&format!("/sources/{}#replay", source.id)).into_response()),
         // Nothing to replay yet, or not a status that can be: the page again, saying why.
         Err(e @ (ServiceError::Conflict(_) | ServiceError::BadRequest(_))) => {

@@ -18,6 +18,7 @@ mod login;
 mod mapping;
 mod profiles;
 mod render;
+mod replay;
 pub mod session;
 mod sources;
 mod stream;
@@ -42,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/mapping/preview", post(mapping::preview))
         .route("/sources/{id}/replay", post(mapping::replay))
         .route("/sources/{id}/replay.json", get(mapping::replay_json))
+        .route("/sources/{id}/replay/confirm", get(replay::confirm))
+        .route("/events/{id}/retry", post(events::retry))
         .route("/sources/{id}/rotate", post(sources::rotate))
         .route("/sources/{id}/delete", post(sources::delete))
         .route("/sources/{id}/api-key", post(sources::api_key))

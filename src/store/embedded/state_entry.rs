@@ -134,6 +134,10 @@ struct Light<'a> {
     errors: &'a [String],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_version: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    identity_refused: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -159,6 +163,8 @@ impl<'a> Light<'a> {
             resolution,
             errors,
             warnings,
+            failed_version,
+            identity_refused,
         } = state;
         Light {
             status: *status,
@@ -168,6 +174,8 @@ impl<'a> Light<'a> {
             resolution: resolution.as_deref(),
             errors,
             warnings,
+            failed_version: *failed_version,
+            identity_refused,
         }
     }
 }
@@ -243,6 +251,8 @@ mod tests {
             resolution: Some("create".into()),
             errors: vec!["e".into()],
             warnings: vec![],
+            failed_version: Some(1),
+            identity_refused: vec![],
         }
     }
 
