@@ -8,6 +8,7 @@
 //! the stored truth across a crash. `pending` is derived: received minus
 //! everything processed.
 
+use crate::domain::activity::Activity;
 use crate::domain::ids::SourceId;
 use crate::domain::model::EventStatus;
 use dashmap::DashMap;
@@ -95,10 +96,12 @@ impl SourceCounters {
     }
 }
 
-/// All sources' counters.
+/// All sources' counters: the totals, and the same counts per time bucket
+/// (`activity`, kept by the processor only; see `domain::activity`).
 #[derive(Default)]
 pub struct Counters {
     by_source: DashMap<SourceId, Arc<SourceCounters>>,
+    activity: Activity,
 }
 
 impl Counters {
@@ -120,6 +123,17 @@ impl Counters {
                 .fetch_add(n, Ordering::Relaxed);
         }
         counters
+    }
+
+    /// Installs the time buckets restored at start.
+    pub fn with_activity(mut self, activity: Activity) -> Self {
+        self.activity = activity;
+        self
+    }
+
+    /// The per-minute, per-hour and per-day buckets.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     fn entry(&self, source: SourceId) -> Arc<SourceCounters> {

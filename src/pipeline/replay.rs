@@ -7,8 +7,8 @@
 //! single writer; they go through the same planning and identity resolution
 //! as new events, and move the counters from the old status to the new one.
 
-use super::commit::{resolve_identity, Tally};
-use super::plan::{planned, status_of, Claims, SourceMemo};
+use super::commit::Tally;
+use super::plan::{planned, Claims, SourceMemo};
 use super::{Processor, StoreResult};
 use crate::domain::ids::SourceId;
 use crate::domain::model::EventStatus;
@@ -55,18 +55,11 @@ impl Processor {
                 &mapping,
                 &mut claimed,
             )?;
-            tally.record(
-                &self.counters,
-                job.source_id,
-                Some(job.status),
-                status_of(&plan),
-            );
+            tally.record(&self.counters, &event.raw, Some(job.status), &plan);
             plans.push(plan);
             job.done += 1;
         }
-        self.store
-            .commit_batch(&plans, None, &tally.0, resolve_identity)?;
-        tally.apply(&self.counters);
+        tally.commit(&self.store, &plans, None, &self.counters)?;
         job.after = ids.last().copied().or(job.after);
         if ids.len() < batch {
             finish_replay(&mut job);

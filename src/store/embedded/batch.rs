@@ -1,6 +1,6 @@
 //! The processor's commit: one sled transaction per batch over the identity
-//! trees, the event states, the cursor and counters, the error log and the
-//! idempotency keys.
+//! trees, the event states, the cursor and counters (totals and time
+//! buckets), the error log and the idempotency keys.
 //!
 //! One transaction per batch (not per event) is what keeps the processor
 //! fast: sled's commit cost is paid once for hundreds of events. It also
@@ -10,10 +10,12 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
+use super::activity::activity_key;
 use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY, STORED_KEY};
 use super::identity::SledTxn;
 use super::log::Location;
 use super::{encode, Store, StoreResult};
+use crate::domain::activity::ActivityDelta;
 use crate::domain::counters::Counts;
 use crate::domain::identity::{Blocklist, IdentityTxn, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
@@ -69,6 +71,20 @@ impl Store {
         counts: &HashMap<SourceId, Counts>,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
+        let no_buckets = ActivityDelta::default();
+        self.commit_batch_counted(planned, cursor, counts, &no_buckets, resolve)
+    }
+
+    /// As `commit_batch`, also writing the time buckets the batch touched
+    /// (`activity`: absolute values, like `counts`) in the same transaction.
+    pub(super) fn commit_batch_counted(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
         let indexed: Vec<(SourceId, EventId)> = planned
             .iter()
             .filter_map(|p| p.index_under.map(|s| (s, p.event_id)))
@@ -77,6 +93,7 @@ impl Store {
         let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
             .iter()
             .map(|(s, c)| (counts_key(*s), encode(c)))
+            .chain(activity.iter().map(|(k, b)| (activity_key(k), encode(b))))
             .collect();
         // The only identity writer while this runs, so the hot-identity
         // cache is current (see `hot`).
