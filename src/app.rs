@@ -306,7 +306,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError> {
     let activity = Activity::restore(store.persisted_activity()?);
-    Ok(Counters::restore(store.persisted_counts()?, store.pending_by_source()?).with_activity(activity))
+    Ok(
+        Counters::restore(store.persisted_counts()?, store.pending_by_source()?)
+            .with_activity(activity),
+    )
 }
 
 /// Dependencies whose debug and trace logs carry values Inlet handles

@@ -119,7 +119,9 @@ impl Window {
     /// The slot of the ring a bucket starting at `start` occupies.
     pub fn slot_of(self, start: i64) -> u16 {
         // `kept` is at most 60, so the remainder fits.
-        start.div_euclid(self.seconds()).rem_euclid(self.kept() as i64) as u16
+        start
+            .div_euclid(self.seconds())
+            .rem_euclid(self.kept() as i64) as u16
     }
 
     /// Is a bucket starting at `start` still kept when the newest bucket
@@ -168,10 +170,13 @@ pub struct SlotKey {
     pub slot: u16,
 }
 
+/// One source's rings: a bucket per (window, slot).
+type Rings = HashMap<(Window, u16), Bucket>;
+
 /// The rings of every source.
 #[derive(Default)]
 pub struct Activity {
-    slots: Mutex<HashMap<SourceId, HashMap<(Window, u16), Bucket>>>,
+    slots: Mutex<HashMap<SourceId, Rings>>,
 }
 
 impl Activity {
@@ -192,7 +197,7 @@ impl Activity {
 
     /// The map, also after a panic elsewhere poisoned the lock: buckets are
     /// only ever replaced whole, so what it holds is consistent.
-    fn lock(&self) -> MutexGuard<'_, HashMap<SourceId, HashMap<(Window, u16), Bucket>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SourceId, Rings>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -470,8 +475,17 @@ mod tests {
         }
         let series = activity.series(Some(s), Window::Minute, at(T0 + 10));
         assert_eq!(series.buckets.len(), 60);
-        assert_eq!(series.top_codes, vec![CodeCount { code: "x".into(), count: 1 }]);
-        assert_eq!(last(&activity, Some(SourceId::new()), Window::Day, T0).received, 0);
+        assert_eq!(
+            series.top_codes,
+            vec![CodeCount {
+                code: "x".into(),
+                count: 1
+            }]
+        );
+        assert_eq!(
+            last(&activity, Some(SourceId::new()), Window::Day, T0).received,
+            0
+        );
     }
 
     #[test]
@@ -481,13 +495,23 @@ mod tests {
         count(&activity, s, T0, T0, EventStatus::Resolved, None);
         let hour_later = T0 + 3_600;
         // The same slot, a full turn later: the old count is gone from the minute ring.
-        count(&activity, s, hour_later, hour_later, EventStatus::Failed, None);
+        count(
+            &activity,
+            s,
+            hour_later,
+            hour_later,
+            EventStatus::Failed,
+            None,
+        );
         let minute = last(&activity, Some(s), Window::Minute, hour_later);
         assert_eq!((minute.received, minute.resolved, minute.failed), (1, 0, 1));
         let series = activity.series(Some(s), Window::Minute, at(hour_later));
         assert_eq!(series.buckets.iter().map(|b| b.received).sum::<u64>(), 1);
         // The day still has both.
-        assert_eq!(last(&activity, Some(s), Window::Day, hour_later).received, 2);
+        assert_eq!(
+            last(&activity, Some(s), Window::Day, hour_later).received,
+            2
+        );
     }
 
     #[test]
@@ -539,7 +563,13 @@ mod tests {
         }
         let top = activity.series(Some(s), Window::Minute, at(T0)).top_codes;
         assert_eq!(top.len(), MAX_CODES + 1);
-        assert_eq!(top[0], CodeCount { code: OTHER_CODE.into(), count: 5 });
+        assert_eq!(
+            top[0],
+            CodeCount {
+                code: OTHER_CODE.into(),
+                count: 5
+            }
+        );
     }
 
     #[test]

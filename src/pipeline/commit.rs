@@ -22,9 +22,7 @@ use crate::domain::counters::{Counters, Counts};
 use crate::domain::identity::{self, IdentityTxn, Outcome};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, RawEvent, Stage};
-use crate::store::{
-    EventLog, Location, Logged, Planned, Resolved, StateStore, Store, UnitError,
-};
+use crate::store::{EventLog, Location, Logged, Planned, Resolved, StateStore, Store, UnitError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 

@@ -86,7 +86,8 @@ impl Services {
             .activity()
             .series(query.source, query.window, now);
         let totals = sum(&series.buckets);
-        let error_rate = (totals.processed > 0).then(|| totals.failed as f64 / totals.processed as f64);
+        let error_rate =
+            (totals.processed > 0).then(|| totals.failed as f64 / totals.processed as f64);
         let mut top_codes = series.top_codes;
         top_codes.truncate(TOP_CODES);
         Ok(ActivityView {
