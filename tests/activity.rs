@@ -183,3 +183,23 @@ async fn the_sources_list_shows_a_sparkline_per_source() {
     assert!(html.contains("<title>Last 24 hours: received 4, failed 1</title>"));
     assert!(html.contains("<title>Last 24 hours: received 3, failed 2</title>"));
 }
+
+#[tokio::test]
+async fn a_replay_moves_events_within_the_bucket_they_arrived_in() {
+    let app = spawn_app().await;
+    let mapping: Value = serde_json::from_str(MAPPING).unwrap();
+    let shop = app.mapped_source("Shop", mapping).await;
+    send_mix(&app, &shop, 0, 2).await;
+    let path = format!("/api/activity?window=day&source_id={}", shop.id);
+    assert_eq!(counts(current(&app.api_json(&path).await)), (2, 0, 2));
+    app.put_mapping(&shop, json!({"event_name": "order", "email": "{{email}}"}))
+        .await;
+    assert_eq!(
+        app.replay(&shop, "failed").await.status(),
+        StatusCode::ACCEPTED
+    );
+    app.wait_for_replay(&shop).await;
+    let view = app.api_json(&path).await;
+    assert_eq!(counts(current(&view)), (2, 2, 0), "{view}");
+    assert_eq!(view["error_rate"], 0.0);
+}

@@ -7,6 +7,10 @@
 //! the same sled transaction as the events' states, so they never drift from
 //! the stored truth across a crash. `pending` is derived: received minus
 //! everything processed.
+//!
+//! The same counts per minute, hour and day (`activity`, see
+//! `domain::activity`) are kept only by the processor, `received` included,
+//! so the request path pays nothing for them.
 
 use crate::domain::activity::Activity;
 use crate::domain::ids::SourceId;

@@ -247,6 +247,66 @@ mod tests {
         store.event_state(event_id).unwrap().unwrap().profile_id
     }
 
+    /// What the time buckets add to a processor commit: batches of 500
+    /// new events (no identity work) with and without the three bucket
+    /// writes of one source. `cargo test --release --lib
+    /// time_buckets_cost -- --ignored --nocapture`; numbers in
+    /// docs/notes/charts.md.
+    #[test]
+    #[ignore]
+    fn time_buckets_cost_per_batch() {
+        use crate::domain::activity::{Activity, ActivityDelta};
+        use crate::domain::model::EventStatus;
+        let store = Store::temporary().unwrap();
+        let (source, activity) = (SourceId::new(), Activity::default());
+        let batch = |n: usize| -> Vec<Planned> {
+            (0..n)
+                .map(|i| Planned {
+                    event_id: EventId::new(),
+                    at: Location {
+                        segment: 1,
+                        offset: i as u64,
+                        len: 1,
+                    },
+                    state: EventState::default(),
+                    errors: Vec::new(),
+                    resolve: None,
+                    dedupe_key: None,
+                    index_under: Some(source),
+                })
+                .collect()
+        };
+        let counts = HashMap::from([(source, Counts::default())]);
+        let time = |with_buckets: bool| {
+            let started = std::time::Instant::now();
+            for _ in 0..200 {
+                let plans = batch(500);
+                let mut delta = ActivityDelta::default();
+                if with_buckets {
+                    let now = chrono::Utc::now();
+                    for _ in &plans {
+                        delta.first_processed(
+                            &activity,
+                            source,
+                            now,
+                            now,
+                            EventStatus::Resolved,
+                            None,
+                        );
+                    }
+                }
+                store
+                    .commit_batch_counted(&plans, None, &counts, &delta, resolve_keeping_state)
+                    .unwrap();
+                activity.install(delta);
+            }
+            started.elapsed() / 200
+        };
+        let (without, with) = (time(false), time(true));
+        let (without, with) = (time(false).min(without), time(true).min(with));
+        println!("per 500-event batch: without buckets {without:?}, with {with:?}");
+    }
+
     #[test]
     fn the_hot_identity_cache_never_outlives_a_support_action() {
         let store = Store::temporary().unwrap();
