@@ -51,6 +51,12 @@ async fn main() {
         .await
         .expect("log in");
     b.wait()
+        .for_element(Locator::Css("svg#activity-chart"))
+        .await
+        .expect("home page");
+    shot("home.png").await;
+    b.goto(&app.url("/events")).await.expect("events page");
+    b.wait()
         .for_element(Locator::Css("table#events"))
         .await
         .expect("events page");

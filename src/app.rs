@@ -3,6 +3,7 @@
 //! the listener, so `main` and tests start Inlet the same way.
 
 use crate::config::Config;
+use crate::domain::activity::Activity;
 use crate::domain::counters::Counters;
 use crate::domain::source::SecretHash;
 use crate::http::{AppState, Shared};
@@ -304,10 +305,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError> {
-    Ok(Counters::restore(
-        store.persisted_counts()?,
-        store.pending_by_source()?,
-    ))
+    let activity = Activity::restore(store.persisted_activity()?);
+    Ok(
+        Counters::restore(store.persisted_counts()?, store.pending_by_source()?)
+            .with_activity(activity),
+    )
 }
 
 /// Dependencies whose debug and trace logs carry values Inlet handles

@@ -80,7 +80,7 @@ async fn create_source(story: &mut Story) {
 
 async fn watch_an_event_arrive(story: &mut Story) {
     let b = &story.browser;
-    b.goto(&story.app.url("/")).await.unwrap();
+    b.goto(&story.app.url("/events")).await.unwrap();
     b.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("#live:not([hidden])"))

@@ -60,7 +60,7 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     assert!(cookie.contains("Path=/"));
     let (status, html) = app.page("/").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("Recent events"));
+    assert!(html.contains("Events over time"), "the home page");
     assert!(html.contains("Log out"));
 
     // The old cookie stops working server-side, not just in this browser.

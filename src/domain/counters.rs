@@ -7,7 +7,12 @@
 //! the same sled transaction as the events' states, so they never drift from
 //! the stored truth across a crash. `pending` is derived: received minus
 //! everything processed.
+//!
+//! The same counts per minute, hour and day (`activity`, see
+//! `domain::activity`) are kept only by the processor, `received` included,
+//! so the request path pays nothing for them.
 
+use crate::domain::activity::Activity;
 use crate::domain::ids::SourceId;
 use crate::domain::model::EventStatus;
 use dashmap::DashMap;
@@ -95,10 +100,12 @@ impl SourceCounters {
     }
 }
 
-/// All sources' counters.
+/// All sources' counters: the totals, and the same counts per time bucket
+/// (`activity`, kept by the processor only; see `domain::activity`).
 #[derive(Default)]
 pub struct Counters {
     by_source: DashMap<SourceId, Arc<SourceCounters>>,
+    activity: Activity,
 }
 
 impl Counters {
@@ -120,6 +127,17 @@ impl Counters {
                 .fetch_add(n, Ordering::Relaxed);
         }
         counters
+    }
+
+    /// Installs the time buckets restored at start.
+    pub fn with_activity(mut self, activity: Activity) -> Self {
+        self.activity = activity;
+        self
+    }
+
+    /// The per-minute, per-hour and per-day buckets.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     fn entry(&self, source: SourceId) -> Arc<SourceCounters> {

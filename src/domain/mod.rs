@@ -1,5 +1,6 @@
 //! The domain: pure types and rules, no I/O.
 
+pub mod activity;
 pub mod counters;
 pub mod decode;
 pub mod events;

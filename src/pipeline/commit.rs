@@ -17,38 +17,94 @@
 
 use super::plan::{fail, planned, status_of, PlannedBatch};
 use super::{Processor, StoreResult};
+use crate::domain::activity::ActivityDelta;
 use crate::domain::counters::{Counters, Counts};
 use crate::domain::identity::{self, Action, Earlier, IdentityTxn, Outcome};
 use crate::domain::ids::{EventId, SourceId};
-use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, Stage};
-#[cfg(doc)]
-use crate::store::Store;
-use crate::store::{EventLog, Location, Logged, Planned, Resolved, StateStore, UnitError};
+use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, RawEvent, Stage};
+use crate::store::{EventLog, Location, Logged, Planned, Resolved, StateStore, Store, UnitError};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-/// Status transitions of a batch, applied to a copy of the counters first
-/// and to the live ones only after the commit.
-#[derive(Default)]
-pub(super) struct Tally(pub(super) HashMap<SourceId, Counts>);
+/// Status transitions of a batch, in the totals and the time buckets,
+/// applied to a copy of the counters first and to the live ones only after
+/// the commit.
+pub(super) struct Tally {
+    totals: HashMap<SourceId, Counts>,
+    activity: ActivityDelta,
+    /// "Now" for the buckets: which ones the rings still keep.
+    now: DateTime<Utc>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            totals: HashMap::new(),
+            activity: ActivityDelta::default(),
+            now: Utc::now(),
+        }
+    }
+}
 
 impl Tally {
+    /// Counts `raw`, planned as `plan`: a first processing (`from` is None)
+    /// is also counted as received, in the bucket of its `received_at`.
     pub(super) fn record(
         &mut self,
         counters: &Counters,
-        source: SourceId,
+        raw: &RawEvent,
         from: Option<EventStatus>,
-        to: EventStatus,
+        plan: &Planned,
     ) {
-        self.0
+        let (source, to) = (raw.source_id, status_of(plan));
+        self.totals
             .entry(source)
             .or_insert_with(|| counters.counts(source))
             .record(from, to);
+        let codes = plan
+            .errors
+            .iter()
+            .filter(|e| e.level == Level::Error)
+            .map(|e| e.code.as_str());
+        let (activity, at, now) = (counters.activity(), raw.received_at, self.now);
+        match from {
+            None => self
+                .activity
+                .first_processed(activity, source, at, now, to, codes),
+            Some(from) => self
+                .activity
+                .reprocessed(activity, source, at, now, (from, to), codes),
+        }
     }
 
-    pub(super) fn apply(self, counters: &Counters) {
-        for (source, counts) in self.0 {
+    /// Commits `plans` with these counts in one unit of work, then installs
+    /// the counts in the live counters.
+    pub(super) fn commit(
+        self,
+        store: &Store,
+        plans: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counters: &Counters,
+    ) -> StoreResult<()> {
+        self.commit_with(store, plans, cursor, counters, resolve_identity)
+    }
+
+    /// [`Tally::commit`] with the resolver chosen by the caller (a replay
+    /// resolves events that resolved before again, idempotently).
+    pub(super) fn commit_with(
+        self,
+        store: &Store,
+        plans: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counters: &Counters,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
+        store.commit_batch_counted(plans, cursor, &self.totals, &self.activity, resolve)?;
+        for (source, counts) in self.totals {
             counters.set(source, counts);
         }
+        counters.activity().install(self.activity);
+        Ok(())
     }
 }
 
@@ -176,12 +232,9 @@ impl Processor {
     ) -> StoreResult<()> {
         let mut tally = Tally::default();
         for (event, plan) in events.iter().zip(plans) {
-            tally.record(&self.counters, event.raw.source_id, None, status_of(plan));
+            tally.record(&self.counters, &event.raw, None, plan);
         }
-        self.store
-            .commit_batch(plans, Some(last), &tally.0, resolve_identity)?;
-        tally.apply(&self.counters);
-        Ok(())
+        tally.commit(&self.store, plans, Some(last), &self.counters)
     }
 
     /// The fallback when a whole batch cannot commit (say one event meets a

@@ -19,7 +19,7 @@
 //! persisted, as it is one click to ask again.
 
 use super::commit::{resolve_identity, resolve_identity_again, Tally};
-use super::plan::{planned, status_of, Claims, SourceMemo};
+use super::plan::{planned, Claims, SourceMemo};
 use super::{Processor, StoreResult};
 use crate::domain::events::StoredEvent;
 use crate::domain::identity::Blocklist;
@@ -116,7 +116,7 @@ impl Processor {
             &mut run.claimed,
         )?;
         run.tally
-            .record(&self.counters, source.id, Some(from), status_of(&plan));
+            .record(&self.counters, &event.raw, Some(from), &plan);
         if from == EventStatus::Resolved {
             if let Some(state) = event.state {
                 run.earlier.insert(event.raw.id, state);
@@ -138,15 +138,16 @@ impl Processor {
         if plans.is_empty() {
             return Ok(());
         }
-        self.store
-            .commit_batch(&plans, None, &tally.0, |txn, plan| {
-                match earlier.get(&plan.event_id) {
-                    Some(state) => resolve_identity_again(txn, plan, state),
-                    None => resolve_identity(txn, plan),
-                }
-            })?;
-        tally.apply(&self.counters);
-        Ok(())
+        tally.commit_with(
+            &self.store,
+            &plans,
+            None,
+            &self.counters,
+            |txn, plan| match earlier.get(&plan.event_id) {
+                Some(state) => resolve_identity_again(txn, plan, state),
+                None => resolve_identity(txn, plan),
+            },
+        )
     }
 
     /// Runs the retries asked for since the last batch; returns how many.

@@ -2,6 +2,7 @@
 //! can fail with. The JSON API and the dashboard both call these; neither
 //! knows the other, and nothing here knows HTTP.
 
+pub mod activity;
 pub mod error;
 pub mod errors;
 pub mod events;

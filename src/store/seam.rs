@@ -37,6 +37,7 @@ use super::{
     Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged, Planned,
     Resolved, ScanBudget, StoreError, StoreResult, SummaryPage,
 };
+use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::identity::{
@@ -314,6 +315,26 @@ pub trait StateStore {
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,
         counts: &HashMap<SourceId, Counts>,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()>;
+
+    // --- time-bucket counters (`domain::activity`) ---
+
+    /// Every persisted time bucket, read once at start (bounded: at most
+    /// 140 slots per source, see `domain::activity`).
+    fn persisted_activity(&self) -> StoreResult<Vec<(SlotKey, Bucket)>>;
+
+    /// `commit_batch`, also writing the time buckets the batch touched
+    /// (`activity`: absolute values of ring slots, like `counts`) in the
+    /// same unit of work, so they never drift from the states across a
+    /// crash. The processor commits through this; `commit_batch` is this
+    /// with no buckets. Cost: a few small writes per source per batch.
+    fn commit_batch_counted(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()>;
 }

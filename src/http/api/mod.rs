@@ -1,5 +1,6 @@
 //! The JSON API under `/api`: one router per resource.
 
+pub(crate) mod activity;
 pub(crate) mod errors;
 pub(crate) mod events;
 pub(crate) mod health;

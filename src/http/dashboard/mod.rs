@@ -5,15 +5,18 @@
 //! - `session`, `csrf`: login, the session cookie and form tokens.
 //! - `render`: the handlebars registry (strict, escaping on) and error pages.
 //! - `display`: how values are shown (clipped, shortened, pretty-printed).
-//! - one file per page group: `login`, `events`, `stream`, `errors`,
+//! - `charts`: the SVG charts (home page bars, sources' sparklines).
+//! - one file per page group: `home`, `login`, `events`, `stream`, `errors`,
 //!   `sources` (with `mapping`: the source page's mapping section),
 //!   `profiles`; `assets` serves the embedded CSS and JS.
 
 mod assets;
+mod charts;
 mod csrf;
 mod display;
 mod errors;
 mod events;
+mod home;
 mod login;
 mod mapping;
 mod profiles;
@@ -32,7 +35,7 @@ pub use session::Sessions;
 /// Every dashboard route. All but `/login` and `/static/*` need a session.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(events::list))
+        .route("/", get(home::show))
         .route("/events", get(events::list))
         .route("/events/stream", get(stream::tail))
         .route("/events/{id}", get(events::detail))

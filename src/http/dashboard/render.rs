@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 /// Templates and partials, embedded in the binary so a deploy is one file.
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("layout", include_str!("templates/layout.hbs")),
     ("login", include_str!("templates/login.hbs")),
     ("events", include_str!("templates/events.hbs")),
@@ -37,6 +37,7 @@ const TEMPLATES: [(&str, &str); 13] = [
         "replay_confirm",
         include_str!("templates/replay_confirm.hbs"),
     ),
+    ("home", include_str!("templates/home.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

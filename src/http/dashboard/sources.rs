@@ -8,6 +8,7 @@
 //! Every action calls `service::sources`; this file turns forms into its
 //! inputs and its views into pages.
 
+use super::charts;
 use super::csrf;
 use super::display::{options, time};
 use super::mapping::Editor;
@@ -70,7 +71,12 @@ async fn list_page(
     error: Option<String>,
     form: &CreateForm,
 ) -> PageResult {
-    let mut sources = state.services.list_sources().await.map_err(failed)?.sources;
+    let overview = state
+        .services
+        .sources_with_activity()
+        .await
+        .map_err(failed)?;
+    let mut sources = overview.list.sources;
     sources.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let rows: Vec<Value> = sources
         .iter()
@@ -81,6 +87,7 @@ async fn list_page(
                 "created": time(&s.created_at),
                 "counts": s.counts,
                 "mapping_version": s.mapping_version,
+                "spark": overview.last_day.get(&s.id).map(|b| charts::sparkline(b)),
             })
         })
         .collect();

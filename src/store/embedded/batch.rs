@@ -1,6 +1,6 @@
 //! The processor's commit: one sled transaction per batch over the identity
-//! trees, the event states, the cursor and counters, the error log and the
-//! idempotency keys.
+//! trees, the event states, the cursor and counters (totals and time
+//! buckets), the error log and the idempotency keys.
 //!
 //! One transaction per batch (not per event) is what keeps the processor
 //! fast: sled's commit cost is paid once for hundreds of events. It also
@@ -10,10 +10,12 @@
 //! conflict (a support merge landing at the same moment), so everything it
 //! does goes through the transaction.
 
+use super::activity::activity_key;
 use super::events::{counts_key, encode_state, CURSOR_AT_KEY, CURSOR_KEY, STORED_KEY};
 use super::identity::SledTxn;
 use super::log::Location;
 use super::{encode, Store, StoreResult};
+use crate::domain::activity::ActivityDelta;
 use crate::domain::counters::Counts;
 use crate::domain::identity::{Blocklist, IdentityTxn, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
@@ -69,6 +71,20 @@ impl Store {
         counts: &HashMap<SourceId, Counts>,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
+        let no_buckets = ActivityDelta::default();
+        self.commit_batch_counted(planned, cursor, counts, &no_buckets, resolve)
+    }
+
+    /// As `commit_batch`, also writing the time buckets the batch touched
+    /// (`activity`: absolute values, like `counts`) in the same transaction.
+    pub(super) fn commit_batch_counted(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
         let indexed: Vec<(SourceId, EventId)> = planned
             .iter()
             .filter_map(|p| p.index_under.map(|s| (s, p.event_id)))
@@ -77,6 +93,7 @@ impl Store {
         let counts: Vec<(Vec<u8>, Vec<u8>)> = counts
             .iter()
             .map(|(s, c)| (counts_key(*s), encode(c)))
+            .chain(activity.iter().map(|(k, b)| (activity_key(k), encode(b))))
             .collect();
         // The only identity writer while this runs, so the hot-identity
         // cache is current (see `hot`).
@@ -228,6 +245,66 @@ mod tests {
             })
             .unwrap();
         store.event_state(event_id).unwrap().unwrap().profile_id
+    }
+
+    /// What the time buckets add to a processor commit: batches of 500
+    /// new events (no identity work) with and without the three bucket
+    /// writes of one source. `cargo test --release --lib
+    /// time_buckets_cost -- --ignored --nocapture`; numbers in
+    /// docs/notes/charts.md.
+    #[test]
+    #[ignore]
+    fn time_buckets_cost_per_batch() {
+        use crate::domain::activity::{Activity, ActivityDelta};
+        use crate::domain::model::EventStatus;
+        let store = Store::temporary().unwrap();
+        let (source, activity) = (SourceId::new(), Activity::default());
+        let batch = |n: usize| -> Vec<Planned> {
+            (0..n)
+                .map(|i| Planned {
+                    event_id: EventId::new(),
+                    at: Location {
+                        segment: 1,
+                        offset: i as u64,
+                        len: 1,
+                    },
+                    state: EventState::default(),
+                    errors: Vec::new(),
+                    resolve: None,
+                    dedupe_key: None,
+                    index_under: Some(source),
+                })
+                .collect()
+        };
+        let counts = HashMap::from([(source, Counts::default())]);
+        let time = |with_buckets: bool| {
+            let started = std::time::Instant::now();
+            for _ in 0..200 {
+                let plans = batch(500);
+                let mut delta = ActivityDelta::default();
+                if with_buckets {
+                    let now = chrono::Utc::now();
+                    for _ in &plans {
+                        delta.first_processed(
+                            &activity,
+                            source,
+                            now,
+                            now,
+                            EventStatus::Resolved,
+                            None,
+                        );
+                    }
+                }
+                store
+                    .commit_batch_counted(&plans, None, &counts, &delta, resolve_keeping_state)
+                    .unwrap();
+                activity.install(delta);
+            }
+            started.elapsed() / 200
+        };
+        let (without, with) = (time(false), time(true));
+        let (without, with) = (time(false).min(without), time(true).min(with));
+        println!("per 500-event batch: without buckets {without:?}, with {with:?}");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - `events_by_source`: source id ‖ the last event id of a processor batch
 //!   → that batch's event ids of the source (see `source_index`).
 //! - `errors`: error id (UUID v7) → `ErrorEntry` JSON.
-//! - `meta`: named singletons (processor cursor, counters, schema snapshots).
+//! - `meta`: named singletons (processor cursor, counters, schema snapshots)
+//!   and the time-bucket counters (`activity`).
 //! - `mappings`: source id ‖ version (u32 BE) → mapping JSON.
 //! - `ident`: typed identifier (`x:`/`e:`/`v:` + value) → profile id.
 //! - `profiles`: profile id → profile JSON; `redirects`: absorbed id → survivor id.
@@ -23,6 +24,7 @@
 //!   `audit`: profile id ‖ audit id → entry JSON.
 //! - `dedupe`: source id ‖ idempotency key → event id.
 
+mod activity;
 pub mod batch;
 pub mod erasure;
 pub mod errors;

@@ -9,6 +9,7 @@ use super::errors::ErrorFilter;
 use super::history::HistoryPage;
 use super::summary::{ScanBudget, SummaryPage};
 use super::{Location, Logged, Planned, Resolved, Store, StoreResult};
+use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::identity::{
@@ -277,5 +278,20 @@ impl StateStore for Store {
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
         Store::commit_batch(self, planned, cursor, counts, resolve)
+    }
+
+    fn persisted_activity(&self) -> StoreResult<Vec<(SlotKey, Bucket)>> {
+        Store::persisted_activity(self)
+    }
+
+    fn commit_batch_counted(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
+        Store::commit_batch_counted(self, planned, cursor, counts, activity, resolve)
     }
 }
