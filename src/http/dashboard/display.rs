@@ -76,6 +76,9 @@ pub fn event_row(event: &EventView, names: &HashMap<SourceId, String>) -> Value 
         "name": name,
         "who": who.map(|(kind, v)| json!({"kind": kind.replace('_', " "), "value": clipped(v)})),
         "profile_id": event.profile_id.map(|id| short_id(&id.to_string())),
+        // The mapped event's own timestamp; blank until it is mapped.
+        "event_time": event.mapped.timestamp.as_ref().map(time),
+        "event_at": event.mapped.timestamp,
     })
 }
 
