@@ -47,6 +47,14 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/api-key", post(sources::api_key))
         .route("/profiles", get(profiles::search))
         .route("/profiles/{id}", get(profiles::show))
+        .route(
+            "/profiles/{id}/merge",
+            get(profiles::merge_confirm).post(profiles::merge),
+        )
+        .route(
+            "/profiles/{id}/erase",
+            get(profiles::erase_confirm).post(profiles::erase),
+        )
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/static/app.css", get(assets::css))

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 /// Templates and partials, embedded in the binary so a deploy is one file.
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: &[(&str, &str)] = &[
     ("layout", include_str!("templates/layout.hbs")),
     ("login", include_str!("templates/login.hbs")),
     ("events", include_str!("templates/events.hbs")),
@@ -29,6 +29,8 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("profiles", include_str!("templates/profiles.hbs")),
     ("profile", include_str!("templates/profile.hbs")),
     ("error", include_str!("templates/error.hbs")),
+    ("profile_merge", include_str!("templates/profile_merge.hbs")),
+    ("profile_erase", include_str!("templates/profile_erase.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

@@ -278,4 +278,13 @@ impl StateStore for Store {
     ) -> StoreResult<()> {
         Store::commit_batch(self, planned, cursor, counts, resolve)
     }
+
+    fn profiles_page(
+        &self,
+        prefixes: &[IdentKey],
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<crate::store::ProfilesPage> {
+        Store::profiles_page(self, prefixes, limit, before)
+    }
 }
