@@ -47,6 +47,11 @@ impl ScanBudget {
     };
 }
 
+/// Largest stored record a search reads to look into its payload; a
+/// larger one is matched on its ids and mapped identifiers only (one such
+/// record would cost a search more than its whole time budget).
+pub const SEARCH_PAYLOAD_MAX: usize = 256 << 10;
+
 /// Searches that run at once; more wait (briefly) for a permit.
 pub const CONCURRENT_SCANS: usize = 2;
 
@@ -121,9 +126,12 @@ impl Store {
         let mut last = None;
         for id in self.candidate_ids(filter)? {
             let id = id?;
-            let spent = page.scanned >= budget.events.max(1)
-                || bytes >= budget.bytes
-                || started.elapsed() >= budget.time;
+            // At least one event per page, so a page under load still
+            // moves the cursor and `next` always continues the scan.
+            let spent = page.scanned > 0
+                && (page.scanned >= budget.events.max(1)
+                    || bytes >= budget.bytes
+                    || started.elapsed() >= budget.time);
             if spent {
                 page.partial = true;
                 page.next = last;
@@ -142,6 +150,7 @@ impl Store {
             let matched = match filter.check(id, head.state.as_ref()) {
                 Verdict::Yes => true,
                 Verdict::No => false,
+                Verdict::AskPayload if head.at.len as usize > SEARCH_PAYLOAD_MAX => false,
                 Verdict::AskPayload => {
                     let (raw, read) = self.raw_for_search(id, &head)?;
                     bytes += read;
