@@ -688,6 +688,7 @@ mod tests {
     //! on the in-memory implementation (`domain::identity::rule_tests`).
     use super::*;
     use crate::domain::identity::rule_tests::{ids, input};
+    use crate::domain::identity::IdentKind;
 
     fn run(store: &Store, x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Outcome {
         store
@@ -902,5 +903,29 @@ mod tests {
             .unwrap();
         assert_eq!(preview.summary(), "create");
         assert_eq!(owner(&store, IdentKey::Visitor("new".into())), None);
+    }
+
+    #[test]
+    fn the_profile_list_pages_newest_first_and_searches_by_prefix() {
+        let store = Store::temporary().unwrap();
+        let made: Vec<ProfileId> = ["ada@x.org", "adam@x.org", "bob@x.org"]
+            .iter()
+            .map(|e| run(&store, None, Some(e), None).profile_id.unwrap())
+            .collect();
+        let first = store.profiles_page(&[], 2, None).unwrap();
+        let ids: Vec<ProfileId> = first.profiles.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![made[2], made[1]]);
+        assert_eq!(first.next, Some(made[1]));
+        let rest = store.profiles_page(&[], 2, first.next).unwrap();
+        assert_eq!(rest.profiles.len(), 1);
+        assert_eq!(rest.next, None);
+
+        let ada = [IdentKey::new(IdentKind::Email, "ada")];
+        let found = store.profiles_page(&ada, 10, None).unwrap();
+        let ids: Vec<ProfileId> = found.profiles.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![made[1], made[0]]);
+        assert!(!found.truncated);
+        let older = store.profiles_page(&ada, 1, None).unwrap();
+        assert_eq!(older.next, Some(made[1]));
     }
 }
