@@ -1,8 +1,8 @@
 //! Events: a page of recent or matching events, one event's view, its
 //! whole stored record.
 //!
-//! A filtered page (search or status) scans at most its budget (events,
-//! bytes of state, time) and answers what it found with `partial` and
+//! A filtered page (search, status, name or date range) scans at most its
+//! budget (events, bytes of state and of payloads a search reads, time) and answers what it found with `partial` and
 //! `next` when the budget runs out first. At most the store's scan permits
 //! run at once (on blocking threads); one more waits up to 2 s, then fails
 //! with `search_busy`.
@@ -32,7 +32,7 @@ pub struct ListEvents {
 }
 
 /// A page of bounded event views, newest first: the API's
-/// `{"events", "next", "partial", "scanned"}`.
+/// `{"events", "next", "partial", "scan_truncated", "scanned"}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EventPage {
     pub events: Vec<EventView>,
@@ -41,6 +41,9 @@ pub struct EventPage {
     pub next: Option<EventId>,
     /// The scan budget ran out before the page filled.
     pub partial: bool,
+    /// The same as `partial`, under the name the search docs use: the scan
+    /// stopped at its bound (`scan=`, bytes or time) and `next` continues it.
+    pub scan_truncated: bool,
     pub scanned: usize,
 }
 
@@ -70,7 +73,7 @@ impl Services {
     pub async fn list_events(&self, input: ListEvents) -> ServiceResult<EventPage> {
         let budget = input.budget();
         let filter = input.filter;
-        let scans = filter.search.is_some() || filter.status.is_some();
+        let scans = filter.scans();
         let _permit = if scans {
             let permits = self.store.scan_permits();
             match tokio::time::timeout(SCAN_WAIT, permits.acquire_owned()).await {
@@ -95,6 +98,7 @@ impl Services {
             events: page.events.into_iter().map(EventView::of).collect(),
             next: page.next,
             partial: page.partial,
+            scan_truncated: page.partial,
             scanned: page.scanned,
         })
     }

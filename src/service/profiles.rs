@@ -99,6 +99,43 @@ fn refused(refusal: Refusal) -> ServiceError {
     ))
 }
 
+/// A page of the profile list, newest first.
+#[derive(Clone, Debug)]
+pub struct ProfileList {
+    pub profiles: Vec<Profile>,
+    /// `before=` of the next (older) page.
+    pub next: Option<ProfileId>,
+    /// The search stopped at its bound (`store::PROFILE_SEARCH_SCAN`
+    /// identifiers): a longer prefix finds the rest.
+    pub truncated: bool,
+}
+
+/// The identifier-key prefixes a search box's text stands for, normalised
+/// as events' identifiers are (trimmed; an email lowercased, ASCII only):
+/// one per kind asked. Not checked as whole identifiers are, since a
+/// prefix (`ada@`) is rarely a valid one.
+fn search_prefixes(q: &str, kind: SearchKind) -> Vec<IdentKey> {
+    let q = identity::trim(q);
+    if q.is_empty() {
+        return Vec::new();
+    }
+    let kinds: &[IdentKind] = match &kind {
+        SearchKind::Ident(kind) => std::slice::from_ref(kind),
+        SearchKind::Any => &[
+            IdentKind::ExternalId,
+            IdentKind::Email,
+            IdentKind::VisitorId,
+        ],
+    };
+    kinds
+        .iter()
+        .map(|kind| match kind {
+            IdentKind::Email => IdentKey::new(*kind, identity::lowercase_email(q)),
+            _ => IdentKey::new(*kind, q),
+        })
+        .collect()
+}
+
 fn no_profile(id: ProfileId) -> ServiceError {
     ServiceError::NotFound(format!("no profile `{id}` (it may have been erased)"))
 }
@@ -159,6 +196,42 @@ impl Services {
             Ok(id) => Ok(self.store.profile(id)?.map(|p| p.id)),
             Err(_) => Ok(None),
         }
+    }
+
+    /// A page of profiles, newest first: all of them, or (with a search)
+    /// those owning an identifier that starts with `q` (normalised), or the
+    /// one profile whose id `q` is. Bounded (see `ProfileList::truncated`).
+    pub async fn list_profiles(
+        &self,
+        q: &str,
+        kind: SearchKind,
+        page: Page<ProfileId>,
+    ) -> ServiceResult<ProfileList> {
+        if kind == SearchKind::Any {
+            if let Ok(id) = identity::trim(q).parse::<ProfileId>() {
+                let profiles = match page.before {
+                    None => self.store.profile(id)?.into_iter().collect(),
+                    Some(_) => Vec::new(),
+                };
+                return Ok(ProfileList {
+                    profiles,
+                    next: None,
+                    truncated: false,
+                });
+            }
+        }
+        let prefixes = search_prefixes(q, kind);
+        let store = self.store.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            store.profiles_page(&prefixes, page.limit, page.before)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        Ok(ProfileList {
+            profiles: found.profiles,
+            next: found.next,
+            truncated: found.truncated,
+        })
     }
 
     /// A profile by id; an absorbed id gives its survivor.

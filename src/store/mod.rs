@@ -15,6 +15,7 @@ pub use embedded::erasure::{DatabaseRewrite, ErasureReport, CATCH_UP as ERASURE_
 pub use embedded::errors::ErrorFilter;
 pub use embedded::flush::{FlushFailed, FlushStats, GroupCommit};
 pub use embedded::history::{HistoryLine, HistoryPage, HISTORY_SCAN};
+pub use embedded::identity::{ProfilesPage, PROFILE_SEARCH_SCAN};
 pub use embedded::summary::{ScanBudget, SummaryPage};
 pub use embedded::{Location, Logged, Planned, Resolved, Store, StoreError, StoreResult};
 pub use seam::{EventLog, StateStore, UnitError};

@@ -337,4 +337,17 @@ pub trait StateStore {
         activity: &ActivityDelta,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()>;
+
+    // --- appended (issue 16, support) ---
+
+    /// Live profiles newest first, older than `before` (`limit` a page):
+    /// all, or those owning an identifier that starts with one of
+    /// `prefixes` (normalised values). Bounded: a search reads at most
+    /// `PROFILE_SEARCH_SCAN` identifiers and says when it stopped.
+    fn profiles_page(
+        &self,
+        prefixes: &[IdentKey],
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<crate::store::ProfilesPage>;
 }

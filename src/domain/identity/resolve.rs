@@ -93,6 +93,21 @@ impl Candidates {
         }
     }
 
+    /// The profile a conflicting key would have joined the event to: the
+    /// key's owner, or for a new external id the profile that already has
+    /// one. `None` for other reasons (a limit is not a second person).
+    fn conflict_owner(&self, i: usize, reason: RefusalReason) -> Option<ProfileId> {
+        if reason != RefusalReason::ExternalIdConflict {
+            return None;
+        }
+        self.owners[i].or_else(|| {
+            self.profiles
+                .iter()
+                .find(|p| !p.external_ids.is_empty())
+                .map(|p| p.id)
+        })
+    }
+
     /// The identifier to drop and why, or `None` when the event can be applied.
     fn violation(&self) -> Option<(usize, RefusalReason)> {
         let new_external = (0..self.keys.len())
@@ -201,9 +216,10 @@ fn resolve_with<T: IdentityTxn + ?Sized>(
     txn.prefetch(&keys)?;
     let mut cands = Candidates::load(txn, keys)?;
     while let Some((i, reason)) = cands.violation() {
+        let owner = cands.conflict_owner(i, reason);
         let mut keys = cands.keys;
         let dropped = keys.remove(i);
-        refusals.push(Refusal::new(dropped.kind(), dropped.value(), reason));
+        refusals.push(Refusal::new(dropped.kind(), dropped.value(), reason).owned_by(owner));
         cands = Candidates::load(txn, keys)?;
     }
     let (profile_id, action) = if cands.keys.is_empty() {
@@ -373,7 +389,9 @@ fn audit_action<T: IdentityTxn + ?Sized>(
 }
 
 /// One `refusal` audit line per event that had refusals, under the profile
-/// the event joined (or the nil id when it joined none).
+/// the event joined (or the nil id when it joined none), and the same line
+/// under each other profile a conflict kept the event out of, in the same
+/// transaction: the refusal that split two profiles shows on both.
 fn audit_refusals<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
@@ -386,8 +404,19 @@ fn audit_refusals<T: IdentityTxn + ?Sized>(
     let change = AuditChange::Refusal(Refused {
         refusals: outcome.refusals.clone(),
         source_id: input.source_id,
+        joined: outcome.profile_id,
     });
-    txn.audit_put(&AuditEntry::new(profile, Some(input.event_id), change))
+    let mut filed = vec![profile];
+    for owner in outcome.refusals.iter().filter_map(|r| r.owner) {
+        if !filed.contains(&owner) {
+            filed.push(owner);
+        }
+    }
+    for under in filed {
+        let entry = AuditEntry::new(under, Some(input.event_id), change.clone());
+        txn.audit_put(&entry)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

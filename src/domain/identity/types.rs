@@ -280,6 +280,12 @@ pub struct Refusal {
     pub kind: IdentKind,
     pub value: String,
     pub reason: RefusalReason,
+    /// For a conflict: the profile the refused identifier belongs to (or,
+    /// for a new external id, the profile whose external id it clashed
+    /// with). Its history shows the refusal too, so support sees on both
+    /// sides why two profiles stayed apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ProfileId>,
 }
 
 impl Refusal {
@@ -299,7 +305,14 @@ impl Refusal {
             kind,
             value: shown,
             reason,
+            owner: None,
         }
+    }
+
+    /// The same refusal, naming the profile it kept the event out of.
+    pub fn owned_by(mut self, owner: Option<ProfileId>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The human warning stored on the event.
@@ -459,6 +472,11 @@ pub struct Merged {
 pub struct Refused {
     pub refusals: Vec<Refusal>,
     pub source_id: SourceId,
+    /// The profile the event joined (`None`: none). The line is filed under
+    /// that profile and under each refusal's `owner`, so each side can
+    /// link to the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<ProfileId>,
 }
 
 /// `manual_merge`: support staff merged `from` into this profile

@@ -1,8 +1,11 @@
 //! `/api/events`: recent events, newest first, as bounded views; one
 //! event (bounded) and its whole stored record (`/raw`).
 //!
-//! A list answers `{"events", "next", "partial", "scanned"}`. A filtered
-//! list (search `q` or `status`) scans at most `scan` events (default and
+//! A list answers `{"events", "next", "partial", "scan_truncated",
+//! "scanned"}`. `q` finds ids, mapped identifiers and any whole scalar
+//! value of the payload (an email in a failed event, an order number);
+//! `name` the mapped event name; `from`/`to` a received-time range. A
+//! filtered list (`q`, `status`, `name` or `from`) scans at most `scan` events (default and
 //! most 5,000), 16 MiB of stored state and 250 ms; when the budget runs out
 //! before the page fills it answers what it found with `"partial": true`
 //! and `next`, from which `before=` continues the scan. At most two such
@@ -10,7 +13,7 @@
 //! gets 503 `search_busy`.
 
 use super::{page_limit, query_param};
-use crate::domain::events::EventFilter;
+use crate::domain::events::{parse_range_bound, EventFilter, RangeEnd};
 use crate::domain::ids::EventId;
 use crate::domain::model::EventStatus;
 use crate::domain::views::EventView;
@@ -19,9 +22,11 @@ use crate::http::extract::Query;
 use crate::http::AppState;
 use crate::service::events::{EventPage, ListEvents, RetryQueued};
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -41,6 +46,29 @@ struct ListQuery {
     before: Option<String>,
     /// Most events a filtered page scans (1 to 5,000).
     scan: Option<usize>,
+    /// The mapped event name.
+    name: Option<String>,
+    /// Received at or after / at or before: RFC 3339 or `YYYY-MM-DD`.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A `from=` / `to=` value, or 400 `invalid_query` naming it.
+fn range_bound(
+    param: &'static str,
+    value: Option<String>,
+    end: RangeEnd,
+) -> AppResult<Option<DateTime<Utc>>> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => parse_range_bound(&v, end).map(Some).ok_or_else(|| AppError::Coded {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: format!(
+                "{param} `{v}` is not a time: give RFC 3339 (2026-12-01T10:00:00Z) or a date (2026-12-01)"
+            ),
+        }),
+    }
 }
 
 impl ListQuery {
@@ -64,6 +92,9 @@ impl ListQuery {
             search: self.q.filter(|q| !q.trim().is_empty()),
             limit: page_limit(self.limit, 50, 500),
             before,
+            name: self.name.filter(|n| !n.trim().is_empty()),
+            from: range_bound("from", self.from, RangeEnd::From)?,
+            to: range_bound("to", self.to, RangeEnd::To)?,
         };
         Ok(ListEvents {
             filter,

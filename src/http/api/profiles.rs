@@ -1,4 +1,4 @@
-//! `/api/profiles`: look up, audit, merge and erase profiles.
+//! `/api/profiles`: list, look up, audit, merge and erase profiles.
 
 use super::{page_limit, query_param};
 use crate::domain::ids::{EventId, ProfileId};
@@ -6,11 +6,14 @@ use crate::domain::views::ProfileView;
 use crate::http::error::{AppError, AppResult};
 use crate::http::extract::Query;
 use crate::http::AppState;
-use crate::service::profiles::{ErasureReport, HistoryPage, Page, ProfileEvents, ProfileLookup};
+use crate::service::profiles::{
+    ErasureReport, HistoryPage, Page, ProfileEvents, ProfileLookup, SearchKind,
+};
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,22 +29,66 @@ struct FindQuery {
     email: Option<String>,
     external_id: Option<String>,
     visitor_id: Option<String>,
+    /// A listing's search: an identifier prefix or a profile id.
+    q: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
 }
 
-/// The profile owning an identifier, normalised and checked like events'
-/// identifiers (a value no event could have stored answers 404, saying
-/// why).
-async fn find(
-    State(state): State<AppState>,
-    Query(q): Query<FindQuery>,
-) -> AppResult<Json<ProfileView>> {
+impl FindQuery {
+    /// Any lookup parameter given (even empty) asks for one profile, as
+    /// before the listing existed.
+    fn is_lookup(&self) -> bool {
+        self.email.is_some() || self.external_id.is_some() || self.visitor_id.is_some()
+    }
+}
+
+/// A page of the profile list: `{"profiles", "next", "truncated"}`.
+#[derive(Serialize)]
+struct ProfileListPage {
+    profiles: Vec<ProfileView>,
+    next: Option<ProfileId>,
+    truncated: bool,
+}
+
+/// With `email`, `external_id` or `visitor_id`: the profile owning that
+/// identifier, normalised and checked like events' identifiers (a value
+/// no event could have stored answers 404, saying why). Without: a page
+/// of profiles, newest first (`limit` default 50, at most 500; `before`),
+/// those with an identifier starting with `q` when given.
+async fn find(State(state): State<AppState>, Query(q): Query<FindQuery>) -> AppResult<Response> {
+    if !q.is_lookup() {
+        return Ok(Json(list(&state, q).await?).into_response());
+    }
     let lookup = ProfileLookup {
         external_id: q.external_id,
         email: q.email,
         visitor_id: q.visitor_id,
     };
     let profile = state.services.find_profile(lookup).await?;
-    Ok(Json(ProfileView::of(profile)))
+    Ok(Json(ProfileView::of(profile)).into_response())
+}
+
+async fn list(state: &AppState, q: FindQuery) -> AppResult<ProfileListPage> {
+    let before = query_param(
+        q.before,
+        |b| b.parse::<ProfileId>().ok(),
+        |b| format!("before `{b}` is not a profile id"),
+    )?;
+    let page = Page {
+        limit: page_limit(q.limit, 50, 500),
+        before,
+    };
+    let search = q.q.unwrap_or_default();
+    let found = state
+        .services
+        .list_profiles(&search, SearchKind::Any, page)
+        .await?;
+    Ok(ProfileListPage {
+        profiles: found.profiles.into_iter().map(ProfileView::of).collect(),
+        next: found.next,
+        truncated: found.truncated,
+    })
 }
 
 fn parse_profile_id(id: &str) -> AppResult<ProfileId> {

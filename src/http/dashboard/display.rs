@@ -79,6 +79,9 @@ pub fn event_row(event: &EventView, names: &HashMap<SourceId, String>) -> Value 
         // Resolved, but an identifier was refused: an amber badge and why.
         "identity_refused": event.identity_was_refused().then(|| event.identity_refused.join("; ")),
         "via_profile_id": event.via_profile_id.map(|id| short_id(&id.to_string())),
+        // The mapped event's own timestamp; blank until it is mapped.
+        "event_time": event.mapped.timestamp.as_ref().map(time),
+        "event_at": event.mapped.timestamp,
     })
 }
 

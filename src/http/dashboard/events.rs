@@ -7,7 +7,7 @@ use super::display::{
 };
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::domain::events::EventFilter;
+use crate::domain::events::{parse_range_bound, EventFilter, RangeEnd};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventStatus;
 use crate::domain::summary::Shown;
@@ -19,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::Form;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -37,6 +38,13 @@ pub struct Filters {
     pub q: String,
     #[serde(default)]
     pub before: String,
+    #[serde(default)]
+    pub name: String,
+    /// `YYYY-MM-DD` (the form's date inputs) or RFC 3339.
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 impl Filters {
@@ -52,6 +60,31 @@ impl Filters {
         Some(self.q.trim().to_string()).filter(|q| !q.is_empty())
     }
 
+    fn name(&self) -> Option<String> {
+        Some(self.name.trim().to_string()).filter(|n| !n.is_empty())
+    }
+
+    fn range(&self, end: RangeEnd) -> Option<DateTime<Utc>> {
+        let text = match end {
+            RangeEnd::From => &self.from,
+            RangeEnd::To => &self.to,
+        };
+        parse_range_bound(text, end)
+    }
+
+    /// The range fields that hold something that is not a date: named on
+    /// the page, since they are ignored rather than refused.
+    fn bad_range(&self) -> Vec<&'static str> {
+        [
+            ("from", &self.from, RangeEnd::From),
+            ("to", &self.to, RangeEnd::To),
+        ]
+        .into_iter()
+        .filter(|(_, text, end)| !text.trim().is_empty() && parse_range_bound(text, *end).is_none())
+        .map(|(param, _, _)| param)
+        .collect()
+    }
+
     fn to_filter(&self, limit: usize) -> EventFilter {
         EventFilter {
             source_id: self.source(),
@@ -59,11 +92,19 @@ impl Filters {
             search: self.search(),
             limit,
             before: self.before.parse().ok(),
+            name: self.name(),
+            from: self.range(RangeEnd::From),
+            to: self.range(RangeEnd::To),
         }
     }
 
     fn is_filtered(&self) -> bool {
-        self.source().is_some() || self.status().is_some() || self.search().is_some()
+        self.source().is_some()
+            || self.status().is_some()
+            || self.search().is_some()
+            || self.name().is_some()
+            || self.range(RangeEnd::From).is_some()
+            || self.range(RangeEnd::To).is_some()
     }
 }
 
@@ -85,6 +126,9 @@ pub async fn list(
             ("source_id", filters.source_id.clone()),
             ("status", filters.status.clone()),
             ("q", filters.q.clone()),
+            ("name", filters.name.clone()),
+            ("from", filters.from.clone()),
+            ("to", filters.to.clone()),
         ];
         pairs.push(extra);
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -93,14 +137,21 @@ pub async fn list(
     let next_url = next.map(|id| format!("/events?{}", keep(("before", id.to_string()))));
     // The live tail runs on the first page only: later pages are history.
     let newest = events.first().map(|e| e.id.to_string()).unwrap_or_default();
-    let stream_url = filters
-        .before
-        .is_empty()
-        .then(|| format!("/events/stream?{}", keep(("after", newest))));
+    // The tail applies source, status and search only: with a name or a
+    // date range the page is a fixed result, not a live one.
+    let live = filters.before.is_empty()
+        && filters.name().is_none()
+        && filters.range(RangeEnd::From).is_none()
+        && filters.range(RangeEnd::To).is_none();
+    let stream_url = live.then(|| format!("/events/stream?{}", keep(("after", newest))));
     let data = json!({
         "title": "Events", "nav": "events", "csrf": session.csrf,
         "events": rows,
-        "filters": {"source_id": filters.source_id, "status": filters.status, "q": filters.q},
+        "filters": {
+            "source_id": filters.source_id, "status": filters.status, "q": filters.q,
+            "name": filters.name, "from": filters.from, "to": filters.to,
+        },
+        "bad_range": filters.bad_range(),
         "filtered": filters.is_filtered(),
         "sources": source_options(&names, &filters.source_id),
         "statuses": options(EventStatus::ALL.iter().map(|s| (s.as_str().to_string(), s.as_str().to_string())), &filters.status),

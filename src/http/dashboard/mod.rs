@@ -54,6 +54,14 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/test-event", post(sources::test_event))
         .route("/profiles", get(profiles::search))
         .route("/profiles/{id}", get(profiles::show))
+        .route(
+            "/profiles/{id}/merge",
+            get(profiles::merge_confirm).post(profiles::merge),
+        )
+        .route(
+            "/profiles/{id}/erase",
+            get(profiles::erase_confirm).post(profiles::erase),
+        )
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/session", get(login::alive))

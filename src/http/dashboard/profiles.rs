@@ -2,10 +2,13 @@
 //! profile's page: identities, traits, events across sources and the history
 //! of creates, attaches, merges and refusals.
 
-use super::display::{clipped, event_row, options, short_id, source_names, time};
+use super::csrf;
+use super::display::{clipped, event_row, options, query, short_id, source_names, time};
 use super::render::{page, PageResult};
 use super::session::Authed;
-use crate::domain::identity::{AuditChange, AuditEntry, AuditKind, IdentKey, IdentKind, Profile};
+use crate::domain::identity::{
+    AuditChange, AuditEntry, AuditKind, IdentKey, IdentKind, Profile, Refusal,
+};
 use crate::domain::ids::{ProfileId, SourceId};
 use crate::http::error::AppError;
 use crate::http::AppState;
@@ -13,6 +16,7 @@ use crate::service::profiles::{Page, SearchKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -34,7 +38,16 @@ pub struct SearchQuery {
     q: String,
     #[serde(default)]
     kind: String,
+    /// The list page to show: profiles older than this one.
+    #[serde(default)]
+    before: String,
+    /// Set by the redirect after an erasure, to say it happened.
+    #[serde(default)]
+    erased: String,
 }
+
+/// Profiles per page of the list.
+const LIST: usize = 50;
 
 /// What a search box's `kind` asks for.
 fn search_kind(kind: &str) -> SearchKind {
@@ -46,31 +59,61 @@ fn search_kind(kind: &str) -> SearchKind {
     }
 }
 
-/// The search form; a hit redirects to the profile, a miss says so.
+/// The profile list, newest first, 50 a page, with a search box: an exact
+/// identifier (or a profile id) redirects to its profile; anything else
+/// lists the profiles with an identifier starting with it.
 pub async fn search(
     State(state): State<AppState>,
     session: Authed,
     Query(search): Query<SearchQuery>,
 ) -> PageResult {
     let q = search.q.trim();
-    let mut searched = false;
-    if !q.is_empty() {
-        searched = true;
-        let found = state
-            .services
-            .search_profile(q, search_kind(&search.kind))
-            .await?;
-        if let Some(id) = found {
+    let kind = search_kind(&search.kind);
+    if !q.is_empty() && search.before.is_empty() {
+        if let Some(id) = state.services.search_profile(q, kind).await? {
             return Ok(Redirect::to(&format!("/profiles/{id}")).into_response());
         }
     }
+    let page_of = Page {
+        limit: LIST,
+        before: search.before.parse::<ProfileId>().ok(),
+    };
+    let found = state.services.list_profiles(q, kind, page_of).await?;
+    let next_url = found.next.map(|next| {
+        let pairs = [
+            ("q", search.q.as_str()),
+            ("kind", search.kind.as_str()),
+            ("before", &next.to_string()),
+        ];
+        format!("/profiles?{}", query(&pairs))
+    });
+    let rows: Vec<Value> = found.profiles.iter().map(profile_row).collect();
     let data = json!({
         "title": "Profiles", "nav": "profiles", "csrf": session.csrf,
         "q": search.q,
         "kinds": options(KINDS.iter().map(|(v, l)| (v.to_string(), l.to_string())), &search.kind),
-        "searched": searched,
+        "searched": !q.is_empty(),
+        "profiles": rows,
+        "next_url": next_url,
+        "truncated": found.truncated,
+        "erased": profile_id_in(&search.erased).map(|id| id.to_string()),
     });
     page(StatusCode::OK, "profiles", &data)
+}
+
+/// One row of the profile list: its first identifiers of each kind.
+fn profile_row(profile: &Profile) -> Value {
+    let first = |values: &[String]| values.first().map(|v| clipped(v));
+    json!({
+        "id": short_id(&profile.id.to_string()),
+        "email": first(&profile.emails),
+        "external_id": first(&profile.external_ids),
+        "visitor_id": first(&profile.visitor_ids),
+        "more": profile.emails.len() + profile.external_ids.len() + profile.visitor_ids.len() > 3,
+        "last_seen": time(&profile.last_seen),
+        "last_at": profile.last_seen,
+        "event_count": profile.event_count,
+    })
 }
 
 /// One profile; an absorbed id shows its survivor with a note.
@@ -178,8 +221,36 @@ fn keys_text(keys: &[IdentKey]) -> String {
         .join(", ")
 }
 
+/// One refused identifier as seen from the profile `this` (whose history
+/// shows it), and the other profile it names, if any.
+fn refusal_text(
+    r: &Refusal,
+    joined: Option<ProfileId>,
+    this: ProfileId,
+) -> (String, Option<ProfileId>) {
+    let what = format!("{} `{}`", r.kind.as_str().replace('_', " "), r.value);
+    let why = r.reason.as_str().replace('_', " ");
+    match r.owner {
+        Some(owner) if owner == this => {
+            let went = match joined {
+                Some(_) => "it joined the profile linked here instead",
+                None => "it joined no profile",
+            };
+            (
+                format!("An event arrived with this profile's {what}; {went}, and was not joined to this one ({why})"),
+                joined,
+            )
+        }
+        Some(owner) => (
+            format!("{what} belongs to the profile linked here, so the event was not joined to it ({why})"),
+            Some(owner),
+        ),
+        None => (format!("{what} ({why})"), None),
+    }
+}
+
 /// A history line's text and the profiles it links to.
-fn history_text(change: &AuditChange) -> (String, Vec<Value>) {
+fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
     let profiles = |ids: &[ProfileId]| -> Vec<Value> {
         ids.iter().map(|id| short_id(&id.to_string())).collect()
     };
@@ -206,19 +277,22 @@ fn history_text(change: &AuditChange) -> (String, Vec<Value>) {
             profiles(&[d.from]),
         ),
         AuditChange::Refusal(d) => {
-            let refusals: Vec<String> = d
+            let (texts, others): (Vec<String>, Vec<Option<ProfileId>>) = d
                 .refusals
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{} `{}` ({})",
-                        r.kind.as_str().replace('_', " "),
-                        r.value,
-                        r.reason.as_str().replace('_', " "),
-                    )
-                })
-                .collect();
-            (format!("Refused {}", refusals.join("; ")), Vec::new())
+                .map(|r| refusal_text(r, d.joined, this))
+                .unzip();
+            let mut linked: Vec<ProfileId> = Vec::new();
+            for id in others.into_iter().flatten() {
+                if !linked.contains(&id) {
+                    linked.push(id);
+                }
+            }
+            // Seen from the profile that owns the value, the line is about
+            // an event that went elsewhere, not a refusal of its own.
+            let owned_here = d.refusals.iter().all(|r| r.owner == Some(this));
+            let lead = if owned_here { "" } else { "Refused " };
+            (format!("{lead}{}", texts.join("; ")), profiles(&linked))
         }
         AuditChange::Erasure(d) => (
             format!(
@@ -246,7 +320,7 @@ fn history_text(change: &AuditChange) -> (String, Vec<Value>) {
 
 /// One audit line as a sentence, with links to the profiles it names.
 fn history_row(entry: &AuditEntry, names: &HashMap<SourceId, String>) -> Value {
-    let (text, links) = history_text(&entry.change);
+    let (text, links) = history_text(&entry.change, entry.profile_id);
     let source = entry.change.source_id().map(|id| {
         json!({
             "id": id.to_string(),
@@ -276,4 +350,139 @@ fn or_nothing(s: String) -> String {
     } else {
         s
     }
+}
+
+/// `?from=`: the profile to merge into this one, as typed on its page.
+#[derive(Deserialize)]
+pub struct MergeQuery {
+    #[serde(default)]
+    from: String,
+}
+
+#[derive(Deserialize)]
+pub struct MergeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    from: String,
+}
+
+fn profile_id_in(text: &str) -> Option<ProfileId> {
+    text.trim().parse().ok()
+}
+
+/// The merge confirmation: both profiles side by side, and the POST that
+/// merges `from` into this one. Without a valid `from` it asks for one.
+pub async fn merge_confirm(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<MergeQuery>,
+) -> PageResult {
+    let into = state.services.profile(parse_profile(&id)?).await?;
+    let from = match profile_id_in(&q.from) {
+        Some(from) => Some(state.services.profile(from).await?),
+        None => None,
+    };
+    let same = from.as_ref().is_some_and(|f| f.id == into.id);
+    let data = json!({
+        "title": "Merge profiles", "nav": "profiles", "csrf": session.csrf,
+        "into": profile_view(&into),
+        "from": from.as_ref().map(profile_view),
+        "typed": q.from,
+        "bad_id": !q.from.trim().is_empty() && from.is_none(),
+        "same": same,
+    });
+    page(StatusCode::OK, "profile_merge", &data)
+}
+
+/// Merges the confirmed profile into this one through the same service
+/// call (and so the same `manual_merge` audit line) as
+/// `POST /api/profiles/{id}/merge`, then shows the survivor (303).
+pub async fn merge(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<MergeForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let into = parse_profile(&id)?;
+    let from = profile_id_in(&form.from)
+        .ok_or_else(|| AppError::not_found(format!("no profile `{}`", form.from)))?;
+    let survivor = state.services.merge_profiles(from, into).await?;
+    Ok(Redirect::to(&format!("/profiles/{}", survivor.id)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EraseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// What erasing a profile asks to be typed: its first email, or its id
+/// when it has none.
+fn erase_word(profile: &Profile) -> String {
+    profile
+        .emails
+        .first()
+        .cloned()
+        .unwrap_or_else(|| profile.id.to_string())
+}
+
+/// Whether the typed confirmation names the profile (an email compared
+/// as lookups compare it: trimmed, ASCII case ignored).
+fn confirms(profile: &Profile, typed: &str) -> bool {
+    let typed = crate::domain::identity::trim(typed);
+    !typed.is_empty() && typed.eq_ignore_ascii_case(&erase_word(profile))
+}
+
+fn erase_page(session: &Authed, profile: &Profile, wrong: bool) -> PageResult {
+    let data = json!({
+        "title": "Erase profile", "nav": "profiles", "csrf": session.csrf,
+        "p": profile_view(profile),
+        "word": erase_word(profile),
+        "word_is_email": !profile.emails.is_empty(),
+        "wrong": wrong,
+    });
+    let status = if wrong {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    page(status, "profile_erase", &data)
+}
+
+/// The erasure confirmation: "type the profile's email to confirm".
+pub async fn erase_confirm(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+) -> PageResult {
+    let profile = state.services.profile(parse_profile(&id)?).await?;
+    erase_page(&session, &profile, false)
+}
+
+/// Erases through the same service call (and audit) as
+/// `DELETE /api/profiles/{id}` once the email typed matches, then goes to
+/// the profile list (303). A wrong confirmation shows the form again.
+pub async fn erase(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<EraseForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let profile = state.services.profile(parse_profile(&id)?).await?;
+    if !confirms(&profile, &form.confirm) {
+        return erase_page(&session, &profile, true);
+    }
+    state.services.erase_profile(profile.id).await?;
+    Ok(Redirect::to(&format!("/profiles?erased={}", profile.id)).into_response())
+}
+
+fn parse_profile(id: &str) -> Result<ProfileId, AppError> {
+    id.parse()
+        .map_err(|_| AppError::not_found(format!("no profile `{id}`")))
 }

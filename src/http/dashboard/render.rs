@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 /// Templates and partials, embedded in the binary so a deploy is one file.
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: &[(&str, &str)] = &[
     ("layout", include_str!("templates/layout.hbs")),
     ("login", include_str!("templates/login.hbs")),
     ("events", include_str!("templates/events.hbs")),
@@ -38,6 +38,8 @@ const TEMPLATES: [(&str, &str); 14] = [
         include_str!("templates/replay_confirm.hbs"),
     ),
     ("home", include_str!("templates/home.hbs")),
+    ("profile_merge", include_str!("templates/profile_merge.hbs")),
+    ("profile_erase", include_str!("templates/profile_erase.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

@@ -68,6 +68,7 @@ pub async fn tail(
             search: query.filters.search(),
             limit: BATCH,
             before: None,
+            ..EventFilter::default()
         },
         after: resume.or_else(|| query.after.parse().ok()),
         first: true,

@@ -292,7 +292,10 @@ impl Store {
             let Some(event) = self.event(id)? else {
                 continue;
             };
-            if filter.matches(id, event.state.as_ref()) {
+            if filter.is_before_range(id) {
+                return Ok((out, None));
+            }
+            if filter.matches(&event) {
                 out.push(event);
                 if out.len() >= filter.limit {
                     return Ok((out, Some(id)));
@@ -320,14 +323,16 @@ impl Store {
     ) -> StoreResult<Box<dyn Iterator<Item = StoreResult<EventId>> + '_>> {
         let (upto, queued) = {
             let pending = self.pending_lock()?;
-            let ids = pending.ids_newest_first(filter.source_id, filter.before, SCAN_CAP);
+            let ids = pending.ids_newest_first(filter.source_id, filter.upper_bound(), SCAN_CAP);
             (pending.processed_upto, ids)
         };
         let Some(upto) = upto else {
             return Ok(Box::new(queued.into_iter().map(Ok)));
         };
         let after_upto = EventId(uuid::Uuid::from_u128(upto.0.as_u128().saturating_add(1)));
-        let upper = filter.before.map_or(after_upto, |b| b.min(after_upto));
+        let upper = filter
+            .upper_bound()
+            .map_or(after_upto, |b| b.min(after_upto));
         let processed: Box<dyn Iterator<Item = StoreResult<EventId>>> = match filter.source_id {
             Some(source) => Box::new(super::source_index::newest_first(
                 &self.trees.events_by_source,

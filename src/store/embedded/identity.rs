@@ -578,6 +578,108 @@ impl Store {
     }
 }
 
+/// Identifier keys one search of the profile list reads at most.
+pub const PROFILE_SEARCH_SCAN: usize = 10_000;
+
+/// A page of the profile list, newest first (profile ids are UUID v7, so
+/// their key order is creation order).
+#[derive(Clone, Debug)]
+pub struct ProfilesPage {
+    pub profiles: Vec<Profile>,
+    /// `before=` of the next (older) page; `None` on the last.
+    pub next: Option<ProfileId>,
+    /// A search stopped at `PROFILE_SEARCH_SCAN` identifiers: more
+    /// profiles may match a longer prefix.
+    pub truncated: bool,
+}
+
+impl Store {
+    /// Live profiles newest first, older than `before`: all of them, or
+    /// those owning an identifier that starts with one of `prefixes`
+    /// (normalised values, a kind each). Reads `limit + 1` profiles for a
+    /// listing; a search reads at most `PROFILE_SEARCH_SCAN` identifier
+    /// keys, then the profiles of the page.
+    pub(super) fn profiles_page(
+        &self,
+        prefixes: &[IdentKey],
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<ProfilesPage> {
+        let limit = limit.max(1);
+        if prefixes.is_empty() {
+            return self.newest_profiles(limit, before);
+        }
+        let (owners, truncated) = self.owners_by_prefix(prefixes)?;
+        let mut ids = owners
+            .into_iter()
+            .rev()
+            .filter(|id| before.is_none_or(|b| *id < b));
+        let mut page = ProfilesPage {
+            profiles: Vec::new(),
+            next: None,
+            truncated,
+        };
+        for id in ids.by_ref() {
+            if page.profiles.len() == limit {
+                page.next = page.profiles.last().map(|p| p.id);
+                break;
+            }
+            if let Some(profile) = self.profile(id)? {
+                // An owner is live (absorbing repoints identifiers); a
+                // redirect answering with another id would repeat it.
+                if profile.id == id {
+                    page.profiles.push(profile);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn newest_profiles(
+        &self,
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<ProfilesPage> {
+        let upper = before.map_or([0xff; 16], ProfileId::to_bytes);
+        let mut page = ProfilesPage {
+            profiles: Vec::new(),
+            next: None,
+            truncated: false,
+        };
+        for item in self.trees.profiles.range(..upper.to_vec()).rev() {
+            let (_, value) = item?;
+            if page.profiles.len() == limit {
+                page.next = page.profiles.last().map(|p| p.id);
+                break;
+            }
+            let (profile, _) = decode_profile(&value)?;
+            page.profiles.push(profile);
+        }
+        Ok(page)
+    }
+
+    /// The owners of identifiers starting with any of `prefixes`, and
+    /// whether the scan stopped at its bound.
+    fn owners_by_prefix(
+        &self,
+        prefixes: &[IdentKey],
+    ) -> StoreResult<(std::collections::BTreeSet<ProfileId>, bool)> {
+        let mut owners = std::collections::BTreeSet::new();
+        let mut scanned = 0;
+        for prefix in prefixes {
+            for item in self.trees.ident.scan_prefix(prefix.to_key_bytes()) {
+                if scanned == PROFILE_SEARCH_SCAN {
+                    return Ok((owners, true));
+                }
+                scanned += 1;
+                let (_, value) = item?;
+                owners.insert(ProfileId::from_slice(&value).ok_or_else(|| corrupt_id("ident"))?);
+            }
+        }
+        Ok((owners, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Adapter tests: what is about sled (link chunks, the hot cache,
@@ -586,6 +688,7 @@ mod tests {
     //! on the in-memory implementation (`domain::identity::rule_tests`).
     use super::*;
     use crate::domain::identity::rule_tests::{ids, input};
+    use crate::domain::identity::IdentKind;
 
     fn run(store: &Store, x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Outcome {
         store
@@ -800,5 +903,29 @@ mod tests {
             .unwrap();
         assert_eq!(preview.summary(), "create");
         assert_eq!(owner(&store, IdentKey::Visitor("new".into())), None);
+    }
+
+    #[test]
+    fn the_profile_list_pages_newest_first_and_searches_by_prefix() {
+        let store = Store::temporary().unwrap();
+        let made: Vec<ProfileId> = ["ada@x.org", "adam@x.org", "bob@x.org"]
+            .iter()
+            .map(|e| run(&store, None, Some(e), None).profile_id.unwrap())
+            .collect();
+        let first = store.profiles_page(&[], 2, None).unwrap();
+        let ids: Vec<ProfileId> = first.profiles.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![made[2], made[1]]);
+        assert_eq!(first.next, Some(made[1]));
+        let rest = store.profiles_page(&[], 2, first.next).unwrap();
+        assert_eq!(rest.profiles.len(), 1);
+        assert_eq!(rest.next, None);
+
+        let ada = [IdentKey::new(IdentKind::Email, "ada")];
+        let found = store.profiles_page(&ada, 10, None).unwrap();
+        let ids: Vec<ProfileId> = found.profiles.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![made[1], made[0]]);
+        assert!(!found.truncated);
+        let older = store.profiles_page(&ada, 1, None).unwrap();
+        assert_eq!(older.next, Some(made[1]));
     }
 }

@@ -294,4 +294,13 @@ impl StateStore for Store {
     ) -> StoreResult<()> {
         Store::commit_batch_counted(self, planned, cursor, counts, activity, resolve)
     }
+
+    fn profiles_page(
+        &self,
+        prefixes: &[IdentKey],
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<crate::store::ProfilesPage> {
+        Store::profiles_page(self, prefixes, limit, before)
+    }
 }

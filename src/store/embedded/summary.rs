@@ -20,7 +20,7 @@ use super::events::SharedCache;
 use super::log::Location;
 use super::pending::Held;
 use super::{decode, state_entry, Store, StoreError, StoreResult};
-use crate::domain::events::EventFilter;
+use crate::domain::events::{EventFilter, Verdict};
 use crate::domain::excerpt::{self};
 use crate::domain::ids::{EventId, RequestId, SourceId};
 use crate::domain::model::{EventState, RawEvent};
@@ -46,6 +46,11 @@ impl ScanBudget {
         time: Duration::from_millis(250),
     };
 }
+
+/// Largest stored record a search reads to look into its payload; a
+/// larger one is matched on its ids and mapped identifiers only (one such
+/// record would cost a search more than its whole time budget).
+pub const SEARCH_PAYLOAD_MAX: usize = 256 << 10;
 
 /// Searches that run at once; more wait (briefly) for a permit.
 pub const CONCURRENT_SCANS: usize = 2;
@@ -121,9 +126,12 @@ impl Store {
         let mut last = None;
         for id in self.candidate_ids(filter)? {
             let id = id?;
-            let spent = page.scanned >= budget.events.max(1)
-                || bytes >= budget.bytes
-                || started.elapsed() >= budget.time;
+            // At least one event per page, so a page under load still
+            // moves the cursor and `next` always continues the scan.
+            let spent = page.scanned > 0
+                && (page.scanned >= budget.events.max(1)
+                    || bytes >= budget.bytes
+                    || started.elapsed() >= budget.time);
             if spent {
                 page.partial = true;
                 page.next = last;
@@ -135,7 +143,21 @@ impl Store {
                 continue;
             };
             bytes += read;
-            if !filter.matches(id, head.state.as_ref()) {
+            if filter.is_before_range(id) {
+                // Newest first: everything left is older than `from`.
+                return Ok(page);
+            }
+            let matched = match filter.check(id, head.state.as_ref()) {
+                Verdict::Yes => true,
+                Verdict::No => false,
+                Verdict::AskPayload if head.at.len as usize > SEARCH_PAYLOAD_MAX => false,
+                Verdict::AskPayload => {
+                    let (raw, read) = self.raw_for_search(id, &head)?;
+                    bytes += read;
+                    filter.payload_matches(&raw)
+                }
+            };
+            if !matched {
                 continue;
             }
             if let Some(view) = self.view(id, head, bounds)? {
@@ -223,6 +245,27 @@ impl Store {
             held: None,
         };
         Ok(Some((head, read)))
+    }
+
+    /// The raw event a search looks into, and the bytes it read: the
+    /// scrubbed copy of an erased event (so an erased person is not found
+    /// by their old payload), the queued copy of a pending one, else the
+    /// log record. The bytes count against the scan's byte budget, so a
+    /// search through large payloads stops early instead of reading them all.
+    fn raw_for_search(&self, id: EventId, head: &Head) -> StoreResult<(Arc<RawEvent>, usize)> {
+        if let Some(scrubbed) = self.trees.erased.get(id.to_bytes())? {
+            let raw: RawEvent = decode("erased", &scrubbed)?;
+            return Ok((Arc::new(raw), scrubbed.len()));
+        }
+        let cache = &mut SharedCache::default();
+        match &head.held {
+            Some(Held::Decoded(raw)) => Ok((raw.clone(), head.at.len as usize)),
+            Some(Held::Encoded(body)) => Ok((Arc::new(self.decode_raw(body, cache)?), body.len())),
+            Some(Held::InLog) | None => {
+                let body = self.read_log(id, head.at)?;
+                Ok((Arc::new(self.decode_raw(&body, cache)?), body.len()))
+            }
+        }
     }
 
     fn view(&self, id: EventId, head: Head, bounds: Bounds) -> StoreResult<Option<EventSummary>> {
