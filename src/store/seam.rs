@@ -316,4 +316,15 @@ pub trait StateStore {
         counts: &HashMap<SourceId, Counts>,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()>;
+
+    /// The error log newest first (from `filter.before`): `visit` gets each
+    /// entry passing `filter`, and at most `max_read` entries are read.
+    /// Returns how many were read and whether older ones were left unread.
+    /// For summaries (the error groups) that must stay bounded.
+    fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)>;
 }

@@ -2,16 +2,31 @@
 
 use super::{decode, encode, Store, StoreResult};
 use crate::domain::ids::SourceId;
-use crate::domain::model::{ErrorEntry, Stage};
+use crate::domain::model::{ErrorEntry, Level, Stage};
 
 /// What to list from the error log.
 #[derive(Clone, Debug, Default)]
 pub struct ErrorFilter {
     pub source_id: Option<SourceId>,
     pub stage: Option<Stage>,
+    /// Errors only, or warnings only.
+    pub level: Option<Level>,
+    /// One code (`invalid_json`, `no_identifier`, ...).
+    pub code: Option<String>,
     pub limit: usize,
     /// Entries older than this id (a cursor from the previous page).
     pub before: Option<crate::domain::ids::ErrorId>,
+}
+
+impl ErrorFilter {
+    /// Whether `entry` passes every filter set (`before` and `limit` are
+    /// where a scan starts and stops, not filters).
+    pub fn matches(&self, entry: &ErrorEntry) -> bool {
+        self.source_id.is_none_or(|s| entry.source_id == Some(s))
+            && self.stage.is_none_or(|s| entry.stage == s)
+            && self.level.is_none_or(|l| entry.level == l)
+            && self.code.as_ref().is_none_or(|c| entry.code == *c)
+    }
 }
 
 /// How many entries a filtered scan reads at most, so a rare filter can
@@ -38,9 +53,7 @@ impl Store {
         for item in range.rev().take(SCAN_CAP) {
             let (_, bytes) = item?;
             let entry: ErrorEntry = decode("errors", &bytes)?;
-            let wanted = filter.source_id.is_none_or(|s| entry.source_id == Some(s))
-                && filter.stage.is_none_or(|s| entry.stage == s);
-            if wanted {
+            if filter.matches(&entry) {
                 out.push(entry);
                 if out.len() >= filter.limit {
                     break;
@@ -48,6 +61,35 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Hands `visit` every entry passing `filter`, newest first, reading at
+    /// most `max_read` entries (from `filter.before`). Returns how many were
+    /// read and whether older ones were left unread.
+    pub(super) fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)> {
+        let upper = filter.before.map(|id| id.to_bytes());
+        let range = match &upper {
+            Some(b) => self.trees.errors.range(..b.as_slice()),
+            None => self.trees.errors.range::<&[u8], _>(..),
+        };
+        let mut read = 0;
+        for item in range.rev() {
+            if read == max_read {
+                return Ok((read, true));
+            }
+            let (_, bytes) = item?;
+            read += 1;
+            let entry: ErrorEntry = decode("errors", &bytes)?;
+            if filter.matches(&entry) {
+                visit(&entry);
+            }
+        }
+        Ok((read, false))
     }
 
     /// Drops the oldest entries beyond `keep`. Returns how many were removed.

@@ -278,4 +278,13 @@ impl StateStore for Store {
     ) -> StoreResult<()> {
         Store::commit_batch(self, planned, cursor, counts, resolve)
     }
+
+    fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)> {
+        Store::scan_errors(self, filter, max_read, visit)
+    }
 }
