@@ -113,3 +113,73 @@ pub(crate) fn prune_oldest(tree: &sled::Tree, keep: u64) -> StoreResult<u64> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::Level;
+
+    fn logged(store: &Store, n: usize, level: Level) {
+        let source = Some(SourceId::new());
+        for i in 0..n {
+            let code = if i % 2 == 0 {
+                "invalid_json"
+            } else {
+                "empty_body"
+            };
+            let entry = ErrorEntry::new(source, Stage::Decode, level, code, "a message");
+            store.log_error(&entry).expect("log");
+        }
+    }
+
+    #[test]
+    fn a_scan_reads_at_most_its_cap_and_says_when_it_stopped_short() {
+        let store = Store::temporary().expect("store");
+        logged(&store, 10, Level::Error);
+        logged(&store, 3, Level::Warning);
+        let warnings = ErrorFilter {
+            level: Some(Level::Warning),
+            ..ErrorFilter::default()
+        };
+        let mut seen = 0;
+        let (read, more) = store
+            .scan_errors(&warnings, 100, &mut |e| {
+                assert_eq!(e.level, Level::Warning);
+                seen += 1;
+            })
+            .expect("scan");
+        assert_eq!((read, more, seen), (13, false, 3));
+        let mut seen = 0;
+        let (read, more) = store
+            .scan_errors(&ErrorFilter::default(), 5, &mut |_| seen += 1)
+            .expect("scan");
+        assert_eq!((read, more, seen), (5, true, 5));
+        let codes = ErrorFilter {
+            code: Some("empty_body".into()),
+            limit: 100,
+            ..ErrorFilter::default()
+        };
+        assert_eq!(store.errors_page(&codes).expect("page").len(), 6);
+    }
+
+    /// The cost of one grouping at its cap, for docs/notes/intake.md:
+    /// `cargo test --release --lib scan_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn scan_cost_at_the_group_cap() {
+        let store = Store::temporary().expect("store");
+        logged(&store, 20_000, Level::Error);
+        let start = std::time::Instant::now();
+        let mut codes = std::collections::HashMap::<String, u64>::new();
+        let (read, _) = store
+            .scan_errors(&ErrorFilter::default(), 20_000, &mut |e| {
+                *codes.entry(e.code.clone()).or_default() += 1;
+            })
+            .expect("scan");
+        println!(
+            "read {read} entries into {} groups in {:?}",
+            codes.len(),
+            start.elapsed()
+        );
+    }
+}
