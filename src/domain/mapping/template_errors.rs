@@ -246,9 +246,11 @@ fn mustaches(source: &str) -> Vec<Mustache<'_>> {
 /// An unclosed mustache, quoted up to the next `{{` or the end of its line.
 fn unclosed(source: &str, start: usize, line: usize) -> Mustache<'_> {
     let rest = &source[start..];
-    let end = rest[2..]
+    // Past the opening braces (`{{{` too), so the quote shows what follows.
+    let opened = 2 + rest[2..].bytes().take_while(|b| *b == b'{').count();
+    let end = rest[opened..]
         .find(['\n', '{'])
-        .map_or(rest.len(), |e| e + 2)
+        .map_or(rest.len(), |e| e + opened)
         .min(rest.len());
     Mustache {
         start,
@@ -365,6 +367,7 @@ mod tests {
             "In `email`, line 2: `{{last_name` is missing its closing `}}`"
         );
         assert!(message("{{a {{b}}").contains("`{{a` is missing its closing `}}`"));
+        assert!(message("{{{raw.html").contains("`{{{raw.html` is missing its closing `}}`"));
     }
 
     #[test]
