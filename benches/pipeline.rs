@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use inlet::domain::decode::{body_format, decode_body};
 use inlet::domain::ids::{EventId, RequestId, SourceId};
 use inlet::domain::model::RawEvent;
-use inlet::domain::records::explode;
+use inlet::domain::records::{explode_body, Limits};
 use inlet::domain::source::{SecretHash, Source};
 use inlet::store::GroupCommit;
 use inlet::store::{EventLog, StateStore, Store};
@@ -71,7 +71,7 @@ fn decode_and_explode(c: &mut Criterion) {
         b.iter(|| {
             let format = body_format(Some("application/json")).expect("format");
             let value = decode_body(format, black_box(&body)).expect("decode");
-            black_box(explode(value, None, 10_000).expect("explode"))
+            black_box(explode_body(value, None, Limits::records(10_000)).expect("explode"))
         })
     });
     group.finish();

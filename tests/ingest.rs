@@ -488,3 +488,147 @@ async fn json_sent_with_a_form_content_type_is_refused_naming_the_type_to_send()
     assert_eq!(logged["code"], "json_sent_as_form", "{errors}");
     assert_eq!(logged["stage"], "decode", "{errors}");
 }
+
+/// Refusal body and status of a CSV hook request, asserting the JSON shape.
+async fn csv_refusal(app: &TestApp, hook: &str, body: &str) -> (StatusCode, String, String) {
+    let r = app.send_raw(hook, "text/csv", body.to_string()).await;
+    let status = r.status();
+    let body: Value = r.json().await.expect("json error body");
+    (
+        status,
+        body["code"].as_str().expect("code").to_string(),
+        body["error"].as_str().expect("error").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_looker_or_spreadsheet_csv_body_becomes_one_event_per_row() {
+    let app = spawn_app().await;
+    let source = app.source_named("Looker CSV").await;
+    let csv = "users.email,users.name,orders.total\na@b.org,Ann,12\n\"c@d.org\",\"Lee, C\",\n";
+    for content_type in [
+        "text/csv",
+        "text/plain; charset=utf-8",
+        "text/csv; charset=UTF-8",
+    ] {
+        let r = app.send_raw(&source.hook, content_type, csv).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{content_type}");
+        let ids = ids_of(&r.json().await.unwrap());
+        assert_eq!(ids.len(), 2, "{content_type}");
+        assert_eq!(
+            app.event(&ids[0]).await["payload"],
+            json!({"users.email": "a@b.org", "users.name": "Ann", "orders.total": "12"})
+        );
+        // An empty cell is an empty string: every row has every column.
+        assert_eq!(
+            app.event(&ids[1]).await["payload"],
+            json!({"users.email": "c@d.org", "users.name": "Lee, C", "orders.total": ""})
+        );
+    }
+    // text/plain holding JSON is still JSON.
+    let r = app
+        .send_raw(
+            &source.hook,
+            "text/plain; charset=utf-8",
+            r#"[{"a": 1}, {"a": 2}]"#,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 2);
+}
+
+#[tokio::test]
+async fn a_csv_body_that_cannot_be_read_is_refused_naming_the_row_to_fix() {
+    let app = spawn_app().await;
+    let source = app.source_named("Bad CSV").await;
+    let (status, code, message) = csv_refusal(
+        &app,
+        &source.hook,
+        "email,name\na@b.org,Ann\nc@d.org,Smith, Lee\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code, "csv_ragged_row");
+    assert!(
+        message.contains("row 2") && message.contains("line 3"),
+        "{message}"
+    );
+
+    let (status, code, _) = csv_refusal(&app, &source.hook, "a@b.org,Ann\n").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "csv_missing_header")
+    );
+    let (status, code, _) = csv_refusal(&app, &source.hook, "email,name\n").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "csv_no_rows")
+    );
+    let (status, code, _) = csv_refusal(&app, &source.hook, "email\nPK\u{3}\u{4}\n").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "not_csv")
+    );
+
+    // Every refusal is in the error log with its code, at the records stage.
+    let logged: Vec<String> = app
+        .errors_at(&source, "records")
+        .await
+        .iter()
+        .map(|e| e["code"].as_str().unwrap().to_string())
+        .collect();
+    for code in [
+        "csv_ragged_row",
+        "csv_missing_header",
+        "csv_no_rows",
+        "not_csv",
+    ] {
+        assert!(logged.iter().any(|c| c == code), "{code} in {logged:?}");
+    }
+    assert!(
+        app.source_events(&source).await.is_empty(),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn csv_bodies_are_held_to_the_record_and_body_limits() {
+    let app = spawn_app_with(|c| {
+        c.max_records = 3;
+        c.max_body_bytes = 4096;
+    })
+    .await;
+    let source = app.source_named("CSV limits").await;
+    let (status, code, message) = csv_refusal(
+        &app,
+        &source.hook,
+        "email\na@x.org\nb@x.org\nc@x.org\nd@x.org\n",
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records")
+    );
+    assert!(message.contains("4 in one request"), "{message}");
+
+    let big = format!("email\n{}", "a@example.org\n".repeat(400));
+    let (status, code, _) = csv_refusal(&app, &source.hook, &big).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+
+    // Long column names repeated into every row: refused before the rows are built.
+    let app = spawn_app_with(|c| c.max_stored_factor = 2).await;
+    let source = app.source_named("CSV budget").await;
+    let header: Vec<String> = (0..20)
+        .map(|i| format!("a long column name number {i}"))
+        .collect();
+    let rows = format!("\n{}", vec!["1"; 20].join(",")).repeat(20);
+    let (status, code, _) =
+        csv_refusal(&app, &source.hook, &format!("{}{rows}", header.join(","))).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "explosion_too_large")
+    );
+}

@@ -106,7 +106,7 @@ async fn a_mapping_that_cannot_work_is_refused_with_one_message_per_field() {
         body["fields"]["event_name"]
             .as_str()
             .unwrap()
-            .contains("not a valid template"),
+            .contains("`{{type` is missing its closing `}}`"),
         "{body}"
     );
 
@@ -131,7 +131,7 @@ async fn a_mapping_that_cannot_work_is_refused_with_one_message_per_field() {
     assert!(body["fields"]["properties.total"]
         .as_str()
         .unwrap()
-        .contains("unknown helper `nope`"));
+        .contains("there is no helper `nope`"));
 
     let r = app
         .api_get(&format!("/api/sources/{}/mapping", source.id))

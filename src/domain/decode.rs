@@ -31,7 +31,7 @@ pub enum DecodeError {
     InvalidJson(String),
     #[error("the body nests deeper than {MAX_DEPTH} levels; flatten the payload")]
     TooDeep,
-    #[error("unsupported content type `{0}`; send application/json, application/x-www-form-urlencoded or text/plain holding JSON")]
+    #[error("unsupported content type `{0}`; send application/json, application/x-www-form-urlencoded, text/csv (a header row, then one row per record) or text/plain holding JSON or CSV")]
     UnsupportedType(String),
     #[error("the form body is not valid: {0}")]
     InvalidForm(String),
@@ -139,10 +139,33 @@ impl fmt::Display for Refusal {
 pub enum BodyFormat {
     Json,
     Form,
+    /// `text/csv`: a header row, then one record per row.
+    Csv,
+    /// `text/plain`: JSON when it starts like JSON (`{` or `[`), else CSV
+    /// (tab-separated when the header line has tabs and no comma). Senders
+    /// label both that way, and neither can be mistaken for the other.
+    Text,
 }
 
-/// Picks the body format from a `Content-Type` value. A missing content
-/// type is treated as JSON: many senders omit it.
+/// A decoded body: a JSON value to explode (`records::explode_body`), or a
+/// table whose rows are the records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body<'a> {
+    Value(Value),
+    Table(Table<'a>),
+}
+
+/// CSV (or tab-separated) text with a header row, borrowed from the body:
+/// rows are turned into records only once the limits allow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table<'a> {
+    pub text: &'a str,
+    pub delimiter: u8,
+}
+
+/// Picks the body format from a `Content-Type` value (parameters such as
+/// `charset` are ignored). A missing content type is treated as JSON: many
+/// senders omit it.
 pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, DecodeError> {
     let Some(raw) = content_type else {
         return Ok(BodyFormat::Json);
@@ -154,26 +177,49 @@ pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, DecodeError
         .trim()
         .to_ascii_lowercase();
     match mime.as_str() {
-        "" | "application/json" | "text/json" | "text/plain" => Ok(BodyFormat::Json),
+        "" | "application/json" | "text/json" => Ok(BodyFormat::Json),
+        "text/plain" => Ok(BodyFormat::Text),
+        "text/csv" | "application/csv" | "text/tab-separated-values" => Ok(BodyFormat::Csv),
         "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
         m if m.starts_with("application/") && m.ends_with("+json") => Ok(BodyFormat::Json),
         _ => Err(DecodeError::UnsupportedType(truncate(raw, 100))),
     }
 }
 
-/// Decodes a request body of the given format into JSON.
-pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, DecodeError> {
+/// Decodes a request body of the given format: JSON and forms into a
+/// value, CSV (and `text/plain` that is not JSON) into a [`Table`].
+pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Body<'_>, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
     let text = std::str::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
     let value = match format {
         BodyFormat::Json => parse_json(text)?,
+        BodyFormat::Text if looks_like_json(text) => parse_json(text)?,
+        BodyFormat::Csv | BodyFormat::Text => return Ok(Body::Table(table(text))),
         BodyFormat::Form if is_json_text(text) => return Err(DecodeError::JsonSentAsForm),
         BodyFormat::Form => decode_pairs(text)?,
     };
     check_depth(&value)?;
-    Ok(value)
+    Ok(Body::Value(value))
+}
+
+/// JSON's only top-level shapes Inlet takes (an object or an array) start
+/// with a character no CSV header row would.
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
+/// The table a CSV body holds. Tab-separated when its header line has a
+/// tab and no comma (a spreadsheet's "copy" pastes that), else CSV.
+fn table(text: &str) -> Table<'_> {
+    let header = text.trim_start().lines().next().unwrap_or("");
+    let delimiter = if header.contains('\t') && !header.contains(',') {
+        b'\t'
+    } else {
+        b','
+    };
+    Table { text, delimiter }
 }
 
 /// Whether a form body is really a JSON document: decoded as a form it
@@ -418,7 +464,7 @@ mod tests {
         }
         // A form that merely starts with a brace is still a form.
         let form = decode_body(BodyFormat::Form, b"{a=1").unwrap();
-        assert_eq!(form, serde_json::json!({"{a": "1"}));
+        assert_eq!(form, Body::Value(serde_json::json!({"{a": "1"})));
     }
     use proptest::prelude::*;
     use serde_json::json;
@@ -433,7 +479,11 @@ mod tests {
             body_format(Some("application/vnd.api+json")),
             Ok(BodyFormat::Json)
         );
-        assert_eq!(body_format(Some("text/plain")), Ok(BodyFormat::Json));
+        assert_eq!(body_format(Some("text/plain")), Ok(BodyFormat::Text));
+        assert_eq!(
+            body_format(Some("text/csv; charset=utf-8")),
+            Ok(BodyFormat::Csv)
+        );
         assert_eq!(
             body_format(Some("application/x-www-form-urlencoded")),
             Ok(BodyFormat::Form)
@@ -441,6 +491,48 @@ mod tests {
         assert!(matches!(
             body_format(Some("application/xml")),
             Err(DecodeError::UnsupportedType(_))
+        ));
+    }
+
+    #[test]
+    fn csv_and_plain_text_bodies_are_tables_unless_plain_text_is_json() {
+        let csv = "users.email,name\na@b.org,Ann\n";
+        assert_eq!(
+            decode_body(BodyFormat::Csv, csv.as_bytes()),
+            Ok(Body::Table(Table {
+                text: csv,
+                delimiter: b','
+            }))
+        );
+        assert_eq!(
+            decode_body(BodyFormat::Text, csv.as_bytes()),
+            Ok(Body::Table(Table {
+                text: csv,
+                delimiter: b','
+            }))
+        );
+        let tsv = "email\tname\na@b.org\tAnn\n";
+        assert!(matches!(
+            decode_body(BodyFormat::Text, tsv.as_bytes()),
+            Ok(Body::Table(Table {
+                delimiter: b'\t',
+                ..
+            }))
+        ));
+        assert_eq!(
+            decode_body(BodyFormat::Text, b" {\"a\": 1}"),
+            Ok(Body::Value(json!({"a": 1})))
+        );
+        // Plain text that starts like JSON is held to JSON, not read as a
+        // one-column CSV: the sender meant JSON.
+        assert!(matches!(
+            decode_body(BodyFormat::Text, b"{\"a\": "),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        // A CSV body is CSV even when it starts with a bracket.
+        assert!(matches!(
+            decode_body(BodyFormat::Csv, b"[a],b\n1,2"),
+            Ok(Body::Table(_))
         ));
     }
 
@@ -603,7 +695,8 @@ mod tests {
             let pairs: Vec<String> = keys.iter().map(|k| format!("{k}=v")).collect();
             let body = vec![pairs.join("&"); repeat].join("&");
             match decode_body(BodyFormat::Form, body.as_bytes()) {
-                Ok(v) => prop_assert!(v.is_object()),
+                Ok(Body::Value(v)) => prop_assert!(v.is_object()),
+                Ok(Body::Table(_)) => prop_assert!(false, "a form is never a table"),
                 Err(e) => prop_assert!(matches!(e, DecodeError::TooManyPairs | DecodeError::TooDeep)),
             }
         }
@@ -614,6 +707,7 @@ mod tests {
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_body(BodyFormat::Json, &bytes);
             let _ = decode_body(BodyFormat::Form, &bytes);
+            let _ = decode_body(BodyFormat::Text, &bytes);
             let _ = excerpt(&bytes);
         }
 

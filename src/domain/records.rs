@@ -15,7 +15,7 @@
 //! - binary attachments (base64 PDF, XLSX, PNG...) are stored whole and
 //!   flagged `not_mappable`, so nothing is lost and the error log says why.
 
-use crate::domain::decode::{check_depth, Refusal, RefusalKind, MAX_DEPTH};
+use crate::domain::decode::{check_depth, Body, Refusal, RefusalKind, Table, MAX_DEPTH};
 use crate::domain::ids::{EventId, RequestId, SourceId};
 use crate::domain::model::{RawEvent, Stage};
 use chrono::Utc;
@@ -57,6 +57,11 @@ pub enum RecordsError {
         over = .estimated - .limit
     )]
     TooLarge { estimated: usize, limit: usize },
+    /// A CSV body (`text/csv`, or `text/plain` that is not JSON) that cannot
+    /// be read as a table: `code` names what to fix (`csv_ragged_row`,
+    /// `csv_missing_header`, `csv_no_rows`, `not_csv`), the message where.
+    #[error("{message}")]
+    Csv { code: &'static str, message: String },
 }
 
 impl RecordsError {
@@ -66,6 +71,7 @@ impl RecordsError {
             RecordsError::TooMany { .. } => "too_many_records",
             RecordsError::TooLarge { .. } => "explosion_too_large",
             RecordsError::TooDeep(_) => "too_deep",
+            RecordsError::Csv { code, .. } => code,
             RecordsError::PathNotFound(_)
             | RecordsError::BadEmbedded(_)
             | RecordsError::Empty(_) => "bad_records",
@@ -167,6 +173,36 @@ pub fn explode(
     max_records: usize,
 ) -> Result<Exploded, RecordsError> {
     explode_within(body, records_path, Limits::records(max_records))
+}
+
+/// Turns a decoded hook body into records within `limits`: a JSON value as
+/// [`explode_within`] does, a CSV table one record per row. A table has no
+/// envelope, so `records_path` does not apply to it.
+pub fn explode_body(
+    body: Body<'_>,
+    records_path: Option<&str>,
+    limits: Limits,
+) -> Result<Exploded, RecordsError> {
+    match body {
+        Body::Value(value) => explode_within(value, records_path, limits),
+        Body::Table(table) => explode_table(table, limits),
+    }
+}
+
+/// A CSV body's rows as records: keys are the header cells (as written,
+/// so Looker's `users.email` stays one dotted key), values strings, an
+/// empty cell an empty string. Stricter than CSV embedded in JSON (which
+/// keeps Looker's exports as they come): the sender wrote this CSV, so a
+/// ragged row, a blank or data-looking header, or control characters are
+/// refused naming the line, instead of guessed at.
+pub fn explode_table(table: Table<'_>, limits: Limits) -> Result<Exploded, RecordsError> {
+    refuse_control_characters(table.text)?;
+    let records = decode_delimited(table.text, table.delimiter, Shape::Strict, limits)?;
+    Ok(Exploded {
+        envelope: None,
+        records,
+        not_mappable: None,
+    })
 }
 
 /// As `explode`, within `limits` (the request path).
@@ -476,9 +512,12 @@ fn decode_string(
 ) -> Result<Vec<Value>, RecordsError> {
     match kind {
         Decoded::Json => decode_json(s, path, limits.max_records),
-        Decoded::Delimited(delimiter) => {
-            decode_delimited(s, refine_delimiter(s, delimiter), path, limits)
-        }
+        Decoded::Delimited(delimiter) => decode_delimited(
+            s,
+            refine_delimiter(s, delimiter),
+            Shape::Embedded(path),
+            limits,
+        ),
         Decoded::Binary(reason) => Err(RecordsError::BadEmbedded(reason)),
     }
 }
@@ -525,6 +564,23 @@ fn refine_delimiter(s: &str, delimiter: u8) -> u8 {
     }
 }
 
+/// How strictly a table is read, and what its messages call it.
+#[derive(Clone, Copy, Debug)]
+enum Shape<'a> {
+    /// A string at `records_path` inside a JSON body (Looker's exports):
+    /// ragged rows and blank header cells are kept as they come.
+    Embedded(&'a str),
+    /// A whole CSV body: every row has the header's number of cells, and
+    /// every header cell names a column.
+    Strict,
+}
+
+impl Shape<'_> {
+    fn is_strict(self) -> bool {
+        matches!(self, Shape::Strict)
+    }
+}
+
 /// CSV / TSV with a header row; every value stays a string (see docs/schema.md).
 ///
 /// Each row's size as a stored JSON object is added up before the row is
@@ -534,7 +590,7 @@ fn refine_delimiter(s: &str, delimiter: u8) -> u8 {
 fn decode_delimited(
     s: &str,
     delimiter: u8,
-    path: &str,
+    shape: Shape<'_>,
     limits: Limits,
 ) -> Result<Vec<Value>, RecordsError> {
     let what = if delimiter == b'\t' {
@@ -547,10 +603,14 @@ fn decode_delimited(
         .has_headers(true)
         .flexible(true)
         .from_reader(s.as_bytes());
-    let headers = reader
+    let raw_headers = reader
         .headers()
-        .map(|h| header_names(h.iter()))
-        .map_err(|e| bad_delimited(path, what, &e))?;
+        .map_err(|e| bad_delimited(shape, what, &e))?
+        .clone();
+    if shape.is_strict() {
+        check_header(&raw_headers, what)?;
+    }
+    let headers = header_names(raw_headers.iter());
     let header_sizes: Vec<usize> = headers
         .iter()
         .map(String::as_str)
@@ -563,12 +623,15 @@ fn decode_delimited(
         match reader.read_record(&mut row) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(bad_delimited(path, what, &e)),
+            Err(e) => return Err(bad_delimited(shape, what, &e)),
         }
         if row.iter().all(str::is_empty) {
             continue;
         }
         count += 1;
+        if shape.is_strict() && row.len() != headers.len() {
+            return Err(ragged_row(&row, count, headers.len(), what));
+        }
         estimated = estimated.saturating_add(row_json_len(&header_sizes, &row));
         if estimated > limits.max_record_bytes {
             // Refused below: free what was built, build nothing more.
@@ -586,11 +649,82 @@ fn decode_delimited(
         });
     }
     if records.is_empty() {
-        return Err(RecordsError::Empty(format!(
-            "records_path `{path}` holds {what} with a header row but no data rows"
-        )));
+        return Err(match shape {
+            Shape::Embedded(path) => RecordsError::Empty(format!(
+                "records_path `{path}` holds {what} with a header row but no data rows"
+            )),
+            Shape::Strict => RecordsError::Csv {
+                code: "csv_no_rows",
+                message: format!(
+                    "the {what} body has a header row but no data rows; send a header row \
+                     (the column names), then one row per record"
+                ),
+            },
+        });
     }
     Ok(records)
+}
+
+/// A CSV body's header row must name every column, and must not be a row
+/// of data: an `@` is in an email, never in a column name.
+fn check_header(header: &csv::StringRecord, what: &str) -> Result<(), RecordsError> {
+    let missing = |message: String| RecordsError::Csv {
+        code: "csv_missing_header",
+        message,
+    };
+    if let Some(i) = header.iter().position(|h| h.trim().is_empty()) {
+        return Err(missing(format!(
+            "column {} of the {what} header row (line 1) is blank; the first row must name \
+             every column (`email,name,plan`)",
+            i + 1
+        )));
+    }
+    if let Some(cell) = header.iter().find(|h| h.contains('@')) {
+        return Err(missing(format!(
+            "the first row of the {what} body looks like data (`{}`), not column names; add a \
+             header row naming the columns (`email,name,plan`) before the first record",
+            truncate(cell, 60)
+        )));
+    }
+    Ok(())
+}
+
+/// The refusal for a data row whose number of cells is not the header's.
+fn ragged_row(row: &csv::StringRecord, number: usize, columns: usize, what: &str) -> RecordsError {
+    let line = row.position().map_or(number + 1, |p| p.line() as usize);
+    let fix = if row.len() > columns {
+        "quote cells that contain the delimiter (`\"Smith, Ann\"`) or remove the extra cells"
+    } else {
+        "add the missing cells (empty ones are fine: `a,,c`)"
+    };
+    RecordsError::Csv {
+        code: "csv_ragged_row",
+        message: format!(
+            "row {number} of the {what} body (line {line}) has {} cells, but the header row has \
+             {columns} columns; {fix}",
+            row.len()
+        ),
+    }
+}
+
+/// Control characters (other than tab, CR and LF) never appear in CSV
+/// text: a body holding them is binary, or not the export that was meant.
+fn refuse_control_characters(text: &str) -> Result<(), RecordsError> {
+    let Some(at) = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    else {
+        return Ok(());
+    };
+    let line = 1 + text[..at.0].bytes().filter(|b| *b == b'\n').count();
+    Err(RecordsError::Csv {
+        code: "not_csv",
+        message: format!(
+            "the body is not CSV text: line {line} holds the control character {}; send CSV \
+             (a header row, then one row per record) or JSON",
+            at.1.escape_unicode()
+        ),
+    })
 }
 
 /// Bytes `s` takes as a JSON string, quotes and escapes included (as
@@ -623,10 +757,16 @@ fn row_json_len(header_sizes: &[usize], row: &csv::StringRecord) -> usize {
     total
 }
 
-fn bad_delimited(path: &str, what: &str, e: &csv::Error) -> RecordsError {
-    RecordsError::BadEmbedded(format!(
-        "records_path `{path}` holds {what} that cannot be read ({e}); check quoting in the export"
-    ))
+fn bad_delimited(shape: Shape<'_>, what: &str, e: &csv::Error) -> RecordsError {
+    match shape {
+        Shape::Embedded(path) => RecordsError::BadEmbedded(format!(
+            "records_path `{path}` holds {what} that cannot be read ({e}); check quoting in the export"
+        )),
+        Shape::Strict => RecordsError::Csv {
+            code: "not_csv",
+            message: format!("the body cannot be read as {what} ({e}); check its quoting"),
+        },
+    }
 }
 
 /// Header names made unique and non-empty, so no column overwrites another.
@@ -921,6 +1061,78 @@ mod tests {
         ));
     }
 
+    fn table(text: &str) -> Table<'_> {
+        Table {
+            text,
+            delimiter: b',',
+        }
+    }
+
+    fn csv_code(text: &str) -> (&'static str, String) {
+        let err = explode_table(table(text), Limits::records(100)).unwrap_err();
+        (err.code(), err.to_string())
+    }
+
+    #[test]
+    fn a_csv_body_is_one_record_per_row_keyed_by_the_header() {
+        let csv =
+            "users.email,users.name,plan\r\na@b.org,Ann,\r\n\r\n\"c@d.org\",\"Lee, C\",pro\r\n";
+        let e = explode_table(table(csv), Limits::records(100)).unwrap();
+        assert_eq!(
+            e.records,
+            vec![
+                json!({"users.email": "a@b.org", "users.name": "Ann", "plan": ""}),
+                json!({"users.email": "c@d.org", "users.name": "Lee, C", "plan": "pro"}),
+            ]
+        );
+        assert_eq!(e.envelope, None);
+    }
+
+    #[test]
+    fn a_ragged_csv_row_is_refused_with_its_row_and_line() {
+        let (code, msg) = csv_code("email,name\na@b.org,Ann\nc@d.org,Lee,extra\n");
+        assert_eq!(code, "csv_ragged_row");
+        assert!(msg.contains("row 2") && msg.contains("line 3"), "{msg}");
+        assert!(
+            msg.contains("3 cells") && msg.contains("2 columns"),
+            "{msg}"
+        );
+        let (code, msg) = csv_code("email,name\na@b.org\n");
+        assert_eq!(code, "csv_ragged_row");
+        assert!(msg.contains("add the missing cells"), "{msg}");
+    }
+
+    #[test]
+    fn a_csv_body_without_a_header_or_rows_is_refused_saying_what_to_add() {
+        let (code, msg) = csv_code("a@b.org,Ann\nc@d.org,Lee\n");
+        assert_eq!(code, "csv_missing_header");
+        assert!(msg.contains("`a@b.org`"), "{msg}");
+        let (code, msg) = csv_code("email,,plan\na,b,c\n");
+        assert_eq!(code, "csv_missing_header");
+        assert!(msg.contains("column 2"), "{msg}");
+        assert_eq!(csv_code("email,name\n").0, "csv_no_rows");
+        let (code, msg) = csv_code("email\nPK\u{3}\u{4}\n");
+        assert_eq!(code, "not_csv");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn a_csv_body_is_held_to_the_record_limits() {
+        let csv = "email\na\nb\nc\n";
+        assert_eq!(
+            explode_table(table(csv), Limits::records(2)).unwrap_err(),
+            RecordsError::TooMany { count: 3, limit: 2 }
+        );
+        let tight = Limits {
+            max_records: 10,
+            max_record_bytes: csv.len(),
+        };
+        assert!(matches!(
+            explode_table(table(csv), tight),
+            Err(RecordsError::TooLarge { .. })
+        ));
+    }
+
     /// Worst cases measured for docs/performance.md (not a test of speed:
     /// `cargo test --lib records::tests::measure -- --ignored --nocapture`).
     #[test]
@@ -1052,6 +1264,25 @@ mod tests {
                     err,
                     RecordsError::TooLarge { .. } | RecordsError::TooMany { .. }
                         | RecordsError::Empty(_) | RecordsError::BadEmbedded(_)
+                ), "{:?}", err),
+            }
+        }
+
+        /// Any text as a CSV body: records within the limits with every
+        /// header key, or a coded refusal; never a panic.
+        #[test]
+        fn csv_bodies_are_tables_or_coded_refusals(text in "[a-c@,\"\n\r\t\u{0}-\u{3} ]{0,200}", max in 0usize..5) {
+            match explode_table(table(&text), Limits::records(max)) {
+                Ok(e) => {
+                    prop_assert!(e.records.len() <= max && !e.records.is_empty());
+                    let width = e.records[0].as_object().map_or(0, Map::len);
+                    for r in &e.records {
+                        prop_assert_eq!(r.as_object().map_or(0, Map::len), width);
+                    }
+                }
+                Err(err) => prop_assert!(matches!(
+                    err.code(),
+                    "csv_ragged_row" | "csv_missing_header" | "csv_no_rows" | "not_csv" | "too_many_records"
                 ), "{:?}", err),
             }
         }

@@ -10,7 +10,7 @@
 //! the body is one `Bytes`, and only a body large enough to go to the
 //! blocking pool has its few borrowed strings copied.
 
-use crate::domain::decode::{self, Refusal, RefusalKind};
+use crate::domain::decode::{self, Body, Refusal, RefusalKind};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, RawEvent, Stage};
 use crate::domain::records::{self, Exploded, Limits};
@@ -19,7 +19,6 @@ use crate::service::{ServiceError, ServiceResult, Services};
 use crate::store::{EventLog, StateStore};
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -263,14 +262,13 @@ async fn decode_and_explode(request: Received<'_>, limits: Limits) -> Result<Exp
 }
 
 fn decode_and_explode_now(request: &Received, limits: Limits) -> Result<Exploded, Refusal> {
-    let value = decode(request)?;
-    records::explode_within(value, request.records_path, limits)
-        .map_err(|e| e.refusal(&request.bytes))
+    let body = decode(request)?;
+    records::explode_body(body, request.records_path, limits).map_err(|e| e.refusal(&request.bytes))
 }
 
-fn decode(request: &Received) -> Result<Value, Refusal> {
+fn decode<'a>(request: &'a Received) -> Result<Body<'a>, Refusal> {
     let result = if request.from_query {
-        decode::decode_query(request.query.unwrap_or(""))
+        decode::decode_query(request.query.unwrap_or("")).map(Body::Value)
     } else {
         decode::body_format(request.content_type)
             .and_then(|format| decode::decode_body(format, &request.bytes))

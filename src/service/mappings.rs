@@ -12,7 +12,7 @@ use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
-use crate::domain::preview::{unseen_paths, PreviewResult};
+use crate::domain::preview::{unseen_paths, PreviewResult, PREVIEW_MAX_SAMPLES};
 use crate::domain::replay::{MappingVersion, ReplayJob, ReplayScope};
 use crate::domain::schema_view::SchemaView;
 use crate::domain::sniff::Suggestion;
@@ -91,6 +91,20 @@ pub struct PreviewInput {
     pub mapping: Option<MappingInput>,
     /// A body as a sender would post it (payload: JSON by nature).
     pub payload: Option<Value>,
+    /// Stored events of the source to run, by id, in this order (at most
+    /// [`PREVIEW_MAX_SAMPLES`]); empty: not chosen.
+    pub samples: Vec<String>,
+    /// A pasted body (CSV, or JSON as text), decoded as a hook body.
+    pub pasted: Option<PastedBody>,
+}
+
+/// Text pasted into a preview, read exactly as a hook body of
+/// `content_type` would be (no content type: `text/plain`, so JSON when it
+/// starts like JSON, else CSV), then exploded into records.
+#[derive(Clone, Debug, Default)]
+pub struct PastedBody {
+    pub content_type: Option<String>,
+    pub text: String,
 }
 
 /// A source's replay job and the counts it works through.
@@ -335,10 +349,8 @@ impl Services {
         let this = self.clone();
         off_async_threads(move || {
             let mapping = this.preview_mapping_of(&source, input.mapping)?;
-            let records = match input.payload {
-                Some(payload) => preview_records(&source, payload, this.config.max_records)?,
-                None => this.latest_samples(&source, PREVIEW_SAMPLES)?,
-            };
+            let records =
+                this.preview_records_of(&source, input.payload, input.samples, input.pasted)?;
             Ok(this.processor.preview(&source, &mapping, &records)?)
         })
         .await
@@ -436,6 +448,59 @@ impl Services {
         unseen_paths(self.processor.schemas.snapshot(source.id).as_ref(), mapping)
     }
 
+    /// The records a preview runs over: the payload, the chosen samples or
+    /// the pasted body (at most one of them), else the latest samples.
+    fn preview_records_of(
+        &self,
+        source: &Source,
+        payload: Option<Value>,
+        samples: Vec<String>,
+        pasted: Option<PastedBody>,
+    ) -> ServiceResult<Vec<RawEvent>> {
+        let max_records = self.config.max_records;
+        match (payload, samples.is_empty(), pasted) {
+            (None, true, None) => self.latest_samples(source, PREVIEW_SAMPLES),
+            (Some(payload), true, None) => preview_records(source, payload, max_records),
+            (None, false, None) => self.chosen_samples(source, &samples),
+            (None, true, Some(pasted)) => pasted_records(source, &pasted, max_records),
+            _ => Err(ServiceError::BadRequest(
+                "a preview runs over one of `samples` (event ids), `payload` or a pasted body; \
+                 give only one"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The stored events named by id, each checked to be this source's.
+    fn chosen_samples(&self, source: &Source, ids: &[String]) -> ServiceResult<Vec<RawEvent>> {
+        if ids.len() > PREVIEW_MAX_SAMPLES {
+            return Err(ServiceError::BadRequest(format!(
+                "{} samples chosen; a preview runs at most {PREVIEW_MAX_SAMPLES}",
+                ids.len()
+            )));
+        }
+        ids.iter()
+            .map(|text| {
+                let id: EventId = text.trim().parse().map_err(|_| ServiceError::Invalid {
+                    message: format!("sample `{text}` is not an event id"),
+                    fields: BTreeMap::from([(
+                        "samples".to_string(),
+                        format!("`{text}` is not an event id"),
+                    )]),
+                    code: Some("invalid_sample"),
+                })?;
+                match self.store.event(id)? {
+                    Some(stored) if stored.raw.source_id == source.id => Ok(stored.raw),
+                    _ => Err(ServiceError::NotFound(format!(
+                        "sample `{id}` is not an event of source `{}`; pick ids from \
+                         GET /api/sources/{}/samples",
+                        source.name, source.id
+                    ))),
+                }
+            })
+            .collect()
+    }
+
     /// The mapping a preview runs: the one given (compiled, not saved),
     /// else the source's current one as already compiled for the pipeline.
     fn preview_mapping_of(
@@ -465,6 +530,44 @@ impl Services {
     }
 }
 
+/// A pasted body as records: decoded and exploded exactly as a hook body
+/// (`service::ingest`), refused with the hook's code under `fields.payload`.
+fn pasted_records(
+    source: &Source,
+    pasted: &PastedBody,
+    max_records: usize,
+) -> ServiceResult<Vec<RawEvent>> {
+    use crate::domain::{decode, records};
+    let refused = |code: &'static str, message: String| ServiceError::Invalid {
+        message: format!("the pasted payload cannot be read: {message}"),
+        fields: BTreeMap::from([("payload".to_string(), message)]),
+        code: Some(code),
+    };
+    let bytes = pasted.text.as_bytes();
+    let body = decode::body_format(Some(pasted.content_type.as_deref().unwrap_or("text/plain")))
+        .and_then(|format| decode::decode_body(format, bytes))
+        .map_err(|e| refused(e.code(), e.to_string()))?;
+    let exploded = records::explode_body(
+        body,
+        source.records_path.as_deref(),
+        records::Limits::records(max_records),
+    )
+    .map_err(|e| refused(e.code(), e.to_string()))?;
+    Ok(stamped(records::raw_events(
+        source.id,
+        exploded,
+        Map::new(),
+    )))
+}
+
+/// Preview events are stored nowhere, so they get their ids here.
+fn stamped(mut events: Vec<RawEvent>) -> Vec<RawEvent> {
+    for event in &mut events {
+        event.id = EventId::new();
+    }
+    events
+}
+
 /// A previewed body as records, exploded the way the hook path does (with
 /// the source's records path), stamped now and stored nowhere.
 // The hook path builds its `RawEvent`s the same way (`http::hooks::to_raw_events`);
@@ -477,11 +580,9 @@ fn preview_records(
     let exploded =
         crate::domain::records::explode(body, source.records_path.as_deref(), max_records)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    // The same events the hook path builds; the preview stores nothing, so
-    // it gives them ids itself.
-    let mut events = crate::domain::records::raw_events(source.id, exploded, Map::new());
-    for event in &mut events {
-        event.id = EventId::new();
-    }
-    Ok(events)
+    Ok(stamped(crate::domain::records::raw_events(
+        source.id,
+        exploded,
+        Map::new(),
+    )))
 }

@@ -350,4 +350,15 @@ pub trait StateStore {
         limit: usize,
         before: Option<ProfileId>,
     ) -> StoreResult<crate::store::ProfilesPage>;
+
+    /// The error log newest first (from `filter.before`): `visit` gets each
+    /// entry passing `filter`, and at most `max_read` entries are read.
+    /// Returns how many were read and whether older ones were left unread.
+    /// For summaries (the error groups) that must stay bounded.
+    fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)>;
 }

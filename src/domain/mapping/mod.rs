@@ -18,6 +18,7 @@ pub mod limits;
 mod path;
 pub mod presets;
 mod template;
+pub mod template_errors;
 mod timestamp;
 
 #[cfg(test)]
@@ -162,20 +163,23 @@ impl Compiler {
 
     /// Classifies and compiles one slot; records an error under `key` on failure.
     fn slot(&mut self, key: &str, source: &str) -> Option<Slot> {
+        if let Some(message) = template_errors::stray_close_message(key, source) {
+            return self.fail(key, message);
+        }
         if template::is_static(source) {
             return Some(Slot::Static(source.to_owned()));
         }
         let parsed = match Template::compile_with_name(source.trim(), key.to_owned()) {
             Ok(t) => t,
-            Err(e) => return self.fail(key, format!("`{source}` is not a valid template: {e}")),
+            Err(e) => {
+                let message = template_errors::unreadable(key, source.trim(), e.pos());
+                return self.fail(key, message);
+            }
         };
         let analysis = template::analyse(&parsed);
         if let Some(name) = analysis.unknown_helpers.first() {
-            let known = helpers::CUSTOM.join(", ");
-            return self.fail(
-                key,
-                format!("unknown helper `{name}` in `{source}`; available helpers: {known}"),
-            );
+            let message = template_errors::unknown_helper(key, source.trim(), name);
+            return self.fail(key, message);
         }
         if let Some(what) = analysis.unsupported.first() {
             return self.fail(

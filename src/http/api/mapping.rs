@@ -11,7 +11,7 @@ use crate::http::error::{AppError, AppResult};
 use crate::http::extract::Query;
 use crate::http::AppState;
 use crate::service::mappings::{
-    MappingInput, MappingVersions, PresetList, PreviewInput, Samples, SavedMapping,
+    MappingInput, MappingVersions, PastedBody, PresetList, PreviewInput, Samples, SavedMapping,
     SuggestedMapping,
 };
 use axum::extract::{Path, State};
@@ -111,6 +111,37 @@ struct PreviewBody {
     mapping: Option<Value>,
     #[serde(default)]
     payload: Option<Value>,
+    /// Stored events to run, by id.
+    #[serde(default)]
+    samples: Option<Vec<String>>,
+    /// With a string `payload`: how to read it, as a hook's `Content-Type`.
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+impl PreviewBody {
+    /// A string `payload` is pasted text, read as a hook body of
+    /// `content_type`; any other payload is the JSON body itself.
+    fn into_input(self) -> AppResult<PreviewInput> {
+        let (payload, pasted) = match (self.payload, self.content_type) {
+            (Some(Value::String(text)), content_type) => {
+                (None, Some(PastedBody { content_type, text }))
+            }
+            (payload, None) => (payload, None),
+            (_, Some(_)) => {
+                return Err(AppError::bad_request(
+                    "`content_type` says how to read a text `payload`; send the payload as a \
+                     string, or drop `content_type` for a JSON payload",
+                ))
+            }
+        };
+        Ok(PreviewInput {
+            mapping: self.mapping.map(mapping_input).transpose()?,
+            payload,
+            samples: self.samples.unwrap_or_default(),
+            pasted,
+        })
+    }
 }
 
 /// Runs a mapping (given, or the saved one) over a payload (given, or the
@@ -124,12 +155,7 @@ async fn preview(
     let parsed = if body.is_empty() {
         Ok(PreviewInput::default())
     } else {
-        parse_body::<PreviewBody>(&body).and_then(|b| {
-            Ok(PreviewInput {
-                mapping: b.mapping.map(mapping_input).transpose()?,
-                payload: b.payload,
-            })
-        })
+        parse_body::<PreviewBody>(&body).and_then(PreviewBody::into_input)
     };
     let input = match parsed {
         Ok(input) => input,

@@ -24,7 +24,7 @@ use crate::domain::sniff::DriftKind;
 use crate::domain::source_view::SourceView;
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::service::mappings::{MappingInput, PreviewInput, ReplayProgress};
+use crate::service::mappings::{MappingInput, PastedBody, PreviewInput, ReplayProgress};
 use crate::service::ServiceError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -238,6 +238,66 @@ pub struct Editor {
     pub preview: Option<Value>,
     /// Just saved this version.
     pub saved: Option<u32>,
+    /// The preview input as last posted (sample picker and pasted payload).
+    pub preview_input: PreviewChoice,
+}
+
+/// What the preview ran over, to show it again: the event ids ticked, or
+/// the pasted text and its type.
+#[derive(Clone, Debug, Default)]
+pub struct PreviewChoice {
+    pub picked: Vec<String>,
+    pub pasted: String,
+    pub paste_type: String,
+}
+
+/// Recent events offered in the preview's sample picker.
+const PICKER_SAMPLES: usize = 10;
+/// Characters of a record shown beside its checkbox.
+const PICKER_SUMMARY_CHARS: usize = 90;
+
+/// The sample picker and paste box of the preview (`picker` in the
+/// section's context): the latest events, each ticked if it was picked.
+async fn picker(
+    state: &AppState,
+    source: &SourceView,
+    choice: &PreviewChoice,
+) -> Result<Value, PageError> {
+    let recent = state
+        .services
+        .samples(source.id, PICKER_SAMPLES)
+        .await
+        .map_err(failed)?;
+    let samples: Vec<Value> = recent
+        .samples
+        .iter()
+        .map(|s| {
+            let id = s.event_id.to_string();
+            let summary: String = s
+                .record
+                .to_string()
+                .chars()
+                .take(PICKER_SUMMARY_CHARS)
+                .collect();
+            json!({
+                "id": id,
+                "short": short_id(&id),
+                "received": time(&s.received_at),
+                "summary": summary,
+                "checked": choice.picked.contains(&id),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "samples": samples,
+        "pasted": choice.pasted,
+        "open": !choice.picked.is_empty() || !choice.pasted.is_empty(),
+        "types": [
+            {"value": "", "label": "JSON or CSV (read as text/plain)", "selected": choice.paste_type.is_empty()},
+            {"value": "text/csv", "label": "CSV", "selected": choice.paste_type == "text/csv"},
+            {"value": "application/json", "label": "JSON", "selected": choice.paste_type == "application/json"},
+        ],
+    }))
 }
 
 /// The `mapping` context of the `mapping_section` partial.
@@ -350,6 +410,7 @@ pub async fn section(
         "other_errors": other_errors,
         "has_errors": !editor.errors.is_empty(),
         "preview": editor.preview,
+        "picker": picker(state, source, &editor.preview_input).await?,
         "saved": saved_notice,
         "versions": history,
         "replay": progress.replay.as_ref().map(replay_view),
@@ -572,26 +633,82 @@ async fn read_form(
     }
 }
 
+/// The preview's form: the editor's fields, plus what to run it over
+/// (checkboxes named `sample:<event id>`, or a pasted payload).
+#[derive(Deserialize)]
+pub struct PreviewForm {
+    #[serde(flatten)]
+    mapping: MappingForm,
+    #[serde(default)]
+    paste: String,
+    #[serde(default)]
+    paste_type: String,
+    /// Every other field: the ticked `sample:<id>` boxes among them.
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+impl PreviewForm {
+    fn choice(&self) -> PreviewChoice {
+        PreviewChoice {
+            picked: self
+                .other
+                .keys()
+                .filter_map(|k| k.strip_prefix("sample:"))
+                .map(str::to_string)
+                .collect(),
+            pasted: self.paste.clone(),
+            paste_type: self.paste_type.clone(),
+        }
+    }
+}
+
+impl PreviewChoice {
+    /// What the service runs over: the pasted text if any, else the
+    /// picked events (none picked: the latest ones).
+    fn input(&self, spec: MappingSpec) -> PreviewInput {
+        let pasted = (!self.pasted.trim().is_empty()).then(|| PastedBody {
+            content_type: Some(self.paste_type.clone()).filter(|t| !t.is_empty()),
+            text: self.pasted.clone(),
+        });
+        PreviewInput {
+            mapping: Some(MappingInput::Spec(Box::new(spec))),
+            payload: None,
+            samples: if pasted.is_some() {
+                Vec::new()
+            } else {
+                self.picked.clone()
+            },
+            pasted,
+        }
+    }
+}
+
 /// `POST /sources/{id}/mapping/preview`: the page again, with what the typed
-/// mapping makes of the latest samples. Stores nothing.
+/// mapping makes of the chosen samples, the pasted payload or the latest
+/// samples. Stores nothing.
 pub async fn preview(
     State(state): State<AppState>,
     session: Authed,
     Path(id): Path<String>,
-    Form(form): Form<MappingForm>,
+    Form(form): Form<PreviewForm>,
 ) -> PageResult {
-    let (source, mut editor, spec) = match read_form(&state, &session, &id, form).await? {
+    let choice = form.choice();
+    let (source, mut editor, spec) = match read_form(&state, &session, &id, form.mapping).await? {
         Ok(parts) => parts,
         Err(page) => return Ok(page),
     };
-    let input = PreviewInput {
-        mapping: Some(MappingInput::Spec(Box::new(spec))),
-        payload: None,
-    };
+    let input = choice.input(spec);
+    editor.preview_input = choice;
     match state.services.preview_mapping(source.id, input).await {
         Ok(result) => {
             editor.preview = Some(preview_view(&result));
             with_editor(&state, &session, &source, StatusCode::OK, editor).await
+        }
+        // A picked event gone since the page was drawn (retention): say so by the picker.
+        Err(ServiceError::NotFound(message)) => {
+            editor.errors = BTreeMap::from([("samples".to_string(), message)]);
+            with_editor(&state, &session, &source, StatusCode::NOT_FOUND, editor).await
         }
         Err(e) => {
             editor.errors = invalid_fields(e)?;

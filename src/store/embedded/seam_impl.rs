@@ -303,4 +303,13 @@ impl StateStore for Store {
     ) -> StoreResult<crate::store::ProfilesPage> {
         Store::profiles_page(self, prefixes, limit, before)
     }
+
+    fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)> {
+        Store::scan_errors(self, filter, max_read, visit)
+    }
 }
