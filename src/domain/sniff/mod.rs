@@ -274,6 +274,25 @@ mod tests {
         assert_eq!(s.fields["note"].examples, vec![json!("sk_l…(masked)")]);
     }
 
+    #[test]
+    fn the_distinctness_window_is_bounded_and_keeps_only_its_verdict() {
+        let reg = SchemaRegistry::new();
+        let src = SourceId::new();
+        for i in 0..schema::DISTINCT_WINDOW + 5 {
+            reg.observe(src, &json!({"id": i, "plan": "pro"}), Utc::now());
+        }
+        let s = reg.snapshot(src).expect("s");
+        let id = &s.fields["id"].distinct;
+        assert_eq!((id.checked, id.repeated), (schema::DISTINCT_WINDOW, false));
+        assert!(s.fields["plan"].distinct.repeated);
+        let stored = serde_json::to_value(&s).expect("ser");
+        assert_eq!(
+            stored["fields"]["id"]["distinct"],
+            json!({"checked": schema::DISTINCT_WINDOW, "repeated": false}),
+            "only the verdict is stored once the window is full"
+        );
+    }
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -306,6 +325,7 @@ mod tests {
             prop_assert!(s.drift.len() <= schema::MAX_DRIFT);
             for f in s.fields.values() {
                 prop_assert!(f.examples.len() <= MAX_EXAMPLES);
+                prop_assert!(f.distinct.checked <= schema::DISTINCT_WINDOW);
                 prop_assert!(f.seen <= s.samples);
             }
             let _ = s.view();
