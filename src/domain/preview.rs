@@ -445,4 +445,84 @@ mod tests {
             (PREVIEW_MAX_SAMPLES, 50 - PREVIEW_MAX_SAMPLES)
         );
     }
+
+    fn compiled(spec: Value) -> CompiledMapping {
+        CompiledMapping::compile(serde_json::from_value(spec).expect("spec"), 1).expect("compiles")
+    }
+
+    fn warnings_for(spec: Value, records: &[Value]) -> Vec<MappingWarning> {
+        let mut schema = Schema::default();
+        let mut buf = String::new();
+        for r in records {
+            schema.observe(r, Utc::now(), &mut buf);
+        }
+        let headers = Map::new();
+        let samples: Vec<RecordContext<'_>> = records
+            .iter()
+            .map(|record| RecordContext {
+                record,
+                envelope: None,
+                headers: &headers,
+                received_at: Utc::now(),
+            })
+            .collect();
+        mapping_warnings(Some(&schema), &compiled(spec), &samples)
+    }
+
+    #[test]
+    fn a_dotted_path_that_reads_nothing_names_the_key_and_the_template_to_use() {
+        let looker = [
+            json!({"users.email": "ann@example.com", "users.id": 7}),
+            json!({"users.email": "bob@example.com", "users.id": 8}),
+        ];
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{users.email}}", "external_id": "{{lower users.id}}"}),
+            &looker,
+        );
+        assert_eq!(
+            w.len(),
+            2,
+            "one per slot, no second one for the unseen path: {w:?}"
+        );
+        assert_eq!(
+            serde_json::to_value(&w[0]).expect("json"),
+            json!({
+                "slot": "email",
+                "template": "{{users.email}}",
+                "message": "no sample has a value for {{users.email}}; the field seen is `users.email`: use {{[users.email]}}",
+                "suggest": "{{[users.email]}}"
+            })
+        );
+        assert_eq!(w[1].slot.as_deref(), Some("external_id"));
+        assert_eq!(w[1].suggest.as_deref(), Some("{{lower [users.id]}}"));
+    }
+
+    #[test]
+    fn a_slot_with_a_value_in_some_sample_or_a_static_value_is_no_warning() {
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{email}}", "event_id": "{{id}}"}),
+            &[json!({"email": "a@x.org"}), json!({"id": "e1"})],
+        );
+        assert_eq!(w, Vec::new());
+    }
+
+    #[test]
+    fn without_a_near_field_the_warning_says_what_was_checked() {
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{contact}}"}),
+            &[json!({"email": "a@x.org"})],
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].suggest, None);
+        assert_eq!(
+            w[0].message,
+            "no sample has a value for {{contact}}; `contact` has never been seen in this source's 1 events"
+        );
+        // A loose match (case, `_`) is offered too.
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{Customer.E_mail}}"}),
+            &[json!({"customer": {"email": "a@x.org"}})],
+        );
+        assert_eq!(w[0].suggest.as_deref(), Some("{{customer.email}}"), "{w:?}");
+    }
 }
