@@ -141,7 +141,9 @@ impl SchemaRegistry {
             let schema = {
                 let mut guard = lock(&slot);
                 let n = guard.schema.redact(matches);
-                if n == 0 {
+                // Not counted as dropped (they are not values), but written out.
+                let forgot = guard.schema.forget_distinct_values();
+                if n == 0 && !forgot {
                     continue;
                 }
                 dropped += n;
@@ -290,6 +292,31 @@ mod tests {
             stored["fields"]["id"]["distinct"],
             json!({"checked": schema::DISTINCT_WINDOW, "repeated": false}),
             "only the verdict is stored once the window is full"
+        );
+    }
+
+    #[test]
+    fn an_erasure_drops_the_value_hashes_of_running_distinctness_checks() {
+        let reg = SchemaRegistry::new();
+        let src = SourceId::new();
+        reg.observe(src, &json!({"email": "ann@example.org"}), Utc::now());
+        let mut written = Vec::new();
+        let dropped = reg
+            .redact(&|_: &[u8]| false, |id, s: &Schema| {
+                written.push((id, s.clone()));
+                Ok::<_, ()>(())
+            })
+            .expect("no error");
+        assert_eq!(dropped, 0, "hashes are not counted as values");
+        assert_eq!(
+            written.len(),
+            1,
+            "but the schema without them is written out"
+        );
+        let stored = serde_json::to_value(&written[0].1).expect("ser");
+        assert_eq!(
+            stored["fields"]["email"]["distinct"],
+            json!({"checked": 1, "repeated": false})
         );
     }
 

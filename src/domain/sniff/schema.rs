@@ -153,6 +153,13 @@ impl Distinct {
         }
     }
 
+    /// Drops the hashes kept so far; whether there were any.
+    fn forget_values(&mut self) -> bool {
+        let had = !self.hashes.is_empty();
+        self.hashes = Vec::new();
+        had
+    }
+
     /// Every value checked was different (and at least one was checked).
     pub fn all_distinct(&self) -> bool {
         self.checked > 0 && !self.repeated
@@ -363,6 +370,18 @@ impl Schema {
             }
         }
         dropped
+    }
+
+    /// Drops the value hashes of every distinctness check still running
+    /// (the verdicts stay): a hash of an erased email could confirm it, and
+    /// hashes cannot be matched against what is erased. The checks go on
+    /// with the values that come next. Returns whether any were dropped.
+    pub fn forget_distinct_values(&mut self) -> bool {
+        let mut forgot = false;
+        for stats in self.fields.values_mut() {
+            forgot |= stats.distinct.forget_values();
+        }
+        forgot
     }
 
     /// Every known path (unordered).

@@ -182,6 +182,7 @@ impl Picker {
     /// per-user id (`users.id`) as event id would make every later event of
     /// that user a duplicate, so a repeating one is named in the reason instead.
     fn event_id(&mut self, fields: &[(&str, &FieldStats)]) {
+        // `repeating` also holds fields not checked yet (an old schema).
         let (distinct, repeating): (Vec<_>, Vec<_>) = fields
             .iter()
             .copied()
@@ -194,7 +195,7 @@ impl Picker {
             }
             return;
         }
-        if let Some((path, _, _)) = best_named(&repeating, &EVENT_IDS, |_| true) {
+        if let Some((path, _, _)) = best_named(&repeating, &EVENT_IDS, |s| s.distinct.repeated) {
             self.reasons.insert(
                 "event_id".into(),
                 format!(
