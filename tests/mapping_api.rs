@@ -24,6 +24,16 @@ fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The `message` of each warning (warnings are `{slot, template, message, suggest}`).
+fn messages(warnings: &Value) -> Vec<String> {
+    warnings
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|w| w["message"].as_str().expect("a message").to_string())
+        .collect()
+}
+
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json")
@@ -152,9 +162,10 @@ async fn paths_the_source_never_sent_are_warnings_not_errors() {
         )
         .await;
     assert_eq!(saved["version"], 1);
-    let warnings = strings(&saved["warnings"]);
+    let warnings = messages(&saved["warnings"]);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("`emial` has never been seen"));
+    assert_eq!(saved["warnings"][0]["slot"], "email");
 }
 
 #[tokio::test]
@@ -768,7 +779,15 @@ async fn reserved_names_are_not_reported_as_paths_never_seen() {
             }),
         )
         .await;
-    assert_eq!(saved["warnings"], json!([]));
+    // The one sample was sent without the header, so the event name is
+    // (rightly) warned about as empty; no path is reported as never seen.
+    let slots: Vec<&Value> = saved["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["slot"])
+        .collect();
+    assert_eq!(slots, vec![&json!("event_name")], "{}", saved["warnings"]);
     let response = app
         .client
         .post(app.url(&source.hook))
@@ -785,4 +804,129 @@ async fn reserved_names_are_not_reported_as_paths_never_seen() {
     assert_eq!(event["external_id"], "a@x.org");
     assert_eq!(event["properties"]["own"], "own");
     assert_eq!(event["properties"]["kind"], "a");
+}
+
+/// A Look sent as JSON: Looker names every column `view.field`.
+fn looker_rows() -> Value {
+    json!([
+        {"users.email": "Ann@Example.com", "users.id": 7, "orders.id": 101, "orders.total": 30},
+        {"users.email": "Ann@Example.com", "users.id": 7, "orders.id": 102, "orders.total": 12},
+        {"users.email": "bob@example.com", "users.id": 8, "orders.id": 103, "orders.total": 5}
+    ])
+}
+
+/// Sends the Look to a new source and waits until the processor has seen it.
+async fn looker_source(app: &TestApp) -> TestSource {
+    let source = app.source_named("Looker orders").await;
+    for id in app.send_ok(&source.hook, &looker_rows()).await {
+        app.processed_event(&id).await;
+    }
+    source
+}
+
+#[tokio::test]
+async fn looker_dotted_keys_map_from_schema_to_suggestion_to_a_resolved_profile() {
+    let app = spawn_app().await;
+    let source = looker_source(&app).await;
+
+    let schema = app
+        .api_json(&format!("/api/sources/{}/schema", source.id))
+        .await;
+    let email = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["template"] == "{{[users.email]}}")
+        .unwrap_or_else(|| panic!("the schema shows {{{{[users.email]}}}}: {schema}"));
+    assert_eq!(email["path"], "[users.email]");
+    assert_eq!(email["formats"], json!(["email"]));
+
+    let suggestion = app
+        .api_json(&format!("/api/sources/{}/mapping/suggest", source.id))
+        .await;
+    let mapping = &suggestion["mapping"];
+    assert_eq!(mapping["email"], "{{[users.email]}}", "{suggestion}");
+    assert_ne!(
+        mapping["event_id"], "{{[users.id]}}",
+        "a per-user id is no event id: {suggestion}"
+    );
+    assert_eq!(mapping["event_id"], "{{[orders.id]}}", "{suggestion}");
+
+    let preview = app.preview(&source, json!({"mapping": mapping})).await;
+    assert_eq!(preview["warnings"], json!([]), "{preview}");
+    let results = preview["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        assert!(
+            !r["resolution"].as_str().unwrap().starts_with("refused"),
+            "{r}"
+        );
+        assert!(r["event"]["email"]
+            .as_str()
+            .unwrap()
+            .ends_with("@example.com"));
+    }
+
+    let saved = app.put_mapping(&source, mapping.clone()).await;
+    assert_eq!(saved["warnings"], json!([]), "{saved}");
+    app.wait_for_replay(&source).await;
+    let ann = app.profile_by_email("ann@example.com").await;
+    assert_eq!(ann["event_count"], 2, "{ann}");
+    let bob = app.profile_by_email("bob@example.com").await;
+    assert_eq!(bob["event_count"], 1, "{bob}");
+
+    // A later row of the same user is a new event, not a duplicate.
+    let later = app
+        .send_processed(
+            &source.hook,
+            &json!({"users.email": "ann@example.com", "users.id": 7, "orders.id": 104}),
+        )
+        .await;
+    assert_eq!(later["status"], "resolved", "{later}");
+    assert_eq!(
+        app.profile_by_email("ann@example.com").await["event_count"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_dotted_path_that_reads_nothing_is_a_warning_naming_the_template_to_use() {
+    let app = spawn_app().await;
+    let source = looker_source(&app).await;
+    let mapping = json!({"event_name": "Order", "email": "{{users.email}}"});
+    let want = json!({
+        "slot": "email",
+        "template": "{{users.email}}",
+        "message": "no sample has a value for {{users.email}}; the field seen is `users.email`: use {{[users.email]}}",
+        "suggest": "{{[users.email]}}"
+    });
+
+    let preview = app.preview(&source, json!({"mapping": mapping})).await;
+    assert_eq!(preview["warnings"], json!([want]), "{preview}");
+
+    // With a payload given, the warning is about that payload's records.
+    let given = app
+        .preview(
+            &source,
+            json!({"mapping": mapping, "payload": {"users.email": "c@x.org"}}),
+        )
+        .await;
+    assert_eq!(given["warnings"], json!([want]), "{given}");
+
+    let response = app
+        .api_send(
+            Method::PUT,
+            &format!("/api/sources/{}/mapping", source.id),
+            mapping.clone(),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let saved: Value = response.json().await.unwrap();
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["warnings"], json!([want]), "{saved}");
+
+    // The suggested fix reads the key, and the warning goes away.
+    let fixed = json!({"event_name": "Order", "email": want["suggest"]});
+    let preview = app.preview(&source, json!({"mapping": fixed})).await;
+    assert_eq!(preview["warnings"], json!([]), "{preview}");
 }

@@ -102,6 +102,31 @@ fn looker_pdf() {
     check("looker_pdf", Some("attachment.data"));
 }
 
+/// Looker's `view.field` columns: each dotted key is one field, apart from
+/// a nested object of the same dotted name, and the suggestion reads them
+/// with `[...]` and takes the distinct `orders.id` as event id.
+#[test]
+fn looker_dotted() {
+    check("looker_dotted", None);
+    let exploded = explode(load("looker_dotted"), None, 1000).expect("explodes");
+    let registry = SchemaRegistry::new();
+    let source = SourceId::new();
+    for record in &exploded.records {
+        registry.observe(source, record, Utc::now());
+    }
+    let view = registry.snapshot(source).expect("schema").view();
+    let template = |path: &str| {
+        view["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| f["path"] == path)
+            .map(|f| f["template"].clone())
+    };
+    assert_eq!(template("[users.email]"), Some(json!("{{[users.email]}}")));
+    assert_eq!(template("users.email"), Some(json!("{{users.email}}")));
+}
+
 #[test]
 fn batch_array() {
     check("batch_array", None);

@@ -7,12 +7,14 @@
 //! [`PREVIEW_MAX_BYTES`]; `omitted` counts the records left out.
 
 use crate::domain::ids::{EventId, ProfileId};
-use crate::domain::mapping::CompiledMapping;
-use crate::domain::model::MappedEvent;
-use crate::domain::sniff::{schema_path_of, Schema};
+use crate::domain::mapping::{expression, template_path, CompiledMapping, EmptySlot};
+use crate::domain::model::{MappedEvent, RecordContext};
+use crate::domain::sniff::path::schema_path_of_segments;
+use crate::domain::sniff::Schema;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 /// Records one preview maps; the rest are counted in `omitted`.
 pub const PREVIEW_MAX_SAMPLES: usize = 20;
@@ -30,8 +32,21 @@ pub struct PreviewResult {
     pub results: Vec<PreviewRecord>,
     /// Records given (or sampled) but not in `results`.
     pub omitted: usize,
-    /// Template paths the learned schema has never seen (see [`unseen_paths`]).
-    pub warnings: Vec<String>,
+    /// Slots that read nothing from any record, and template paths the
+    /// learned schema has never seen (see [`mapping_warnings`]).
+    pub warnings: Vec<MappingWarning>,
+}
+
+/// Something about a mapping worth fixing that does not stop it from being
+/// saved: `{"slot", "template", "message", "suggest"}`, where `slot` and
+/// `template` are `null` for a path the schema never saw, and `suggest` is
+/// the template to use instead when one is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MappingWarning {
+    pub slot: Option<String>,
+    pub template: Option<String>,
+    pub message: String,
+    pub suggest: Option<String>,
 }
 
 /// One record's dry run. Mapped: `{"event", "resolution", "profile_id",
@@ -222,7 +237,7 @@ impl PreviewResult {
     pub fn bounded<E>(
         total: usize,
         records: impl IntoIterator<Item = Result<PreviewRecord, E>>,
-        warnings: Vec<String>,
+        warnings: Vec<MappingWarning>,
     ) -> Result<Self, E> {
         let mut results = Vec::new();
         let mut bytes = 0usize;
@@ -243,22 +258,105 @@ impl PreviewResult {
     }
 }
 
-/// Warnings for template paths the learned schema has never seen (none
+/// Records the slot check of [`mapping_warnings`] looks at, at most.
+pub const WARNING_MAX_SAMPLES: usize = PREVIEW_MAX_SAMPLES;
+
+/// What a preview and a save warn about: each checked slot that gives
+/// nothing for every one of `samples` (with the field probably meant, see
+/// `CompiledMapping::empty_slots`), then each template path the learned
+/// schema has never seen that such a warning does not already explain.
+pub fn mapping_warnings(
+    schema: Option<&Schema>,
+    mapping: &CompiledMapping,
+    samples: &[RecordContext<'_>],
+) -> Vec<MappingWarning> {
+    let samples = &samples[..samples.len().min(WARNING_MAX_SAMPLES)];
+    let unseen = unseen_paths(schema, mapping);
+    let empty = mapping.empty_slots(samples);
+    let explained: BTreeSet<&[String]> = empty
+        .iter()
+        .flat_map(|e| e.missing.iter().map(Vec::as_slice))
+        .collect();
+    let mut out: Vec<MappingWarning> = empty
+        .iter()
+        .map(|e| empty_slot_warning(e, samples.len(), schema, &unseen))
+        .collect();
+    out.extend(
+        unseen
+            .iter()
+            .filter(|p| !explained.contains(p.as_slice()))
+            .map(|p| MappingWarning {
+                slot: None,
+                template: None,
+                message: unseen_message(p, schema),
+                suggest: None,
+            }),
+    );
+    out
+}
+
+/// "no sample has a value for {{users.email}}; the field seen is
+/// `users.email`: use {{[users.email]}}" — or, without a near field, why.
+fn empty_slot_warning(
+    empty: &EmptySlot,
+    samples: usize,
+    schema: Option<&Schema>,
+    unseen: &[Vec<String>],
+) -> MappingWarning {
+    let mut message = format!("no sample has a value for {}", empty.template);
+    let mut suggest = None;
+    let unseen_read = empty.missing.iter().find(|p| unseen.contains(p));
+    match (&empty.near, unseen_read) {
+        (Some(near), _) => {
+            let to = near.suggest.clone().or_else(|| expression(&near.seen));
+            message.push_str(&format!("; the field seen is `{}`", field_name(&near.seen)));
+            if let Some(to) = &to {
+                message.push_str(&format!(": use {to}"));
+            }
+            suggest = to;
+        }
+        (None, Some(path)) => {
+            message.push_str("; ");
+            message.push_str(&unseen_message(path, schema));
+        }
+        (None, None) => {
+            let s = if samples == 1 { "" } else { "s" };
+            message.push_str(&format!(" (checked {samples} sample{s})"));
+        }
+    }
+    MappingWarning {
+        slot: Some(empty.slot.to_owned()),
+        template: Some(empty.template.clone()),
+        message,
+        suggest,
+    }
+}
+
+/// A field as the schema table names it: the key itself when it is one
+/// (`users.email`), else its schema path (`order.[line.items]`).
+fn field_name(segs: &[String]) -> String {
+    match segs {
+        [one] => one.clone(),
+        _ => schema_path_of_segments(segs),
+    }
+}
+
+fn unseen_message(segs: &[String], schema: Option<&Schema>) -> String {
+    let shown = template_path(segs).unwrap_or_else(|| segs.join("."));
+    let samples = schema.map_or(0, |s| s.samples);
+    format!("`{shown}` has never been seen in this source's {samples} events")
+}
+
+/// Template paths (as segments) the learned schema has never seen (none
 /// while the schema has seen nothing: there is nothing to compare with).
-pub fn unseen_paths(schema: Option<&Schema>, mapping: &CompiledMapping) -> Vec<String> {
+pub fn unseen_paths(schema: Option<&Schema>, mapping: &CompiledMapping) -> Vec<Vec<String>> {
     let Some(schema) = schema.filter(|s| s.samples > 0) else {
         return Vec::new();
     };
     mapping
-        .referenced_paths()
+        .referenced_segments()
         .into_iter()
-        .filter(|p| !schema.has_path(&schema_path_of(p)))
-        .map(|p| {
-            format!(
-                "`{p}` has never been seen in this source's {} events",
-                schema.samples
-            )
-        })
+        .filter(|p| !schema.has_path(&schema_path_of_segments(p)))
         .collect()
 }
 
@@ -346,5 +444,85 @@ mod tests {
             (many.results.len(), many.omitted),
             (PREVIEW_MAX_SAMPLES, 50 - PREVIEW_MAX_SAMPLES)
         );
+    }
+
+    fn compiled(spec: Value) -> CompiledMapping {
+        CompiledMapping::compile(serde_json::from_value(spec).expect("spec"), 1).expect("compiles")
+    }
+
+    fn warnings_for(spec: Value, records: &[Value]) -> Vec<MappingWarning> {
+        let mut schema = Schema::default();
+        let mut buf = String::new();
+        for r in records {
+            schema.observe(r, Utc::now(), &mut buf);
+        }
+        let headers = Map::new();
+        let samples: Vec<RecordContext<'_>> = records
+            .iter()
+            .map(|record| RecordContext {
+                record,
+                envelope: None,
+                headers: &headers,
+                received_at: Utc::now(),
+            })
+            .collect();
+        mapping_warnings(Some(&schema), &compiled(spec), &samples)
+    }
+
+    #[test]
+    fn a_dotted_path_that_reads_nothing_names_the_key_and_the_template_to_use() {
+        let looker = [
+            json!({"users.email": "ann@example.com", "users.id": 7}),
+            json!({"users.email": "bob@example.com", "users.id": 8}),
+        ];
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{users.email}}", "external_id": "{{lower users.id}}"}),
+            &looker,
+        );
+        assert_eq!(
+            w.len(),
+            2,
+            "one per slot, no second one for the unseen path: {w:?}"
+        );
+        assert_eq!(
+            serde_json::to_value(&w[0]).expect("json"),
+            json!({
+                "slot": "email",
+                "template": "{{users.email}}",
+                "message": "no sample has a value for {{users.email}}; the field seen is `users.email`: use {{[users.email]}}",
+                "suggest": "{{[users.email]}}"
+            })
+        );
+        assert_eq!(w[1].slot.as_deref(), Some("external_id"));
+        assert_eq!(w[1].suggest.as_deref(), Some("{{lower [users.id]}}"));
+    }
+
+    #[test]
+    fn a_slot_with_a_value_in_some_sample_or_a_static_value_is_no_warning() {
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{email}}", "event_id": "{{id}}"}),
+            &[json!({"email": "a@x.org"}), json!({"id": "e1"})],
+        );
+        assert_eq!(w, Vec::new());
+    }
+
+    #[test]
+    fn without_a_near_field_the_warning_says_what_was_checked() {
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{contact}}"}),
+            &[json!({"email": "a@x.org"})],
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].suggest, None);
+        assert_eq!(
+            w[0].message,
+            "no sample has a value for {{contact}}; `contact` has never been seen in this source's 1 events"
+        );
+        // A loose match (case, `_`) is offered too.
+        let w = warnings_for(
+            json!({"event_name": "Look", "email": "{{Customer.E_mail}}"}),
+            &[json!({"customer": {"email": "a@x.org"}})],
+        );
+        assert_eq!(w[0].suggest.as_deref(), Some("{{customer.email}}"), "{w:?}");
     }
 }

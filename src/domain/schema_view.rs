@@ -5,7 +5,7 @@
 //! dashboard reads fields instead of taking JSON apart by key. Once nothing
 //! calls `Schema::view` any more it can go.
 
-use crate::domain::sniff::{Drift, FieldStats, Format, JsonType, Schema};
+use crate::domain::sniff::{template_of, Drift, FieldStats, Format, JsonType, Schema};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +34,9 @@ pub struct Truncated {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FieldView {
     pub path: String,
+    /// The exact template that reads this field (`{{[users.email]}}`);
+    /// `null` for array paths and keys no template can name.
+    pub template: Option<String>,
     /// Values seen per JSON type, only types seen at all (sorted by name).
     pub types: BTreeMap<&'static str, u64>,
     /// Records that had this path.
@@ -75,6 +78,7 @@ impl FieldView {
     fn of(path: &str, stats: &FieldStats) -> Self {
         Self {
             path: path.to_string(),
+            template: template_of(path),
             types: JsonType::ALL
                 .into_iter()
                 .zip(stats.types)

@@ -8,7 +8,7 @@ use crate::domain::identity::Blocklist;
 use crate::domain::mapping::CompiledMapping;
 use crate::domain::model::RawEvent;
 use crate::domain::preview::{
-    unseen_paths, PreviewRecord, PreviewResolution, PreviewResult, RecordRef,
+    mapping_warnings, MappingWarning, PreviewRecord, PreviewResolution, PreviewResult, RecordRef,
 };
 use crate::domain::source::Source;
 use crate::store::StateStore;
@@ -17,8 +17,8 @@ use crate::store::StoreResult;
 impl Processor {
     /// A dry run of mapping + resolution over `records`: stores nothing.
     /// The answer is bounded (see `domain::preview`): records past the
-    /// budget are not mapped at all. Its warnings name template paths the
-    /// learned schema has never seen.
+    /// budget are not mapped at all. Its warnings are [`Self::mapping_warnings`]
+    /// over the same records.
     pub fn preview(
         &self,
         source: &Source,
@@ -47,7 +47,21 @@ impl Processor {
             };
             Ok(PreviewRecord::mapped(record, event, resolution, warnings))
         };
-        let warnings = unseen_paths(self.schemas.snapshot(source.id).as_ref(), mapping);
+        let warnings = self.mapping_warnings(source, mapping, records);
         PreviewResult::bounded(records.len(), records.iter().map(one), warnings)
+    }
+
+    /// What a mapping deserves a warning for over these sample records:
+    /// slots that read nothing from any of them, and paths the learned
+    /// schema has never seen (see `domain::preview::mapping_warnings`).
+    pub fn mapping_warnings(
+        &self,
+        source: &Source,
+        mapping: &CompiledMapping,
+        records: &[RawEvent],
+    ) -> Vec<MappingWarning> {
+        let samples: Vec<_> = records.iter().map(record_context).collect();
+        let schema = self.schemas.snapshot(source.id);
+        mapping_warnings(schema.as_ref(), mapping, &samples)
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
-use crate::domain::preview::{unseen_paths, PreviewResult, PREVIEW_MAX_SAMPLES};
+use crate::domain::preview::{MappingWarning, PreviewResult, PREVIEW_MAX_SAMPLES};
 use crate::domain::replay::{MappingVersion, ReplayJob, ReplayScope};
 use crate::domain::schema_view::SchemaView;
 use crate::domain::sniff::Suggestion;
@@ -35,14 +35,15 @@ pub enum MappingInput {
     Preset(String),
 }
 
-/// A saved version, what its templates name that the schema has never
-/// seen, and the replay of `unmapped` events that a source's first mapping
-/// starts: `{...MappingVersion, "warnings", "replay"}`.
+/// A saved version, its warnings (slots that read nothing from the latest
+/// samples, paths the schema has never seen), and the replay of `unmapped`
+/// events that a source's first mapping starts:
+/// `{...MappingVersion, "warnings", "replay"}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct SavedMapping {
     #[serde(flatten)]
     pub saved: MappingVersion,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<MappingWarning>,
     pub replay: Option<ReplayJob>,
 }
 
@@ -278,16 +279,14 @@ impl Services {
         })
     }
 
-    /// The unseen-path warnings of the current mapping (none when it has
-    /// none, or when the saved one does not compile).
-    pub async fn mapping_warnings(&self, id: SourceId) -> ServiceResult<Vec<String>> {
+    /// The warnings of the current mapping over the latest samples (none
+    /// when it has none, or when the saved one does not compile).
+    pub async fn mapping_warnings(&self, id: SourceId) -> ServiceResult<Vec<MappingWarning>> {
         let source = self.load_source(id)?;
-        Ok(
-            match self.processor.mappings.current(&self.store, &source)? {
-                Some(compiled) => self.unseen_paths(&source, &compiled),
-                None => Vec::new(),
-            },
-        )
+        match self.processor.mappings.current(&self.store, &source)? {
+            Some(compiled) => self.warnings_over_samples(&source, &compiled),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub async fn presets(&self) -> PresetList {
@@ -317,7 +316,7 @@ impl Services {
         preset: Option<String>,
     ) -> ServiceResult<SavedMapping> {
         let checked = compile(spec, 0)?;
-        let warnings = self.unseen_paths(source, &checked);
+        let warnings = self.warnings_over_samples(source, &checked)?;
         let saved = self.store.save_mapping(source.id, &checked.spec, preset)?;
         let compiled = compile(saved.mapping.clone(), saved.version)?;
         self.processor
@@ -444,8 +443,15 @@ impl Services {
         Ok(events.into_iter().map(|e| e.raw).collect())
     }
 
-    fn unseen_paths(&self, source: &Source, mapping: &CompiledMapping) -> Vec<String> {
-        unseen_paths(self.processor.schemas.snapshot(source.id).as_ref(), mapping)
+    /// A saved mapping's warnings, over the samples a preview without a
+    /// payload runs on.
+    fn warnings_over_samples(
+        &self,
+        source: &Source,
+        mapping: &CompiledMapping,
+    ) -> ServiceResult<Vec<MappingWarning>> {
+        let samples = self.latest_samples(source, PREVIEW_SAMPLES)?;
+        Ok(self.processor.mapping_warnings(source, mapping, &samples))
     }
 
     /// The records a preview runs over: the payload, the chosen samples or

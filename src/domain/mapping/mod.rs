@@ -17,6 +17,7 @@ pub mod helpers;
 pub mod limits;
 mod path;
 pub mod presets;
+mod reach;
 mod template;
 pub mod template_errors;
 mod timestamp;
@@ -35,6 +36,9 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use template::Slot;
+
+pub use path::{expression, template_path};
+pub use reach::{EmptySlot, NearField};
 
 /// Why one record could not be mapped; each message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -392,11 +396,23 @@ impl CompiledMapping {
     /// `envelope.*` and `headers.*` are left out (they are not record
     /// fields); `record.x` is reported as `x`.
     pub fn referenced_paths(&self) -> Vec<String> {
+        self.referenced_segments()
+            .iter()
+            .map(|p| p.join("."))
+            .collect()
+    }
+
+    /// [`Self::referenced_paths`] as segments, so a key with a dot in it
+    /// (`[users.email]`) stays one segment; sorted, without duplicates.
+    pub fn referenced_segments(&self) -> Vec<Vec<String>> {
         self.paths
             .iter()
             .filter(|p| !p.first().is_some_and(|s| s == "envelope" || s == "headers"))
-            .map(|p| path::dotted(p))
-            .filter(|p| !p.is_empty() && p != "record")
+            .map(|p| match p.split_first() {
+                Some((first, rest)) if first == "record" => rest.to_vec(),
+                _ => p.clone(),
+            })
+            .filter(|p| !p.is_empty())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect()

@@ -141,7 +141,9 @@ impl SchemaRegistry {
             let schema = {
                 let mut guard = lock(&slot);
                 let n = guard.schema.redact(matches);
-                if n == 0 {
+                // Not counted as dropped (they are not values), but written out.
+                let forgot = guard.schema.forget_distinct_values();
+                if n == 0 && !forgot {
                     continue;
                 }
                 dropped += n;
@@ -274,6 +276,50 @@ mod tests {
         assert_eq!(s.fields["note"].examples, vec![json!("sk_l…(masked)")]);
     }
 
+    #[test]
+    fn the_distinctness_window_is_bounded_and_keeps_only_its_verdict() {
+        let reg = SchemaRegistry::new();
+        let src = SourceId::new();
+        for i in 0..schema::DISTINCT_WINDOW + 5 {
+            reg.observe(src, &json!({"id": i, "plan": "pro"}), Utc::now());
+        }
+        let s = reg.snapshot(src).expect("s");
+        let id = &s.fields["id"].distinct;
+        assert_eq!((id.checked, id.repeated), (schema::DISTINCT_WINDOW, false));
+        assert!(s.fields["plan"].distinct.repeated);
+        let stored = serde_json::to_value(&s).expect("ser");
+        assert_eq!(
+            stored["fields"]["id"]["distinct"],
+            json!({"checked": schema::DISTINCT_WINDOW, "repeated": false}),
+            "only the verdict is stored once the window is full"
+        );
+    }
+
+    #[test]
+    fn an_erasure_drops_the_value_hashes_of_running_distinctness_checks() {
+        let reg = SchemaRegistry::new();
+        let src = SourceId::new();
+        reg.observe(src, &json!({"email": "ann@example.org"}), Utc::now());
+        let mut written = Vec::new();
+        let dropped = reg
+            .redact(&|_: &[u8]| false, |id, s: &Schema| {
+                written.push((id, s.clone()));
+                Ok::<_, ()>(())
+            })
+            .expect("no error");
+        assert_eq!(dropped, 0, "hashes are not counted as values");
+        assert_eq!(
+            written.len(),
+            1,
+            "but the schema without them is written out"
+        );
+        let stored = serde_json::to_value(&written[0].1).expect("ser");
+        assert_eq!(
+            stored["fields"]["email"]["distinct"],
+            json!({"checked": 1, "repeated": false})
+        );
+    }
+
     fn arb_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -306,6 +352,7 @@ mod tests {
             prop_assert!(s.drift.len() <= schema::MAX_DRIFT);
             for f in s.fields.values() {
                 prop_assert!(f.examples.len() <= MAX_EXAMPLES);
+                prop_assert!(f.distinct.checked <= schema::DISTINCT_WINDOW);
                 prop_assert!(f.seen <= s.samples);
             }
             let _ = s.view();

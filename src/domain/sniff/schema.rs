@@ -7,6 +7,7 @@
 
 use super::format::{self, Format};
 use super::mask;
+use super::path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -24,6 +25,8 @@ pub const MAX_EXAMPLE_CHARS: usize = 80;
 pub const SETTLED_AFTER: u64 = 20;
 /// Drift entries kept (the most recent).
 pub const MAX_DRIFT: usize = 50;
+/// Values per path checked for repeats (see [`Distinct`]).
+pub const DISTINCT_WINDOW: u32 = 20;
 
 /// The JSON type of a value, as counted per path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,11 +112,78 @@ pub struct FieldStats {
     /// several times per record but count once.
     #[serde(default)]
     last_sample: u64,
+    /// Whether the path's values repeat across records (an old schema has
+    /// none and starts counting when it loads).
+    #[serde(default)]
+    pub distinct: Distinct,
+}
+
+/// Whether the first [`DISTINCT_WINDOW`] string or number values of a path
+/// (one per record) were all different: what tells a per-event id from a
+/// per-user one. Bounded: hashes are kept only until the window is full or
+/// a repeat is seen, then only the verdict stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distinct {
+    /// Values checked so far (at most the window).
+    pub checked: u32,
+    /// A value was seen twice among those checked.
+    pub repeated: bool,
+    /// Hashes of the values checked, while the check is still running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hashes: Vec<u64>,
+}
+
+impl Distinct {
+    /// Counts one record's value of the path.
+    fn check(&mut self, value: &Value) {
+        if self.repeated || self.checked >= DISTINCT_WINDOW {
+            return;
+        }
+        let Some(hash) = scalar_hash(value) else {
+            return;
+        };
+        self.checked += 1;
+        if self.hashes.contains(&hash) {
+            self.repeated = true;
+            self.hashes = Vec::new();
+        } else if self.checked >= DISTINCT_WINDOW {
+            self.hashes = Vec::new();
+        } else {
+            self.hashes.push(hash);
+        }
+    }
+
+    /// Drops the hashes kept so far; whether there were any.
+    fn forget_values(&mut self) -> bool {
+        let had = !self.hashes.is_empty();
+        self.hashes = Vec::new();
+        had
+    }
+
+    /// Every value checked was different (and at least one was checked).
+    pub fn all_distinct(&self) -> bool {
+        self.checked > 0 && !self.repeated
+    }
+}
+
+/// A hash of a string or number value (type-tagged, so `"1"` and `1`
+/// differ); `None` for other values, which are never ids. SipHash with
+/// fixed keys: the same value hashes the same after a restart, which the
+/// persisted, unfinished window relies on.
+fn scalar_hash(value: &Value) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    match value {
+        Value::String(s) => ('s', s.as_str()).hash(&mut h),
+        Value::Number(n) => ('n', n.to_string()).hash(&mut h),
+        _ => return None,
+    }
+    Some(h.finish())
 }
 
 impl FieldStats {
     fn new(path: &str, at: DateTime<Utc>) -> Self {
-        let last_key = path.rsplit('.').next().unwrap_or(path);
+        let last_key = path::last_key(path);
         Self {
             types: [0; 6],
             seen: 0,
@@ -121,8 +191,9 @@ impl FieldStats {
             examples: Vec::new(),
             first_seen: at,
             last_seen: at,
-            secret_key: mask::is_secret_key(last_key.trim_end_matches("[]")),
+            secret_key: mask::is_secret_key(last_key),
             last_sample: 0,
+            distinct: Distinct::default(),
         }
     }
 
@@ -232,10 +303,7 @@ impl Schema {
     ) {
         let len = w.path.len();
         for (key, child) in map {
-            if len > 0 {
-                w.path.push('.');
-            }
-            w.path.push_str(key);
+            path::push_key(w.path, key);
             self.visit(child, depth + 1, parent_new, w);
             w.path.truncate(len);
         }
@@ -304,6 +372,18 @@ impl Schema {
         dropped
     }
 
+    /// Drops the value hashes of every distinctness check still running
+    /// (the verdicts stay): a hash of an erased email could confirm it, and
+    /// hashes cannot be matched against what is erased. The checks go on
+    /// with the values that come next. Returns whether any were dropped.
+    pub fn forget_distinct_values(&mut self) -> bool {
+        let mut forgot = false;
+        for stats in self.fields.values_mut() {
+            forgot |= stats.distinct.forget_values();
+        }
+        forgot
+    }
+
     /// Every known path (unordered).
     pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
         self.fields.keys().map(String::as_str)
@@ -341,6 +421,7 @@ fn field_view(path: &str, s: &FieldStats) -> Value {
     let formats: Vec<&str> = s.main_formats().into_iter().map(Format::as_str).collect();
     json!({
         "path": path,
+        "template": path::template_of(path),
         "types": types,
         "seen": s.seen,
         "formats": formats,
@@ -362,6 +443,7 @@ fn record_value(stats: &mut FieldStats, value: &Value, sample: u64, w: &mut Walk
     if stats.last_sample != sample {
         stats.last_sample = sample;
         stats.seen += 1;
+        stats.distinct.check(value);
     }
     if w.at > stats.last_seen {
         stats.last_seen = w.at;

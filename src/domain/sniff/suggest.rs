@@ -5,7 +5,7 @@
 //! the guess can be checked rather than trusted.
 
 use super::format::Format;
-use super::path::template_of;
+use super::path::{steps, template_of, Step};
 use super::schema::{FieldStats, JsonType, Schema};
 use crate::domain::model::{MappingSpec, PropertiesSpec};
 use serde::Serialize;
@@ -20,7 +20,7 @@ pub struct Suggestion {
 
 /// Field names (lowercase, without `_`/`-`) per slot, best first.
 const EVENT_NAMES: [&str; 6] = ["type", "event", "eventtype", "eventname", "action", "topic"];
-const EXTERNAL_IDS: [&str; 8] = [
+const EXTERNAL_IDS: [&str; 10] = [
     "userid",
     "customerid",
     "externalid",
@@ -29,6 +29,9 @@ const EXTERNAL_IDS: [&str; 8] = [
     "contactid",
     "customer.id",
     "user.id",
+    // Looker's `view.field` columns name views in the plural.
+    "customers.id",
+    "users.id",
 ];
 const VISITOR_IDS: [&str; 7] = [
     "anonymousid",
@@ -85,7 +88,7 @@ pub fn suggest(schema: &Schema, source_name: &str) -> Suggestion {
         &VISITOR_IDS,
         "an anonymous visitor id",
     );
-    s.named("event_id", &fields, &EVENT_IDS, "a per-event id");
+    s.event_id(&fields);
     s.timestamp(&fields);
     s.mapping.properties = Some(PropertiesSpec::All("*".into()));
     s.reasons.insert(
@@ -175,6 +178,34 @@ impl Picker {
         }
     }
 
+    /// A field named like an event id whose values never repeated: a
+    /// per-user id (`users.id`) as event id would make every later event of
+    /// that user a duplicate, so a repeating one is named in the reason instead.
+    fn event_id(&mut self, fields: &[(&str, &FieldStats)]) {
+        // `repeating` also holds fields not checked yet (an old schema).
+        let (distinct, repeating): (Vec<_>, Vec<_>) = fields
+            .iter()
+            .copied()
+            .partition(|(_, s)| s.distinct.all_distinct());
+        let before = self.mapping.event_id.clone();
+        self.named("event_id", &distinct, &EVENT_IDS, "a per-event id");
+        if self.mapping.event_id != before {
+            if let Some(why) = self.reasons.get_mut("event_id") {
+                why.push_str(", and its values were all different");
+            }
+            return;
+        }
+        if let Some((path, _, _)) = best_named(&repeating, &EVENT_IDS, |s| s.distinct.repeated) {
+            self.reasons.insert(
+                "event_id".into(),
+                format!(
+                    "none: `{path}` is named like an id but its values repeat across records, \
+                     so it would drop later events as duplicates"
+                ),
+            );
+        }
+    }
+
     /// A date-time path, preferring well-known names, then the most common.
     fn timestamp(&mut self, fields: &[(&str, &FieldStats)]) {
         let dated: Vec<(&str, &FieldStats)> = fields
@@ -215,12 +246,21 @@ fn best_named<'a>(
         })
 }
 
-/// Index of the first name matching the path's last segment (or its last
-/// two segments, for names like `customer.id`).
+/// Index of the first name matching the path's last word (or its last
+/// two, for names like `customer.id`). Words are the keys, and the parts of
+/// a dotted key: Looker's `users.id` ranks as `users` → `id`.
 fn rank(path: &str, names: &[&str]) -> Option<usize> {
-    let mut segs = path.rsplit('.');
-    let last = normalize(segs.next().unwrap_or(""));
-    let two = segs.next().map(|p| format!("{}.{last}", normalize(p)));
+    let steps = steps(path);
+    let mut words = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Key(k) => Some(*k),
+            Step::Each => None,
+        })
+        .flat_map(|k| k.split('.'))
+        .rev();
+    let last = normalize(words.next().unwrap_or(""));
+    let two = words.next().map(|p| format!("{}.{last}", normalize(p)));
     names
         .iter()
         .position(|n| *n == last || two.as_deref() == Some(*n))
@@ -233,8 +273,9 @@ fn normalize(seg: &str) -> String {
         .collect()
 }
 
+/// How many steps below the record a path is (`[users.email]` is one).
 fn depth(path: &str) -> usize {
-    path.matches('.').count()
+    steps(path).len().saturating_sub(1)
 }
 
 /// "Shopify orders" → `shopify_orders`: a stable event name for the source.
@@ -300,5 +341,63 @@ mod tests {
         assert_eq!(s.mapping.event_name.as_deref(), Some("shopify_orders"));
         assert_eq!(s.mapping.email, None);
         assert_eq!(slug("  "), "event");
+    }
+
+    /// Looker names columns `view.field`: the suggestion reaches the dotted
+    /// keys with `[...]`, takes `users.id` as the account id and not as the
+    /// event id (it repeats: one user, several orders), and `orders.id`,
+    /// whose values were all different, as the event id.
+    #[test]
+    fn looker_columns_are_reachable_and_a_repeating_id_is_no_event_id() {
+        let schema = learned(&[
+            json!({"users.email": "ann@example.com", "users.id": 7, "orders.id": 101}),
+            json!({"users.email": "ann@example.com", "users.id": 7, "orders.id": 102}),
+            json!({"users.email": "bob@example.com", "users.id": 8, "orders.id": 103}),
+        ]);
+        let s = suggest(&schema, "Looker");
+        let m = &s.mapping;
+        assert_eq!(m.email.as_deref(), Some("{{[users.email]}}"));
+        assert_eq!(m.external_id.as_deref(), Some("{{[users.id]}}"));
+        assert_eq!(
+            m.event_id.as_deref(),
+            Some("{{[orders.id]}}"),
+            "{:?}",
+            s.reasons
+        );
+        assert!(
+            s.reasons["event_id"].contains("all different"),
+            "{:?}",
+            s.reasons
+        );
+    }
+
+    #[test]
+    fn an_id_that_repeats_is_not_suggested_as_event_id() {
+        let schema = learned(&[
+            json!({"id": "u1", "type": "login"}),
+            json!({"id": "u1", "type": "logout"}),
+        ]);
+        let s = suggest(&schema, "App");
+        assert_eq!(s.mapping.event_id, None);
+        assert!(s.reasons["event_id"].contains("repeat"), "{:?}", s.reasons);
+    }
+
+    /// A schema stored before the distinctness check has no signal: no
+    /// event id is claimed until a new record gives one.
+    #[test]
+    fn an_old_schema_loads_and_learns_distinctness_from_new_records() {
+        let mut schema = learned(&[json!({"id": "e1"})]);
+        let mut stored = serde_json::to_value(&schema).unwrap();
+        stored["fields"]["id"]
+            .as_object_mut()
+            .unwrap()
+            .remove("distinct");
+        schema = serde_json::from_value(stored).unwrap();
+        assert_eq!(suggest(&schema, "x").mapping.event_id, None);
+        schema.observe(&json!({"id": "e2"}), Utc::now(), &mut String::new());
+        assert_eq!(
+            suggest(&schema, "x").mapping.event_id.as_deref(),
+            Some("{{id}}")
+        );
     }
 }

@@ -449,6 +449,7 @@ fn schema_view(view: &SchemaView) -> Value {
                 .collect();
             json!({
                 "path": f.path,
+                "template": f.template,
                 "types": types.join(", "),
                 "present": percent(f.seen, samples),
                 "formats": f.formats.join(", "),
