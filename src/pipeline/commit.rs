@@ -99,7 +99,7 @@ impl Tally {
         counters: &Counters,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
-        store.commit_batch_counted(plans, cursor, &self.totals, &self.activity, resolve)?;
+        store.commit_batch(plans, cursor, &self.totals, &self.activity, resolve)?;
         for (source, counts) in self.totals {
             counters.set(source, counts);
         }

@@ -33,6 +33,20 @@ pub enum SearchKind {
     Ident(IdentKind),
 }
 
+impl SearchKind {
+    /// The identifier kinds searched, in priority order.
+    fn kinds(&self) -> &[IdentKind] {
+        match self {
+            SearchKind::Ident(kind) => std::slice::from_ref(kind),
+            SearchKind::Any => &[
+                IdentKind::ExternalId,
+                IdentKind::Email,
+                IdentKind::VisitorId,
+            ],
+        }
+    }
+}
+
 /// A page of a profile's events, newest first: the API's `{"events", "next"}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileEvents {
@@ -119,14 +133,7 @@ fn search_prefixes(q: &str, kind: SearchKind) -> Vec<IdentKey> {
     if q.is_empty() {
         return Vec::new();
     }
-    let kinds: &[IdentKind] = match &kind {
-        SearchKind::Ident(kind) => std::slice::from_ref(kind),
-        SearchKind::Any => &[
-            IdentKind::ExternalId,
-            IdentKind::Email,
-            IdentKind::VisitorId,
-        ],
-    };
+    let kinds = kind.kinds();
     kinds
         .iter()
         .map(|kind| match kind {
@@ -175,14 +182,7 @@ impl Services {
         q: &str,
         kind: SearchKind,
     ) -> ServiceResult<Option<ProfileId>> {
-        let kinds: &[IdentKind] = match &kind {
-            SearchKind::Ident(kind) => std::slice::from_ref(kind),
-            SearchKind::Any => &[
-                IdentKind::ExternalId,
-                IdentKind::Email,
-                IdentKind::VisitorId,
-            ],
-        };
+        let kinds = kind.kinds();
         for kind in kinds {
             let Ok(Some(key)) = ident_key(*kind, q) else {
                 continue;

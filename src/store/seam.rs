@@ -300,7 +300,9 @@ pub trait StateStore {
     /// planned event, `resolve` runs its identity work against the unit's
     /// identity view and returns its final state; the states, error
     /// entries, idempotency keys, per-source index, counters (`counts`,
-    /// absolute values) and the cursor (`cursor`: the batch's last new
+    /// absolute values), the time buckets the batch touched (`activity`:
+    /// absolute values of ring slots; a few small writes per source per
+    /// batch) and the cursor (`cursor`: the batch's last new
     /// event and its place) are written together. After a crash either the
     /// whole batch is committed and the cursor past it, or nothing is and
     /// the batch runs again from the log.
@@ -315,6 +317,7 @@ pub trait StateStore {
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,
         counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()>;
 
@@ -323,20 +326,6 @@ pub trait StateStore {
     /// Every persisted time bucket, read once at start (bounded: at most
     /// 140 slots per source, see `domain::activity`).
     fn persisted_activity(&self) -> StoreResult<Vec<(SlotKey, Bucket)>>;
-
-    /// `commit_batch`, also writing the time buckets the batch touched
-    /// (`activity`: absolute values of ring slots, like `counts`) in the
-    /// same unit of work, so they never drift from the states across a
-    /// crash. The processor commits through this; `commit_batch` is this
-    /// with no buckets. Cost: a few small writes per source per batch.
-    fn commit_batch_counted(
-        &self,
-        planned: &[Planned],
-        cursor: Option<(EventId, Location)>,
-        counts: &HashMap<SourceId, Counts>,
-        activity: &ActivityDelta,
-        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
-    ) -> StoreResult<()>;
 
     // --- appended (issue 16, support) ---
 

@@ -348,13 +348,7 @@ impl CompiledMapping {
 
     /// Maps one record. Warnings are returned alongside.
     pub fn apply(&self, ctx: &RecordContext) -> Result<Mapped, MapError> {
-        budget::start_event();
-        let view = View {
-            mapping: self,
-            ctx,
-            hb: OnceLock::new(),
-            rendered: Cell::new(0),
-        };
+        let view = View::start(self, ctx);
         let mut warnings = Vec::new();
         let mut clamped_timestamp = None;
         let name = view
@@ -490,6 +484,19 @@ struct View<'a> {
     hb: OnceLock<handlebars::Context>,
     /// Bytes this event's slots have rendered so far.
     rendered: Cell<usize>,
+}
+
+impl<'a> View<'a> {
+    /// A view of one record, with the per-event render budget started.
+    fn start(mapping: &'a CompiledMapping, ctx: &'a RecordContext<'a>) -> Self {
+        budget::start_event();
+        View {
+            mapping,
+            ctx,
+            hb: OnceLock::new(),
+            rendered: Cell::new(0),
+        }
+    }
 }
 
 impl View<'_> {

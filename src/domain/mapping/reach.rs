@@ -6,13 +6,11 @@
 //! never on the processor path.
 
 use super::template::{self, Slot};
-use super::{budget, path, CompiledMapping, View};
+use super::{path, CompiledMapping, View};
 use crate::domain::identity;
 use crate::domain::model::RecordContext;
 use handlebars::template::Template;
 use serde_json::Value;
-use std::cell::Cell;
-use std::sync::OnceLock;
 
 /// The slots checked, in the order their warnings are listed: the event
 /// name, the identifiers, then the slots whose emptiness changes what the
@@ -125,13 +123,7 @@ impl CompiledMapping {
     /// Whether the slot gives some text for this record (a render error
     /// counts as none: the preview's results already show it).
     fn has_value(&self, field: &str, slot: &Slot, ctx: &RecordContext<'_>) -> bool {
-        budget::start_event();
-        let view = View {
-            mapping: self,
-            ctx,
-            hb: OnceLock::new(),
-            rendered: Cell::new(0),
-        };
+        let view = View::start(self, ctx);
         view.text(field, slot)
             .is_ok_and(|text| !identity::trim(&text).is_empty())
     }

@@ -64,20 +64,9 @@ impl Store {
     /// `resolve` runs each event's identity work against the unit's
     /// identity view and returns the event's final state; it must be pure
     /// apart from that view (a backend may run it again on a conflict).
+    /// The time buckets the batch touched (`activity`, absolute values like
+    /// `counts`) are written in the same transaction.
     pub(super) fn commit_batch(
-        &self,
-        planned: &[Planned],
-        cursor: Option<(EventId, Location)>,
-        counts: &HashMap<SourceId, Counts>,
-        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
-    ) -> StoreResult<()> {
-        let no_buckets = ActivityDelta::default();
-        self.commit_batch_counted(planned, cursor, counts, &no_buckets, resolve)
-    }
-
-    /// As `commit_batch`, also writing the time buckets the batch touched
-    /// (`activity`: absolute values, like `counts`) in the same transaction.
-    pub(super) fn commit_batch_counted(
         &self,
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,
@@ -235,14 +224,20 @@ mod tests {
             index_under: Some(source_id),
         };
         store
-            .commit_batch(&[plan], None, &HashMap::new(), |txn, item| {
-                let mut resolved = Resolved::as_planned(item);
-                if let Some((input, blocklist)) = &item.resolve {
-                    let outcome = crate::domain::identity::resolve(txn, input, blocklist)?;
-                    resolved.state.profile_id = outcome.profile_id;
-                }
-                Ok(resolved)
-            })
+            .commit_batch(
+                &[plan],
+                None,
+                &HashMap::new(),
+                &ActivityDelta::default(),
+                |txn, item| {
+                    let mut resolved = Resolved::as_planned(item);
+                    if let Some((input, blocklist)) = &item.resolve {
+                        let outcome = crate::domain::identity::resolve(txn, input, blocklist)?;
+                        resolved.state.profile_id = outcome.profile_id;
+                    }
+                    Ok(resolved)
+                },
+            )
             .unwrap();
         store.event_state(event_id).unwrap().unwrap().profile_id
     }
@@ -296,7 +291,7 @@ mod tests {
                     }
                 }
                 store
-                    .commit_batch_counted(&plans, None, &counts, &delta, resolve_keeping_state)
+                    .commit_batch(&plans, None, &counts, &delta, resolve_keeping_state)
                     .unwrap();
                 activity.install(delta);
             }

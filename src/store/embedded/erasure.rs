@@ -352,6 +352,7 @@ mod tests {
                     &plans,
                     last,
                     &std::collections::HashMap::new(),
+                    &crate::domain::activity::ActivityDelta::default(),
                     crate::store::embedded::batch::resolve_keeping_state,
                 )
                 .unwrap();

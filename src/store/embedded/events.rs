@@ -575,6 +575,7 @@ mod tests {
                 &handled(&logged),
                 last,
                 &HashMap::new(),
+                &crate::domain::activity::ActivityDelta::default(),
                 crate::store::embedded::batch::resolve_keeping_state,
             )
             .unwrap();

@@ -421,6 +421,7 @@ mod tests {
                     &[],
                     Some((first.raw.id, first.at)),
                     &std::collections::HashMap::new(),
+                    &crate::domain::activity::ActivityDelta::default(),
                     super::batch::resolve_keeping_state,
                 )
                 .unwrap();

@@ -275,24 +275,14 @@ impl StateStore for Store {
         planned: &[Planned],
         cursor: Option<(EventId, Location)>,
         counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
         resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
     ) -> StoreResult<()> {
-        Store::commit_batch(self, planned, cursor, counts, resolve)
+        Store::commit_batch(self, planned, cursor, counts, activity, resolve)
     }
 
     fn persisted_activity(&self) -> StoreResult<Vec<(SlotKey, Bucket)>> {
         Store::persisted_activity(self)
-    }
-
-    fn commit_batch_counted(
-        &self,
-        planned: &[Planned],
-        cursor: Option<(EventId, Location)>,
-        counts: &HashMap<SourceId, Counts>,
-        activity: &ActivityDelta,
-        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
-    ) -> StoreResult<()> {
-        Store::commit_batch_counted(self, planned, cursor, counts, activity, resolve)
     }
 
     fn profiles_page(

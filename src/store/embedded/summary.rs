@@ -543,6 +543,7 @@ mod tests {
                 &planned,
                 last,
                 &HashMap::new(),
+                &crate::domain::activity::ActivityDelta::default(),
                 crate::store::embedded::batch::resolve_keeping_state,
             )
             .unwrap();
