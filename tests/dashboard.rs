@@ -1064,6 +1064,10 @@ async fn a_test_event_goes_through_the_hook_path_marked_as_a_test() {
         html.contains("x-inlet-test-event"),
         "the page shows the marker"
     );
+    assert!(
+        html.contains("id=\"test-event\""),
+        "and says so beside the status"
+    );
     assert!(html.contains("ada@example.com"));
 }
 

@@ -15,6 +15,7 @@ use crate::domain::views::{EventView, Part};
 use crate::http::error::AppError;
 use crate::http::AppState;
 use crate::service::events::ListEvents;
+use crate::service::sources::TEST_EVENT_HEADER;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
@@ -202,6 +203,7 @@ pub async fn detail(
         "payload": shown_pretty(&event.payload),
         "envelope": event.envelope.as_deref().filter(|v| !v.is_null()).map(pretty),
         "headers": (!event.headers.is_empty()).then(|| pretty(&json!(event.headers))),
+        "test_event": event.headers.contains_key(TEST_EVENT_HEADER),
         "properties": event.properties.shown.is_some().then(|| shown_pretty(&event.properties)),
         "traits": traits,
         "truncated": event.truncated,
