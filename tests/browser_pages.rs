@@ -1,7 +1,8 @@
 //! Pages that are safe, in headless Chromium (issue 16): Back after logout
 //! shows no customer data, a reload after create or rotate repeats
 //! nothing, a deep link survives the login, and at phone width Log out is
-//! still there. One browser for the four stories (Chromium is heavy on a
+//! still there, and an open live tail stops when its session is logged
+//! out in another tab. One browser for the five stories (Chromium is heavy on a
 //! shared machine); each starts logged out.
 
 mod common;
@@ -19,6 +20,7 @@ async fn pages_stay_safe_after_logout_reload_and_deep_links() {
         return;
     };
     let b = browser.client.clone();
+    the_live_tail_stops_when_another_tab_logs_out(&b, &app).await;
     back_after_logout_shows_the_login_not_the_event(&b, &app).await;
     reload_after_create_and_rotate_repeats_nothing(&b, &app).await;
     a_deep_link_survives_the_login(&b, &app).await;
@@ -63,6 +65,43 @@ async fn wait_for_path(b: &Client, path: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the browser did not reach {path} within 10s; it is at {last}");
+}
+
+/// Tab A watches the live tail; tab B (same session cookie) logs out. The
+/// server ends A's stream at its next poll and A stops reconnecting, so an
+/// event sent afterwards never reaches A's screen.
+async fn the_live_tail_stops_when_another_tab_logs_out(b: &Client, app: &TestApp) {
+    let source = app.source_named("Tail").await;
+    log_in_here(b, app).await;
+    let tail_tab = b.window().await.unwrap();
+    b.goto(&app.url("/events")).await.unwrap();
+    wait_for(b, "#live:not([hidden])").await;
+    let before = app
+        .send_ok(&source.hook, &json!({"email": "before.logout@example.com"}))
+        .await;
+    wait_for(b, &format!("tr[data-id=\"{}\"]", before[0])).await;
+
+    let other = b.new_window(true).await.unwrap();
+    b.switch_to_window(other.handle).await.unwrap();
+    b.goto(&app.url("/events")).await.unwrap();
+    log_out(b).await;
+    b.close_window().await.unwrap();
+    b.switch_to_window(tail_tab).await.unwrap();
+
+    // The stream's `end` hides the live marker: the server noticed.
+    wait_for(b, "#live[hidden]").await;
+    let after = app
+        .send_ok(&source.hook, &json!({"email": "after.logout@example.com"}))
+        .await;
+    app.processed_event(&after[0]).await;
+    // Three of the tail's one-second polls: a stream still open would have
+    // shown the event by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let html = b.source().await.unwrap();
+    assert!(
+        !html.contains("after.logout@example.com") && !html.contains(&after[0]),
+        "an event sent after logout reached the logged-out tab"
+    );
 }
 
 async fn back_after_logout_shows_the_login_not_the_event(b: &Client, app: &TestApp) {
