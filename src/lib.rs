@@ -23,7 +23,8 @@
 //!   `http::error::AppError` is the one error type (every body `{"error",
 //!   "code"}`); `serve` is the accept loop (timeouts, connection cap),
 //!   `guard` the failed-admin-token limit. `api` and `dashboard` never
-//!   import each other.
+//!   import each other; the dashboard draws its charts as SVG itself
+//!   (`dashboard::charts`).
 //! - `service`: each use case once, typed in and out, failing with
 //!   `ServiceError`; knows no HTTP.
 //! - `pipeline`: the background work, one file per job (plan, commit,
@@ -36,7 +37,9 @@
 //! - `domain`: pure types and rules, no I/O: ids, the event model,
 //!   sources, decode, records, sniff, mapping, identity rules (with an
 //!   in-memory implementation), bounded views, search and redaction rules,
-//!   the typed views both the API and the dashboard render.
+//!   the typed views both the API and the dashboard render, and the
+//!   counters (`counters` totals, `activity` time buckets) the processor
+//!   keeps and the home page charts.
 //! - Beside the layers: `config` (typed settings, loaded once; imports
 //!   nothing) and `metrics` (the Prometheus registry, filled by the
 //!   pipeline and the hook route; reads `domain` counters and the store's
