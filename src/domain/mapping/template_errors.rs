@@ -263,7 +263,7 @@ fn unclosed(source: &str, start: usize, line: usize) -> Mustache<'_> {
 }
 
 /// From just after `{{`: where the inner text ends and the mustache ends
-/// (after its last `}`), outside quotes; `None` when another `{{` or the
+/// (after its last `}`), outside quotes and segment literals; `None` when another `{{` or the
 /// end comes first.
 fn closing(source: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = source.as_bytes();
@@ -279,6 +279,10 @@ fn closing(source: &str, from: usize) -> Option<(usize, usize)> {
             Some(_) => {}
             None => match b {
                 b'"' | b'\'' => quote = Some(b),
+                // A segment literal (`{{[users.email]}}`, `{{[}}]}}`) names a
+                // key as written: braces inside it are the key's, not the
+                // template's.
+                b'[' => quote = Some(b']'),
                 b'{' if bytes.get(i + 1) == Some(&b'{') => return None,
                 b'}' if bytes.get(i + 1) == Some(&b'}') => {
                     let mut end = i + 2;
@@ -401,6 +405,16 @@ mod tests {
         );
         let m = message("{{}}");
         assert!(m.contains("`{{}}` is empty"), "{m}");
+    }
+
+    #[test]
+    fn braces_inside_a_segment_literal_are_the_keys_not_the_templates() {
+        // Keys named `}}` or `{{` are reachable as `{{[}}]}}` / `{{[{{]}}`
+        // (`mapping::template_path` writes them so); neither is a stray close.
+        assert_eq!(stray_close_message("email", "{{[}}]}}"), None);
+        assert_eq!(stray_close_message("email", "{{lower [a}}b]}}"), None);
+        assert_eq!(stray_close_message("email", "{{[{{]}}"), None);
+        assert!(stray_close_message("email", "{{[a]}} b}}").is_some());
     }
 
     #[test]
