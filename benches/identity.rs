@@ -19,6 +19,7 @@ fn input(source: SourceId, email: String, visitor: String) -> ResolveInput {
             external_id: None,
             email: Some(email),
             visitor_id: Some(visitor),
+            other: Default::default(),
         },
         traits,
     }

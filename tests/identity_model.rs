@@ -3,7 +3,9 @@
 //! partition does not depend on event order.
 
 use chrono::Utc;
-use inlet::domain::identity::{self, Blocklist, IdentKey, Identifiers, MemoryTxn, ResolveInput};
+use inlet::domain::identity::{
+    self, Blocklist, IdentKey, IdentKind, Identifiers, MemoryTxn, ResolveInput,
+};
 use inlet::domain::ids::{EventId, ProfileId, SourceId};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,21 +67,25 @@ impl Model {
         Some(self.find(i))
     }
 
+    /// The rules as docs/identity.md states them: for each kind in priority
+    /// order, if the union would hold more values than its limit (and more
+    /// than an involved profile already holds), the keys "bringing" that
+    /// kind are those whose profile holds some or that are new values of
+    /// it; the weakest of them outside the strongest one's group is dropped.
     fn violation(&mut self, keys: &[(u8, String)]) -> Option<usize> {
         let roots: Vec<Option<usize>> = keys.iter().map(|k| self.root_of(k)).collect();
         let distinct: BTreeSet<usize> = roots.iter().flatten().copied().collect();
-        let has_ext = |m: &Self, r: usize| !m.sets[r][0].is_empty();
-        let new_ext = keys
-            .iter()
-            .zip(&roots)
-            .any(|(k, r)| r.is_none() && k.0 == 0);
-        let groups = distinct.iter().filter(|&&r| has_ext(self, r)).count() + usize::from(new_ext);
-        if groups >= 2 {
-            return (0..keys.len()).rev().find(|&i| match roots[i] {
-                Some(r) => has_ext(self, r),
-                None => keys[i].0 == 0,
-            });
-        }
+        // A key's group: its profile's root, or itself (offset past roots) when new.
+        let group = |i: usize| roots[i].unwrap_or(usize::MAX - i);
+        let culprit = |bringers: &[usize]| -> Option<usize> {
+            let anchor = group(*bringers.first()?);
+            bringers
+                .iter()
+                .rev()
+                .copied()
+                .find(|&i| group(i) != anchor)
+                .or(bringers.last().copied())
+        };
         let limits = [1usize, 5, 100];
         for kind in 0..3u8 {
             let mut union: BTreeSet<&String> = BTreeSet::new();
@@ -94,13 +100,20 @@ impl Model {
                 }
             }
             if union.len() > limits[kind as usize] && union.len() > current {
-                return Some(keys.len() - 1);
+                let bringers: Vec<usize> = (0..keys.len())
+                    .filter(|&i| match roots[i] {
+                        Some(r) => !self.sets[r][kind as usize].is_empty(),
+                        None => keys[i].0 == kind,
+                    })
+                    .collect();
+                return culprit(&bringers);
             }
         }
         let merges: u64 = distinct.iter().map(|&r| self.merges[r]).sum::<u64>()
             + distinct.len().saturating_sub(1) as u64;
         if distinct.len() >= 2 && merges > 100 {
-            return Some(keys.len() - 1);
+            let all: Vec<usize> = (0..keys.len()).collect();
+            return culprit(&all);
         }
         None
     }
@@ -166,6 +179,7 @@ fn resolve_all(events: &[Event]) -> (Partition, usize) {
                 external_id: key(e.0, &|i| format!("x{i}")),
                 email: key(e.1, &|i| format!("e{i}@t.io")),
                 visitor_id: key(e.2, &|i| format!("v{i}")),
+                other: Default::default(),
             },
             traits: Default::default(),
         };
@@ -175,9 +189,9 @@ fn resolve_all(events: &[Event]) -> (Partition, usize) {
     let mut groups: BTreeMap<ProfileId, BTreeSet<String>> = BTreeMap::new();
     for k in all_keys() {
         let ident = match k.0 {
-            0 => IdentKey::External(k.1.clone()),
-            1 => IdentKey::Email(k.1.clone()),
-            _ => IdentKey::Visitor(k.1.clone()),
+            0 => IdentKey::new(IdentKind::ExternalId, k.1.clone()),
+            1 => IdentKey::new(IdentKind::Email, k.1.clone()),
+            _ => IdentKey::new(IdentKind::VisitorId, k.1.clone()),
         };
         if let Some(p) = identity::lookup(&txn, &ident).unwrap() {
             groups.entry(p.id).or_default().insert(label(&k));

@@ -5,6 +5,7 @@
 //! the pure stages (records, sniff, mapping, identity) can agree on them
 //! without depending on each other.
 
+use crate::domain::identity::KindName;
 use crate::domain::ids::{ErrorId, EventId, ProfileId, RequestId, SourceId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -281,6 +282,10 @@ pub struct MappingSpec {
     /// Template for the redelivery key; defaults to the `event_id` slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Identifiers of a team's own kinds, by kind name
+    /// (`{"stripe_customer_id": "{{data.object.customer}}"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<BTreeMap<String, String>>,
 }
 
 /// The event model every source is mapped onto.
@@ -301,6 +306,9 @@ pub struct MappedEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub mapping_version: u32,
+    /// Values of a team's kinds (the mapping's `identifiers`), trimmed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identifiers: BTreeMap<KindName, String>,
 }
 
 /// What a template sees for one record.

@@ -385,6 +385,7 @@ mod tests {
             traits: Map::new(),
             idempotency_key: None,
             mapping_version: 0,
+            identifiers: Default::default(),
         }
     }
 

@@ -443,6 +443,7 @@ mod tests {
             traits: Map::new(),
             idempotency_key: None,
             mapping_version: 3,
+            identifiers: Default::default(),
         };
         let mut props = Map::new();
         props.insert("total".into(), json!(12.5));

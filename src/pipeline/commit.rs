@@ -173,7 +173,7 @@ fn fold_outcome(
                 source,
                 Stage::Identity,
                 Level::Warning,
-                refusal.reason.as_str(),
+                refusal.reason.code(),
                 message,
             )
             .with_event(plan.event_id),

@@ -383,6 +383,7 @@ pub(super) fn resolve_input(raw: &RawEvent, source: &Source, event: &MappedEvent
             external_id: event.external_id.clone(),
             email: event.email.clone(),
             visitor_id: event.visitor_id.clone(),
+            other: event.identifiers.clone(),
         },
         traits: event.traits.clone(),
     }

@@ -2,9 +2,7 @@
 //! manual merge and erasure.
 
 use super::{ServiceError, ServiceResult, Services};
-use crate::domain::identity::{
-    self, Blocklist, IdentKey, IdentKind, Identifiers, Profile, Refusal,
-};
+use crate::domain::identity::{self, Blocklist, IdentKey, IdentKind, KindSet, Profile, Refusal};
 use crate::domain::ids::{EventId, ProfileId};
 use crate::domain::summary::Bounds;
 use crate::domain::views::EventView;
@@ -17,16 +15,19 @@ pub use crate::store::{HistoryLine, HistoryPage};
 use serde::Serialize;
 
 /// A lookup by identifier: the first given of external id, email and
-/// visitor id (in that order, the priority order) is used.
+/// visitor id (in that order, the priority order) is used, then `kind` +
+/// `value` (any kind, a team's own included).
 #[derive(Clone, Debug, Default)]
 pub struct ProfileLookup {
     pub external_id: Option<String>,
     pub email: Option<String>,
     pub visitor_id: Option<String>,
+    pub kind: Option<String>,
+    pub value: Option<String>,
 }
 
 /// What a dashboard search box looks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SearchKind {
     /// Each identifier kind in priority order, then a profile id.
     Any,
@@ -35,14 +36,10 @@ pub enum SearchKind {
 
 impl SearchKind {
     /// The identifier kinds searched, in priority order.
-    fn kinds(&self) -> &[IdentKind] {
+    fn kinds(&self, set: &KindSet) -> Vec<IdentKind> {
         match self {
-            SearchKind::Ident(kind) => std::slice::from_ref(kind),
-            SearchKind::Any => &[
-                IdentKind::ExternalId,
-                IdentKind::Email,
-                IdentKind::VisitorId,
-            ],
+            SearchKind::Ident(kind) => vec![kind.clone()],
+            SearchKind::Any => set.all().iter().map(|s| s.name.clone()).collect(),
         }
     }
 }
@@ -74,32 +71,11 @@ pub struct ProfilePage {
 /// as an event's identifiers are (`identity::normalise` with the built-in
 /// blocklist): `Ok(None)` for an empty value, `Err` for one no event could
 /// have stored.
-fn ident_key(kind: IdentKind, value: &str) -> Result<Option<IdentKey>, Refusal> {
-    let value = Some(value.to_string());
-    let raw = match kind {
-        IdentKind::ExternalId => Identifiers {
-            external_id: value,
-            ..Identifiers::default()
-        },
-        IdentKind::Email => Identifiers {
-            email: value,
-            ..Identifiers::default()
-        },
-        IdentKind::VisitorId => Identifiers {
-            visitor_id: value,
-            ..Identifiers::default()
-        },
-    };
-    let (clean, mut refusals) = identity::normalise(&raw, &Blocklist::default());
-    if let Some(refusal) = refusals.pop() {
-        return Err(refusal);
+fn ident_key(kind: IdentKind, value: &str, kinds: &KindSet) -> Result<Option<IdentKey>, Refusal> {
+    match identity::normalise_one(&kind, value, kinds, &Blocklist::default()) {
+        Ok(clean) => Ok(clean.map(|v| IdentKey::new(kind, v))),
+        Err(reason) => Err(Refusal::new(kind, identity::trim(value), reason)),
     }
-    let value = match kind {
-        IdentKind::ExternalId => clean.external_id,
-        IdentKind::Email => clean.email,
-        IdentKind::VisitorId => clean.visitor_id,
-    };
-    Ok(value.map(|v| IdentKey::new(kind, v)))
 }
 
 /// A lookup of a value no event could have stored: `NotFound` (as before
@@ -109,7 +85,7 @@ fn refused(refusal: Refusal) -> ServiceError {
         "no profile has this identifier: {} `{}` is refused as an identifier ({})",
         refusal.kind.as_str(),
         refusal.value,
-        refusal.reason.as_str()
+        refusal.reason.code()
     ))
 }
 
@@ -128,17 +104,18 @@ pub struct ProfileList {
 /// as events' identifiers are (trimmed; an email lowercased, ASCII only):
 /// one per kind asked. Not checked as whole identifiers are, since a
 /// prefix (`ada@`) is rarely a valid one.
-fn search_prefixes(q: &str, kind: SearchKind) -> Vec<IdentKey> {
+fn search_prefixes(q: &str, kind: &SearchKind, set: &KindSet) -> Vec<IdentKey> {
     let q = identity::trim(q);
     if q.is_empty() {
         return Vec::new();
     }
-    let kinds = kind.kinds();
-    kinds
-        .iter()
-        .map(|kind| match kind {
-            IdentKind::Email => IdentKey::new(*kind, identity::lowercase_email(q)),
-            _ => IdentKey::new(*kind, q),
+    kind.kinds(set)
+        .into_iter()
+        .map(|kind| match set.spec(&kind).map(|s| s.normalise) {
+            Some(identity::Normalise::Email | identity::Normalise::Lowercase) => {
+                IdentKey::new(kind, identity::lowercase_email(q))
+            }
+            _ => IdentKey::new(kind, q),
         })
         .collect()
 }
@@ -153,21 +130,44 @@ impl Services {
     /// invalid email, invisible characters, too long) is `NotFound` with
     /// the refusal's reason in the message.
     pub async fn find_profile(&self, lookup: ProfileLookup) -> ServiceResult<Profile> {
+        let config = self.store.identity_config();
+        let by_kind = match (lookup.kind, lookup.value) {
+            (Some(kind), value) => {
+                let kind = IdentKind::parse(kind.trim())
+                    .ok()
+                    .filter(|k| config.kinds.spec(k).is_some())
+                    .ok_or_else(|| {
+                        ServiceError::BadRequest(format!(
+                            "no identifier kind is named `{}`: GET /api/identity/kinds lists them",
+                            kind.trim()
+                        ))
+                    })?;
+                let value = value.ok_or_else(|| {
+                    ServiceError::BadRequest("`kind=` needs a `value=` to look up".into())
+                })?;
+                Some((kind, value))
+            }
+            (None, _) => None,
+        };
         let asked = [
             (IdentKind::ExternalId, lookup.external_id),
             (IdentKind::Email, lookup.email),
             (IdentKind::VisitorId, lookup.visitor_id),
-        ];
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| Some((kind, value?)))
+        .chain(by_kind);
         let mut key = None;
         for (kind, value) in asked {
-            let Some(value) = value else { continue };
-            if let Some(k) = ident_key(kind, &value).map_err(refused)? {
+            if let Some(k) = ident_key(kind, &value, &config.kinds).map_err(refused)? {
                 key = Some(k);
                 break;
             }
         }
         let key = key.ok_or_else(|| {
-            ServiceError::BadRequest("give one of email, external_id or visitor_id".into())
+            ServiceError::BadRequest(
+                "give one of email, external_id or visitor_id, or kind= and value=".into(),
+            )
         })?;
         self.store
             .profile_by(&key)?
@@ -182,9 +182,9 @@ impl Services {
         q: &str,
         kind: SearchKind,
     ) -> ServiceResult<Option<ProfileId>> {
-        let kinds = kind.kinds();
-        for kind in kinds {
-            let Ok(Some(key)) = ident_key(*kind, q) else {
+        let config = self.store.identity_config();
+        for kind in kind.kinds(&config.kinds) {
+            let Ok(Some(key)) = ident_key(kind, q, &config.kinds) else {
                 continue;
             };
             if let Some(profile) = self.store.profile_by(&key)? {
@@ -207,6 +207,7 @@ impl Services {
         kind: SearchKind,
         page: Page<ProfileId>,
     ) -> ServiceResult<ProfileList> {
+        let config = self.store.identity_config();
         if kind == SearchKind::Any {
             if let Ok(id) = identity::trim(q).parse::<ProfileId>() {
                 let profiles = match page.before {
@@ -220,7 +221,7 @@ impl Services {
                 });
             }
         }
-        let prefixes = search_prefixes(q, kind);
+        let prefixes = search_prefixes(q, &kind, &config.kinds);
         let store = self.store.clone();
         let found = tokio::task::spawn_blocking(move || {
             store.profiles_page(&prefixes, page.limit, page.before)
@@ -370,18 +371,21 @@ mod tests {
 
     #[test]
     fn lookups_normalise_like_events() {
-        let key = ident_key(IdentKind::Email, "  Ada@Example.COM ").unwrap();
+        let key = ident_key(IdentKind::Email, "  Ada@Example.COM ", &KindSet::default()).unwrap();
         assert_eq!(
             key,
             Some(IdentKey::new(IdentKind::Email, "ada@example.com"))
         );
-        assert_eq!(ident_key(IdentKind::VisitorId, "   ").unwrap(), None);
+        assert_eq!(
+            ident_key(IdentKind::VisitorId, "   ", &KindSet::default()).unwrap(),
+            None
+        );
         // Refused as events refuse them: never stored, so never found.
-        assert!(ident_key(IdentKind::Email, "not-an-email").is_err());
-        assert!(ident_key(IdentKind::VisitorId, "null").is_err());
-        assert!(ident_key(IdentKind::ExternalId, "a\u{200B}b").is_err());
+        assert!(ident_key(IdentKind::Email, "not-an-email", &KindSet::default()).is_err());
+        assert!(ident_key(IdentKind::VisitorId, "null", &KindSet::default()).is_err());
+        assert!(ident_key(IdentKind::ExternalId, "a\u{200B}b", &KindSet::default()).is_err());
         // ASCII-only lowercasing: the Kelvin sign stays distinct.
-        let kelvin = ident_key(IdentKind::Email, "\u{212A}im@x.org").unwrap();
+        let kelvin = ident_key(IdentKind::Email, "\u{212A}im@x.org", &KindSet::default()).unwrap();
         assert_ne!(kelvin, Some(IdentKey::new(IdentKind::Email, "kim@x.org")));
     }
 }

@@ -41,7 +41,8 @@ use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::identity::{
-    AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Profile, ResolveInput,
+    AuditEntry, Blocklist, IdentKey, IdentityConfig, IdentityTxn, KindSet, Outcome, Profile,
+    ResolveInput,
 };
 use crate::domain::ids::{EventId, ProfileId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, MappingSpec, RawEvent};
@@ -249,6 +250,11 @@ pub trait StateStore {
     fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome>;
     /// What `resolve` would do now, writing nothing.
     fn resolve_preview(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome>;
+    /// The identifier kinds and never-merge pairs resolutions use now
+    /// (held in memory; cheap).
+    fn identity_config(&self) -> Arc<IdentityConfig>;
+    /// Replaces the identifier kinds (the service checked the change).
+    fn put_identity_kinds(&self, kinds: &KindSet) -> StoreResult<()>;
     /// A profile by id; an absorbed id answers with its survivor.
     fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>>;
     /// The profile owning an identifier (normalised value).

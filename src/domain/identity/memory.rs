@@ -2,7 +2,7 @@
 //! and [`Overlay`] (buffered writes over another view, for previews).
 
 use super::types::{AuditEntry, IdentKey, Profile};
-use super::IdentityTxn;
+use super::{IdentityConfig, IdentityTxn};
 use crate::domain::ids::{EventId, ProfileId};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,11 +17,21 @@ pub struct MemoryTxn {
     redirects: RefCell<BTreeMap<ProfileId, ProfileId>>,
     audit: RefCell<Vec<AuditEntry>>,
     links: RefCell<BTreeSet<(ProfileId, EventId)>>,
+    config: IdentityConfig,
 }
 
 impl MemoryTxn {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store resolving by `config` (a team's kinds, never-merge
+    /// pairs).
+    pub fn with_config(config: IdentityConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 
     /// Every live profile.
@@ -90,6 +100,9 @@ impl IdentityTxn for MemoryTxn {
     fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Infallible> {
         self.links.borrow_mut().insert((profile.id, event));
         Ok(())
+    }
+    fn config(&self) -> &IdentityConfig {
+        &self.config
     }
 }
 
@@ -174,5 +187,8 @@ impl<T: IdentityTxn + ?Sized> IdentityTxn for Overlay<'_, T> {
     }
     fn link_event(&self, _profile: &Profile, _event: EventId) -> Result<(), T::Error> {
         Ok(())
+    }
+    fn config(&self) -> &IdentityConfig {
+        self.base.config()
     }
 }

@@ -8,16 +8,72 @@
 //! See `docs/identity.md` for the rules themselves.
 
 mod admin;
+mod kinds;
 mod memory;
+mod never;
 mod normalise;
 mod resolve;
 mod types;
 
 pub use admin::{erase, manual_merge};
+pub use kinds::{
+    IdentKind, KindChange, KindError, KindName, KindSet, KindSpec, Normalise, MAX_KINDS,
+};
 pub use memory::{MemoryTxn, Overlay};
-pub use normalise::{lowercase_email, normalise, trim, Blocklist, MAX_IDENTIFIER_CHARS};
-pub use resolve::{canonical, lookup, resolve, resolve_again, Earlier};
+pub use never::{NeverMerge, NeverMergeRule};
+pub use normalise::{
+    lowercase_email, normalise, normalise_one, trim, Blocklist, MAX_IDENTIFIER_CHARS,
+};
+pub use resolve::{canonical, lookup, resolve, resolve_again, resolve_by, Earlier};
 pub use types::*;
+
+use std::sync::LazyLock;
+
+/// What the rules read besides the identity trees: the kinds (priorities,
+/// limits, normalisation), the never-merge pairs, and the source's
+/// placeholders. Borrowed: the store holds the current kinds and rules,
+/// the pipeline each source's blocklist.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    pub kinds: &'a KindSet,
+    pub never: &'a NeverMerge,
+    pub blocklist: &'a Blocklist,
+}
+
+/// The identity rules' own state, kept with the identity data: the kinds
+/// and the never-merge pairs. The store holds the current one and hands it
+/// to every transaction; a split resolves with its new pairs added.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityConfig {
+    pub kinds: KindSet,
+    pub never: NeverMerge,
+}
+
+impl IdentityConfig {
+    /// These rules with a source's blocklist.
+    pub fn rules<'a>(&'a self, blocklist: &'a Blocklist) -> Rules<'a> {
+        Rules {
+            kinds: &self.kinds,
+            never: &self.never,
+            blocklist,
+        }
+    }
+}
+
+static BUILTIN_KINDS: LazyLock<KindSet> = LazyLock::new(KindSet::default);
+static NO_NEVER_MERGE: LazyLock<NeverMerge> = LazyLock::new(NeverMerge::default);
+
+impl<'a> Rules<'a> {
+    /// The built-in kinds and no never-merge pairs: what a data dir without
+    /// a team's kinds resolves by.
+    pub fn builtin(blocklist: &'a Blocklist) -> Self {
+        Self {
+            kinds: &BUILTIN_KINDS,
+            never: &NO_NEVER_MERGE,
+            blocklist,
+        }
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod rule_tests;
@@ -43,6 +99,9 @@ pub trait IdentityTxn {
     fn audit_put(&self, entry: &AuditEntry) -> Result<(), Self::Error>;
     /// Records that `event` belongs to `profile`.
     fn link_event(&self, profile: &Profile, event: EventId) -> Result<(), Self::Error>;
+    /// The kinds and never-merge pairs this transaction resolves by (the
+    /// store's current ones, read once when the transaction began).
+    fn config(&self) -> &IdentityConfig;
 
     /// Called once at the start of each resolution with the identifiers it
     /// will read. The hook where a network backend loads them (and their

@@ -14,7 +14,8 @@
 //! look-alike value must neither join another person's profile nor quietly
 //! make a second one.
 
-use super::types::{IdentKind, Identifiers, Refusal, RefusalReason};
+use super::kinds::{IdentKind, KindSet, KindSpec, Normalise};
+use super::types::{Identifiers, Refusal, RefusalReason};
 use std::collections::BTreeSet;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
@@ -108,26 +109,41 @@ fn is_minus_one(value: &str) -> bool {
     value == "-1"
 }
 
-/// Cleans the raw identifiers of one event. Dropped values come back as
-/// refusals (the event itself is always kept).
-pub fn normalise(raw: &Identifiers, blocklist: &Blocklist) -> (Identifiers, Vec<Refusal>) {
+/// Cleans the raw identifiers of one event by each kind's rules. Dropped
+/// values come back as refusals (the event itself is always kept); a value
+/// of a kind `kinds` does not define, or has disabled, is refused too.
+pub fn normalise(
+    raw: &Identifiers,
+    kinds: &KindSet,
+    blocklist: &Blocklist,
+) -> (Identifiers, Vec<Refusal>) {
     let mut refusals = Vec::new();
-    let mut field = |kind: IdentKind, value: &Option<String>| -> Option<String> {
-        let value = value.as_deref()?;
-        match clean(kind, value, blocklist) {
-            Ok(v) => v,
-            Err(reason) => {
-                refusals.push(Refusal::new(kind, trim(value), reason));
-                None
-            }
+    let mut clean_ids = Identifiers::default();
+    for (kind, value) in raw.each() {
+        let cleaned = match kinds.spec(&kind) {
+            None => Err(RefusalReason::UnknownKind),
+            Some(spec) if !spec.enabled => Err(RefusalReason::KindDisabled),
+            Some(spec) => clean(spec, value, blocklist),
+        };
+        match cleaned {
+            Ok(v) => clean_ids.set(kind, v),
+            Err(reason) => refusals.push(Refusal::new(kind, trim(value), reason)),
         }
-    };
-    let clean_ids = Identifiers {
-        external_id: field(IdentKind::ExternalId, &raw.external_id),
-        email: field(IdentKind::Email, &raw.email),
-        visitor_id: field(IdentKind::VisitorId, &raw.visitor_id),
-    };
+    }
     (clean_ids, refusals)
+}
+
+/// One value by its kind's rules (see [`normalise`]).
+pub fn normalise_one(
+    kind: &IdentKind,
+    value: &str,
+    kinds: &KindSet,
+    blocklist: &Blocklist,
+) -> Result<Option<String>, RefusalReason> {
+    match kinds.spec(kind) {
+        None => Err(RefusalReason::UnknownKind),
+        Some(spec) => clean(spec, value, blocklist),
+    }
 }
 
 /// Trims ASCII whitespace only: stripping a non-breaking space would turn a
@@ -181,11 +197,14 @@ fn refused_character(c: char) -> Option<RefusalReason> {
 
 /// One value: `Ok(None)` when absent, `Ok(Some)` when usable.
 fn clean(
-    kind: IdentKind,
+    spec: &KindSpec,
     value: &str,
     blocklist: &Blocklist,
 ) -> Result<Option<String>, RefusalReason> {
-    let value = trim(value);
+    let value = match spec.normalise {
+        Normalise::None => value,
+        _ => trim(value),
+    };
     if value.is_empty() {
         return Ok(None);
     }
@@ -195,13 +214,26 @@ fn clean(
     if let Some(reason) = value.chars().find_map(refused_character) {
         return Err(reason);
     }
-    if blocklist.is_blocked(value) {
+    if blocklist.is_blocked(value) || blocked_for_kind(spec, value) {
         return Err(RefusalReason::BlockedValue);
     }
-    if kind == IdentKind::Email {
-        return clean_email(value).map(Some);
+    match spec.normalise {
+        Normalise::Email => clean_email(value).map(Some),
+        Normalise::Lowercase => Ok(Some(value.to_ascii_lowercase())),
+        Normalise::Trim | Normalise::None => Ok(Some(value.to_owned())),
     }
-    Ok(Some(value.to_owned()))
+}
+
+/// The kind's own blocked values, compared as the blocklist compares
+/// (trimmed, Unicode-lowercased: a look-alike is refused, never joined).
+fn blocked_for_kind(spec: &KindSpec, value: &str) -> bool {
+    if spec.blocked_values.is_empty() {
+        return false;
+    }
+    let lower = unquote(value).trim().to_lowercase();
+    spec.blocked_values
+        .iter()
+        .any(|b| b.trim().to_lowercase() == lower)
 }
 
 /// Lowercases (ASCII only) and checks the one-`@` shape. Gmail dots and
@@ -222,6 +254,11 @@ fn clean_email(value: &str) -> Result<String, RefusalReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `normalise` by the built-in kinds.
+    fn norm(raw: &Identifiers, b: &Blocklist) -> (Identifiers, Vec<Refusal>) {
+        normalise(raw, &KindSet::default(), b)
+    }
     use proptest::prelude::*;
 
     fn ids(x: &str, e: &str, v: &str) -> Identifiers {
@@ -229,12 +266,13 @@ mod tests {
             external_id: Some(x.into()),
             email: Some(e.into()),
             visitor_id: Some(v.into()),
+            other: Default::default(),
         }
     }
 
     #[test]
     fn trims_and_lowercases_email_only() {
-        let (clean, refusals) = normalise(
+        let (clean, refusals) = norm(
             &ids(" AbC ", "  Jo.E+x@Mail.COM ", "Vis"),
             &Blocklist::default(),
         );
@@ -246,7 +284,7 @@ mod tests {
 
     #[test]
     fn empty_is_absent_without_refusal() {
-        let (clean, refusals) = normalise(&ids("  ", "", "\t"), &Blocklist::default());
+        let (clean, refusals) = norm(&ids("  ", "", "\t"), &Blocklist::default());
         assert_eq!(clean, Identifiers::default());
         assert!(refusals.is_empty());
     }
@@ -274,8 +312,8 @@ mod tests {
         for v in ["abc", "0a", "user-0", "1"] {
             assert!(!b.is_blocked(v), "{v}");
         }
-        let (_, refusals) = normalise(&ids("undefined", "x", "guest"), &b);
-        let reasons: Vec<_> = refusals.iter().map(|r| r.reason).collect();
+        let (_, refusals) = norm(&ids("undefined", "x", "guest"), &b);
+        let reasons: Vec<_> = refusals.iter().map(|r| r.reason.clone()).collect();
         assert_eq!(
             reasons,
             vec![
@@ -297,7 +335,7 @@ mod tests {
     fn invalid_emails_too_long_and_control_characters() {
         let b = Blocklist::default();
         for e in ["a@b@c", "@b", "a@", "ab"] {
-            let (clean, r) = normalise(
+            let (clean, r) = norm(
                 &Identifiers {
                     email: Some(e.into()),
                     ..Default::default()
@@ -308,7 +346,7 @@ mod tests {
             assert_eq!(r[0].reason, RefusalReason::InvalidEmail, "{e}");
         }
         let long = "a".repeat(201);
-        let (_, r) = normalise(
+        let (_, r) = norm(
             &Identifiers {
                 visitor_id: Some(long),
                 ..Default::default()
@@ -317,7 +355,7 @@ mod tests {
         );
         assert_eq!(r[0].reason, RefusalReason::TooLong);
         assert!(r[0].value.chars().count() <= 65);
-        let (_, r) = normalise(
+        let (_, r) = norm(
             &Identifiers {
                 visitor_id: Some("a\u{0}b".into()),
                 ..Default::default()
@@ -325,7 +363,7 @@ mod tests {
             &b,
         );
         assert_eq!(r[0].reason, RefusalReason::ControlCharacter);
-        let (clean, r) = normalise(
+        let (clean, r) = norm(
             &Identifiers {
                 visitor_id: Some("a".repeat(200)),
                 ..Default::default()
@@ -336,28 +374,19 @@ mod tests {
         assert!(clean.visitor_id.is_some());
     }
 
-    fn one(kind: IdentKind, value: &str) -> Result<Option<String>, RefusalReason> {
-        let raw = Identifiers {
-            external_id: (kind == IdentKind::ExternalId).then(|| value.to_owned()),
-            email: (kind == IdentKind::Email).then(|| value.to_owned()),
-            visitor_id: (kind == IdentKind::VisitorId).then(|| value.to_owned()),
-        };
-        let (clean, refusals) = normalise(&raw, &Blocklist::default());
-        match refusals.first() {
-            Some(r) => Err(r.reason),
-            None => Ok(clean.keys().first().map(|k| k.value().to_owned())),
-        }
+    fn one(kind: &IdentKind, value: &str) -> Result<Option<String>, RefusalReason> {
+        normalise_one(kind, value, &KindSet::default(), &Blocklist::default())
     }
 
     #[test]
     fn kelvin_sign_stays_apart_from_k() {
-        let kelvin = one(IdentKind::Email, "\u{212A}im@example.com").unwrap();
-        let plain = one(IdentKind::Email, "Kim@Example.com").unwrap();
+        let kelvin = one(&IdentKind::Email, "\u{212A}im@example.com").unwrap();
+        let plain = one(&IdentKind::Email, "Kim@Example.com").unwrap();
         assert_eq!(kelvin.as_deref(), Some("\u{212A}im@example.com"));
         assert_eq!(plain.as_deref(), Some("kim@example.com"));
         // Non-ASCII letters keep their case: a split, never a merge.
         assert_eq!(
-            one(IdentKind::Email, "ÜNAL@X.de").unwrap().as_deref(),
+            one(&IdentKind::Email, "ÜNAL@X.de").unwrap().as_deref(),
             Some("Ünal@x.de")
         );
     }
@@ -390,7 +419,7 @@ mod tests {
             ] {
                 for v in [format!("kim{c}@example.com"), format!("{c}kim@example.com")] {
                     assert_eq!(
-                        one(kind, &v),
+                        one(&kind, &v),
                         Err(RefusalReason::InvisibleCharacter),
                         "{c:?}"
                     );
@@ -400,7 +429,7 @@ mod tests {
         for c in ['\u{00A0}', '\u{2003}', '\u{202F}', '\u{3000}', '\u{1680}'] {
             let v = format!("kim@example.com{c}");
             assert_eq!(
-                one(IdentKind::Email, &v),
+                one(&IdentKind::Email, &v),
                 Err(RefusalReason::UnusualSpace),
                 "{c:?}"
             );
@@ -408,17 +437,19 @@ mod tests {
         for c in ['\u{0085}', '\u{009F}', '\u{0007}', '\u{007F}'] {
             let v = format!("a{c}b");
             assert_eq!(
-                one(IdentKind::VisitorId, &v),
+                one(&IdentKind::VisitorId, &v),
                 Err(RefusalReason::ControlCharacter)
             );
         }
         // ASCII whitespace at the ends is still trimmed; a plain space inside is kept.
         assert_eq!(
-            one(IdentKind::VisitorId, "\t a b \r\n").unwrap().as_deref(),
+            one(&IdentKind::VisitorId, "\t a b \r\n")
+                .unwrap()
+                .as_deref(),
             Some("a b")
         );
         // The refusal shows the invisible character escaped, so it can be seen.
-        let (_, r) = normalise(
+        let (_, r) = norm(
             &Identifiers {
                 email: Some("kim\u{200B}@example.com".into()),
                 ..Default::default()
@@ -456,7 +487,7 @@ mod tests {
     }
 
     /// The ASCII-only rules: the reference the folding property compares with.
-    fn ascii_rules(kind: IdentKind, v: &str) -> String {
+    fn ascii_rules(kind: &IdentKind, v: &str) -> String {
         match kind {
             IdentKind::Email => v.trim_ascii().to_ascii_lowercase(),
             _ => v.trim_ascii().to_owned(),
@@ -473,14 +504,14 @@ mod tests {
             tricky in tricky_string(),
             ascii in "[ -~]{0,24}",
         ) {
-            let (Ok(Some(a)), Ok(Some(b))) = (one(kind, &tricky), one(kind, &ascii)) else {
+            let (Ok(Some(a)), Ok(Some(b))) = (one(&kind, &tricky), one(&kind, &ascii)) else {
                 return Ok(());
             };
             if !tricky.is_ascii() {
                 prop_assert!(!a.is_ascii(), "{tricky:?} normalised to ASCII {a:?}");
             }
             if a == b {
-                prop_assert_eq!(ascii_rules(kind, &tricky), ascii_rules(kind, &ascii));
+                prop_assert_eq!(ascii_rules(&kind, &tricky), ascii_rules(&kind, &ascii));
             }
         }
 
@@ -488,8 +519,8 @@ mod tests {
         /// equal (no Unicode folding at all).
         #[test]
         fn equal_only_by_ascii_rules(kind in kinds(), x in tricky_string(), y in tricky_string()) {
-            if let (Ok(Some(a)), Ok(Some(b))) = (one(kind, &x), one(kind, &y)) {
-                prop_assert_eq!(a == b, ascii_rules(kind, &x) == ascii_rules(kind, &y));
+            if let (Ok(Some(a)), Ok(Some(b))) = (one(&kind, &x), one(&kind, &y)) {
+                prop_assert_eq!(a == b, ascii_rules(&kind, &x) == ascii_rules(&kind, &y));
             }
         }
 
@@ -500,7 +531,7 @@ mod tests {
             kind in kinds(),
             v in tricky_string(),
         ) {
-            if let Ok(Some(clean)) = one(kind, &v) {
+            if let Ok(Some(clean)) = one(&kind, &v) {
                 for c in clean.chars() {
                     let category = c.general_category();
                     prop_assert!(
@@ -521,16 +552,16 @@ mod tests {
         /// Normalising a normalised value changes nothing and refuses nothing.
         #[test]
         fn normalise_is_idempotent(kind in kinds(), v in tricky_string()) {
-            if let Ok(Some(clean)) = one(kind, &v) {
-                prop_assert_eq!(one(kind, &clean), Ok(Some(clean.clone())));
+            if let Ok(Some(clean)) = one(&kind, &v) {
+                prop_assert_eq!(one(&kind, &clean), Ok(Some(clean.clone())));
             }
         }
 
         /// Distinct integers, however long, stay distinct identifiers.
         #[test]
         fn big_integers_stay_distinct(a in "[1-9][0-9]{15,40}", b in "[1-9][0-9]{15,40}") {
-            let x = one(IdentKind::ExternalId, &a).unwrap();
-            let y = one(IdentKind::ExternalId, &b).unwrap();
+            let x = one(&IdentKind::ExternalId, &a).unwrap();
+            let y = one(&IdentKind::ExternalId, &b).unwrap();
             prop_assert_eq!(x == y, a == b);
             prop_assert_eq!(x.as_deref(), Some(a.as_str()));
         }

@@ -1,8 +1,10 @@
 //! Resolution of one event: look up, check limits, create / attach / merge.
 
+use super::kinds::IdentKind;
+use super::never::NeverMerge;
 use super::normalise::{normalise, Blocklist};
 use super::types::*;
-use super::IdentityTxn;
+use super::{IdentityTxn, Rules};
 use crate::domain::ids::ProfileId;
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -50,6 +52,22 @@ struct Candidates {
     profiles: Vec<Profile>,
 }
 
+/// What a key brings into the result: the profile that owns it, or (for a
+/// key no profile has) itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    Profile(ProfileId),
+    New(usize),
+}
+
+/// A key to drop, why, and the profile it would have joined the event to
+/// (for a conflict between two people).
+struct Violation {
+    index: usize,
+    reason: RefusalReason,
+    owner: Option<ProfileId>,
+}
+
 impl Candidates {
     fn load<T: IdentityTxn + ?Sized>(txn: &T, keys: Vec<IdentKey>) -> Result<Self, T::Error> {
         let mut owners = Vec::with_capacity(keys.len());
@@ -80,91 +98,167 @@ impl Candidates {
         })
     }
 
+    fn group(&self, i: usize) -> Group {
+        self.owners[i].map_or(Group::New(i), Group::Profile)
+    }
+
     fn profile(&self, id: ProfileId) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.id == id)
     }
 
-    /// True when the key's owner already has an external id, or the key is a
-    /// new external id: such keys bring an external id into the result.
-    fn brings_external(&self, i: usize) -> bool {
+    /// Does key `i` bring values of `kind`: its owner holds some, or it is
+    /// a new one of that kind?
+    fn brings_kind(&self, i: usize, kind: &IdentKind) -> bool {
         match self.owners[i] {
-            Some(id) => self.profile(id).is_some_and(|p| !p.external_ids.is_empty()),
-            None => self.keys[i].kind() == IdentKind::ExternalId,
+            Some(id) => self.profile(id).is_some_and(|p| !p.list(kind).is_empty()),
+            None => self.keys[i].kind() == kind,
         }
     }
 
-    /// The profile a conflicting key would have joined the event to: the
-    /// key's owner, or for a new external id the profile that already has
-    /// one. `None` for other reasons (a limit is not a second person).
-    fn conflict_owner(&self, i: usize, reason: RefusalReason) -> Option<ProfileId> {
-        if reason != RefusalReason::ExternalIdConflict {
-            return None;
+    /// The group `key` is in, if the union holds it.
+    fn group_holding(&self, key: &IdentKey) -> Option<Group> {
+        if let Some(p) = self.profiles.iter().find(|p| p.holds(key)) {
+            return Some(Group::Profile(p.id));
         }
-        self.owners[i].or_else(|| {
-            self.profiles
-                .iter()
-                .find(|p| !p.external_ids.is_empty())
-                .map(|p| p.id)
-        })
+        (0..self.keys.len())
+            .find(|&i| self.owners[i].is_none() && &self.keys[i] == key)
+            .map(Group::New)
     }
 
-    /// The identifier to drop and why, or `None` when the event can be applied.
-    fn violation(&self) -> Option<(usize, RefusalReason)> {
-        let new_external = (0..self.keys.len())
-            .any(|i| self.owners[i].is_none() && self.keys[i].kind() == IdentKind::ExternalId);
-        let groups = self
-            .profiles
+    /// Of the keys bringing a conflict, the one to drop: the weakest that is
+    /// not in the group of the strongest one (which the event keeps), so an
+    /// identifier the kept profile owns anyway is never dropped for it.
+    /// The profile a dropped key is kept apart from is its owner: a new
+    /// key (owned by nobody) clashed with the group the event keeps, so no
+    /// second person is involved.
+    fn culprit(&self, bringers: &[usize]) -> Option<usize> {
+        let anchor = self.group(*bringers.first()?);
+        bringers
             .iter()
-            .filter(|p| !p.external_ids.is_empty())
-            .count()
-            + usize::from(new_external);
-        if groups >= 2 {
-            let culprit = (0..self.keys.len())
-                .rev()
-                .find(|&i| self.brings_external(i));
-            return culprit.map(|i| (i, RefusalReason::ExternalIdConflict));
+            .rev()
+            .copied()
+            .find(|&i| self.group(i) != anchor)
+            .or(bringers.last().copied())
+    }
+
+    /// The identifier to drop and why, or `None` when the event can be
+    /// applied. Checked in order: never-merge rules, then each kind's limit
+    /// by priority, then the merge count.
+    fn violation(&self, rules: &Rules<'_>) -> Option<Violation> {
+        if let Some(v) = self.never_merge_violation(rules.never) {
+            return Some(v);
         }
-        if self.breaks_limits() {
-            return Some((
-                self.keys.len().saturating_sub(1),
-                RefusalReason::LimitExceeded,
-            ));
+        for spec in rules.kinds.all() {
+            if !self.over_limit(&spec.name, spec.limit as usize) {
+                continue;
+            }
+            let bringers: Vec<usize> = (0..self.keys.len())
+                .filter(|&i| self.brings_kind(i, &spec.name))
+                .collect();
+            let index = self.culprit(&bringers)?;
+            let (reason, owner) = if spec.limit == 1 {
+                (
+                    RefusalReason::Conflict(spec.name.clone()),
+                    self.owners[index],
+                )
+            } else {
+                (RefusalReason::LimitExceeded, None)
+            };
+            return Some(Violation {
+                index,
+                reason,
+                owner,
+            });
+        }
+        if self.too_many_merges() {
+            let all: Vec<usize> = (0..self.keys.len()).collect();
+            let index = self.culprit(&all)?;
+            return Some(Violation {
+                index,
+                reason: RefusalReason::LimitExceeded,
+                owner: None,
+            });
         }
         None
     }
 
-    /// Would the union break a per-profile limit it does not already break?
-    /// (A manual merge may leave a profile over a limit; events then still
-    /// attach as long as they add nothing of that kind.)
-    fn breaks_limits(&self) -> bool {
-        let over = |kind: IdentKind, limit: usize| {
-            let mut union: BTreeSet<&str> = BTreeSet::new();
-            for p in &self.profiles {
-                union.extend(p.list(kind).iter().map(String::as_str));
+    /// Would the union hold more values of `kind` than its limit, and more
+    /// than the largest involved profile already holds? (A manual merge may
+    /// leave a profile over a limit; events then still attach as long as
+    /// they add nothing of that kind.)
+    fn over_limit(&self, kind: &IdentKind, limit: usize) -> bool {
+        let mut union: BTreeSet<&str> = BTreeSet::new();
+        let mut current = 0;
+        for p in &self.profiles {
+            let values = p.list(kind);
+            current = current.max(values.len());
+            union.extend(values.iter().map(String::as_str));
+        }
+        for (k, o) in self.keys.iter().zip(&self.owners) {
+            if o.is_none() && k.kind() == kind {
+                union.insert(k.value());
             }
-            for (k, o) in self.keys.iter().zip(&self.owners) {
-                if o.is_none() && k.kind() == kind {
-                    union.insert(k.value());
-                }
-            }
-            let current = self
-                .profiles
-                .iter()
-                .map(|p| p.list(kind).len())
-                .max()
-                .unwrap_or(0);
-            union.len() > limit && union.len() > current
-        };
+        }
+        union.len() > limit && union.len() > current
+    }
+
+    fn too_many_merges(&self) -> bool {
         let merges: u64 = self
             .profiles
             .iter()
             .map(|p| u64::from(p.merge_count))
             .sum::<u64>()
             + self.profiles.len().saturating_sub(1) as u64;
-        over(IdentKind::ExternalId, MAX_EXTERNAL_IDS)
-            || over(IdentKind::Email, MAX_EMAILS)
-            || over(IdentKind::VisitorId, MAX_VISITOR_IDS)
-            || (self.profiles.len() >= 2 && merges > u64::from(MAX_MERGES))
+        self.profiles.len() >= 2 && merges > u64::from(MAX_MERGES)
+    }
+
+    /// A never-merge pair whose two sides the event would bring onto one
+    /// profile from two groups.
+    fn never_merge_violation(&self, never: &NeverMerge) -> Option<Violation> {
+        if never.is_empty() {
+            return None;
+        }
+        let held = self.profiles.iter().flat_map(Profile::keys);
+        let new = (0..self.keys.len())
+            .filter(|&i| self.owners[i].is_none())
+            .map(|i| self.keys[i].clone());
+        for key in held.chain(new) {
+            for partner in never.partners(&key) {
+                let (Some(a), Some(b)) = (self.group_holding(&key), self.group_holding(partner))
+                else {
+                    continue;
+                };
+                if a == b {
+                    continue;
+                }
+                let bringers: Vec<usize> = (0..self.keys.len())
+                    .filter(|&i| self.group(i) == a || self.group(i) == b)
+                    .collect();
+                let index = self.culprit(&bringers)?;
+                return Some(Violation {
+                    index,
+                    reason: RefusalReason::NeverMerge,
+                    owner: self.owners[index],
+                });
+            }
+        }
+        None
+    }
+
+    /// For each involved profile, the strongest event key it owned.
+    fn links(&self) -> Vec<MergeLink> {
+        let mut links: Vec<MergeLink> = Vec::new();
+        for (key, owner) in self.keys.iter().zip(&self.owners) {
+            if let Some(id) = owner {
+                if !links.iter().any(|l| l.profile_id == *id) {
+                    links.push(MergeLink {
+                        profile_id: *id,
+                        key: key.clone(),
+                    });
+                }
+            }
+        }
+        links
     }
 }
 
@@ -176,7 +270,18 @@ pub fn resolve<T: IdentityTxn + ?Sized>(
     input: &ResolveInput,
     blocklist: &Blocklist,
 ) -> Result<Outcome, T::Error> {
-    resolve_with(txn, input, blocklist, None)
+    let config = txn.config();
+    resolve_by(txn, input, &config.rules(blocklist))
+}
+
+/// [`resolve`] by rules the caller gives rather than the store's current
+/// ones (a split resolves with the never-merge pair it is adding).
+pub fn resolve_by<T: IdentityTxn + ?Sized>(
+    txn: &T,
+    input: &ResolveInput,
+    rules: &Rules<'_>,
+) -> Result<Outcome, T::Error> {
+    resolve_with(txn, input, rules, None)
 }
 
 /// What an earlier resolution of the same event already did, so that
@@ -202,24 +307,25 @@ pub fn resolve_again<T: IdentityTxn + ?Sized>(
     blocklist: &Blocklist,
     earlier: &Earlier,
 ) -> Result<Outcome, T::Error> {
-    resolve_with(txn, input, blocklist, Some(earlier))
+    let config = txn.config();
+    resolve_with(txn, input, &config.rules(blocklist), Some(earlier))
 }
 
 fn resolve_with<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
-    blocklist: &Blocklist,
+    rules: &Rules<'_>,
     earlier: Option<&Earlier>,
 ) -> Result<Outcome, T::Error> {
-    let (ids, mut refusals) = normalise(&input.ids, blocklist);
-    let keys = ids.keys();
+    let (ids, mut refusals) = normalise(&input.ids, rules.kinds, rules.blocklist);
+    let keys = ids.keys(rules.kinds);
     txn.prefetch(&keys)?;
     let mut cands = Candidates::load(txn, keys)?;
-    while let Some((i, reason)) = cands.violation() {
-        let owner = cands.conflict_owner(i, reason);
+    while let Some(v) = cands.violation(rules) {
         let mut keys = cands.keys;
-        let dropped = keys.remove(i);
-        refusals.push(Refusal::new(dropped.kind(), dropped.value(), reason).owned_by(owner));
+        let dropped = keys.remove(v.index);
+        let refusal = Refusal::new(dropped.kind().clone(), dropped.value(), v.reason);
+        refusals.push(refusal.owned_by(v.owner));
         cands = Candidates::load(txn, keys)?;
     }
     let (profile_id, action) = if cands.keys.is_empty() {
@@ -229,7 +335,7 @@ fn resolve_with<T: IdentityTxn + ?Sized>(
             Some(id) => canonical(txn, id)?.map(|p| p.id),
             None => None,
         };
-        let (id, action) = apply(txn, input, cands, earlier.map(|_| counted))?;
+        let (id, action) = apply(txn, input, rules, cands, earlier.map(|_| counted))?;
         (Some(id), action)
     };
     let outcome = Outcome {
@@ -256,15 +362,17 @@ fn resolve_with<T: IdentityTxn + ?Sized>(
 fn apply<T: IdentityTxn + ?Sized>(
     txn: &T,
     input: &ResolveInput,
+    rules: &Rules<'_>,
     cands: Candidates,
     again: Option<Option<ProfileId>>,
 ) -> Result<(ProfileId, Action), T::Error> {
+    let links = cands.links();
     let mut profiles = cands.profiles;
     let (mut survivor, action) = match profiles.len() {
         0 => (Profile::new(ProfileId::new(), input.at), Action::Create),
         1 => (profiles.remove(0), Action::Attach),
         _ => {
-            let best = survivor_index(&profiles);
+            let best = survivor_index(&profiles, rules);
             let survivor = profiles.remove(best);
             let absorbed = profiles.iter().map(|p| p.id).collect();
             (survivor, Action::Merge { absorbed })
@@ -313,15 +421,15 @@ fn apply<T: IdentityTxn + ?Sized>(
     if !counted {
         txn.link_event(&survivor, input.event_id)?;
     }
-    audit_action(txn, input, survivor.id, &action, &added)?;
+    audit_action(txn, input, survivor.id, &action, added, links)?;
     Ok((survivor.id, action))
 }
 
 /// Index of the profile that survives a merge.
-fn survivor_index(profiles: &[Profile]) -> usize {
+fn survivor_index(profiles: &[Profile], rules: &Rules<'_>) -> usize {
     let mut best = 0;
     for (i, p) in profiles.iter().enumerate() {
-        if p.survives_over(&profiles[best]) {
+        if p.survives_over(&profiles[best], rules.kinds) {
             best = i;
         }
     }
@@ -367,10 +475,10 @@ fn audit_action<T: IdentityTxn + ?Sized>(
     input: &ResolveInput,
     profile: ProfileId,
     action: &Action,
-    added: &[IdentKey],
+    added: Vec<IdentKey>,
+    links: Vec<MergeLink>,
 ) -> Result<(), T::Error> {
     let source_id = input.source_id;
-    let added = added.to_vec();
     let change = match action {
         Action::Create => AuditChange::Create(Created {
             identifiers: added,
@@ -380,6 +488,7 @@ fn audit_action<T: IdentityTxn + ?Sized>(
             absorbed: absorbed.clone(),
             added,
             source_id,
+            links,
         }),
         // An attach that adds nothing is the common case: not worth a line.
         Action::Attach if added.is_empty() => return Ok(()),

@@ -5,8 +5,8 @@
 //! redirects on disk, erasure of stored records, previews writing nothing.
 
 use super::{
-    canonical, lookup, manual_merge, resolve, Action, AuditEntry, Blocklist, IdentKey, Identifiers,
-    MemoryTxn, Outcome, Profile, RefusalReason, ResolveInput,
+    canonical, lookup, manual_merge, resolve, Action, AuditEntry, Blocklist, IdentKey, IdentKind,
+    Identifiers, MemoryTxn, Outcome, Profile, RefusalReason, ResolveInput,
 };
 use crate::domain::ids::{EventId, ProfileId, SourceId};
 use chrono::{DateTime, Duration, Utc};
@@ -19,6 +19,7 @@ pub(crate) fn ids(x: Option<&str>, e: Option<&str>, v: Option<&str>) -> Identifi
         external_id: x.map(Into::into),
         email: e.map(Into::into),
         visitor_id: v.map(Into::into),
+        other: Default::default(),
     }
 }
 
@@ -102,7 +103,10 @@ fn identification_attaches_email() {
     let b = run(&mem, None, Some("Jo@X.io"), Some("v1"));
     assert_eq!(b.summary(), "attach");
     assert_eq!(a.profile_id, b.profile_id);
-    assert_eq!(owner(&mem, IdentKey::Email("jo@x.io".into())), a.profile_id);
+    assert_eq!(
+        owner(&mem, IdentKey::new(IdentKind::Email, "jo@x.io")),
+        a.profile_id
+    );
 }
 
 #[test]
@@ -127,13 +131,16 @@ fn two_external_ids_sharing_an_email_are_not_merged() {
     assert_eq!(second.summary(), "create");
     assert_ne!(first.profile_id, second.profile_id);
     assert_eq!(second.refusals.len(), 1);
-    assert_eq!(second.refusals[0].reason, RefusalReason::ExternalIdConflict);
     assert_eq!(
-        owner(&mem, IdentKey::Email("e@x.io".into())),
+        second.refusals[0].reason,
+        RefusalReason::Conflict(IdentKind::ExternalId)
+    );
+    assert_eq!(
+        owner(&mem, IdentKey::new(IdentKind::Email, "e@x.io")),
         first.profile_id
     );
     assert_eq!(
-        owner(&mem, IdentKey::External("x2".into())),
+        owner(&mem, IdentKey::new(IdentKind::ExternalId, "x2")),
         second.profile_id
     );
     let history = history(&mem, second.profile_id.unwrap());
@@ -150,7 +157,10 @@ fn blocked_values_warn_and_keep_the_event() {
         .refusals
         .iter()
         .all(|r| r.reason == RefusalReason::BlockedValue));
-    assert_eq!(owner(&mem, IdentKey::External("null".into())), None);
+    assert_eq!(
+        owner(&mem, IdentKey::new(IdentKind::ExternalId, "null")),
+        None
+    );
     let none = run(&mem, None, None, Some("0"));
     assert_eq!(none.summary(), "refused: blocked_value");
     assert_eq!(none.profile_id, None);
@@ -214,7 +224,7 @@ fn newest_trait_wins_whatever_the_order() {
         for i in order {
             let Ok(_) = resolve(&mem, i, &Blocklist::default());
         }
-        let Ok(Some(p)) = lookup(&mem, &IdentKey::Visitor("v1".into())) else {
+        let Ok(Some(p)) = lookup(&mem, &IdentKey::new(IdentKind::VisitorId, "v1")) else {
             panic!("no profile for v1");
         };
         assert_eq!(p.traits["plan"].value, Value::from("pro"));
@@ -230,13 +240,13 @@ fn sixth_email_is_refused() {
     }
     let out = run(&mem, None, Some("e5@x.io"), Some("v1"));
     assert_eq!(out.refusals[0].reason, RefusalReason::LimitExceeded);
-    let Ok(Some(p)) = lookup(&mem, &IdentKey::Visitor("v1".into())) else {
+    let Ok(Some(p)) = lookup(&mem, &IdentKey::new(IdentKind::VisitorId, "v1")) else {
         panic!("no profile for v1");
     };
     assert_eq!(p.emails.len(), 5);
     // The event went to the profile of its strongest surviving identifier.
     assert_eq!(
-        owner(&mem, IdentKey::Email("e5@x.io".into())),
+        owner(&mem, IdentKey::new(IdentKind::Email, "e5@x.io")),
         out.profile_id
     );
     assert_ne!(out.profile_id, Some(p.id));
@@ -250,7 +260,10 @@ fn manual_merge_joins_external_ids() {
     let merged = merge(&mem, a, b).unwrap();
     assert_eq!(merged.id, b);
     assert_eq!(merged.external_ids, vec!["x2", "x1"]);
-    assert_eq!(owner(&mem, IdentKey::External("x1".into())), Some(b));
+    assert_eq!(
+        owner(&mem, IdentKey::new(IdentKind::ExternalId, "x1")),
+        Some(b)
+    );
     assert!(merge(&mem, a, b).is_err());
     assert!(merge(&mem, ProfileId::new(), b).is_err());
     // Events carrying either external id still attach.

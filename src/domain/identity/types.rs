@@ -3,6 +3,7 @@
 //! They live apart from the logic so the store, the routes and the tests can
 //! name them without pulling in the resolution rules.
 
+use super::kinds::{IdentKind, KindName, KindSet};
 use crate::domain::ids::{EventId, ProfileId, SourceId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,104 +11,123 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// At most this many external ids per profile (events never exceed it;
-/// only a manual merge can).
-pub const MAX_EXTERNAL_IDS: usize = 1;
-/// At most this many emails per profile.
-pub const MAX_EMAILS: usize = 5;
-/// At most this many visitor ids per profile.
-pub const MAX_VISITOR_IDS: usize = 100;
 /// At most this many merges folded into one profile.
 pub const MAX_MERGES: u32 = 100;
 
-/// The three identifier kinds. The declaration order is the priority order
-/// (derive `Ord`): a smaller value is a stronger identifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdentKind {
-    ExternalId,
-    Email,
-    VisitorId,
-}
-
-impl IdentKind {
-    /// The field name used in warnings and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdentKind::ExternalId => "external_id",
-            IdentKind::Email => "email",
-            IdentKind::VisitorId => "visitor_id",
-        }
-    }
-}
-
 /// A typed, normalised identifier: the same text as two kinds is two keys.
+/// Stored and shown as `{"kind", "value"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum IdentKey {
-    External(String),
-    Email(String),
-    Visitor(String),
+pub struct IdentKey {
+    pub kind: IdentKind,
+    pub value: String,
 }
 
 impl IdentKey {
     /// Builds a key of `kind` around `value`.
     pub fn new(kind: IdentKind, value: impl Into<String>) -> Self {
-        let value = value.into();
-        match kind {
-            IdentKind::ExternalId => IdentKey::External(value),
-            IdentKind::Email => IdentKey::Email(value),
-            IdentKind::VisitorId => IdentKey::Visitor(value),
+        Self {
+            kind,
+            value: value.into(),
         }
     }
 
-    pub fn kind(&self) -> IdentKind {
-        match self {
-            IdentKey::External(_) => IdentKind::ExternalId,
-            IdentKey::Email(_) => IdentKind::Email,
-            IdentKey::Visitor(_) => IdentKind::VisitorId,
-        }
+    pub fn kind(&self) -> &IdentKind {
+        &self.kind
     }
 
     pub fn value(&self) -> &str {
-        match self {
-            IdentKey::External(v) | IdentKey::Email(v) | IdentKey::Visitor(v) => v,
-        }
+        &self.value
     }
 
-    /// The `ident` tree key: a kind prefix keeps the kinds from colliding.
+    /// The `ident` index key: a kind prefix keeps the kinds from colliding.
+    /// The built-ins keep the one-letter prefixes data dirs already hold; a
+    /// team's kind is `k:<name>:` (a name holds no `:`).
     pub fn to_key_bytes(&self) -> Vec<u8> {
-        let prefix: &[u8] = match self {
-            IdentKey::External(_) => b"x:",
-            IdentKey::Email(_) => b"e:",
-            IdentKey::Visitor(_) => b"v:",
-        };
-        let mut key = Vec::with_capacity(prefix.len() + self.value().len());
-        key.extend_from_slice(prefix);
-        key.extend_from_slice(self.value().as_bytes());
+        let mut key = Vec::with_capacity(self.value.len() + 8);
+        match &self.kind {
+            IdentKind::ExternalId => key.extend_from_slice(b"x:"),
+            IdentKind::Email => key.extend_from_slice(b"e:"),
+            IdentKind::VisitorId => key.extend_from_slice(b"v:"),
+            IdentKind::Custom(name) => {
+                key.extend_from_slice(b"k:");
+                key.extend_from_slice(name.as_str().as_bytes());
+                key.push(b':');
+            }
+        }
+        key.extend_from_slice(self.value.as_bytes());
         key
     }
 }
 
-/// The identifiers carried by one event (raw before `normalise`, clean after).
+impl std::fmt::Display for IdentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}`", self.kind, self.value)
+    }
+}
+
+/// The identifiers carried by one event (raw before `normalise`, clean
+/// after): the three built-in slots, and a team's kinds by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identifiers {
     pub external_id: Option<String>,
     pub email: Option<String>,
     pub visitor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<KindName, String>,
 }
 
 impl Identifiers {
-    /// The present identifiers as keys, strongest first.
-    pub fn keys(&self) -> Vec<IdentKey> {
-        [
+    /// Every present identifier as (kind, value), built-ins first.
+    pub fn each(&self) -> impl Iterator<Item = (IdentKind, &str)> {
+        let builtin = [
             (IdentKind::ExternalId, &self.external_id),
             (IdentKind::Email, &self.email),
             (IdentKind::VisitorId, &self.visitor_id),
         ]
         .into_iter()
-        .filter_map(|(kind, v)| v.as_ref().map(|v| IdentKey::new(kind, v.clone())))
-        .collect()
+        .filter_map(|(kind, v)| v.as_deref().map(|v| (kind, v)));
+        let custom = self
+            .other
+            .iter()
+            .map(|(name, v)| (IdentKind::Custom(name.clone()), v.as_str()));
+        builtin.chain(custom)
+    }
+
+    /// The value of one kind, if present.
+    pub fn get(&self, kind: &IdentKind) -> Option<&str> {
+        match kind {
+            IdentKind::ExternalId => self.external_id.as_deref(),
+            IdentKind::Email => self.email.as_deref(),
+            IdentKind::VisitorId => self.visitor_id.as_deref(),
+            IdentKind::Custom(name) => self.other.get(name).map(String::as_str),
+        }
+    }
+
+    /// Sets (or with `None` clears) one kind's value.
+    pub fn set(&mut self, kind: IdentKind, value: Option<String>) {
+        match kind {
+            IdentKind::ExternalId => self.external_id = value,
+            IdentKind::Email => self.email = value,
+            IdentKind::VisitorId => self.visitor_id = value,
+            IdentKind::Custom(name) => match value {
+                Some(v) => {
+                    self.other.insert(name, v);
+                }
+                None => {
+                    self.other.remove(&name);
+                }
+            },
+        }
+    }
+
+    /// The present identifiers as keys, strongest first by `kinds`.
+    pub fn keys(&self, kinds: &KindSet) -> Vec<IdentKey> {
+        let mut keys: Vec<IdentKey> = self
+            .each()
+            .map(|(kind, v)| IdentKey::new(kind, v))
+            .collect();
+        keys.sort_by_key(|k| kinds.rank(k.kind()));
+        keys
     }
 }
 
@@ -134,6 +154,10 @@ pub struct Profile {
     pub external_ids: Vec<String>,
     pub emails: Vec<String>,
     pub visitor_ids: Vec<String>,
+    /// Values of a team's kinds, by kind (absent in records written before
+    /// kinds existed, which therefore read unchanged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identifiers: BTreeMap<KindName, Vec<String>>,
     pub traits: BTreeMap<String, TraitValue>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -153,6 +177,7 @@ impl Profile {
             external_ids: Vec::new(),
             emails: Vec::new(),
             visitor_ids: Vec::new(),
+            identifiers: BTreeMap::new(),
             traits: BTreeMap::new(),
             first_seen: at,
             last_seen: at,
@@ -163,35 +188,57 @@ impl Profile {
         }
     }
 
-    /// Every identifier of the profile as a key.
+    /// Every identifier of the profile as a key, built-ins first.
     pub fn keys(&self) -> Vec<IdentKey> {
-        let x = self
-            .external_ids
-            .iter()
-            .map(|v| IdentKey::External(v.clone()));
-        let e = self.emails.iter().map(|v| IdentKey::Email(v.clone()));
-        let v = self
-            .visitor_ids
-            .iter()
-            .map(|v| IdentKey::Visitor(v.clone()));
-        x.chain(e).chain(v).collect()
+        let builtin = IdentKind::BUILTIN.into_iter().flat_map(|kind| {
+            self.list(&kind)
+                .iter()
+                .map(move |v| IdentKey::new(kind.clone(), v.clone()))
+        });
+        let custom = self.identifiers.iter().flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| IdentKey::new(IdentKind::Custom(name.clone()), v.clone()))
+        });
+        builtin.chain(custom).collect()
     }
 
-    /// The list holding identifiers of `kind`.
-    pub fn list(&self, kind: IdentKind) -> &Vec<String> {
+    /// The values of `kind` the profile holds.
+    pub fn list(&self, kind: &IdentKind) -> &[String] {
         match kind {
             IdentKind::ExternalId => &self.external_ids,
             IdentKind::Email => &self.emails,
             IdentKind::VisitorId => &self.visitor_ids,
+            IdentKind::Custom(name) => self.identifiers.get(name).map_or(&[], Vec::as_slice),
         }
     }
 
-    fn list_mut(&mut self, kind: IdentKind) -> &mut Vec<String> {
+    fn list_mut(&mut self, kind: &IdentKind) -> &mut Vec<String> {
         match kind {
             IdentKind::ExternalId => &mut self.external_ids,
             IdentKind::Email => &mut self.emails,
             IdentKind::VisitorId => &mut self.visitor_ids,
+            IdentKind::Custom(name) => self.identifiers.entry(name.clone()).or_default(),
         }
+    }
+
+    /// True when the profile holds `key`.
+    pub fn holds(&self, key: &IdentKey) -> bool {
+        self.list(key.kind()).iter().any(|v| v == key.value())
+    }
+
+    /// Removes an identifier; true when it was there.
+    pub fn remove_key(&mut self, key: &IdentKey) -> bool {
+        let list = self.list_mut(key.kind());
+        let before = list.len();
+        list.retain(|v| v != key.value());
+        let removed = list.len() != before;
+        if let IdentKind::Custom(name) = key.kind() {
+            if self.identifiers.get(name).is_some_and(Vec::is_empty) {
+                self.identifiers.remove(name);
+            }
+        }
+        removed
     }
 
     /// Adds an identifier unless already there; true when added.
@@ -221,10 +268,22 @@ impl Profile {
         self.event_count = self.event_count.saturating_add(1);
     }
 
-    /// Survivor order: a profile with an external id wins, else the oldest.
-    pub fn survives_over(&self, other: &Profile) -> bool {
-        let mine = (self.external_ids.is_empty(), self.created_at, self.id);
-        let theirs = (other.external_ids.is_empty(), other.created_at, other.id);
+    /// The rank of the strongest limit-1 kind ("one per person", such as
+    /// `external_id`) the profile holds; `usize::MAX` when none.
+    pub fn strongest_unique(&self, kinds: &KindSet) -> usize {
+        kinds
+            .all()
+            .iter()
+            .position(|s| s.limit == 1 && !self.list(&s.name).is_empty())
+            .map_or(usize::MAX, |i| i + 1)
+    }
+
+    /// Survivor order: the profile holding the strongest one-per-person
+    /// kind wins (with the built-ins alone: the one with an external id),
+    /// else the oldest.
+    pub fn survives_over(&self, other: &Profile, kinds: &KindSet) -> bool {
+        let mine = (self.strongest_unique(kinds), self.created_at, self.id);
+        let theirs = (other.strongest_unique(kinds), other.created_at, other.id);
         mine < theirs
     }
 }
@@ -241,12 +300,21 @@ pub struct ResolveInput {
     pub traits: Map<String, Value>,
 }
 
-/// Why an identifier was not used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Why an identifier was not used. Stored and shown as its code string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RefusalReason {
-    ExternalIdConflict,
+    /// Two values of a one-per-person kind (limit 1, such as `external_id`)
+    /// would meet on one profile: code `<kind>_conflict`, so
+    /// `external_id_conflict` as before.
+    Conflict(IdentKind),
+    /// A kind with a larger limit, or the merge count, would be exceeded.
     LimitExceeded,
+    /// A split said these two must stay apart (a never-merge rule).
+    NeverMerge,
+    /// The mapping names a kind that is not defined.
+    UnknownKind,
+    /// The kind is disabled: its new values are not used.
+    KindDisabled,
     BlockedValue,
     InvalidEmail,
     TooLong,
@@ -259,17 +327,59 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::ExternalIdConflict => "external_id_conflict",
-            RefusalReason::LimitExceeded => "limit_exceeded",
-            RefusalReason::BlockedValue => "blocked_value",
-            RefusalReason::InvalidEmail => "invalid_email",
-            RefusalReason::TooLong => "too_long",
-            RefusalReason::ControlCharacter => "control_character",
-            RefusalReason::InvisibleCharacter => "invisible_character",
-            RefusalReason::UnusualSpace => "unusual_space",
+    const FIXED: [(RefusalReason, &'static str); 10] = [
+        (RefusalReason::LimitExceeded, "limit_exceeded"),
+        (RefusalReason::NeverMerge, "never_merge"),
+        (RefusalReason::UnknownKind, "unknown_kind"),
+        (RefusalReason::KindDisabled, "kind_disabled"),
+        (RefusalReason::BlockedValue, "blocked_value"),
+        (RefusalReason::InvalidEmail, "invalid_email"),
+        (RefusalReason::TooLong, "too_long"),
+        (RefusalReason::ControlCharacter, "control_character"),
+        (RefusalReason::InvisibleCharacter, "invisible_character"),
+        (RefusalReason::UnusualSpace, "unusual_space"),
+    ];
+
+    /// The code in warnings, the error log and the API.
+    pub fn code(&self) -> std::borrow::Cow<'static, str> {
+        if let RefusalReason::Conflict(kind) = self {
+            return format!("{}_conflict", kind.as_str()).into();
         }
+        let fixed = Self::FIXED.iter().find(|(r, _)| r == self);
+        fixed.map_or("unknown".into(), |(_, code)| (*code).into())
+    }
+
+    /// Reads a code back (`None` for one this version does not know).
+    pub fn parse(code: &str) -> Option<Self> {
+        if let Some((_, reason)) = Self::FIXED
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map(|(r, c)| (c, r))
+        {
+            return Some(reason.clone());
+        }
+        let kind = code.strip_suffix("_conflict")?;
+        IdentKind::parse(kind).ok().map(RefusalReason::Conflict)
+    }
+
+    /// True for a conflict between two people (a limit-1 kind, or a
+    /// never-merge rule): the refusal names the profile it kept apart.
+    pub fn keeps_people_apart(&self) -> bool {
+        matches!(self, RefusalReason::Conflict(_) | RefusalReason::NeverMerge)
+    }
+}
+
+impl Serialize for RefusalReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for RefusalReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        RefusalReason::parse(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown refusal reason `{code}`")))
     }
 }
 
@@ -281,8 +391,8 @@ pub struct Refusal {
     pub value: String,
     pub reason: RefusalReason,
     /// For a conflict: the profile the refused identifier belongs to (or,
-    /// for a new external id, the profile whose external id it clashed
-    /// with). Its history shows the refusal too, so support sees on both
+    /// for a new value of a one-per-person kind, the profile whose value it
+    /// clashed with). Its history shows the refusal too, so support sees on both
     /// sides why two profiles stayed apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<ProfileId>,
@@ -317,7 +427,7 @@ impl Refusal {
 
     /// The human warning stored on the event.
     pub fn warning(&self) -> String {
-        format!("{} dropped: {}", self.kind.as_str(), self.reason.as_str())
+        format!("{} dropped: {}", self.kind.as_str(), self.reason.code())
     }
 
     /// The warning stored on the event and in the error log, with the value
@@ -327,7 +437,7 @@ impl Refusal {
             "{} `{}` dropped: {}",
             self.kind.as_str(),
             self.value,
-            self.reason.as_str()
+            self.reason.code()
         )
     }
 }
@@ -362,7 +472,7 @@ impl Outcome {
             Action::Attach => "attach".into(),
             Action::Merge { .. } => "merge".into(),
             Action::None => match self.refusals.first() {
-                Some(r) => format!("refused: {}", r.reason.as_str()),
+                Some(r) => format!("refused: {}", r.reason.code()),
                 None => "refused: no_identifier".into(),
             },
         }
@@ -465,6 +575,19 @@ pub struct Merged {
     pub absorbed: Vec<ProfileId>,
     pub added: Vec<IdentKey>,
     pub source_id: SourceId,
+    /// For the survivor and each absorbed profile, the strongest of the
+    /// event's identifiers it held: the identifiers that joined them. A
+    /// split makes its never-merge pair from these. Absent on lines
+    /// written before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<MergeLink>,
+}
+
+/// One profile of a merge and the event's identifier that it held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeLink {
+    pub profile_id: ProfileId,
+    pub key: IdentKey,
 }
 
 /// `refusal`: identifiers of one event that were not used, and why.

@@ -27,7 +27,7 @@ mod exact_tests;
 #[cfg(test)]
 mod tests;
 
-use crate::domain::identity;
+use crate::domain::identity::{self, IdentKind, KindName};
 use crate::domain::model::{MappedEvent, MappingSpec, PropertiesSpec, RecordContext};
 use handlebars::template::Template;
 use handlebars::{Handlebars, JsonRender};
@@ -126,6 +126,8 @@ pub struct CompiledMapping {
     visitor_id: Option<Slot>,
     email: Option<Slot>,
     external_id: Option<Slot>,
+    /// A team's kinds (`identifiers`), in name order.
+    identifiers: Vec<(KindName, Slot)>,
     event_id: Option<Slot>,
     timestamp: Option<(String, Slot)>,
     idempotency_key: Option<Slot>,
@@ -232,6 +234,36 @@ impl Compiler {
             .collect()
     }
 
+    /// The `identifiers` slots: each key must name a team's kind (a
+    /// built-in has its own slot, so there is one way to map it).
+    fn identifiers(&mut self, spec: Option<&BTreeMap<String, String>>) -> Vec<(KindName, Slot)> {
+        let mut out = Vec::new();
+        for (name, source) in spec.into_iter().flatten() {
+            let key = format!("identifiers.{name}");
+            let kind = match IdentKind::parse(name) {
+                Ok(IdentKind::Custom(kind)) => kind,
+                Ok(builtin) => {
+                    self.fail(
+                        &key,
+                        format!("`{builtin}` has its own slot: map it as `\"{builtin}\": \"{source}\"`, not under identifiers"),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(&key, e.to_string());
+                    continue;
+                }
+            };
+            if source.trim().is_empty() {
+                continue;
+            }
+            if let Some(slot) = self.slot(&key, source) {
+                out.push((kind, slot));
+            }
+        }
+        out
+    }
+
     fn properties(&mut self, spec: Option<&PropertiesSpec>) -> Props {
         match spec {
             None => Props::None,
@@ -297,13 +329,15 @@ impl CompiledMapping {
         let visitor_id = c.optional("visitor_id", spec.visitor_id.as_ref());
         let email = c.optional("email", spec.email.as_ref());
         let external_id = c.optional("external_id", spec.external_id.as_ref());
+        let identifiers = c.identifiers(spec.identifiers.as_ref());
         let identity_set = [&spec.visitor_id, &spec.email, &spec.external_id]
             .iter()
-            .any(|s| s.as_deref().is_some_and(|s| !s.trim().is_empty()));
+            .any(|s| s.as_deref().is_some_and(|s| !s.trim().is_empty()))
+            || !identifiers.is_empty();
         if !identity_set {
             c.fail(
                 "identity",
-                "map at least one of visitor_id, email or external_id, so events can be joined to a profile"
+                "map at least one of visitor_id, email or external_id (or a kind of your own under `identifiers`), so events can be joined to a profile"
                     .to_owned(),
             );
         }
@@ -337,6 +371,7 @@ impl CompiledMapping {
             visitor_id,
             email,
             external_id,
+            identifiers,
             event_id,
             idempotency_key,
             properties,
@@ -376,12 +411,31 @@ impl CompiledMapping {
             traits: view.named(&self.traits, "traits")?,
             idempotency_key,
             mapping_version: self.version,
+            identifiers: self.identifiers(&view)?,
         };
         Ok(Mapped {
             event,
             warnings,
             clamped_timestamp,
         })
+    }
+
+    /// The kinds the mapping's `identifiers` name (the service checks they
+    /// are defined).
+    pub fn identifier_kinds(&self) -> impl Iterator<Item = &KindName> {
+        self.identifiers.iter().map(|(kind, _)| kind)
+    }
+
+    /// The `identifiers` values of one record, trimmed; empty ones left out.
+    fn identifiers(&self, view: &View<'_>) -> Result<BTreeMap<KindName, String>, MapError> {
+        let mut out = BTreeMap::new();
+        for (kind, slot) in &self.identifiers {
+            let field = format!("identifiers.{}", kind.as_str());
+            if let Some(value) = view.identity(&field, Some(slot), false)? {
+                out.insert(kind.clone(), value);
+            }
+        }
+        Ok(out)
     }
 
     /// Every record path the templates read (e.g. `customer.email`,
@@ -453,6 +507,13 @@ fn template_slots(spec: &MappingSpec) -> Vec<(String, &str)> {
             traits
                 .iter()
                 .map(|(k, v)| (format!("traits.{k}"), v.as_str())),
+        );
+    }
+    if let Some(identifiers) = &spec.identifiers {
+        out.extend(
+            identifiers
+                .iter()
+                .map(|(k, v)| (format!("identifiers.{k}"), v.as_str())),
         );
     }
     out

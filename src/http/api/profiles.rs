@@ -29,6 +29,9 @@ struct FindQuery {
     email: Option<String>,
     external_id: Option<String>,
     visitor_id: Option<String>,
+    /// Any kind, a team's own included: `kind=stripe_customer_id&value=cus_A42`.
+    kind: Option<String>,
+    value: Option<String>,
     /// A listing's search: an identifier prefix or a profile id.
     q: Option<String>,
     limit: Option<usize>,
@@ -39,7 +42,10 @@ impl FindQuery {
     /// Any lookup parameter given (even empty) asks for one profile, as
     /// before the listing existed.
     fn is_lookup(&self) -> bool {
-        self.email.is_some() || self.external_id.is_some() || self.visitor_id.is_some()
+        self.email.is_some()
+            || self.external_id.is_some()
+            || self.visitor_id.is_some()
+            || self.kind.is_some()
     }
 }
 
@@ -51,7 +57,7 @@ struct ProfileListPage {
     truncated: bool,
 }
 
-/// With `email`, `external_id` or `visitor_id`: the profile owning that
+/// With `email`, `external_id`, `visitor_id` or `kind`+`value`: the profile owning that
 /// identifier, normalised and checked like events' identifiers (a value
 /// no event could have stored answers 404, saying why). Without: a page
 /// of profiles, newest first (`limit` default 50, at most 500; `before`),
@@ -64,6 +70,8 @@ async fn find(State(state): State<AppState>, Query(q): Query<FindQuery>) -> AppR
         external_id: q.external_id,
         email: q.email,
         visitor_id: q.visitor_id,
+        kind: q.kind,
+        value: q.value,
     };
     let profile = state.services.find_profile(lookup).await?;
     Ok(Json(ProfileView::of(profile)).into_response())

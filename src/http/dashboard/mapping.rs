@@ -167,6 +167,7 @@ impl MappingForm {
             properties,
             traits,
             idempotency_key: opt(&self.idempotency_key),
+            identifiers: None,
         })
     }
 }

@@ -70,7 +70,7 @@ pub async fn search(
     let q = search.q.trim();
     let kind = search_kind(&search.kind);
     if !q.is_empty() && search.before.is_empty() {
-        if let Some(id) = state.services.search_profile(q, kind).await? {
+        if let Some(id) = state.services.search_profile(q, kind.clone()).await? {
             return Ok(Redirect::to(&format!("/profiles/{id}")).into_response());
         }
     }
@@ -229,7 +229,7 @@ fn refusal_text(
     this: ProfileId,
 ) -> (String, Option<ProfileId>) {
     let what = format!("{} `{}`", r.kind.as_str().replace('_', " "), r.value);
-    let why = r.reason.as_str().replace('_', " ");
+    let why = r.reason.code().replace('_', " ");
     match r.owner {
         Some(owner) if owner == this => {
             let went = match joined {

@@ -87,6 +87,9 @@ impl Store {
         // The only identity writer while this runs, so the hot-identity
         // cache is current (see `hot`).
         let _writer = self.hot.lock_writer()?;
+        // Read after the writer lock: a split (which adds never-merge
+        // pairs) holds it too, so this batch sees its pairs.
+        let config = self.identity_config();
         let staged = std::cell::RefCell::new(super::hot::Staged::default());
         let t = &self.trees;
         let trees = (
@@ -123,6 +126,7 @@ impl Store {
                     let txn = SledTxn::new(
                         (ident, profiles, redirects, profile_events, audit),
                         Some((&self.hot, &staged)),
+                        config.clone(),
                     );
                     // New events' states go in chunks (id order); a state
                     // written again (replay) goes to the overrides.
@@ -207,6 +211,7 @@ mod tests {
                 external_id: None,
                 email: Some(email.into()),
                 visitor_id: None,
+                other: Default::default(),
             },
             traits: serde_json::Map::new(),
         };

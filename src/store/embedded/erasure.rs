@@ -359,8 +359,9 @@ mod tests {
             store.pending_done(last.unwrap().0).unwrap();
         }
         let ann = store
-            .profile_by(&crate::domain::identity::IdentKey::Email(
-                "ann@example.org".into(),
+            .profile_by(&crate::domain::identity::IdentKey::new(
+                crate::domain::identity::IdentKind::Email,
+                "ann@example.org",
             ))
             .unwrap()
             .unwrap()

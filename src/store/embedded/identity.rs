@@ -58,6 +58,8 @@ pub(super) struct SledTxn<'a> {
     pub(super) hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
     /// Profile writes of this run, applied by `finish`.
     pub(super) writes: RefCell<ProfileWrites>,
+    /// The kinds and never-merge pairs, as when the transaction began.
+    pub(super) config: std::sync::Arc<identity::IdentityConfig>,
 }
 
 /// The profile records a transaction run touches. A profile is written once
@@ -143,6 +145,7 @@ impl<'a> SledTxn<'a> {
             &'a TransactionalTree,
         ),
         hot: Option<(&'a HotIdentities, &'a RefCell<Staged>)>,
+        config: std::sync::Arc<identity::IdentityConfig>,
     ) -> Self {
         let (ident, profiles, redirects, profile_events, audit) = trees;
         Self {
@@ -153,6 +156,7 @@ impl<'a> SledTxn<'a> {
             audit,
             hot,
             writes: RefCell::default(),
+            config,
         }
     }
 
@@ -329,11 +333,14 @@ impl IdentityTxn for SledTxn<'_> {
             None => Ok(()),
         }
     }
+    fn config(&self) -> &identity::IdentityConfig {
+        &self.config
+    }
 }
 
 /// The live trees, read-only: the base of a preview [`Overlay`]. Writes are
 /// refused (the overlay never forwards them).
-struct ReadView<'a>(&'a Trees);
+struct ReadView<'a>(&'a Trees, std::sync::Arc<identity::IdentityConfig>);
 
 fn read_only() -> StoreError {
     StoreError::ReadOnly("the identity read view")
@@ -388,6 +395,9 @@ impl IdentityTxn for ReadView<'_> {
     fn link_event(&self, _: &Profile, _: EventId) -> StoreResult<()> {
         Err(read_only())
     }
+    fn config(&self) -> &identity::IdentityConfig {
+        &self.1
+    }
 }
 
 impl Store {
@@ -408,6 +418,7 @@ impl Store {
     /// (sled retries it on conflict, so `f` must be pure apart from `txn`).
     fn identity_txn<A>(&self, f: impl Fn(&SledTxn<'_>) -> Result<A, TxError>) -> StoreResult<A> {
         let t = &self.trees;
+        let config = self.identity_config();
         let trees = (
             &t.ident,
             &t.profiles,
@@ -418,7 +429,11 @@ impl Store {
         let _exclusive = super::sled_exclusive();
         trees
             .transaction(|(ident, profiles, redirects, profile_events, audit)| {
-                let txn = SledTxn::new((ident, profiles, redirects, profile_events, audit), None);
+                let txn = SledTxn::new(
+                    (ident, profiles, redirects, profile_events, audit),
+                    None,
+                    config.clone(),
+                );
                 let answer = f(&txn)?;
                 txn.finish()?;
                 Ok(answer)
@@ -442,7 +457,7 @@ impl Store {
         input: &ResolveInput,
         blocklist: &Blocklist,
     ) -> StoreResult<Outcome> {
-        let view = ReadView(&self.trees);
+        let view = ReadView(&self.trees, self.identity_config());
         identity::resolve(&Overlay::new(&view), input, blocklist)
     }
 
@@ -712,7 +727,7 @@ mod tests {
             .collect();
         sent.sort_unstable_by(|a, b| b.cmp(a));
         let p = store
-            .profile_by(&IdentKey::Email("busy@x.io".into()))
+            .profile_by(&IdentKey::new(IdentKind::Email, "busy@x.io"))
             .unwrap()
             .unwrap();
         assert_eq!(store.profile_events(p.id, 500, None).unwrap(), sent);
@@ -825,14 +840,14 @@ mod tests {
             h.join().unwrap();
         }
         let p = store
-            .profile_by(&IdentKey::Email("shared@x.io".into()))
+            .profile_by(&IdentKey::new(IdentKind::Email, "shared@x.io"))
             .unwrap()
             .unwrap();
         assert_eq!(p.visitor_ids.len(), 40);
         assert_eq!(p.event_count, 40);
         for i in 0..40 {
             assert_eq!(
-                owner(&store, IdentKey::Visitor(format!("v{i}"))),
+                owner(&store, IdentKey::new(IdentKind::VisitorId, format!("v{i}"))),
                 Some(p.id)
             );
         }
@@ -862,8 +877,14 @@ mod tests {
         let events = store.erase_profile(id).unwrap().unwrap();
         assert_eq!(events.len(), 2);
         assert!(store.profile(id).unwrap().is_none());
-        assert_eq!(owner(&store, IdentKey::Email("gone@x.io".into())), None);
-        assert_eq!(owner(&store, IdentKey::Visitor("v1".into())), None);
+        assert_eq!(
+            owner(&store, IdentKey::new(IdentKind::Email, "gone@x.io")),
+            None
+        );
+        assert_eq!(
+            owner(&store, IdentKey::new(IdentKind::VisitorId, "v1")),
+            None
+        );
         assert!(store.profile_events(id, 10, None).unwrap().is_empty());
         let history = store.profile_history(id).unwrap();
         assert!(history.iter().any(|h| h.kind() == "erasure"));
@@ -888,8 +909,8 @@ mod tests {
             .unwrap();
         assert_eq!(preview.summary(), "merge");
         assert_ne!(
-            owner(&store, IdentKey::Visitor("v1".into())),
-            owner(&store, IdentKey::Email("e@x.io".into()))
+            owner(&store, IdentKey::new(IdentKind::VisitorId, "v1")),
+            owner(&store, IdentKey::new(IdentKind::Email, "e@x.io"))
         );
         assert!(store
             .trees
@@ -902,7 +923,10 @@ mod tests {
             .resolve_preview(&fresh, &Blocklist::default())
             .unwrap();
         assert_eq!(preview.summary(), "create");
-        assert_eq!(owner(&store, IdentKey::Visitor("new".into())), None);
+        assert_eq!(
+            owner(&store, IdentKey::new(IdentKind::VisitorId, "new")),
+            None
+        );
     }
 
     #[test]

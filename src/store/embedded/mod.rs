@@ -33,6 +33,7 @@ pub mod flush;
 pub mod history;
 mod hot;
 pub mod identity;
+mod identity_config;
 pub mod log;
 pub mod mappings;
 mod pending;
@@ -156,6 +157,8 @@ pub struct Trees {
     pub profile_events: sled::Tree,
     pub audit: sled::Tree,
     pub dedupe: sled::Tree,
+    /// Never-merge rules (see `identity_config`).
+    pub never_merge: sled::Tree,
 }
 
 impl Trees {
@@ -176,6 +179,7 @@ impl Trees {
             profile_events: db.open_tree("profile_events")?,
             audit: db.open_tree("audit")?,
             dedupe: db.open_tree("dedupe")?,
+            never_merge: db.open_tree("never_merge")?,
         })
     }
 }
@@ -201,6 +205,8 @@ pub struct Store {
     source_cache: Arc<source_cache::SourceCache>,
     /// Decoded profiles the processor uses often; see `hot`.
     hot: Arc<hot::HotIdentities>,
+    /// The kinds and never-merge pairs resolutions use; see `identity_config`.
+    identity: Arc<identity_config::CurrentConfig>,
     /// Permits for scans that may read past one page (searches and status
     /// filters): a few at a time, so they never crowd out ingestion on a
     /// small machine (see `summary::ScanBudget`).
@@ -276,6 +282,8 @@ impl Store {
         temp: Option<Arc<tempfile::TempDir>>,
     ) -> StoreResult<Self> {
         let trees = Trees::open(&db)?;
+        let identity = identity_config::CurrentConfig::default();
+        identity.set_loaded(identity_config::load(&trees)?);
         let store = Self {
             db,
             trees,
@@ -283,6 +291,7 @@ impl Store {
             pending: Arc::default(),
             source_cache: Arc::default(),
             hot: Arc::default(),
+            identity: Arc::new(identity),
             scans: Arc::new(tokio::sync::Semaphore::new(summary::CONCURRENT_SCANS)),
             _temp: temp,
             data_dir: None,

@@ -13,7 +13,8 @@ use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
 use crate::domain::counters::Counts;
 use crate::domain::events::{EventFilter, StoredEvent};
 use crate::domain::identity::{
-    AuditEntry, Blocklist, IdentKey, IdentityTxn, Outcome, Profile, ResolveInput,
+    AuditEntry, Blocklist, IdentKey, IdentityConfig, IdentityTxn, KindSet, Outcome, Profile,
+    ResolveInput,
 };
 use crate::domain::ids::{EventId, ProfileId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, MappingSpec, RawEvent};
@@ -216,6 +217,12 @@ impl StateStore for Store {
         Store::resolve(self, input, blocklist)
     }
 
+    fn identity_config(&self) -> Arc<IdentityConfig> {
+        Store::identity_config(self)
+    }
+    fn put_identity_kinds(&self, kinds: &KindSet) -> StoreResult<()> {
+        Store::put_identity_kinds(self, kinds)
+    }
     fn resolve_preview(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
         Store::resolve_preview(self, input, blocklist)
     }

@@ -18,11 +18,13 @@
 
 use super::log::Location;
 use super::{decode, StoreError, StoreResult};
+use crate::domain::identity::KindName;
 use crate::domain::ids::ProfileId;
 use crate::domain::model::{EventState, EventStatus, MappedEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 const SPLIT: u8 = 1;
 
@@ -151,6 +153,8 @@ struct LightMapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<&'a str>,
     mapping_version: u32,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    identifiers: &'a BTreeMap<KindName, String>,
 }
 
 impl<'a> Light<'a> {
@@ -193,6 +197,7 @@ impl<'a> LightMapped<'a> {
             traits: _,
             idempotency_key,
             mapping_version,
+            identifiers,
         } = mapped;
         LightMapped {
             name,
@@ -203,6 +208,7 @@ impl<'a> LightMapped<'a> {
             timestamp: *timestamp,
             idempotency_key: idempotency_key.as_deref(),
             mapping_version: *mapping_version,
+            identifiers,
         }
     }
 }
@@ -246,6 +252,7 @@ mod tests {
                 traits: json!({"plan": "pro"}).as_object().unwrap().clone(),
                 idempotency_key: Some("k".into()),
                 mapping_version: 2,
+                identifiers: Default::default(),
             })),
             profile_id: Some(ProfileId::new()),
             resolution: Some("create".into()),

@@ -528,6 +528,7 @@ mod tests {
                         traits: Map::new(),
                         idempotency_key: None,
                         mapping_version: 1,
+                        identifiers: Default::default(),
                     })),
                     ..EventState::default()
                 },
