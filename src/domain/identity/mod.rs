@@ -8,6 +8,7 @@
 //! See `docs/identity.md` for the rules themselves.
 
 mod admin;
+mod graph;
 mod kinds;
 mod memory;
 mod never;
@@ -16,6 +17,10 @@ mod resolve;
 mod types;
 
 pub use admin::{erase, manual_merge};
+pub use graph::{
+    build as build_graph, EventRef, GraphEdge, GraphNode, GraphRefusal, IdentifierOrigin, JoinedBy,
+    MergeCause, ProfileGraph,
+};
 pub use kinds::{
     IdentKind, KindChange, KindError, KindName, KindSet, KindSpec, Normalise, MAX_KINDS,
 };
