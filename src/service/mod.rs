@@ -6,6 +6,7 @@ pub mod activity;
 pub mod error;
 pub mod errors;
 pub mod events;
+pub mod graph;
 pub mod ingest;
 pub mod mappings;
 pub mod profiles;

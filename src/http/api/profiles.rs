@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/profiles/{id}/events", get(events))
         .route("/profiles/{id}/history", get(history))
         .route("/profiles/{id}/merge", post(merge))
+        .route("/profiles/{id}/graph", get(graph))
 }
 
 #[derive(Deserialize)]
@@ -185,4 +186,15 @@ async fn erase(
 ) -> AppResult<Json<ErasureReport>> {
     let pid = parse_profile_id(&id)?;
     Ok(Json(state.services.erase_profile(pid).await?))
+}
+
+/// How the profile was joined: `{profile_id, nodes, edges, identifiers,
+/// refusals, history_complete}` (see docs/api.md). An absorbed id answers
+/// the live profile's graph; an unknown one is 404.
+async fn graph(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<Json<crate::service::graph::ProfileGraph>> {
+    let pid = parse_profile_id(&id)?;
+    Ok(Json(state.services.profile_graph(pid).await?))
 }

@@ -19,6 +19,7 @@ mod events;
 mod home;
 mod login;
 mod mapping;
+mod profile_graph;
 mod profiles;
 mod render;
 mod replay;

@@ -4,6 +4,7 @@
 
 use super::csrf;
 use super::display::{clipped, event_row, options, query, short_id, source_names, time};
+use super::profile_graph;
 use super::render::{page, PageResult};
 use super::session::Authed;
 use crate::domain::identity::{
@@ -12,6 +13,7 @@ use crate::domain::identity::{
 use crate::domain::ids::{ProfileId, SourceId};
 use crate::http::error::AppError;
 use crate::http::AppState;
+use crate::service::graph::ProfileGraph;
 use crate::service::profiles::{Page, SearchKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -146,6 +148,7 @@ pub async fn show(
         .await?;
     let (profile, lines) = (found.profile, found.history);
     let names = source_names(&state).await?;
+    let graph = state.services.profile_graph(profile.id).await?;
     let events: Vec<Value> = found
         .events
         .events
@@ -156,7 +159,7 @@ pub async fn show(
         .history
         .iter()
         .map(|line| {
-            let mut row = history_row(&line.entry, &names);
+            let mut row = history_row(&line.entry, &names, Some(&graph));
             if line.count > 1 {
                 row["count"] = json!(line.count);
                 row["first_time"] = json!(time(&line.first_seen));
@@ -176,6 +179,7 @@ pub async fn show(
         "more_events": found.events.next.is_some(),
         "history": history,
         "more_history": more_history,
+        "graph": profile_graph::section(&graph, &names),
     });
     page(StatusCode::OK, "profile", &data)
 }
@@ -222,35 +226,39 @@ fn keys_text(keys: &[IdentKey]) -> String {
 }
 
 /// One refused identifier as seen from the profile `this` (whose history
-/// shows it), and the other profile it names, if any.
+/// shows it), and the other profile it names, if any. A refusal that kept
+/// two people apart (a limit-1 kind's conflict, a never-merge rule) reads
+/// from either side: on the owner's profile its identifier "arrived with"
+/// the event's strongest kept one (`with`, from the graph, when the event
+/// is still stored) and went elsewhere; on the profile the event joined,
+/// the event "arrived with" the other profile's identifier.
 fn refusal_text(
     r: &Refusal,
     joined: Option<ProfileId>,
     this: ProfileId,
+    with: Option<&IdentKey>,
 ) -> (String, Option<ProfileId>) {
-    let what = format!("{} `{}`", r.kind.as_str().replace('_', " "), r.value);
-    let why = r.reason.code().replace('_', " ");
+    let key = IdentKey::new(r.kind.clone(), r.value.clone());
     match r.owner {
-        Some(owner) if owner == this => {
-            let went = match joined {
-                Some(_) => "it joined the profile linked here instead",
-                None => "it joined no profile",
-            };
+        Some(owner) => {
+            let owned_here = owner == this;
+            let text =
+                profile_graph::refused_between(&key, &r.reason, owned_here, joined.is_some(), with);
+            (text, if owned_here { joined } else { Some(owner) })
+        }
+        None => {
+            let what = format!("{} `{}`", r.kind.as_str().replace('_', " "), r.value);
             (
-                format!("An event arrived with this profile's {what}; {went}, and was not joined to this one ({why})"),
-                joined,
+                format!("{what} ({})", r.reason.code().replace('_', " ")),
+                None,
             )
         }
-        Some(owner) => (
-            format!("{what} belongs to the profile linked here, so the event was not joined to it ({why})"),
-            Some(owner),
-        ),
-        None => (format!("{what} ({why})"), None),
     }
 }
 
 /// A history line's text and the profiles it links to.
-fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
+fn history_text(entry: &AuditEntry, graph: Option<&ProfileGraph>) -> (String, Vec<Value>) {
+    let (change, this) = (&entry.change, entry.profile_id);
     let profiles = |ids: &[ProfileId]| -> Vec<Value> {
         ids.iter().map(|id| short_id(&id.to_string())).collect()
     };
@@ -280,7 +288,13 @@ fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
             let (texts, others): (Vec<String>, Vec<Option<ProfileId>>) = d
                 .refusals
                 .iter()
-                .map(|r| refusal_text(r, d.joined, this))
+                .map(|r| {
+                    let with = graph.zip(entry.event_id).and_then(|(g, event)| {
+                        let key = IdentKey::new(r.kind.clone(), r.value.clone());
+                        g.refusal(event, &key)?.arrived_with.as_ref()
+                    });
+                    refusal_text(r, d.joined, this, with)
+                })
                 .unzip();
             let mut linked: Vec<ProfileId> = Vec::new();
             for id in others.into_iter().flatten() {
@@ -288,10 +302,10 @@ fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
                     linked.push(id);
                 }
             }
-            // Seen from the profile that owns the value, the line is about
-            // an event that went elsewhere, not a refusal of its own.
-            let owned_here = d.refusals.iter().all(|r| r.owner == Some(this));
-            let lead = if owned_here { "" } else { "Refused " };
+            // A refusal between two people is a sentence of its own (it
+            // says "was not joined"); others read "Refused email `x` (…)".
+            let between = d.refusals.iter().all(|r| r.owner.is_some());
+            let lead = if between { "" } else { "Refused " };
             (format!("{lead}{}", texts.join("; ")), profiles(&linked))
         }
         AuditChange::Erasure(d) => (
@@ -319,8 +333,12 @@ fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
 }
 
 /// One audit line as a sentence, with links to the profiles it names.
-fn history_row(entry: &AuditEntry, names: &HashMap<SourceId, String>) -> Value {
-    let (text, links) = history_text(&entry.change, entry.profile_id);
+fn history_row(
+    entry: &AuditEntry,
+    names: &HashMap<SourceId, String>,
+    graph: Option<&ProfileGraph>,
+) -> Value {
+    let (text, links) = history_text(entry, graph);
     let source = entry.change.source_id().map(|id| {
         json!({
             "id": id.to_string(),
