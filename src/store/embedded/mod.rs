@@ -35,6 +35,7 @@ mod hot;
 pub mod identity;
 pub mod log;
 pub mod mappings;
+mod old_tokens;
 mod pending;
 pub mod rewrite;
 mod seam_impl;
