@@ -452,4 +452,7 @@ async fn a_rate_limit_of_zero_is_refused_and_patch_can_set_one() {
         status_of(&app, &source.hook).await,
         StatusCode::TOO_MANY_REQUESTS
     );
+    app.login().await;
+    let (_, html) = app.page(&format!("/sources/{}", source.id)).await;
+    assert!(html.contains("1 requests a second, bursts of 1"), "{html}");
 }
