@@ -106,6 +106,7 @@ impl Application {
             counters,
             new_events,
             processor,
+            rate_limits: Default::default(),
         });
         let state = AppState::new(Shared {
             services,
@@ -308,7 +309,8 @@ fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError>
     let activity = Activity::restore(store.persisted_activity()?);
     Ok(
         Counters::restore(store.persisted_counts()?, store.pending_by_source()?)
-            .with_activity(activity),
+            .with_activity(activity)
+            .with_old_tokens(store.old_token_uses()?),
     )
 }
 

@@ -35,8 +35,9 @@
 //!   (`store::embedded`: event log, group commit, sled). The only module
 //!   that imports sled; decides no policy.
 //! - `domain`: pure types and rules, no I/O: ids, the event model,
-//!   sources, decode, records, sniff, mapping, identity rules (with an
-//!   in-memory implementation), bounded views, search and redaction rules,
+//!   sources, decode, records, sniff, mapping, identity rules (kinds and
+//!   their priorities, never-merge pairs, the resolver, with an in-memory
+//!   implementation), bounded views, search and redaction rules,
 //!   the typed views both the API and the dashboard render, and the
 //!   counters (`counters` totals, `activity` time buckets) the processor
 //!   keeps and the home page charts.

@@ -15,6 +15,7 @@
 use crate::domain::activity::Activity;
 use crate::domain::ids::SourceId;
 use crate::domain::model::EventStatus;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -57,7 +58,8 @@ impl Counts {
     }
 }
 
-/// The API view: `{"received", "pending", "resolved", "failed", "unmapped", "duplicate"}`.
+/// The API view: `{"received", "pending", "resolved", "failed", "unmapped",
+/// "duplicate", "old_token_requests"}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CountsView {
     pub received: u64,
@@ -66,12 +68,27 @@ pub struct CountsView {
     pub failed: u64,
     pub unmapped: u64,
     pub duplicate: u64,
+    /// Requests on the URL the last rotation replaced, since that rotation
+    /// (see [`OldTokenUse`]).
+    pub old_token_requests: u64,
+}
+
+/// Requests on a source's rotated-out token since the rotation: how many,
+/// and the last one, so the user sees when the last sender moved. Kept by
+/// the request path (any request on that token, accepted or refused) and
+/// persisted by it at each request (`StateStore::put_old_token_use`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldTokenUse {
+    pub requests: u64,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
 struct SourceCounters {
     received: AtomicU64,
     processed: Mutex<Counts>,
+    /// Since the last rotation; replaced whole, as `processed` is.
+    old_token: Mutex<OldTokenUse>,
 }
 
 impl SourceCounters {
@@ -96,7 +113,15 @@ impl SourceCounters {
             failed: c.failed,
             unmapped: c.unmapped,
             duplicate: c.duplicate,
+            old_token_requests: self.old_token().requests,
         }
+    }
+
+    /// Poison-proof for the same reason as `processed`.
+    fn old_token(&self) -> MutexGuard<'_, OldTokenUse> {
+        self.old_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -180,8 +205,40 @@ impl Counters {
             total.failed += v.failed;
             total.unmapped += v.unmapped;
             total.duplicate += v.duplicate;
+            total.old_token_requests += v.old_token_requests;
         }
         total
+    }
+
+    /// Installs the old-token counts persisted before a restart.
+    pub fn with_old_tokens(self, persisted: HashMap<SourceId, OldTokenUse>) -> Self {
+        for (source, used) in persisted {
+            *self.entry(source).old_token() = used;
+        }
+        self
+    }
+
+    /// One more request on `source`'s old token at `now`; returns the new
+    /// counts (to persist). Never goes back in time: concurrent requests
+    /// may arrive here out of order.
+    pub fn old_token_used(&self, source: SourceId, now: DateTime<Utc>) -> OldTokenUse {
+        let entry = self.entry(source);
+        let mut used = entry.old_token();
+        used.requests += 1;
+        used.last_used_at = used.last_used_at.max(Some(now));
+        *used
+    }
+
+    /// A rotation made a new old token: its counts start from nothing.
+    pub fn reset_old_token(&self, source: SourceId) {
+        *self.entry(source).old_token() = OldTokenUse::default();
+    }
+
+    pub fn old_token(&self, source: SourceId) -> OldTokenUse {
+        self.by_source
+            .get(&source)
+            .map(|e| *e.old_token())
+            .unwrap_or_default()
     }
 }
 

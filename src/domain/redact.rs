@@ -110,12 +110,9 @@ impl PersonalValues {
     /// The profile's identifiers and the scalars inside its trait values.
     pub fn of_profile(profile: &Profile) -> Self {
         let mut values = PersonalValues::default();
-        let ids = profile
-            .emails
-            .iter()
-            .chain(&profile.external_ids)
-            .chain(&profile.visitor_ids);
-        values.identifiers.extend(ids.cloned());
+        // Every kind, a team's own included.
+        let ids = profile.keys().into_iter().map(|k| k.value);
+        values.identifiers.extend(ids);
         for t in profile.traits.values() {
             scalar_texts(&t.value, &mut values.traits);
         }
@@ -130,6 +127,8 @@ impl PersonalValues {
         };
         let ids = [&mapped.email, &mapped.external_id, &mapped.visitor_id];
         self.identifiers.extend(ids.into_iter().flatten().cloned());
+        self.identifiers
+            .extend(mapped.identifiers.values().cloned());
         for value in mapped.traits.values() {
             scalar_texts(value, &mut self.traits);
         }
@@ -186,6 +185,7 @@ pub fn scrub_state(state: &mut EventState, personal: &Needles) {
         mapped.email = None;
         mapped.external_id = None;
         mapped.visitor_id = None;
+        mapped.identifiers.clear();
         mapped.event_id = None;
         mapped.idempotency_key = None;
         mapped.traits.clear();
@@ -193,6 +193,8 @@ pub fn scrub_state(state: &mut EventState, personal: &Needles) {
     }
     state.profile_id = None;
     state.warnings.clear();
+    // The refusal messages name the refused value (`email `x` dropped`).
+    state.identity_refused.clear();
     for error in &mut state.errors {
         if personal.is_match(error.as_bytes()) {
             *error = REDACTED.to_string();
@@ -239,5 +241,39 @@ mod tests {
     fn the_log_marker_is_the_erased_payload() {
         let marker: Value = serde_json::from_slice(LOG_MARKER).unwrap();
         assert_eq!(marker, erased_payload());
+    }
+
+    #[test]
+    fn a_scrubbed_state_keeps_no_identifier_of_any_kind() {
+        use crate::domain::identity::KindName;
+        use crate::domain::model::MappedEvent;
+        let kind = KindName::parse("stripe_customer_id").unwrap();
+        let mapped = MappedEvent {
+            name: "paid".into(),
+            visitor_id: None,
+            email: Some("ann@example.org".into()),
+            external_id: None,
+            event_id: None,
+            timestamp: chrono::Utc::now(),
+            properties: Default::default(),
+            traits: Default::default(),
+            idempotency_key: None,
+            mapping_version: 1,
+            identifiers: [(kind, "cus_A42".to_string())].into_iter().collect(),
+        };
+        let mut state = EventState {
+            mapped: Some(std::sync::Arc::new(mapped)),
+            identity_refused: vec!["email `ann@example.org` dropped: external_id_conflict".into()],
+            ..EventState::default()
+        };
+        let mut values = PersonalValues::default();
+        values.add_state(&state);
+        assert!(values.identifiers.contains("cus_A42"));
+        scrub_state(&mut state, &Needles::new(["ann@example.org"]).unwrap());
+        let text = serde_json::to_string(&state).unwrap();
+        assert!(
+            !text.contains("cus_A42") && !text.contains("ann@"),
+            "{text}"
+        );
     }
 }

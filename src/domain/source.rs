@@ -66,6 +66,17 @@ pub struct Source {
     /// Extra values never accepted as identifiers, on top of the built-in list.
     #[serde(default)]
     pub blocked_values: Vec<String>,
+    /// The first characters of the current token, so a page can tell URLs
+    /// apart without showing one (`None` for sources made before hints).
+    #[serde(default)]
+    pub token_hint: Option<String>,
+    /// The token the last rotation replaced, while its grace lasts (and
+    /// after, until the next rotation, so pages can say when it stopped).
+    #[serde(default)]
+    pub previous_token: Option<PreviousToken>,
+    /// Requests per second this source accepts; `None`: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The api-key part of a create/update request.
@@ -90,6 +101,10 @@ pub enum SourceError {
     ShortKey,
     #[error("records_path `{0}` is not a dotted path like `attachment.data`")]
     BadRecordsPath(String),
+    #[error("grace_s must be at most {max} (30 days); got {0}", max = Grace::MAX_S)]
+    GraceTooLong(u64),
+    #[error("rate_limit.per_s and rate_limit.burst must be between 1 and {max}; got per_s {per_s}, burst {burst}", max = RateLimit::MAX)]
+    BadRateLimit { per_s: u32, burst: u32 },
 }
 
 impl Source {
@@ -111,16 +126,58 @@ impl Source {
             updated_at: now,
             mapping_version: None,
             blocked_values: Vec::new(),
+            token_hint: Some(token_hint(&token)),
+            previous_token: None,
+            rate_limit: None,
         };
         Ok((source, token))
     }
 
-    /// Replaces the token; returns the new clear-text token.
+    /// Replaces the token at once; returns the new clear-text token.
     pub fn rotate(&mut self) -> String {
+        self.rotate_with_grace(Grace::NONE)
+    }
+
+    /// Replaces the token; the old one keeps working for `grace` (none:
+    /// it stops at once). A token still in an earlier grace stops now: one
+    /// old URL at a time keeps the token index, the page and the counts
+    /// about one thing.
+    pub fn rotate_with_grace(&mut self, grace: Grace) -> String {
         let token = new_token();
-        self.token_hash = SecretHash::of(token.as_bytes());
-        self.updated_at = Utc::now();
+        let now = Utc::now();
+        let old = std::mem::replace(&mut self.token_hash, SecretHash::of(token.as_bytes()));
+        let old_hint = self.token_hint.replace(token_hint(&token));
+        self.previous_token = (grace.0 > 0).then(|| PreviousToken {
+            hash: old,
+            hint: old_hint,
+            rotated_at: now,
+            until: now + chrono::Duration::seconds(grace.0 as i64),
+        });
+        self.updated_at = now;
         token
+    }
+
+    /// Which of this source's tokens `hash` is, at `now`; `None` when it is
+    /// neither the current one nor an old one still in its grace.
+    pub fn token_use(&self, hash: &SecretHash, now: DateTime<Utc>) -> Option<TokenUse> {
+        if self.token_hash == *hash {
+            return Some(TokenUse::Current);
+        }
+        self.previous_token
+            .as_ref()
+            .filter(|old| old.hash == *hash && old.accepts_at(now))
+            .map(|_| TokenUse::Previous)
+    }
+
+    /// Every token hash the index must resolve to this source.
+    pub fn token_hashes(&self) -> impl Iterator<Item = &SecretHash> {
+        std::iter::once(&self.token_hash).chain(self.previous_token.as_ref().map(|old| &old.hash))
+    }
+
+    /// Sets (`Some`) or removes (`None`) the rate limit.
+    pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) -> Result<(), SourceError> {
+        self.rate_limit = limit.map(RateLimit::validated).transpose()?;
+        Ok(())
     }
 
     /// Does a request carrying `presented` (the api-key header's value) pass?
@@ -211,6 +268,83 @@ fn validate_records_path(path: Option<String>) -> Result<Option<String>, SourceE
     Ok(Some(path))
 }
 
+/// How long a rotated-out token keeps working, in seconds (0: not at all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grace(u64);
+
+impl Grace {
+    pub const NONE: Grace = Grace(0);
+    /// Longer than any sender's migration needs; an old URL that works
+    /// for ever is a leaked URL that works for ever.
+    pub const MAX_S: u64 = 30 * 86_400;
+
+    pub fn seconds(s: u64) -> Result<Self, SourceError> {
+        if s > Self::MAX_S {
+            return Err(SourceError::GraceTooLong(s));
+        }
+        Ok(Grace(s))
+    }
+}
+
+/// A token replaced by a rotation with a grace. Only its hash is kept, as
+/// for the current one, and the hint to tell it apart on a page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviousToken {
+    pub hash: SecretHash,
+    pub hint: Option<String>,
+    pub rotated_at: DateTime<Utc>,
+    /// The first instant it is refused.
+    pub until: DateTime<Utc>,
+}
+
+impl PreviousToken {
+    pub fn accepts_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.until
+    }
+}
+
+/// Which token a hook request came with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    Current,
+    /// The rotated-out one, during its grace: counted apart.
+    Previous,
+}
+
+/// Characters of a token kept to tell URLs apart: 4 of 43 base64
+/// characters leave 232 secret bits, and say nothing a log line would not.
+const HINT_CHARS: usize = 4;
+
+fn token_hint(token: &str) -> String {
+    token.chars().take(HINT_CHARS).collect()
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_s` a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_s: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Far above what one source's senders need; a bound keeps the
+    /// bucket's arithmetic away from overflow.
+    pub const MAX: u32 = 1_000_000;
+
+    fn validated(self) -> Result<Self, SourceError> {
+        let in_range = |n: u32| (1..=Self::MAX).contains(&n);
+        if in_range(self.per_s) && in_range(self.burst) {
+            Ok(self)
+        } else {
+            Err(SourceError::BadRateLimit {
+                per_s: self.per_s,
+                burst: self.burst,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +394,45 @@ mod tests {
             Source::create("a", None, Some("a..b".into())).unwrap_err(),
             SourceError::BadRecordsPath(_)
         ));
+    }
+
+    #[test]
+    fn a_rotation_with_grace_keeps_the_old_token_until_it_ends() {
+        let (mut source, first) = Source::create("shop", None, None).unwrap();
+        let old = SecretHash::of(first.as_bytes());
+        let second = source.rotate_with_grace(Grace::seconds(60).unwrap());
+        let now = Utc::now();
+        assert_eq!(source.token_use(&old, now), Some(TokenUse::Previous));
+        let new = SecretHash::of(second.as_bytes());
+        assert_eq!(source.token_use(&new, now), Some(TokenUse::Current));
+        let later = now + chrono::Duration::seconds(61);
+        assert_eq!(source.token_use(&old, later), None);
+        assert_eq!(source.token_hashes().count(), 2);
+        assert_eq!(
+            source.previous_token.as_ref().unwrap().hint.as_deref(),
+            Some(&first[..4])
+        );
+
+        // A second rotation: the older old token stops at once.
+        source.rotate_with_grace(Grace::seconds(60).unwrap());
+        assert_eq!(source.token_use(&old, now), None);
+        assert_eq!(source.token_use(&new, Utc::now()), Some(TokenUse::Previous));
+        source.rotate();
+        assert!(source.previous_token.is_none());
+        assert_eq!(source.token_hashes().count(), 1);
+    }
+
+    #[test]
+    fn grace_and_rate_limit_are_bounded() {
+        assert!(Grace::seconds(Grace::MAX_S + 1).is_err());
+        let (mut source, _) = Source::create("shop", None, None).unwrap();
+        let bad = RateLimit { per_s: 0, burst: 5 };
+        assert!(source.set_rate_limit(Some(bad)).is_err());
+        let good = RateLimit {
+            per_s: 5,
+            burst: 10,
+        };
+        source.set_rate_limit(Some(good)).unwrap();
+        assert_eq!(source.rate_limit, Some(good));
     }
 }

@@ -4,9 +4,9 @@
 //!
 //! It replaced `views::source_json`, which built the same shape by hand.
 
-use crate::domain::counters::CountsView;
+use crate::domain::counters::{CountsView, OldTokenUse};
 use crate::domain::ids::SourceId;
-use crate::domain::source::Source;
+use crate::domain::source::{RateLimit, Source};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -23,6 +23,31 @@ pub struct SourceView {
     pub mapping_version: Option<u32>,
     pub blocked_values: Vec<String>,
     pub counts: CountsView,
+    /// The start of the current webhook URL (`/hooks/abcd…`), to tell it
+    /// apart from the old one; `None` for a source made before hints.
+    pub url_hint: Option<String>,
+    /// The URL the last rotation with a grace replaced; `None` if none.
+    pub previous_url: Option<PreviousUrlView>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The rotated-out URL: masked, when it stops, and who still uses it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PreviousUrlView {
+    /// `/hooks/abcd…`: never the token.
+    pub url_hint: String,
+    pub rotated_at: DateTime<Utc>,
+    /// From this instant it answers 404.
+    pub stops_at: DateTime<Utc>,
+    /// Still accepted now.
+    pub active: bool,
+    /// Requests on it since the rotation, and the last one.
+    pub requests: u64,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+fn masked_path(hint: Option<&str>) -> String {
+    format!("/hooks/{}…", hint.unwrap_or(""))
 }
 
 /// Which header must carry the api key; the value is never shown.
@@ -45,7 +70,25 @@ impl SourceView {
             mapping_version: source.mapping_version,
             blocked_values: source.blocked_values.clone(),
             counts,
+            url_hint: source.token_hint.as_deref().map(|h| masked_path(Some(h))),
+            previous_url: source.previous_token.as_ref().map(|old| PreviousUrlView {
+                url_hint: masked_path(old.hint.as_deref()),
+                rotated_at: old.rotated_at,
+                stops_at: old.until,
+                active: old.accepts_at(Utc::now()),
+                requests: counts.old_token_requests,
+                last_used_at: None,
+            }),
+            rate_limit: source.rate_limit,
         }
+    }
+
+    /// Adds when the old URL was last used (the counts have only how often).
+    pub fn with_old_token(mut self, used: OldTokenUse) -> Self {
+        if let Some(previous) = &mut self.previous_url {
+            previous.last_used_at = used.last_used_at;
+        }
+        self
     }
 }
 
@@ -106,6 +149,9 @@ mod tests {
             "mapping_version": null,
             "blocked_values": ["nobody"],
             "counts": counts,
+            "url_hint": format!("/hooks/{}…", &token[..4]),
+            "previous_url": null,
+            "rate_limit": null,
             "token": token,
             "webhook_path": format!("/hooks/{token}"),
         });

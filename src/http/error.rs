@@ -51,6 +51,7 @@ impl AppError {
                 ServiceError::Conflict(_) => StatusCode::CONFLICT,
                 ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Store(_) | ServiceError::Internal(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -75,6 +76,7 @@ impl AppError {
                 ServiceError::TooLarge { code, .. } | ServiceError::Unavailable { code, .. } => {
                     code
                 }
+                ServiceError::RateLimited { .. } => crate::service::sources::RATE_LIMITED,
                 ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
             },
             AppError::Unauthorized(_) => "unauthorized",
@@ -128,7 +130,11 @@ impl IntoResponse for AppError {
             tracing::error!(error = ?self.to_string(), "request failed");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let AppError::TooManyAttempts { retry_after_secs } = self {
+        if let AppError::TooManyAttempts { retry_after_secs }
+        | AppError::Service(ServiceError::RateLimited {
+            retry_after_secs, ..
+        }) = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

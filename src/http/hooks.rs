@@ -5,6 +5,7 @@
 //! parts borrowed, and answering a refusal with its status and
 //! `{"error", "code"}`. The `metrics` layer times every request.
 
+use crate::config::Config;
 use crate::domain::decode::{Refusal, RefusalKind};
 use crate::domain::model::Stage;
 use crate::http::error::AppError;
@@ -12,12 +13,13 @@ use crate::http::AppState;
 use crate::service::ingest::{Headers, HookRequest};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{token}", get(receive).post(receive))
@@ -48,14 +50,7 @@ async fn receive(
     // A sender that stops mid-body is answered 408 (the connection then
     // closes) instead of holding it open. Lazy: the service awaits it only
     // once the sender is authenticated.
-    let body = async {
-        tokio::time::timeout(
-            config.body_timeout(),
-            read_body(&parts.headers, body, config.max_body_bytes),
-        )
-        .await
-        .unwrap_or_else(|_| Err(body_timeout(config.body_timeout_secs)))
-    };
+    let body = read_body(&parts.headers, body, config);
     let request = HookRequest {
         is_get: parts.method == Method::GET,
         content_type: parts
@@ -67,8 +62,20 @@ async fn receive(
     };
     match services.accept_hook(&source, request, body).await {
         Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        Err(refusal) if refusal.code == BODY_TOO_LARGE => Ok(closing(refusal.into())),
         Err(refusal) => Err(refusal.into()),
     }
+}
+
+/// An answer after which the connection closes: what is left of an
+/// oversized body (past the drain's bound) must not be read as the next
+/// request, and a sender that sends too much is not kept.
+fn closing(error: AppError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The service reads headers through this; `HeaderMap` names are lowercase
@@ -93,15 +100,34 @@ fn body_timeout(secs: u64) -> Refusal {
     )
 }
 
-/// Reads the body, refusing it as soon as it passes the limit: the limit is
-/// enforced on the stream itself, so a lying or absent Content-Length cannot
-/// make the server buffer more.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Refusal> {
+const BODY_TOO_LARGE: &str = "body_too_large";
+
+/// An oversized body is read and thrown away up to this many times the
+/// limit, and for at most [`DRAIN_TIME`], before the 413 goes out (see
+/// `read_body`).
+const DRAIN_FACTOR: usize = 4;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads the body within the body deadline, refusing it once it passes the
+/// limit: the limit is enforced on the stream itself, so a lying or absent
+/// Content-Length cannot make the server buffer more.
+///
+/// A refused body is then drained, as nginx's lingering close does: many
+/// clients (Python's `http.client` and `requests`, most SDKs) write the
+/// whole body before they read, and closing on them while they write gives
+/// them a broken pipe instead of the 413, so they retry without knowing
+/// why. Reading the rest (up to `DRAIN_FACTOR` times the limit, for at most
+/// `DRAIN_TIME`, without keeping it) lets the answer reach them; a body
+/// past that bound, or a declared length past it, is answered at once and
+/// the connection closed, so a sender cannot keep it busy for ever.
+async fn read_body(headers: &HeaderMap, mut body: Body, config: &Config) -> Result<Bytes, Refusal> {
+    let limit = config.max_body_bytes;
+    let bound = limit.saturating_mul(DRAIN_FACTOR);
     let too_large = || {
         Refusal::new(
             RefusalKind::TooLarge,
             Stage::Limit,
-            "body_too_large",
+            BODY_TOO_LARGE,
             format!(
                 "the body is larger than the limit of {limit} bytes; split it into smaller requests"
             ),
@@ -111,12 +137,24 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        if declared <= bound as u64 {
+            drain(&mut body, bound).await;
+        }
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(
+        config.body_timeout(),
+        Limited::new(&mut body, limit).collect(),
+    )
+    .await
+    .map_err(|_| body_timeout(config.body_timeout_secs))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            drain(&mut body, bound).await;
+            Err(too_large())
+        }
         Err(e) => Err(Refusal::new(
             RefusalKind::BadInput,
             Stage::Decode,
@@ -124,4 +162,23 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             format!("the body could not be read: {e}"),
         )),
     }
+}
+
+/// Reads and drops what is left of `body`, up to `bound` bytes in all and
+/// for at most `DRAIN_TIME`; whether it ended within both.
+async fn drain(body: &mut Body, bound: usize) -> bool {
+    let read_rest = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > bound {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read_rest)
+        .await
+        .unwrap_or(false)
 }

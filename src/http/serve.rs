@@ -13,6 +13,13 @@
 //!   still cost the kernel. Those answers are themselves capped
 //!   (`MAX_REFUSING`, each at most `REFUSAL_TIME`); past that a connection
 //!   is closed at once.
+//! - **Header limits**: a header line over [`MAX_HEADER_LINE`], a header
+//!   block over [`MAX_HEADER_BLOCK`] or more than [`MAX_HEADERS`] headers
+//!   is answered 431 with `{"error", "code"}` and the connection closed,
+//!   before the router runs (`oversized_headers`). hyper parses up to
+//!   [`HYPER_MAX_HEADERS`] headers and buffers up to its default
+//!   `max_buf_size` (about 400 KiB); past those it answers a bare 431 of
+//!   its own (no body, it offers no hook for one) and closes.
 //! - **Graceful shutdown**: accepting stops, every connection finishes its
 //!   request in flight and closes (hyper's `graceful_shutdown`), and the
 //!   loop waits until every permit is back.
@@ -23,9 +30,13 @@
 //! timer-wheel entry) and, off the hook path, the peer address in the
 //! request's extensions.
 
+use crate::http::error::AppError;
 use crate::http::guard::PeerAddr;
 use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
+use futures::future::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -44,6 +55,18 @@ const MAX_REFUSING: usize = 256;
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
 /// After an accept error such as EMFILE: wait instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One header's line (`name: value`) at most; cookies and JWTs fit.
+pub const MAX_HEADER_LINE: usize = 16 << 10;
+/// All of a request's header lines together.
+pub const MAX_HEADER_BLOCK: usize = 64 << 10;
+/// Headers in one request; senders send a dozen or two.
+pub const MAX_HEADERS: usize = 100;
+/// What hyper parses before it refuses by itself: above [`MAX_HEADERS`],
+/// so requests just past our limit get our JSON answer. (Over hyper's
+/// default of 100 its header arrays go on the heap: two small allocations
+/// a request.)
+const HYPER_MAX_HEADERS: usize = 256;
 
 const BUSY_BODY: &str = r#"{"error":"the server is at its connection limit; retry shortly","code":"too_many_connections"}"#;
 
@@ -117,6 +140,7 @@ fn http_builder(limits: EdgeLimits) -> http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
     builder
 }
@@ -147,12 +171,15 @@ impl Connection {
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
         let router = self.router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            if let Some(refusal) = oversized_headers(request.headers()) {
+                return Either::Left(std::future::ready(Ok(refusal)));
+            }
             // Only the admin checks need the address (`guard`); the hook
             // path skips the extension insert.
             if !request.uri().path().starts_with("/hooks/") {
                 request.extensions_mut().insert(PeerAddr(peer.ip()));
             }
-            router.clone().call(request.map(Body::new))
+            Either::Right(router.clone().call(request.map(Body::new)))
         });
         let connection = self
             .builder
@@ -172,6 +199,49 @@ impl Connection {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     }
+}
+
+/// The 431 for headers past our limits, or `None`. Every request passes
+/// here: one walk over the header map, adding lengths.
+fn oversized_headers(headers: &HeaderMap) -> Option<axum::response::Response> {
+    // `name: value\r\n`
+    let line = |name: &HeaderName, value: &HeaderValue| name.as_str().len() + value.len() + 4;
+    let (code, message) = if headers.len() > MAX_HEADERS {
+        (
+            "too_many_headers",
+            format!(
+                "the request has {} headers; at most {MAX_HEADERS} are accepted",
+                headers.len()
+            ),
+        )
+    } else if let Some((name, _)) = headers
+        .iter()
+        .find(|(name, value)| line(name, value) > MAX_HEADER_LINE)
+    {
+        (
+            "header_too_large",
+            format!("the header `{name}` is longer than {MAX_HEADER_LINE} bytes"),
+        )
+    } else if headers.iter().map(|(n, v)| line(n, v)).sum::<usize>() > MAX_HEADER_BLOCK {
+        (
+            "headers_too_large",
+            format!("the request's headers are larger than {MAX_HEADER_BLOCK} bytes in all"),
+        )
+    } else {
+        return None;
+    };
+    let error = AppError::Coded {
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        code,
+        message,
+    };
+    let mut response = error.into_response();
+    // The request's body (if any) is not read: the connection cannot
+    // carry another request after this one.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
 }
 
 /// Past the cap: a short 503 when a refusal slot is free, else a bare close.

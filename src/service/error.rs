@@ -33,6 +33,12 @@ pub enum ServiceError {
     /// pipeline far behind); `code` says why.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// The source's rate limit is reached; retry after that many seconds.
+    #[error("{message}")]
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -51,7 +51,9 @@ pub struct HookRequest<'a, H> {
 
 impl Services {
     /// The source behind a hook URL's token. Not found is not logged: there
-    /// is no source to log it under, and anyone can probe URLs.
+    /// is no source to log it under, and anyone can probe URLs. A rotated-out
+    /// token opens its source during its grace only (counted apart), and a
+    /// source over its rate limit answers `RateLimited` (see `sources`).
     pub async fn hook_source(&self, token: &str) -> ServiceResult<Arc<Source>> {
         let unknown = || {
             ServiceError::NotFound(
@@ -63,9 +65,15 @@ impl Services {
         if token.len() > 128 {
             return Err(unknown());
         }
-        self.store
-            .cached_source_by_token(&SecretHash::of(token.as_bytes()))?
-            .ok_or_else(unknown)
+        let hash = SecretHash::of(token.as_bytes());
+        let source = self
+            .store
+            .cached_source_by_token(&hash)?
+            // An old token past its grace: as unknown as any other.
+            .filter(|source| self.admit_token(source, &hash))
+            .ok_or_else(unknown)?;
+        self.admit_rate(&source)?;
+        Ok(source)
     }
 
     /// Accepts one request at `source`: authenticates it, then awaits

@@ -10,13 +10,21 @@ use crate::domain::decode::{Refusal, RefusalKind};
 use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::presets;
+use crate::domain::model::{ErrorEntry, Level, Stage};
 use crate::domain::replay::ReplayJob;
-use crate::domain::source::{ApiKeyInput, Source, SourceError};
+use crate::domain::source::{ApiKeyInput, Grace, RateLimit, Source, SourceError};
+use crate::domain::source::{SecretHash, TokenUse};
 use crate::domain::source_view::{SourceView, WithToken};
 use crate::store::StateStore;
 use bytes::Bytes;
+use dashmap::DashMap;
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What creating a source takes; absent fields take the preset's value
 /// (name, records path), then the default.
@@ -30,6 +38,8 @@ pub struct NewSource {
     /// Falls back to the preset's records path.
     pub records_path: Option<String>,
     pub blocked_values: Option<Vec<String>>,
+    /// Off when absent.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A change to a source: `None` leaves a field as it is; for `api_key` and
@@ -40,6 +50,8 @@ pub struct SourceUpdate {
     pub api_key: Option<Option<ApiKeyInput>>,
     pub records_path: Option<Option<String>>,
     pub blocked_values: Option<Vec<String>>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// A created source: its view with the one-time token, and the mapping
@@ -100,6 +112,7 @@ impl Services {
         let (mut source, token) =
             Source::create(&name, input.api_key, records_path).map_err(refused)?;
         source.set_blocked_values(input.blocked_values.unwrap_or_default());
+        source.set_rate_limit(input.rate_limit).map_err(refused)?;
         self.store.put_source(&source)?;
         tracing::info!(source = %source.id, "source created");
         let mut view = self.source_view(&source);
@@ -167,6 +180,9 @@ impl Services {
         if let Some(values) = update.blocked_values {
             source.set_blocked_values(values);
         }
+        if let Some(limit) = update.rate_limit {
+            source.set_rate_limit(limit).map_err(refused)?;
+        }
         source.updated_at = chrono::Utc::now();
         self.store.put_source(&source)?;
         Ok(self.source_view(&source))
@@ -185,12 +201,18 @@ impl Services {
         self.update_source(id, update).await
     }
 
-    /// A new token; the old one stops working at once.
-    pub async fn rotate_source(&self, id: SourceId) -> ServiceResult<WithToken> {
+    /// A new token; the old one keeps working for `grace_s` seconds (0:
+    /// it stops at once). A token still in an earlier grace stops now
+    /// (see `Source::rotate_with_grace`), and the old-token counts start
+    /// again from nothing.
+    pub async fn rotate_source(&self, id: SourceId, grace_s: u64) -> ServiceResult<WithToken> {
+        let grace = Grace::seconds(grace_s).map_err(refused)?;
         let mut source = self.load_source(id)?;
-        let token = source.rotate();
+        let token = source.rotate_with_grace(grace);
         self.store.put_source(&source)?;
-        tracing::info!(source = %source.id, "source token rotated");
+        self.counters.reset_old_token(id);
+        self.store.clear_old_token_use(id)?;
+        tracing::info!(source = %source.id, grace_s, "source token rotated");
         Ok(WithToken::new(self.source_view(&source), token))
     }
 
@@ -266,6 +288,7 @@ impl Services {
 
     fn source_view(&self, source: &Source) -> SourceView {
         SourceView::of(source, self.counters.view(source.id))
+            .with_old_token(self.counters.old_token(source.id))
     }
 }
 
@@ -333,5 +356,154 @@ fn test_refused(refusal: Refusal) -> ServiceError {
             fields: Default::default(),
             code: Some(refusal.code),
         },
+    }
+}
+
+// --- the hook path's admission: which token, and the rate limit (issue 18) ---
+
+impl Services {
+    /// Does the token whose hash is `hash` (the one `source` was found by)
+    /// still open `source`? The current one does; a rotated-out one does
+    /// until its grace ends, and each such request is counted apart and
+    /// persisted, so the source's page shows when the last sender moved.
+    pub(crate) fn admit_token(&self, source: &Source, hash: &SecretHash) -> bool {
+        // The hot path: the current token, no clock read.
+        if source.token_hash == *hash {
+            return true;
+        }
+        let now = chrono::Utc::now();
+        match source.token_use(hash, now) {
+            Some(TokenUse::Previous) => {
+                self.count_old_token_use(source.id, now);
+                true
+            }
+            Some(TokenUse::Current) => true,
+            None => false,
+        }
+    }
+
+    fn count_old_token_use(&self, id: SourceId, now: chrono::DateTime<chrono::Utc>) {
+        let used = self.counters.old_token_used(id, now);
+        // A lost write costs a count after a restart, not the request.
+        if let Err(e) = self.store.put_old_token_use(id, &used) {
+            tracing::warn!(source = %id, error = %e, "could not persist the old-token count");
+        }
+    }
+
+    /// The source's rate limit, if it has one: `RateLimited` (429) when its
+    /// bucket is empty. Refusals go to the error log at most once per source
+    /// per second, each entry saying how many were refused since the last
+    /// one, so a flood costs no more than one log write a second.
+    pub(crate) fn admit_rate(&self, source: &Source) -> ServiceResult<()> {
+        let Some(limit) = source.rate_limit else {
+            return Ok(());
+        };
+        let Err(wait) = self.rate_limits.check(source.id, limit) else {
+            return Ok(());
+        };
+        if let Some(refused) = self.rate_limits.refused_to_log(source.id) {
+            self.log_rate_limited(source.id, limit, refused);
+        }
+        // Whole seconds, at least one: what Retry-After can say.
+        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Err(ServiceError::RateLimited {
+            retry_after_secs: retry_after_secs.max(1),
+            message: format!(
+                "this source accepts at most {} requests a second (bursts of {}); retry in {} s",
+                limit.per_s,
+                limit.burst,
+                retry_after_secs.max(1)
+            ),
+        })
+    }
+
+    fn log_rate_limited(&self, id: SourceId, limit: RateLimit, refused: u64) {
+        let entry = ErrorEntry::new(
+            Some(id),
+            Stage::Limit,
+            Level::Warning,
+            RATE_LIMITED,
+            format!(
+                "rate limit of {} requests a second (bursts of {}) reached: {refused} request(s) refused since the last entry",
+                limit.per_s, limit.burst
+            ),
+        );
+        if let Err(e) = self.store.log_error(&entry) {
+            tracing::error!(error = %e, "could not write the error log");
+        }
+    }
+}
+
+/// The code of a 429 from a source's rate limit.
+pub const RATE_LIMITED: &str = "rate_limited";
+
+/// One token bucket per source with a rate limit.
+///
+/// governor's keyed limiter shares one quota among all keys; each source
+/// has its own, so this keeps one direct limiter per source, replaced when
+/// the source's setting changes. Each check is one map read and one
+/// atomic compare-and-swap (GCRA keeps a bucket in a single `u64`).
+#[derive(Default)]
+pub struct RateLimiters {
+    buckets: DashMap<SourceId, Arc<Bucket>>,
+}
+
+struct Bucket {
+    limit: RateLimit,
+    limiter: DefaultDirectRateLimiter,
+    /// Refusals not yet in the error log.
+    unlogged: AtomicU64,
+    /// The second (unix time) of the last error-log entry.
+    logged_at_s: AtomicI64,
+}
+
+impl Bucket {
+    fn new(limit: RateLimit) -> Self {
+        // `RateLimit` is validated to be at least 1 in both fields.
+        let per_s = NonZeroU32::new(limit.per_s).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limit,
+            limiter: RateLimiter::direct(Quota::per_second(per_s).allow_burst(burst)),
+            unlogged: AtomicU64::new(0),
+            logged_at_s: AtomicI64::new(0),
+        }
+    }
+}
+
+impl RateLimiters {
+    fn bucket(&self, id: SourceId, limit: RateLimit) -> Arc<Bucket> {
+        if let Some(bucket) = self.buckets.get(&id).filter(|b| b.limit == limit) {
+            return bucket.clone();
+        }
+        // New, or the setting changed: a fresh, full bucket.
+        let bucket = Arc::new(Bucket::new(limit));
+        self.buckets.insert(id, bucket.clone());
+        bucket
+    }
+
+    /// Takes one request from the bucket, or says how long until one fits.
+    fn check(&self, id: SourceId, limit: RateLimit) -> Result<(), std::time::Duration> {
+        let bucket = self.bucket(id, limit);
+        bucket.limiter.check().map_err(|not_until| {
+            bucket.unlogged.fetch_add(1, Ordering::Relaxed);
+            not_until.wait_time_from(bucket.limiter.clock().now())
+        })
+    }
+
+    /// The refusals to log now, if the source's last entry is from an
+    /// earlier second (only one caller a second wins the swap).
+    fn refused_to_log(&self, id: SourceId) -> Option<u64> {
+        let bucket = self.buckets.get(&id)?.clone();
+        let now = chrono::Utc::now().timestamp();
+        let last = bucket.logged_at_s.load(Ordering::Relaxed);
+        if now <= last {
+            return None;
+        }
+        bucket
+            .logged_at_s
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        Some(bucket.unlogged.swap(0, Ordering::Relaxed))
     }
 }

@@ -356,4 +356,20 @@ pub trait StateStore {
         max_read: usize,
         visit: &mut dyn FnMut(&ErrorEntry),
     ) -> StoreResult<(usize, bool)>;
+
+    // --- appended (issue 18, edge: rotation grace) ---
+
+    /// Persists the requests on a source's rotated-out token; keeps the
+    /// larger count when writes arrive out of order.
+    fn put_old_token_use(
+        &self,
+        source: SourceId,
+        used: &crate::domain::counters::OldTokenUse,
+    ) -> StoreResult<()>;
+    /// Forgets them (a new rotation starts a new count).
+    fn clear_old_token_use(&self, source: SourceId) -> StoreResult<()>;
+    /// Every source's, read once at start.
+    fn old_token_uses(
+        &self,
+    ) -> StoreResult<HashMap<SourceId, crate::domain::counters::OldTokenUse>>;
 }

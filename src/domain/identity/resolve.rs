@@ -187,6 +187,16 @@ impl Candidates {
     /// leave a profile over a limit; events then still attach as long as
     /// they add nothing of that kind.)
     fn over_limit(&self, kind: &IdentKind, limit: usize) -> bool {
+        let brings_new = self
+            .keys
+            .iter()
+            .zip(&self.owners)
+            .any(|(k, o)| o.is_none() && k.kind() == kind);
+        // The common case (an event of one known profile adding nothing of
+        // this kind) cannot grow the union past what the profile holds.
+        if self.profiles.len() <= 1 && !brings_new {
+            return false;
+        }
         let mut union: BTreeSet<&str> = BTreeSet::new();
         let mut current = 0;
         for p in &self.profiles {

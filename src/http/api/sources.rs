@@ -3,7 +3,7 @@
 //! result as JSON.
 
 use crate::domain::ids::SourceId;
-use crate::domain::source::ApiKeyInput;
+use crate::domain::source::{ApiKeyInput, RateLimit};
 use crate::domain::source_view::{SourceView, WithToken};
 use crate::http::error::{AppError, AppResult};
 use crate::http::AppState;
@@ -38,6 +38,8 @@ struct CreateSource {
     api_key: Option<ApiKeyInput>,
     #[serde(default)]
     records_path: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
 }
 
 /// PATCH body: a field that is absent stays; `null` clears api_key / records_path.
@@ -52,6 +54,18 @@ struct UpdateSource {
     records_path: Option<Option<String>>,
     #[serde(default)]
     blocked_values: Option<Vec<String>>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<RateLimit>>,
+}
+
+/// `POST /sources/{id}/rotate` body, optional: how long the old URL keeps
+/// working.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    grace_s: u64,
 }
 
 /// Distinguishes "field absent" (outer None) from "field is null" (Some(None)).
@@ -95,6 +109,7 @@ async fn create(
             api_key: input.api_key,
             records_path: input.records_path,
             blocked_values: input.blocked_values,
+            rate_limit: input.rate_limit,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -126,6 +141,7 @@ async fn update(
         api_key: input.api_key,
         records_path: input.records_path,
         blocked_values: input.blocked_values,
+        rate_limit: input.rate_limit,
     };
     Ok(Json(state.services.update_source(id, update).await?))
 }
@@ -135,11 +151,23 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> AppRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// No body (or an empty one) is a rotation without grace, as before
+/// `grace_s` existed.
 async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> AppResult<Json<WithToken>> {
-    Ok(Json(state.services.rotate_source(source_id(&id)?).await?))
+    let id = source_id(&id)?;
+    let input: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        match parse_body(&body) {
+            Ok(input) => input,
+            Err(e) => return body_error(&state, id, e).await,
+        }
+    };
+    Ok(Json(state.services.rotate_source(id, input.grace_s).await?))
 }
 
 /// 202 as a hook answers: the event is stored and on its way through the

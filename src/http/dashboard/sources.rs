@@ -119,6 +119,7 @@ pub async fn create(
         api_key: api_key_input(&form.api_key_header, &form.api_key_value),
         records_path: typed(&form.records_path),
         blocked_values: None,
+        rate_limit: None,
     };
     match state.services.create_source(input).await {
         Ok(created) => {
@@ -177,16 +178,29 @@ pub struct CsrfForm {
     csrf: String,
 }
 
+/// The rotate form: the grace chosen (seconds; absent or 0: none).
+#[derive(Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    grace_s: u64,
+}
+
 pub async fn rotate(
     State(state): State<AppState>,
     session: Authed,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<RotateForm>,
 ) -> PageResult {
     csrf::check(&session, &form.csrf)?;
     let id = page_source_id(&id)?;
-    let rotated = state.services.rotate_source(id).await.map_err(failed)?;
+    let rotated = state
+        .services
+        .rotate_source(id, form.grace_s)
+        .await
+        .map_err(failed)?;
     Ok(to_new_url(&state, &session, &headers, id, &rotated.token))
 }
 
@@ -309,6 +323,13 @@ pub(super) async fn source_page(
         "created": time(&source.created_at),
         "updated": time(&source.updated_at),
         "webhook_url": webhook_url,
+        "previous_url": source.previous_url.as_ref().map(|old| json!({
+            "url_hint": old.url_hint,
+            "active": old.active,
+            "stops": time(&old.stops_at),
+            "requests": old.requests,
+            "last_used": old.last_used_at.as_ref().map(time),
+        })),
         "error": page_opts.error,
         "mapping": mapping,
     });

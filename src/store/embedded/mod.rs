@@ -36,6 +36,7 @@ pub mod identity;
 mod identity_config;
 pub mod log;
 pub mod mappings;
+mod old_tokens;
 mod pending;
 pub mod rewrite;
 mod seam_impl;

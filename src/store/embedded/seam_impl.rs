@@ -309,4 +309,22 @@ impl StateStore for Store {
     ) -> StoreResult<(usize, bool)> {
         Store::scan_errors(self, filter, max_read, visit)
     }
+
+    fn put_old_token_use(
+        &self,
+        source: SourceId,
+        used: &crate::domain::counters::OldTokenUse,
+    ) -> StoreResult<()> {
+        Store::put_old_token_use(self, source, used)
+    }
+
+    fn clear_old_token_use(&self, source: SourceId) -> StoreResult<()> {
+        Store::clear_old_token_use(self, source)
+    }
+
+    fn old_token_uses(
+        &self,
+    ) -> StoreResult<HashMap<SourceId, crate::domain::counters::OldTokenUse>> {
+        Store::old_token_uses(self)
+    }
 }

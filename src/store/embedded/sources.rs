@@ -12,24 +12,30 @@ use sled::Transactional;
 use std::sync::Arc;
 
 impl Store {
-    /// Inserts or replaces a source, keeping `source_tokens` in step: the old
-    /// token hash (if it changed) stops resolving in the same transaction.
+    /// Inserts or replaces a source, keeping `source_tokens` in step: every
+    /// token hash it has (the current one, and a rotated-out one in its
+    /// grace) resolves to it, and the hashes it no longer has stop
+    /// resolving in the same transaction.
     pub(super) fn put_source(&self, source: &Source) -> StoreResult<()> {
         let key = source.id.to_bytes();
         let value = encode(source);
-        let token = source.token_hash.0.as_bytes();
         let _exclusive = super::sled_exclusive();
         (&self.trees.sources, &self.trees.source_tokens)
             .transaction(|(sources, tokens)| {
                 if let Some(old) = sources.get(key)? {
                     let old: Source =
                         decode("sources", &old).map_err(ConflictableTransactionError::Abort)?;
-                    if old.token_hash != source.token_hash {
-                        tokens.remove(old.token_hash.0.as_bytes())?;
+                    for gone in old
+                        .token_hashes()
+                        .filter(|h| !source.token_hashes().any(|kept| kept == *h))
+                    {
+                        tokens.remove(gone.0.as_bytes())?;
                     }
                 }
                 sources.insert(&key, value.as_slice())?;
-                tokens.insert(token, &key)?;
+                for token in source.token_hashes() {
+                    tokens.insert(token.0.as_bytes(), &key)?;
+                }
                 Ok(())
             })
             .map_err(super::abort_reason)?;
@@ -92,7 +98,9 @@ impl Store {
         let _exclusive = super::sled_exclusive();
         (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
             sources.remove(&id.to_bytes())?;
-            tokens.remove(source.token_hash.0.as_bytes())?;
+            for token in source.token_hashes() {
+                tokens.remove(token.0.as_bytes())?;
+            }
             Ok::<_, ConflictableTransactionError<String>>(())
         })?;
         self.source_cache.invalidate();
