@@ -696,3 +696,55 @@ fn the_shop_and_stripe_story_ends_in_one_profile() {
     let stripe_name = KindName::parse("stripe_customer_id").unwrap();
     assert_eq!(ann.identifiers[&stripe_name], ["cus_A42"]);
 }
+
+/// docs/identity.md's worked example, step by step.
+#[test]
+fn the_worked_example_in_the_docs_holds() {
+    let txn = store(&[]);
+    let send = |keys: &[IdentKey]| {
+        let Ok(outcome) = identity::resolve(
+            &txn,
+            &input(keys, Utc::now(), EventId::new()),
+            &Blocklist::default(),
+        );
+        outcome
+    };
+    let stripe = |v: &str| IdentKey::new(kind(1), v);
+    let email = |v: &str| IdentKey::new(IdentKind::Email, v);
+    let shop = send(&[
+        IdentKey::new(IdentKind::ExternalId, "42"),
+        email("ann@example.com"),
+    ]);
+    let ann = shop.profile_id;
+    assert_eq!(
+        send(&[stripe("cus_A42"), email("Ann@Example.com ")]).profile_id,
+        ann
+    );
+
+    let bo = send(&[stripe("cus_B7"), email("ann@example.com")]);
+    assert_eq!(bo.summary(), "create");
+    let refusal = &bo.refusals[0];
+    assert_eq!(refusal.reason.code(), "stripe_customer_id_conflict");
+    assert_eq!((refusal.kind.as_str(), refusal.owner), ("email", ann));
+
+    send(&[
+        IdentKey::new(IdentKind::ExternalId, "42"),
+        IdentKey::new(IdentKind::VisitorId, "v1"),
+    ]);
+    send(&[stripe("cus_B7"), email("bo@example.com")]);
+    let later = send(&[
+        stripe("cus_A42"),
+        email("bo@example.com"),
+        IdentKey::new(IdentKind::VisitorId, "v1"),
+    ]);
+    assert_eq!(later.summary(), "attach");
+    assert_eq!(later.profile_id, ann);
+    let refused: Vec<(&str, &str)> = later
+        .refusals
+        .iter()
+        .map(|r| (r.kind.as_str(), r.value.as_str()))
+        .collect();
+    assert_eq!(refused, [("email", "bo@example.com")]);
+    assert_eq!(later.refusals[0].owner, bo.profile_id);
+    assert_eq!(txn.profiles().len(), 2);
+}
