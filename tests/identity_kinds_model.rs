@@ -433,11 +433,9 @@ fn check_against_model(ops: &[Op], never: &[(Ident, Ident)]) -> Result<(), TestC
                 let keys: Vec<IdentKey> = event_idents(e).into_iter().map(key).collect();
                 let before = txn.profiles();
                 let at = start + Duration::seconds(n as i64);
-                let Ok(outcome) = identity::resolve(
-                    &txn,
-                    &input(&keys, at, EventId::new()),
-                    &Blocklist::default(),
-                );
+                let event_id = EventId::new();
+                let Ok(outcome) =
+                    identity::resolve(&txn, &input(&keys, at, event_id), &Blocklist::default());
                 let expected = model.event(e);
                 let refusals: Vec<String> = outcome
                     .refusals
@@ -446,6 +444,27 @@ fn check_against_model(ops: &[Op], never: &[(Ident, Ident)]) -> Result<(), TestC
                     .collect();
                 prop_assert_eq!(&refusals, &expected.refusals, "event {} {:?}", n, e);
                 prop_assert_eq!(outcome.profile_id.is_some(), expected.joined);
+                for r in &outcome.refusals {
+                    // A conflict names the person it kept out: the dropped
+                    // identifier's owner (none for a new one).
+                    let dropped = IdentKey::new(r.kind.clone(), r.value.clone());
+                    let holder = before.iter().find(|p| p.holds(&dropped)).map(|p| p.id);
+                    let named = if r.reason.keeps_people_apart() {
+                        holder
+                    } else {
+                        None
+                    };
+                    prop_assert_eq!(r.owner, named, "{}", r.message());
+                    // ...and its history shows the refusal too.
+                    if let Some(kept_out) = r.owner {
+                        let filed = txn.audit().iter().any(|a| {
+                            a.profile_id == kept_out
+                                && a.event_id == Some(event_id)
+                                && a.kind() == "refusal"
+                        });
+                        prop_assert!(filed, "no refusal line under {}", kept_out);
+                    }
+                }
                 joined += u64::from(expected.joined);
                 check_limits(&before, &txn.profiles())?;
             }
