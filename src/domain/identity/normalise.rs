@@ -201,13 +201,16 @@ fn clean(
     value: &str,
     blocklist: &Blocklist,
 ) -> Result<Option<String>, RefusalReason> {
+    // Blank is absent for every kind, even one kept exactly as sent: a
+    // template rendering spaces would otherwise make one identifier that
+    // joins every event it appears on.
+    if trim(value).is_empty() {
+        return Ok(None);
+    }
     let value = match spec.normalise {
         Normalise::None => value,
         _ => trim(value),
     };
-    if value.is_empty() {
-        return Ok(None);
-    }
     if value.chars().count() > MAX_IDENTIFIER_CHARS {
         return Err(RefusalReason::TooLong);
     }

@@ -60,12 +60,26 @@ enum Group {
     New(usize),
 }
 
-/// A key to drop, why, and the profile it would have joined the event to
-/// (for a conflict between two people).
+/// A group to drop (every key of it on the event), why, and the profile it
+/// would have joined the event to (for a conflict between two people).
 struct Violation {
-    index: usize,
+    group: Group,
     reason: RefusalReason,
     owner: Option<ProfileId>,
+}
+
+impl Violation {
+    fn new(group: Group, reason: RefusalReason) -> Self {
+        let owner = match group {
+            Group::Profile(id) => Some(id),
+            Group::New(_) => None,
+        };
+        Self {
+            group,
+            reason,
+            owner,
+        }
+    }
 }
 
 impl Candidates {
@@ -102,6 +116,21 @@ impl Candidates {
         self.owners[i].map_or(Group::New(i), Group::Profile)
     }
 
+    /// The positions of the event's keys in `group`, strongest first.
+    fn members(&self, group: Group) -> Vec<usize> {
+        (0..self.keys.len())
+            .filter(|&i| self.group(i) == group)
+            .collect()
+    }
+
+    /// Where the group's strongest key stands on the event: the smaller,
+    /// the stronger the group.
+    fn strength(&self, group: Group) -> usize {
+        (0..self.keys.len())
+            .find(|&i| self.group(i) == group)
+            .unwrap_or(usize::MAX)
+    }
+
     fn profile(&self, id: ProfileId) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.id == id)
     }
@@ -125,20 +154,28 @@ impl Candidates {
             .map(Group::New)
     }
 
-    /// Of the keys bringing a conflict, the one to drop: the weakest that is
-    /// not in the group of the strongest one (which the event keeps), so an
-    /// identifier the kept profile owns anyway is never dropped for it.
-    /// The profile a dropped key is kept apart from is its owner: a new
+    /// Of the groups whose keys bring a conflict, the one to drop: the
+    /// group of the strongest bringer is kept (so an identifier the kept
+    /// profile owns anyway is never dropped for it), and of the others the
+    /// weakest (whose strongest key is weakest) goes, with every key of it
+    /// on the event. Dropping only some of a profile's keys would leave the
+    /// profile in, and refuse an identifier that then joins anyway.
+    /// The profile a dropped group is kept apart from is its owner: a new
     /// key (owned by nobody) clashed with the group the event keeps, so no
     /// second person is involved.
-    fn culprit(&self, bringers: &[usize]) -> Option<usize> {
+    fn culprit(&self, bringers: &[usize]) -> Option<Group> {
         let anchor = self.group(*bringers.first()?);
-        bringers
-            .iter()
-            .rev()
-            .copied()
-            .find(|&i| self.group(i) != anchor)
-            .or(bringers.last().copied())
+        // Bringers are strongest first, so the group to appear last is
+        // the weakest.
+        let mut weakest = anchor;
+        let mut seen = vec![anchor];
+        for g in bringers.iter().map(|&i| self.group(i)) {
+            if !seen.contains(&g) {
+                seen.push(g);
+                weakest = g;
+            }
+        }
+        Some(weakest)
     }
 
     /// The identifier to drop and why, or `None` when the event can be
@@ -155,28 +192,22 @@ impl Candidates {
             let bringers: Vec<usize> = (0..self.keys.len())
                 .filter(|&i| self.brings_kind(i, &spec.name))
                 .collect();
-            let index = self.culprit(&bringers)?;
-            let (reason, owner) = if spec.limit == 1 {
-                (
-                    RefusalReason::Conflict(spec.name.clone()),
-                    self.owners[index],
-                )
-            } else {
-                (RefusalReason::LimitExceeded, None)
-            };
+            let group = self.culprit(&bringers)?;
+            if spec.limit == 1 {
+                let reason = RefusalReason::Conflict(spec.name.clone());
+                return Some(Violation::new(group, reason));
+            }
             return Some(Violation {
-                index,
-                reason,
-                owner,
+                owner: None,
+                ..Violation::new(group, RefusalReason::LimitExceeded)
             });
         }
         if self.too_many_merges() {
             let all: Vec<usize> = (0..self.keys.len()).collect();
-            let index = self.culprit(&all)?;
+            let group = self.culprit(&all)?;
             return Some(Violation {
-                index,
-                reason: RefusalReason::LimitExceeded,
                 owner: None,
+                ..Violation::new(group, RefusalReason::LimitExceeded)
             });
         }
         None
@@ -223,7 +254,11 @@ impl Candidates {
     }
 
     /// A never-merge pair whose two sides the event would bring onto one
-    /// profile from two groups.
+    /// profile from two groups; its weaker group is to be dropped. Of
+    /// several such pairs, the one whose stronger group is strongest is
+    /// settled first (then the one whose weaker group is weakest): a group
+    /// must not be dropped for clashing with one that is dropped itself,
+    /// whatever order the profiles store their identifiers in.
     fn never_merge_violation(&self, never: &NeverMerge) -> Option<Violation> {
         if never.is_empty() {
             return None;
@@ -232,6 +267,8 @@ impl Candidates {
         let new = (0..self.keys.len())
             .filter(|&i| self.owners[i].is_none())
             .map(|i| self.keys[i].clone());
+        // (kept group's strength, dropped group's strength, dropped group)
+        let mut first: Option<(usize, usize, Group)> = None;
         for key in held.chain(new) {
             for partner in never.partners(&key) {
                 let (Some(a), Some(b)) = (self.group_holding(&key), self.group_holding(partner))
@@ -241,18 +278,18 @@ impl Candidates {
                 if a == b {
                     continue;
                 }
-                let bringers: Vec<usize> = (0..self.keys.len())
-                    .filter(|&i| self.group(i) == a || self.group(i) == b)
-                    .collect();
-                let index = self.culprit(&bringers)?;
-                return Some(Violation {
-                    index,
-                    reason: RefusalReason::NeverMerge,
-                    owner: self.owners[index],
+                let (sa, sb) = (self.strength(a), self.strength(b));
+                let pair = if sa < sb { (sa, sb, b) } else { (sb, sa, a) };
+                let settles_first = first.is_none_or(|(kept, dropped, _)| {
+                    pair.0 < kept || (pair.0 == kept && pair.1 > dropped)
                 });
+                if settles_first {
+                    first = Some(pair);
+                }
             }
         }
-        None
+        let (_, _, group) = first?;
+        Some(Violation::new(group, RefusalReason::NeverMerge))
     }
 
     /// For each involved profile, the strongest event key it owned.
@@ -332,10 +369,14 @@ fn resolve_with<T: IdentityTxn + ?Sized>(
     txn.prefetch(&keys)?;
     let mut cands = Candidates::load(txn, keys)?;
     while let Some(v) = cands.violation(rules) {
+        let gone = cands.members(v.group);
         let mut keys = cands.keys;
-        let dropped = keys.remove(v.index);
-        let refusal = Refusal::new(dropped.kind().clone(), dropped.value(), v.reason);
-        refusals.push(refusal.owned_by(v.owner));
+        // Weakest first, so removing keeps the other positions valid.
+        for i in gone.into_iter().rev() {
+            let dropped = keys.remove(i);
+            let refusal = Refusal::new(dropped.kind().clone(), dropped.value(), v.reason.clone());
+            refusals.push(refusal.owned_by(v.owner));
+        }
         cands = Candidates::load(txn, keys)?;
     }
     let (profile_id, action) = if cands.keys.is_empty() {

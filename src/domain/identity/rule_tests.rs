@@ -272,3 +272,323 @@ fn manual_merge_joins_external_ids() {
     let history = history(&mem, b);
     assert!(history.iter().any(|h| h.kind() == "manual_merge"));
 }
+
+// ---------------------------------------------------------------------------
+// A team's own kinds (issue 17): the shop + Stripe set-up. Kinds, strongest
+// first: external_id (1), stripe_customer_id (limit 1), email (5), phone
+// (limit 2), visitor_id (100).
+// ---------------------------------------------------------------------------
+
+use super::{IdentityConfig, KindChange, KindSet, KindSpec, NeverMerge, NeverMergeRule, Normalise};
+
+const STRIPE: &str = "stripe_customer_id";
+
+fn kind(name: &str) -> IdentKind {
+    IdentKind::parse(name).expect("a valid kind name")
+}
+
+fn team_kind(name: &str, limit: u32, normalise: Normalise) -> KindSpec {
+    KindSpec {
+        name: kind(name),
+        limit,
+        normalise,
+        blocked_values: vec![],
+        enabled: true,
+        created_at: None,
+    }
+}
+
+/// The built-ins, Stripe's customer id at priority 2 and a phone.
+fn shop_kinds() -> KindSet {
+    let mut set = KindSet::default();
+    set.add(team_kind(STRIPE, 1, Normalise::Trim), Some(2))
+        .expect("stripe kind");
+    set.add(team_kind("phone", 2, Normalise::Lowercase), None)
+        .expect("phone kind");
+    set
+}
+
+fn never(pairs: &[(IdentKey, IdentKey)]) -> NeverMerge {
+    NeverMerge::new(
+        pairs
+            .iter()
+            .map(|(a, b)| NeverMergeRule {
+                id: uuid::Uuid::now_v7(),
+                a: a.clone(),
+                b: b.clone(),
+                created_at: Utc::now(),
+                by: "test".into(),
+                reason: "split".into(),
+                split_of: None,
+            })
+            .collect(),
+    )
+}
+
+fn store_with(kinds: KindSet, pairs: &[(IdentKey, IdentKey)]) -> MemoryTxn {
+    MemoryTxn::with_config(IdentityConfig {
+        kinds,
+        never: never(pairs),
+    })
+}
+
+fn k(kind_name: &str, value: &str) -> IdentKey {
+    IdentKey::new(kind(kind_name), value)
+}
+
+/// Resolves an event carrying `(kind, value)` pairs.
+fn send(mem: &MemoryTxn, pairs: &[(&str, &str)]) -> Outcome {
+    let mut raw = Identifiers::default();
+    for (name, value) in pairs {
+        raw.set(kind(name), Some((*value).to_owned()));
+    }
+    let Ok(out) = resolve(mem, &input(raw), &Blocklist::default());
+    out
+}
+
+/// Each refusal as `"<kind> <value> <code>"`.
+fn refused(out: &Outcome) -> Vec<String> {
+    out.refusals
+        .iter()
+        .map(|r| format!("{} {} {}", r.kind, r.value, r.reason.code()))
+        .collect()
+}
+
+#[test]
+fn a_second_stripe_customer_id_conflicts_and_names_its_owner() {
+    let mem = store_with(shop_kinds(), &[]);
+    let ann = send(&mem, &[(STRIPE, "cus_1"), ("email", "ann@x.io")]);
+    let other = send(&mem, &[(STRIPE, "cus_2"), ("email", "ann@x.io")]);
+
+    assert_eq!(
+        refused(&other),
+        ["email ann@x.io stripe_customer_id_conflict"]
+    );
+    assert_eq!(other.refusals[0].owner, ann.profile_id);
+    assert_eq!(
+        other.refusals[0].reason,
+        RefusalReason::Conflict(kind(STRIPE))
+    );
+    assert_ne!(other.profile_id, ann.profile_id);
+    assert_eq!(owner(&mem, k(STRIPE, "cus_2")), other.profile_id);
+    assert_eq!(owner(&mem, k("email", "ann@x.io")), ann.profile_id);
+}
+
+#[test]
+fn an_identifier_the_kept_profile_owns_is_not_dropped() {
+    let mem = store_with(shop_kinds(), &[]);
+    let kept = send(&mem, &[(STRIPE, "cus_1"), ("visitor_id", "v1")]);
+    let other = send(&mem, &[(STRIPE, "cus_2"), ("email", "bo@x.io")]);
+
+    // v1 is the weakest identifier bringing a Stripe id, but it brings the
+    // profile the event keeps anyway: the email of the other one goes.
+    let out = send(
+        &mem,
+        &[
+            (STRIPE, "cus_1"),
+            ("email", "bo@x.io"),
+            ("visitor_id", "v1"),
+        ],
+    );
+
+    assert_eq!(refused(&out), ["email bo@x.io stripe_customer_id_conflict"]);
+    assert_eq!(out.refusals[0].owner, other.profile_id);
+    assert_eq!(out.profile_id, kept.profile_id);
+    assert_eq!(out.summary(), "attach");
+}
+
+#[test]
+fn a_group_is_dropped_whole_so_no_identifier_is_refused_that_joins_anyway() {
+    let mem = store_with(shop_kinds(), &[]);
+    let a = send(&mem, &[("external_id", "xa"), ("phone", "ph1")]);
+    let p = send(
+        &mem,
+        &[(STRIPE, "cus_p"), ("phone", "ph2"), ("visitor_id", "vp")],
+    );
+    let r = send(&mem, &[("email", "r@x.io"), ("phone", "ph3")]);
+
+    // Three phones for a limit of 2: the weakest profile bringing phones is
+    // r's (its strongest identifier on the event, the email, is weaker
+    // than p's Stripe id), not p's even though p's visitor id is the
+    // event's weakest identifier.
+    let out = send(
+        &mem,
+        &[
+            ("external_id", "xa"),
+            (STRIPE, "cus_p"),
+            ("email", "r@x.io"),
+            ("visitor_id", "vp"),
+        ],
+    );
+
+    assert_eq!(refused(&out), ["email r@x.io limit_exceeded"]);
+    assert_eq!(out.profile_id, a.profile_id);
+    assert_eq!(owner(&mem, k("visitor_id", "vp")), a.profile_id);
+    assert_eq!(
+        profile(&mem, p.profile_id.unwrap()).unwrap().id,
+        a.profile_id.unwrap()
+    );
+    assert_eq!(owner(&mem, k("email", "r@x.io")), r.profile_id);
+}
+
+#[test]
+fn a_value_of_an_undefined_kind_is_refused_and_the_rest_is_used() {
+    let mem = store_with(shop_kinds(), &[]);
+    let out = send(&mem, &[("shoe_size", "42"), ("email", "ann@x.io")]);
+    assert_eq!(refused(&out), ["shoe_size 42 unknown_kind"]);
+    assert_eq!(out.summary(), "create");
+    assert_eq!(owner(&mem, k("email", "ann@x.io")), out.profile_id);
+}
+
+#[test]
+fn a_disabled_kind_takes_no_new_values_and_the_rest_is_used() {
+    let mut kinds = shop_kinds();
+    let disable = KindChange {
+        enabled: Some(false),
+        ..KindChange::default()
+    };
+    kinds.update(&kind("phone"), disable).unwrap();
+    let mem = store_with(kinds, &[]);
+    let out = send(&mem, &[("phone", "555-1"), ("email", "ann@x.io")]);
+    assert_eq!(refused(&out), ["phone 555-1 kind_disabled"]);
+    assert_eq!(out.summary(), "create");
+    let Some(p) = profile(&mem, out.profile_id.unwrap()) else {
+        panic!("no profile");
+    };
+    assert!(p.list(&kind("phone")).is_empty());
+    assert_eq!(p.emails, ["ann@x.io"]);
+}
+
+#[test]
+fn each_kind_normalises_by_its_own_rule() {
+    let mut kinds = KindSet::default();
+    kinds
+        .add(team_kind("t_trim", 5, Normalise::Trim), None)
+        .unwrap();
+    kinds
+        .add(team_kind("t_lower", 5, Normalise::Lowercase), None)
+        .unwrap();
+    kinds
+        .add(team_kind("t_none", 5, Normalise::None), None)
+        .unwrap();
+    let mem = store_with(kinds, &[]);
+    let same = |kind_name: &str, a: &str, b: &str| {
+        let first = send(&mem, &[(kind_name, a)]).profile_id;
+        let second = send(&mem, &[(kind_name, b)]).profile_id;
+        first.is_some() && first == second
+    };
+    assert!(same("t_trim", " K1 ", "K1"));
+    assert!(!same("t_trim", "K2", "k2"), "trim keeps case");
+    assert!(same("t_lower", " K3 ", "k3"));
+    assert!(!same("t_none", " K4", "K4"), "none keeps spaces");
+    assert!(!same("t_none", "K5", "k5"), "none keeps case");
+    assert!(owner(&mem, k("t_none", " K4")).is_some());
+}
+
+#[test]
+fn a_blank_value_is_absent_even_for_a_kind_kept_exactly_as_sent() {
+    let mut kinds = KindSet::default();
+    kinds
+        .add(team_kind("t_none", 5, Normalise::None), None)
+        .unwrap();
+    let mem = store_with(kinds, &[]);
+    let first = send(&mem, &[("t_none", "   "), ("visitor_id", "v1")]);
+    let second = send(&mem, &[("t_none", "   "), ("visitor_id", "v2")]);
+    assert!(first.refusals.is_empty());
+    assert_ne!(
+        first.profile_id, second.profile_id,
+        "a blank value joined two people"
+    );
+    assert_eq!(owner(&mem, k("t_none", "   ")), None);
+    assert_eq!(
+        send(&mem, &[("t_none", " ")]).summary(),
+        "refused: no_identifier"
+    );
+}
+
+#[test]
+fn a_kind_refuses_its_own_blocked_values_ignoring_case() {
+    let mut kinds = KindSet::default();
+    let mut spec = team_kind(STRIPE, 1, Normalise::Trim);
+    spec.blocked_values = vec!["CUS_0".into(), "no_customer".into()];
+    kinds.add(spec, Some(2)).unwrap();
+    kinds
+        .add(team_kind("phone", 2, Normalise::Trim), None)
+        .unwrap();
+    let mem = store_with(kinds, &[]);
+    let out = send(&mem, &[(STRIPE, " cus_0 "), ("phone", "cus_0")]);
+    assert_eq!(refused(&out), ["stripe_customer_id cus_0 blocked_value"]);
+    assert_eq!(owner(&mem, k("phone", "cus_0")), out.profile_id);
+    let none = send(&mem, &[(STRIPE, "No_Customer")]);
+    assert_eq!(none.summary(), "refused: blocked_value");
+}
+
+#[test]
+fn the_holder_of_the_strongest_one_per_person_kind_survives() {
+    let mem = store_with(shop_kinds(), &[]);
+    let old = send(&mem, &[("visitor_id", "v1")]).profile_id.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let stripe = send(&mem, &[(STRIPE, "cus_1"), ("email", "ann@x.io")])
+        .profile_id
+        .unwrap();
+    let merged = send(&mem, &[("email", "ann@x.io"), ("visitor_id", "v1")]);
+    assert_eq!(merged.profile_id, Some(stripe), "not the older one");
+
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let shop = send(&mem, &[("external_id", "42")]).profile_id.unwrap();
+    let both = send(&mem, &[("external_id", "42"), (STRIPE, "cus_1")]);
+    assert_eq!(both.profile_id, Some(shop), "external_id outranks Stripe");
+    assert!(both.refusals.is_empty());
+    assert_eq!(profile(&mem, old).unwrap().id, shop);
+}
+
+#[test]
+fn a_never_merge_pair_on_one_event_keeps_the_stronger_side() {
+    let pair = (k("email", "ann@x.io"), k("phone", "555-1"));
+    let mem = store_with(shop_kinds(), &[pair]);
+    let out = send(&mem, &[("email", "ann@x.io"), ("phone", "555-1")]);
+    assert_eq!(refused(&out), ["phone 555-1 never_merge"]);
+    assert_eq!(out.refusals[0].owner, None);
+    assert_eq!(out.summary(), "create");
+    assert_eq!(owner(&mem, k("phone", "555-1")), None);
+}
+
+#[test]
+fn a_never_merge_pair_keeps_the_two_profiles_holding_it_apart() {
+    let pair = (k("email", "ann@x.io"), k("phone", "555-1"));
+    let mem = store_with(shop_kinds(), &[pair]);
+    let ann = send(&mem, &[(STRIPE, "cus_1"), ("email", "ann@x.io")]);
+    let bo = send(&mem, &[("phone", "555-1"), ("visitor_id", "v2")]);
+    let out = send(&mem, &[(STRIPE, "cus_1"), ("visitor_id", "v2")]);
+    assert_eq!(refused(&out), ["visitor_id v2 never_merge"]);
+    assert_eq!(out.refusals[0].owner, bo.profile_id);
+    assert_eq!(out.profile_id, ann.profile_id);
+    assert_ne!(owner(&mem, k("phone", "555-1")), ann.profile_id);
+    let history = history(&mem, bo.profile_id.unwrap());
+    assert!(history.iter().any(|h| h.kind() == "refusal"));
+}
+
+#[test]
+fn a_profile_is_not_kept_out_for_clashing_with_one_that_is_itself_kept_out() {
+    // x0 must never meet ph_p (p's), and p's email never v_q (q's). The
+    // event's strongest side is the new x0: p clashes with it and goes;
+    // q clashes only with p, which is gone, so q joins.
+    let pairs = [
+        (k("external_id", "x0"), k("phone", "ph_p")),
+        (k("email", "p@x.io"), k("visitor_id", "v_q")),
+    ];
+    let mem = store_with(shop_kinds(), &pairs);
+    send(&mem, &[("email", "p@x.io"), ("phone", "ph_p")]);
+    let q = send(&mem, &[("visitor_id", "v_q")]);
+    let out = send(
+        &mem,
+        &[
+            ("external_id", "x0"),
+            ("email", "p@x.io"),
+            ("visitor_id", "v_q"),
+        ],
+    );
+    assert_eq!(refused(&out), ["email p@x.io never_merge"]);
+    assert_eq!(out.profile_id, q.profile_id);
+    assert_eq!(owner(&mem, k("external_id", "x0")), q.profile_id);
+}
