@@ -57,7 +57,8 @@ impl Counts {
     }
 }
 
-/// The API view: `{"received", "pending", "resolved", "failed", "unmapped", "duplicate"}`.
+/// The API view: `{"received", "pending", "resolved", "failed", "unmapped",
+/// "duplicate", "redelivered"}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CountsView {
     pub received: u64,
@@ -66,6 +67,10 @@ pub struct CountsView {
     pub failed: u64,
     pub unmapped: u64,
     pub duplicate: u64,
+    /// Requests answered as repeats of a delivery already accepted (not in
+    /// `received`: nothing was stored). Kept by the store, not here; the
+    /// service fills it in (`service::sources`).
+    pub redelivered: u64,
 }
 
 #[derive(Default)]
@@ -96,6 +101,7 @@ impl SourceCounters {
             failed: c.failed,
             unmapped: c.unmapped,
             duplicate: c.duplicate,
+            redelivered: 0,
         }
     }
 }

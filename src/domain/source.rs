@@ -66,6 +66,9 @@ pub struct Source {
     /// Extra values never accepted as identifiers, on top of the built-in list.
     #[serde(default)]
     pub blocked_values: Vec<String>,
+    /// Signature verification (`domain::signature`); its secrets are sealed.
+    #[serde(default)]
+    pub verify: Option<crate::domain::signature::Verify>,
 }
 
 /// The api-key part of a create/update request.
@@ -111,6 +114,7 @@ impl Source {
             updated_at: now,
             mapping_version: None,
             blocked_values: Vec::new(),
+            verify: None,
         };
         Ok((source, token))
     }

@@ -6,12 +6,14 @@
 
 use crate::domain::counters::CountsView;
 use crate::domain::ids::SourceId;
+use crate::domain::signature::VerifyView;
 use crate::domain::source::Source;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// `{"id", "name", "api_key": {"header"} | null, "records_path",
-/// "created_at", "updated_at", "mapping_version", "blocked_values", "counts"}`.
+/// "created_at", "updated_at", "mapping_version", "blocked_values", "counts",
+/// "verify"}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SourceView {
     pub id: SourceId,
@@ -23,6 +25,9 @@ pub struct SourceView {
     pub mapping_version: Option<u32>,
     pub blocked_values: Vec<String>,
     pub counts: CountsView,
+    /// Signature verification, if set: the scheme and when each secret
+    /// was set, never a secret.
+    pub verify: Option<VerifyView>,
 }
 
 /// Which header must carry the api key; the value is never shown.
@@ -45,6 +50,7 @@ impl SourceView {
             mapping_version: source.mapping_version,
             blocked_values: source.blocked_values.clone(),
             counts,
+            verify: source.verify.as_ref().map(VerifyView::of),
         }
     }
 }
@@ -106,6 +112,7 @@ mod tests {
             "mapping_version": null,
             "blocked_values": ["nobody"],
             "counts": counts,
+            "verify": null,
             "token": token,
             "webhook_path": format!("/hooks/{token}"),
         });

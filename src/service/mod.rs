@@ -35,6 +35,8 @@ pub struct Handles {
     /// Rung after every append so the pipeline wakes without polling.
     pub new_events: Arc<Notify>,
     pub processor: Arc<Processor>,
+    /// Seals and opens sources' signing secrets (`domain::sealed`).
+    pub secret_key: Arc<crate::domain::sealed::SecretKey>,
 }
 
 impl Services {

@@ -11,6 +11,7 @@ use crate::domain::events::EventFilter;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::presets;
 use crate::domain::replay::ReplayJob;
+use crate::domain::signature::{self, SchemeName, SignatureSettingError, Verify, VerifyInput};
 use crate::domain::source::{ApiKeyInput, Source, SourceError};
 use crate::domain::source_view::{SourceView, WithToken};
 use crate::store::StateStore;
@@ -30,6 +31,10 @@ pub struct NewSource {
     /// Falls back to the preset's records path.
     pub records_path: Option<String>,
     pub blocked_values: Option<Vec<String>>,
+    /// Signature verification: absent takes the preset's scheme (waiting
+    /// for its secret), `Some(None)` verifies nothing, `Some(Some(_))`
+    /// sets it (the scheme may come from the preset).
+    pub verify: Option<Option<VerifyInput>>,
 }
 
 /// A change to a source: `None` leaves a field as it is; for `api_key` and
@@ -40,6 +45,9 @@ pub struct SourceUpdate {
     pub api_key: Option<Option<ApiKeyInput>>,
     pub records_path: Option<Option<String>>,
     pub blocked_values: Option<Vec<String>>,
+    /// `Some(None)` stops verifying; `Some(Some(_))` changes the setting
+    /// (see `domain::signature::apply`).
+    pub verify: Option<Option<VerifyInput>>,
 }
 
 /// A created source: its view with the one-time token, and the mapping
@@ -100,9 +108,19 @@ impl Services {
         let (mut source, token) =
             Source::create(&name, input.api_key, records_path).map_err(refused)?;
         source.set_blocked_values(input.blocked_values.unwrap_or_default());
+        let preset_verify = preset
+            .and_then(|p| p.verify)
+            .and_then(|name| named_scheme(name).map(signature::awaiting_secret));
+        source.verify = match input.verify {
+            None => preset_verify,
+            Some(None) => None,
+            Some(Some(change)) => {
+                Some(self.apply_verify(&source, preset_verify.as_ref(), change)?)
+            }
+        };
         self.store.put_source(&source)?;
         tracing::info!(source = %source.id, "source created");
-        let mut view = self.source_view(&source);
+        let mut view = self.source_view(&source)?;
         let mapping = match preset {
             // A preset's mapping is small and known to compile: saved here,
             // not on the blocking pool.
@@ -130,13 +148,13 @@ impl Services {
             .sources()?
             .iter()
             .map(|s| self.source_view(s))
-            .collect();
+            .collect::<ServiceResult<_>>()?;
         Ok(SourceList { sources })
     }
 
     /// One source.
     pub async fn source(&self, id: SourceId) -> ServiceResult<SourceView> {
-        Ok(self.source_view(&self.load_source(id)?))
+        self.source_view(&self.load_source(id)?)
     }
 
     /// One source with its replay job.
@@ -144,7 +162,7 @@ impl Services {
         let source = self.load_source(id)?;
         Ok(SourceDetail {
             replay: self.store.replay(source.id)?,
-            source: self.source_view(&source),
+            source: self.source_view(&source)?,
         })
     }
 
@@ -167,9 +185,18 @@ impl Services {
         if let Some(values) = update.blocked_values {
             source.set_blocked_values(values);
         }
+        if let Some(change) = update.verify {
+            source.verify = match change {
+                None => None,
+                Some(change) => Some(self.apply_verify(&source, source.verify.as_ref(), change)?),
+            };
+        }
         source.updated_at = chrono::Utc::now();
         self.store.put_source(&source)?;
-        Ok(self.source_view(&source))
+        if let Some(verify) = &source.verify {
+            tracing::info!(source = %source.id, scheme = ?verify.scheme.name(), secrets = verify.secrets.len(), "signature verification set");
+        }
+        self.source_view(&source)
     }
 
     /// Sets (`Some`) or removes (`None`) the api key senders must present.
@@ -191,7 +218,7 @@ impl Services {
         let token = source.rotate();
         self.store.put_source(&source)?;
         tracing::info!(source = %source.id, "source token rotated");
-        Ok(WithToken::new(self.source_view(&source), token))
+        Ok(WithToken::new(self.source_view(&source)?, token))
     }
 
     /// Deletes a source: its URL stops working; stored events stay until
@@ -223,9 +250,11 @@ impl Services {
         };
         let body = serde_json::to_vec(&payload)
             .map_err(|e| ServiceError::Internal(format!("encoding a test event: {e}")))?;
+        // Nor is a signature: the admin is no forged sender.
         let as_sent = Source {
             api_key: None,
             records_path: None,
+            verify: None,
             ..source
         };
         let request = HookRequest {
@@ -264,8 +293,26 @@ impl Services {
         self.store.source(id)?.ok_or_else(|| no_source(id))
     }
 
-    fn source_view(&self, source: &Source) -> SourceView {
-        SourceView::of(source, self.counters.view(source.id))
+    fn source_view(&self, source: &Source) -> ServiceResult<SourceView> {
+        let mut counts = self.counters.view(source.id);
+        counts.redelivered = self.store.redelivered(source.id)?;
+        Ok(SourceView::of(source, counts))
+    }
+
+    /// `change` applied to `current`, new secrets sealed for this source.
+    fn apply_verify(
+        &self,
+        source: &Source,
+        current: Option<&Verify>,
+        change: VerifyInput,
+    ) -> ServiceResult<Verify> {
+        let now = chrono::Utc::now();
+        let seal = |secret: &str| {
+            self.secret_key
+                .seal(source.id, secret.as_bytes(), now)
+                .map_err(|_| SignatureSettingError::Seal)
+        };
+        signature::apply(current, change, seal).map_err(|e| ServiceError::BadRequest(e.to_string()))
     }
 }
 
@@ -334,4 +381,15 @@ fn test_refused(refusal: Refusal) -> ServiceError {
             code: Some(refusal.code),
         },
     }
+}
+
+/// A named scheme without settings of its own (what a preset names).
+fn named_scheme(name: SchemeName) -> Option<signature::Scheme> {
+    VerifyInput {
+        scheme: Some(name),
+        ..VerifyInput::default()
+    }
+    .scheme()
+    .ok()
+    .flatten()
 }
