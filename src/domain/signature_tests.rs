@@ -63,7 +63,7 @@ fn githubs_documented_example_verifies() {
     let ok = check_with(
         Scheme::Github,
         &["It's a Secret to Everybody"],
-        &[header.clone()],
+        std::slice::from_ref(&header),
         b"Hello, World!",
         NOW,
     );
@@ -72,7 +72,7 @@ fn githubs_documented_example_verifies() {
         code(check_with(
             Scheme::Github,
             &["It's a secret to everybody"],
-            &[header.clone()],
+            std::slice::from_ref(&header),
             b"Hello, World!",
             NOW
         )),
@@ -540,7 +540,7 @@ proptest! {
         let _ = decode_hex(&value);
         for scheme in [Scheme::Stripe, Scheme::Github, Scheme::Shopify, Scheme::StandardWebhooks] {
             for name in [scheme.signature_header().to_string(), "webhook-timestamp".into(), "webhook-id".into()] {
-                let headers = vec![(name.as_str(), value.as_slice()), ("webhook-signature", text.as_bytes())];
+                let headers = [(name.as_str(), value.as_slice()), ("webhook-signature", text.as_bytes())];
                 let get = |n: &str| headers.iter().find(|(h, _)| *h == n).map(|(_, v)| *v);
                 let _ = verify(&setting(scheme.clone()), &secrets(&[SW_SECRET]), get, &value, NOW);
             }
