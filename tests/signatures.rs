@@ -617,3 +617,41 @@ async fn the_source_page_sets_a_scheme_and_adds_and_removes_secrets() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(app.source_json(&source).await["verify"].is_null());
 }
+
+#[tokio::test]
+async fn a_copied_database_alone_holds_no_signing_secret() {
+    let mut app = spawn_app().await;
+    app.create_source(
+        json!({"name": "gh", "verify": {"scheme": "github", "secrets": [GITHUB_SECRET]}}),
+    )
+    .await;
+    app.shutdown().await;
+    let key_file = app.dir.join("secret.key");
+    let key = std::fs::read_to_string(&key_file).expect("secret.key made on first start");
+    assert_eq!(key.trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let mut stack = vec![app.dir.join("db")];
+    let (mut files, mut sealed_seen) = (0, false);
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files += 1;
+            let bytes = std::fs::read(&path).unwrap();
+            // The setting itself is on disk, sealed.
+            sealed_seen |= bytes.windows(10).any(|w| w == b"ciphertext");
+            let needle = GITHUB_SECRET.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0 && sealed_seen, "the sealed setting was written");
+}
