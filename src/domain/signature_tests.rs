@@ -553,3 +553,62 @@ proptest! {
         prop_assert_eq!(code(check_with(Scheme::Github, &["k"], &header, b"body", NOW)), "bad_signature");
     }
 }
+
+#[test]
+fn apply_adds_removes_and_bounds_secrets() {
+    let seal = |s: &str| {
+        Ok(SealedSecret {
+            set_at: chrono::Utc::now(),
+            nonce: String::new(),
+            ciphertext: s.to_owned(),
+        })
+    };
+    let input = |json: serde_json::Value| serde_json::from_value::<VerifyInput>(json).unwrap();
+    let first = apply(
+        None,
+        input(serde_json::json!({"scheme": "github", "secrets": ["a"]})),
+        seal,
+    )
+    .unwrap();
+    assert_eq!(first.tolerance_s, DEFAULT_TOLERANCE_S);
+    let two = apply(
+        Some(&first),
+        input(serde_json::json!({"add_secret": "b"})),
+        seal,
+    )
+    .unwrap();
+    assert_eq!(two.secrets.len(), 2);
+    assert_eq!(two.scheme, Scheme::Github, "the scheme stays");
+    let rotated = apply(
+        Some(&two),
+        input(serde_json::json!({"remove_secret": 0})),
+        seal,
+    )
+    .unwrap();
+    assert_eq!(rotated.secrets[0].ciphertext, "b");
+    assert_eq!(
+        apply(
+            Some(&rotated),
+            input(serde_json::json!({"remove_secret": 0})),
+            seal
+        ),
+        Err(SignatureSettingError::LastSecret)
+    );
+    assert_eq!(
+        apply(
+            Some(&rotated),
+            input(serde_json::json!({"remove_secret": 3})),
+            seal
+        ),
+        Err(SignatureSettingError::NoSuchSecret(3))
+    );
+    let many = serde_json::json!({"secrets": ["1", "2", "3", "4", "5", "6"]});
+    assert_eq!(
+        apply(Some(&rotated), input(many), seal),
+        Err(SignatureSettingError::TooManySecrets)
+    );
+    assert_eq!(
+        apply(None, input(serde_json::json!({"secrets": ["x"]})), seal),
+        Err(SignatureSettingError::NoScheme)
+    );
+}
