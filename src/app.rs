@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::domain::activity::Activity;
 use crate::domain::counters::Counters;
+use crate::domain::sealed::SecretKey;
 use crate::domain::source::SecretHash;
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
@@ -35,6 +36,8 @@ pub enum StartError {
         path: String,
         source: crate::store::StoreError,
     },
+    #[error("the signing-secret key (INLET_SECRET_KEY or the data dir's secret.key): {0}")]
+    SecretKey(String),
     #[error("cannot read or write the admin token file: {0}")]
     AdminToken(std::io::Error),
     #[error("the admin token (INLET_ADMIN_TOKEN or the data dir's admin_token file) has {len} characters; it must have at least {MIN_ADMIN_TOKEN_CHARS}: make one with `openssl rand -hex 32`, or unset it and remove the file to have Inlet generate one")]
@@ -62,6 +65,7 @@ impl Application {
         owner_only_new_files();
         let lock = lock_data_dir(&config.data_dir)?;
         let admin_token = load_admin_token(&config)?;
+        let secret_key = load_secret_key(&config)?;
         let store =
             Store::open(&config.data_dir, config.cache_mb).map_err(|source| StartError::Store {
                 path: config.data_dir.display().to_string(),
@@ -106,6 +110,7 @@ impl Application {
             counters,
             new_events,
             processor,
+            secret_key: Arc::new(secret_key),
             rate_limits: Default::default(),
         });
         let state = AppState::new(Shared {
@@ -238,6 +243,32 @@ fn load_admin_token(config: &Config) -> Result<String, StartError> {
         path.display()
     );
     Ok(token)
+}
+
+/// The key sealing signing secrets: from the config, else from
+/// `<data dir>/secret.key`, else generated and saved there (mode 0600).
+/// Never printed: unlike the admin token, no one needs to type it.
+fn load_secret_key(config: &Config) -> Result<SecretKey, StartError> {
+    let bad = |e: crate::domain::sealed::BadKey| StartError::SecretKey(e.to_string());
+    if let Some(key) = config
+        .secret_key
+        .as_ref()
+        .filter(|k| !k.expose().is_empty())
+    {
+        return SecretKey::parse(key.expose()).map_err(bad);
+    }
+    let path = config.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return SecretKey::parse(&text).map_err(bad),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Replacing an unreadable key would make every sealed secret
+        // unreadable: stop and say so.
+        Err(e) => return Err(StartError::SecretKey(format!("{}: {e}", path.display()))),
+    }
+    let key = SecretKey::generate();
+    write_private(&path, &key.encode())
+        .map_err(|e| StartError::SecretKey(format!("{}: {e}", path.display())))?;
+    Ok(key)
 }
 
 /// Refuses a token short enough to guess (counted in characters, as a

@@ -118,6 +118,13 @@ pub struct Config {
     /// The rate-limit window for failed admin-token attempts, in seconds.
     #[arg(long, env = "INLET_AUTH_WINDOW_SECS", default_value_t = 60)]
     pub auth_window_secs: u64,
+
+    /// The key that encrypts sources' signing secrets at rest: 64 hex
+    /// characters. When unset, `<data dir>/secret.key` is used, created
+    /// (mode 0600) on the first start. Kept out of the database, so a copy
+    /// of the database alone exposes no signing secret. Never logged.
+    #[arg(long, env = "INLET_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<Secret>,
 }
 
 /// A secret setting. `Config` derives `Debug`, and a config may end up in a

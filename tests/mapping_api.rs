@@ -558,7 +558,11 @@ async fn a_source_started_from_the_stripe_preset_maps_stripe_events() {
     let message = error_of(r, StatusCode::BAD_REQUEST).await;
     assert!(message.contains("strype") && message.contains("stripe"));
 
-    let source = app.create_source(json!({"preset": "stripe"})).await;
+    // The preset verifies Stripe's signatures (issue 18; tests/signatures.rs
+    // sends signed ones): this test is about the mapping, so it opts out.
+    let source = app
+        .create_source(json!({"preset": "stripe", "verify": null}))
+        .await;
     assert_eq!(source.body["mapping_version"], 1);
     let ids = app
         .send_ok(&source.hook, &fixture("presets/stripe.json"))

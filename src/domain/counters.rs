@@ -59,7 +59,7 @@ impl Counts {
 }
 
 /// The API view: `{"received", "pending", "resolved", "failed", "unmapped",
-/// "duplicate", "old_token_requests"}`.
+/// "duplicate", "old_token_requests", "redelivered"}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CountsView {
     pub received: u64,
@@ -68,6 +68,10 @@ pub struct CountsView {
     pub failed: u64,
     pub unmapped: u64,
     pub duplicate: u64,
+    /// Requests answered as repeats of a delivery already accepted (not in
+    /// `received`: nothing was stored). Kept by the store, not here; the
+    /// service fills it in (`service::sources`).
+    pub redelivered: u64,
     /// Requests on the URL the last rotation replaced, since that rotation
     /// (see [`OldTokenUse`]).
     pub old_token_requests: u64,
@@ -113,6 +117,7 @@ impl SourceCounters {
             failed: c.failed,
             unmapped: c.unmapped,
             duplicate: c.duplicate,
+            redelivered: 0,
             old_token_requests: self.old_token().requests,
         }
     }

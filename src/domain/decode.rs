@@ -103,6 +103,8 @@ pub enum RefusalKind {
     TooSlow,
     /// Inlet failed, not the sender (500): storage, a lost worker thread.
     Internal,
+    /// A request with the same delivery id is being accepted (409).
+    InProgress,
 }
 
 impl Refusal {

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod counters;
 pub mod decode;
+pub mod delivery;
 pub mod events;
 pub mod excerpt;
 pub mod identity;
@@ -14,6 +15,8 @@ pub mod records;
 pub mod redact;
 pub mod replay;
 pub mod schema_view;
+pub mod sealed;
+pub mod signature;
 pub mod sniff;
 pub mod source;
 pub mod source_view;

@@ -66,6 +66,9 @@ pub struct Source {
     /// Extra values never accepted as identifiers, on top of the built-in list.
     #[serde(default)]
     pub blocked_values: Vec<String>,
+    /// Signature verification (`domain::signature`); its secrets are sealed.
+    #[serde(default)]
+    pub verify: Option<crate::domain::signature::Verify>,
     /// The first characters of the current token, so a page can tell URLs
     /// apart without showing one (`None` for sources made before hints).
     #[serde(default)]
@@ -126,6 +129,7 @@ impl Source {
             updated_at: now,
             mapping_version: None,
             blocked_values: Vec::new(),
+            verify: None,
             token_hint: Some(token_hint(&token)),
             previous_token: None,
             rate_limit: None,

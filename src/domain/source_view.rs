@@ -6,12 +6,14 @@
 
 use crate::domain::counters::{CountsView, OldTokenUse};
 use crate::domain::ids::SourceId;
+use crate::domain::signature::VerifyView;
 use crate::domain::source::{RateLimit, Source};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// `{"id", "name", "api_key": {"header"} | null, "records_path",
-/// "created_at", "updated_at", "mapping_version", "blocked_values", "counts"}`.
+/// "created_at", "updated_at", "mapping_version", "blocked_values", "counts",
+/// "verify"}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SourceView {
     pub id: SourceId,
@@ -23,6 +25,9 @@ pub struct SourceView {
     pub mapping_version: Option<u32>,
     pub blocked_values: Vec<String>,
     pub counts: CountsView,
+    /// Signature verification, if set: the scheme and when each secret
+    /// was set, never a secret.
+    pub verify: Option<VerifyView>,
     /// The start of the current webhook URL (`/hooks/abcd…`), to tell it
     /// apart from the old one; `None` for a source made before hints.
     pub url_hint: Option<String>,
@@ -70,6 +75,7 @@ impl SourceView {
             mapping_version: source.mapping_version,
             blocked_values: source.blocked_values.clone(),
             counts,
+            verify: source.verify.as_ref().map(VerifyView::of),
             url_hint: source.token_hint.as_deref().map(|h| masked_path(Some(h))),
             previous_url: source.previous_token.as_ref().map(|old| PreviousUrlView {
                 url_hint: masked_path(old.hint.as_deref()),
@@ -149,6 +155,7 @@ mod tests {
             "mapping_version": null,
             "blocked_values": ["nobody"],
             "counts": counts,
+            "verify": null,
             "url_hint": format!("/hooks/{}…", &token[..4]),
             "previous_url": null,
             "rate_limit": null,

@@ -157,6 +157,7 @@ impl From<crate::domain::decode::Refusal> for AppError {
             K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             K::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            K::InProgress => StatusCode::CONFLICT,
             K::Internal => return AppError::internal(refusal.message),
         };
         AppError::Coded {

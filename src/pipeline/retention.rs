@@ -37,6 +37,11 @@ impl Processor {
     pub(super) fn maintain(&self) -> StoreResult<()> {
         let events = self.store.prune_events(self.config.event_retention)?;
         let errors = self.store.prune_errors(self.config.error_retention)?;
+        // Delivery ids past their source's redelivery window (issue 18).
+        let deliveries = self.store.prune_deliveries(chrono::Utc::now())?;
+        if deliveries > 0 {
+            tracing::info!(deliveries, "forgot delivery ids past their window");
+        }
         if events + errors > 0 {
             tracing::info!(events, errors, "pruned beyond retention");
         }

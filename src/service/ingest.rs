@@ -1,7 +1,8 @@
 //! Accepting a hook request: steps 1–7 of the data-flow line.
 //!
 //! find the source by token → authenticate → (the body, read by HTTP under
-//! its limit and deadline) → decode → explode records → durable log →
+//! its limit and deadline) → signature (over the raw bytes) → redelivery
+//! (a delivery id already accepted is answered with its first ids) → decode → explode records → durable log →
 //! group flush → [`Accepted`]. Every refusal at a known source is written to
 //! the error log with its stage and code; nothing here maps or resolves.
 //!
@@ -11,9 +12,11 @@
 //! blocking pool has its few borrowed strings copied.
 
 use crate::domain::decode::{self, Body, Refusal, RefusalKind};
+use crate::domain::delivery::Claim;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, RawEvent, Stage};
 use crate::domain::records::{self, Exploded, Limits};
+use crate::domain::signature;
 use crate::domain::source::{SecretHash, Source};
 use crate::service::{ServiceError, ServiceResult, Services};
 use crate::store::{EventLog, StateStore};
@@ -28,6 +31,65 @@ use std::sync::Arc;
 pub struct Accepted {
     pub accepted: usize,
     pub ids: Vec<EventId>,
+    /// The request repeated a delivery already accepted: `ids` are the
+    /// first delivery's, and nothing new was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redelivery: bool,
+}
+
+impl Accepted {
+    fn redelivery(ids: Vec<EventId>) -> Self {
+        Self {
+            accepted: ids.len(),
+            ids,
+            redelivery: true,
+        }
+    }
+}
+
+/// How long a request waits for another with the same delivery id, and
+/// how often it looks.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+enum Claimed<'a> {
+    New(DeliveryClaim<'a>),
+    Redelivery(Vec<EventId>),
+}
+
+/// A claimed delivery id: settled as accepted with its ids, or released
+/// when the request is refused, fails or is cancelled (its sender hung
+/// up), so the sender's retry is accepted as new.
+struct DeliveryClaim<'a> {
+    services: &'a Services,
+    source: SourceId,
+    id: String,
+    window_s: u64,
+    settled: bool,
+}
+
+impl DeliveryClaim<'_> {
+    fn accepted(mut self, ids: &[EventId]) {
+        self.settled = true;
+        self.settle(Some(ids));
+    }
+
+    fn settle(&self, ids: Option<&[EventId]>) {
+        let now = chrono::Utc::now();
+        let store = &self.services.store;
+        if let Err(e) = store.settle_delivery(self.source, &self.id, ids, now, self.window_s) {
+            // The events are stored; only a redelivery would store again.
+            tracing::error!(source = %self.source, error = %e, "could not record the delivery id");
+        }
+    }
+}
+
+impl Drop for DeliveryClaim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(None);
+        }
+    }
 }
 
 /// What the use case reads of a request's headers. HTTP implements it for
@@ -104,6 +166,14 @@ impl Services {
     ) -> Result<Accepted, Refusal> {
         authenticate(source, request.headers)?;
         let bytes = body.await?;
+        let delivery = self.check_signature(source, request.headers, &bytes)?;
+        let claim = match delivery {
+            Some((id, window_s)) => match self.claim_delivery(source.id, id, window_s).await? {
+                Claimed::New(claim) => Some(claim),
+                Claimed::Redelivery(ids) => return Ok(Accepted::redelivery(ids)),
+            },
+            None => None,
+        };
         let received = Received {
             from_query: request.is_get && bytes.is_empty(),
             content_type: request.content_type,
@@ -119,16 +189,120 @@ impl Services {
                 .saturating_mul(received.size()),
         };
         let exploded = decode_and_explode(received, limits).await?;
+        // The signature is not a secret, but kept beside its body it would
+        // let a reader of the events try guesses of a weak signing secret.
+        let signature_header = source.verify.as_ref().map(|v| v.scheme.signature_header());
         let safe_headers = decode::safe_headers(
-            request.headers.each(),
+            request
+                .headers
+                .each()
+                .filter(|(name, _)| Some(*name) != signature_header),
             source.api_key.as_ref().map(|k| k.header.as_str()),
         );
         let events = records::raw_events(source.id, exploded, safe_headers);
         let ids = self.store_durably(source.id, events).await?;
+        if let Some(claim) = claim {
+            claim.accepted(&ids);
+        }
         Ok(Accepted {
             accepted: ids.len(),
             ids,
+            redelivery: false,
         })
+    }
+
+    /// Checks the request's signature over the raw bytes, when the source
+    /// verifies. Passes with the delivery id and redelivery window when
+    /// the scheme carries one.
+    fn check_signature<'r, H: Headers>(
+        &self,
+        source: &Source,
+        headers: &'r H,
+        bytes: &'r [u8],
+    ) -> Result<Option<(String, u64)>, Refusal> {
+        let Some(setting) = &source.verify else {
+            return Ok(None);
+        };
+        let secrets = setting
+            .secrets
+            .iter()
+            .map(|sealed| self.secret_key.open(source.id, sealed))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                tracing::error!(source = %source.id, error = %e, "signing secret unreadable");
+                Refusal::new(
+                    RefusalKind::Internal,
+                    Stage::Auth,
+                    "signing_secret_unreadable",
+                    e.to_string(),
+                )
+            })?;
+        let header = |name: &str| headers.get(name);
+        let now = chrono::Utc::now().timestamp();
+        signature::verify(setting, &secrets, header, bytes, now).map_err(|refusal| {
+            Refusal::new(
+                RefusalKind::Unauthenticated,
+                Stage::Auth,
+                refusal.code(),
+                refusal.message(setting.tolerance_s),
+            )
+        })?;
+        Ok(signature::delivery_id(&setting.scheme, header, bytes)
+            .map(|id| (id, setting.redelivery_window_s)))
+    }
+
+    /// Claims a delivery id for this request; a request with the same id
+    /// still in flight is waited for (its answer is this one's), up to
+    /// [`IN_FLIGHT_WAIT`].
+    async fn claim_delivery(
+        &self,
+        source: SourceId,
+        id: String,
+        window_s: u64,
+    ) -> Result<Claimed<'_>, Refusal> {
+        let failed = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "delivery claim failed");
+            Refusal::new(
+                RefusalKind::Internal,
+                Stage::Store,
+                "store_failed",
+                e.to_string(),
+            )
+        };
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            let now = chrono::Utc::now();
+            match self
+                .store
+                .claim_delivery(source, &id, now, window_s)
+                .map_err(failed)?
+            {
+                Claim::Claimed => {
+                    return Ok(Claimed::New(DeliveryClaim {
+                        services: self,
+                        source,
+                        id,
+                        window_s,
+                        settled: false,
+                    }))
+                }
+                Claim::Redelivery(ids) => {
+                    tracing::info!(source = %source, "redelivery answered from the first delivery");
+                    return Ok(Claimed::Redelivery(ids));
+                }
+                Claim::InFlight if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(IN_FLIGHT_POLL).await;
+                }
+                Claim::InFlight => {
+                    return Err(Refusal::new(
+                        RefusalKind::InProgress,
+                        Stage::Auth,
+                        "delivery_in_progress",
+                        "a request with the same delivery id is still being accepted; retry in a few seconds".into(),
+                    ))
+                }
+            }
+        }
     }
 
     /// Appends the records and waits for the group flush that covers them;

@@ -36,6 +36,8 @@ pub struct Handles {
     /// Rung after every append so the pipeline wakes without polling.
     pub new_events: Arc<Notify>,
     pub processor: Arc<Processor>,
+    /// Seals and opens sources' signing secrets (`domain::sealed`).
+    pub secret_key: Arc<crate::domain::sealed::SecretKey>,
     /// The per-source token buckets of the hook path (`sources::RateLimiters`).
     pub rate_limits: sources::RateLimiters,
 }

@@ -12,6 +12,7 @@ use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::presets;
 use crate::domain::model::{ErrorEntry, Level, Stage};
 use crate::domain::replay::ReplayJob;
+use crate::domain::signature::{self, SchemeName, SignatureSettingError, Verify, VerifyInput};
 use crate::domain::source::{ApiKeyInput, Grace, RateLimit, Source, SourceError};
 use crate::domain::source::{SecretHash, TokenUse};
 use crate::domain::source_view::{SourceView, WithToken};
@@ -38,6 +39,10 @@ pub struct NewSource {
     /// Falls back to the preset's records path.
     pub records_path: Option<String>,
     pub blocked_values: Option<Vec<String>>,
+    /// Signature verification: absent takes the preset's scheme (waiting
+    /// for its secret), `Some(None)` verifies nothing, `Some(Some(_))`
+    /// sets it (the scheme may come from the preset).
+    pub verify: Option<Option<VerifyInput>>,
     /// Off when absent.
     pub rate_limit: Option<RateLimit>,
 }
@@ -50,6 +55,9 @@ pub struct SourceUpdate {
     pub api_key: Option<Option<ApiKeyInput>>,
     pub records_path: Option<Option<String>>,
     pub blocked_values: Option<Vec<String>>,
+    /// `Some(None)` stops verifying; `Some(Some(_))` changes the setting
+    /// (see `domain::signature::apply`).
+    pub verify: Option<Option<VerifyInput>>,
     /// `Some(None)` removes the limit.
     pub rate_limit: Option<Option<RateLimit>>,
 }
@@ -113,9 +121,19 @@ impl Services {
             Source::create(&name, input.api_key, records_path).map_err(refused)?;
         source.set_blocked_values(input.blocked_values.unwrap_or_default());
         source.set_rate_limit(input.rate_limit).map_err(refused)?;
+        let preset_verify = preset
+            .and_then(|p| p.verify)
+            .and_then(|name| named_scheme(name).map(signature::awaiting_secret));
+        source.verify = match input.verify {
+            None => preset_verify,
+            Some(None) => None,
+            Some(Some(change)) => {
+                Some(self.apply_verify(&source, preset_verify.as_ref(), change)?)
+            }
+        };
         self.store.put_source(&source)?;
         tracing::info!(source = %source.id, "source created");
-        let mut view = self.source_view(&source);
+        let mut view = self.source_view(&source)?;
         let mapping = match preset {
             // A preset's mapping is small and known to compile: saved here,
             // not on the blocking pool.
@@ -143,13 +161,13 @@ impl Services {
             .sources()?
             .iter()
             .map(|s| self.source_view(s))
-            .collect();
+            .collect::<ServiceResult<_>>()?;
         Ok(SourceList { sources })
     }
 
     /// One source.
     pub async fn source(&self, id: SourceId) -> ServiceResult<SourceView> {
-        Ok(self.source_view(&self.load_source(id)?))
+        self.source_view(&self.load_source(id)?)
     }
 
     /// One source with its replay job.
@@ -157,7 +175,7 @@ impl Services {
         let source = self.load_source(id)?;
         Ok(SourceDetail {
             replay: self.store.replay(source.id)?,
-            source: self.source_view(&source),
+            source: self.source_view(&source)?,
         })
     }
 
@@ -183,9 +201,18 @@ impl Services {
         if let Some(limit) = update.rate_limit {
             source.set_rate_limit(limit).map_err(refused)?;
         }
+        if let Some(change) = update.verify {
+            source.verify = match change {
+                None => None,
+                Some(change) => Some(self.apply_verify(&source, source.verify.as_ref(), change)?),
+            };
+        }
         source.updated_at = chrono::Utc::now();
         self.store.put_source(&source)?;
-        Ok(self.source_view(&source))
+        if let Some(verify) = &source.verify {
+            tracing::info!(source = %source.id, scheme = ?verify.scheme.name(), secrets = verify.secrets.len(), "signature verification set");
+        }
+        self.source_view(&source)
     }
 
     /// Sets (`Some`) or removes (`None`) the api key senders must present.
@@ -213,7 +240,7 @@ impl Services {
         self.counters.reset_old_token(id);
         self.store.clear_old_token_use(id)?;
         tracing::info!(source = %source.id, grace_s, "source token rotated");
-        Ok(WithToken::new(self.source_view(&source), token))
+        Ok(WithToken::new(self.source_view(&source)?, token))
     }
 
     /// Deletes a source: its URL stops working; stored events stay until
@@ -245,9 +272,11 @@ impl Services {
         };
         let body = serde_json::to_vec(&payload)
             .map_err(|e| ServiceError::Internal(format!("encoding a test event: {e}")))?;
+        // Nor is a signature: the admin is no forged sender.
         let as_sent = Source {
             api_key: None,
             records_path: None,
+            verify: None,
             ..source
         };
         let request = HookRequest {
@@ -286,9 +315,26 @@ impl Services {
         self.store.source(id)?.ok_or_else(|| no_source(id))
     }
 
-    fn source_view(&self, source: &Source) -> SourceView {
-        SourceView::of(source, self.counters.view(source.id))
-            .with_old_token(self.counters.old_token(source.id))
+    fn source_view(&self, source: &Source) -> ServiceResult<SourceView> {
+        let mut counts = self.counters.view(source.id);
+        counts.redelivered = self.store.redelivered(source.id)?;
+        Ok(SourceView::of(source, counts).with_old_token(self.counters.old_token(source.id)))
+    }
+
+    /// `change` applied to `current`, new secrets sealed for this source.
+    fn apply_verify(
+        &self,
+        source: &Source,
+        current: Option<&Verify>,
+        change: VerifyInput,
+    ) -> ServiceResult<Verify> {
+        let now = chrono::Utc::now();
+        let seal = |secret: &str| {
+            self.secret_key
+                .seal(source.id, secret.as_bytes(), now)
+                .map_err(|_| SignatureSettingError::Seal)
+        };
+        signature::apply(current, change, seal).map_err(|e| ServiceError::BadRequest(e.to_string()))
     }
 }
 
@@ -357,6 +403,17 @@ fn test_refused(refusal: Refusal) -> ServiceError {
             code: Some(refusal.code),
         },
     }
+}
+
+/// A named scheme without settings of its own (what a preset names).
+fn named_scheme(name: SchemeName) -> Option<signature::Scheme> {
+    VerifyInput {
+        scheme: Some(name),
+        ..VerifyInput::default()
+    }
+    .scheme()
+    .ok()
+    .flatten()
 }
 
 // --- the hook path's admission: which token, and the rate limit (issue 18) ---

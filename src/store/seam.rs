@@ -372,4 +372,33 @@ pub trait StateStore {
     fn old_token_uses(
         &self,
     ) -> StoreResult<HashMap<SourceId, crate::domain::counters::OldTokenUse>>;
+
+    // --- redelivery (`domain::delivery`), appended for issue 18 ---
+
+    /// Claims delivery `id` of `source` for a request at `now`: `Claimed`
+    /// (this request accepts it; settle it after), `Redelivery` with the
+    /// first delivery's ids when it was accepted within `window_s` (and
+    /// counted as a redelivery), or `InFlight`. One claim wins of many at
+    /// once (compare-and-swap).
+    fn claim_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<crate::domain::delivery::Claim>;
+    /// Records a claimed delivery as accepted as `accepted`, or (`None`)
+    /// releases the claim so a retry is accepted as new.
+    fn settle_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        accepted: Option<&[EventId]>,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<()>;
+    /// How many redeliveries of `source` were answered from the first.
+    fn redelivered(&self, source: SourceId) -> StoreResult<u64>;
+    /// Forgets delivery ids past their window; returns how many.
+    fn prune_deliveries(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
 }

@@ -19,6 +19,10 @@ pub struct Preset {
     pub mapping: MappingSpec,
     /// A realistic sample body, relative to the repository root (golden tests).
     pub fixture: String,
+    /// The signature scheme the provider signs with: a source made from
+    /// the preset verifies it, and asks for the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::domain::signature::SchemeName>,
 }
 
 /// The embedded preset files, in display order.

@@ -3,6 +3,7 @@
 //! result as JSON.
 
 use crate::domain::ids::SourceId;
+use crate::domain::signature::VerifyInput;
 use crate::domain::source::{ApiKeyInput, RateLimit};
 use crate::domain::source_view::{SourceView, WithToken};
 use crate::http::error::{AppError, AppResult};
@@ -38,6 +39,10 @@ struct CreateSource {
     api_key: Option<ApiKeyInput>,
     #[serde(default)]
     records_path: Option<String>,
+    /// Absent: the preset's scheme, if any (waiting for its secret); `null`:
+    /// no verification.
+    #[serde(default, deserialize_with = "present")]
+    verify: Option<Option<VerifyInput>>,
     #[serde(default)]
     rate_limit: Option<RateLimit>,
 }
@@ -54,6 +59,9 @@ struct UpdateSource {
     records_path: Option<Option<String>>,
     #[serde(default)]
     blocked_values: Option<Vec<String>>,
+    /// `null` stops verifying; an object changes the setting.
+    #[serde(default, deserialize_with = "present")]
+    verify: Option<Option<VerifyInput>>,
     /// `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
     rate_limit: Option<Option<RateLimit>>,
@@ -109,6 +117,7 @@ async fn create(
             api_key: input.api_key,
             records_path: input.records_path,
             blocked_values: input.blocked_values,
+            verify: input.verify,
             rate_limit: input.rate_limit,
         })
         .await?;
@@ -141,6 +150,7 @@ async fn update(
         api_key: input.api_key,
         records_path: input.records_path,
         blocked_values: input.blocked_values,
+        verify: input.verify,
         rate_limit: input.rate_limit,
     };
     Ok(Json(state.services.update_source(id, update).await?))

@@ -52,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/rotate", post(sources::rotate))
         .route("/sources/{id}/delete", post(sources::delete))
         .route("/sources/{id}/api-key", post(sources::api_key))
+        .route("/sources/{id}/verify", post(sources::verify))
         .route("/sources/{id}/test-event", post(sources::test_event))
         .route("/profiles", get(profiles::search))
         .route("/profiles/{id}", get(profiles::show))

@@ -15,11 +15,12 @@ use super::mapping::Editor;
 use super::render::{page, PageError, PageResult};
 use super::session::{Authed, Flash};
 use crate::domain::ids::SourceId;
+use crate::domain::signature::{SchemeName, VerifyInput};
 use crate::domain::source::ApiKeyInput;
 use crate::domain::source_view::SourceView;
 use crate::http::error::AppError;
 use crate::http::AppState;
-use crate::service::sources::{parse_source_id, NewSource};
+use crate::service::sources::{parse_source_id, NewSource, SourceUpdate};
 use crate::service::ServiceError;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -119,6 +120,8 @@ pub async fn create(
         api_key: api_key_input(&form.api_key_header, &form.api_key_value),
         records_path: typed(&form.records_path),
         blocked_values: None,
+        // A preset's scheme applies; its secret is set on the source page.
+        verify: None,
         rate_limit: None,
     };
     match state.services.create_source(input).await {
@@ -278,6 +281,103 @@ pub async fn api_key(
     }
 }
 
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    csrf: String,
+    /// A scheme name; empty leaves the scheme as it is.
+    #[serde(default)]
+    scheme: String,
+    /// The hmac scheme's header (other schemes know theirs).
+    #[serde(default)]
+    header: String,
+    #[serde(default)]
+    add_secret: String,
+    /// The position of the secret whose "Remove" button was pressed.
+    #[serde(default)]
+    remove_secret: Option<usize>,
+    /// Present when "Stop verifying" was pressed.
+    #[serde(default)]
+    clear: Option<String>,
+}
+
+impl VerifyForm {
+    /// The change the form asks for: `None` stops verifying.
+    fn change(self) -> Option<VerifyInput> {
+        if self.clear.is_some() {
+            return None;
+        }
+        let scheme = serde_json::from_value::<SchemeName>(Value::String(self.scheme)).ok();
+        Some(VerifyInput {
+            scheme,
+            header: typed(&self.header).filter(|_| scheme == Some(SchemeName::Hmac)),
+            add_secret: Some(self.add_secret).filter(|s| !s.is_empty()),
+            remove_secret: self.remove_secret,
+            ..VerifyInput::default()
+        })
+    }
+}
+
+/// "Signatures": set the scheme, add or remove a secret, stop verifying.
+pub async fn verify(
+    State(state): State<AppState>,
+    session: Authed,
+    Path(id): Path<String>,
+    Form(form): Form<VerifyForm>,
+) -> PageResult {
+    csrf::check(&session, &form.csrf)?;
+    let id = page_source_id(&id)?;
+    let update = SourceUpdate {
+        verify: Some(form.change()),
+        ..SourceUpdate::default()
+    };
+    match state.services.update_source(id, update).await {
+        Ok(source) => {
+            Ok(Redirect::to(&format!("/sources/{}#signatures", source.id)).into_response())
+        }
+        Err(ServiceError::BadRequest(message)) => {
+            let source = load(&state, id).await?;
+            source_page(
+                &state,
+                &session,
+                &source,
+                SourcePage {
+                    status: StatusCode::BAD_REQUEST,
+                    error: Some(message),
+                    ..SourcePage::default()
+                },
+            )
+            .await
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// What the "Signatures" part of a source page shows: the scheme, when
+/// each secret was set (never the secret), and the scheme choices.
+fn signatures_section(source: &SourceView) -> Value {
+    let current = source.verify.as_ref();
+    let selected = current
+        .and_then(|v| serde_json::to_value(v.scheme).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let schemes = [
+        ("stripe", "Stripe (Stripe-Signature)"),
+        ("github", "GitHub (X-Hub-Signature-256)"),
+        ("shopify", "Shopify (X-Shopify-Hmac-Sha256)"),
+        ("standard_webhooks", "Standard Webhooks (webhook-signature)"),
+        ("hmac", "Another sender's HMAC-SHA256 (hex)"),
+    ];
+    json!({
+        "verify": current,
+        "secrets": current.map(|v| v.secrets.iter().enumerate().map(|(i, s)| json!({
+            "index": i, "set_at": time(&s.set_at),
+        })).collect::<Vec<_>>()),
+        "hmac_header": current.and_then(|v| v.hmac.as_ref()).map_or("", |h| h.header.as_str()),
+        "schemes": options(schemes.iter().map(|(v, l)| (v.to_string(), l.to_string())), &selected),
+    })
+}
+
 /// The source id of a `/sources/{id}/...` page.
 pub(super) fn page_source_id(id: &str) -> Result<SourceId, PageError> {
     parse_source_id(id).map_err(failed)
@@ -332,6 +432,7 @@ pub(super) async fn source_page(
         })),
         "error": page_opts.error,
         "mapping": mapping,
+        "signatures": signatures_section(source),
     });
     page(page_opts.status, "source", &data)
 }

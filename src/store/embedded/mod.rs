@@ -23,9 +23,12 @@
 //! - `profile_events`: profile id ‖ chunk number → up to 64 event ids;
 //!   `audit`: profile id ‖ audit id → entry JSON.
 //! - `dedupe`: source id ‖ idempotency key → event id.
+//! - `deliveries`: source id ‖ delivery id → its state, and each source's
+//!   redelivery count (see `deliveries`).
 
 mod activity;
 pub mod batch;
+mod deliveries;
 pub mod erasure;
 pub mod errors;
 pub mod events;
@@ -158,6 +161,7 @@ pub struct Trees {
     pub profile_events: sled::Tree,
     pub audit: sled::Tree,
     pub dedupe: sled::Tree,
+    pub deliveries: sled::Tree,
     /// Never-merge rules (see `identity_config`).
     pub never_merge: sled::Tree,
 }
@@ -180,6 +184,7 @@ impl Trees {
             profile_events: db.open_tree("profile_events")?,
             audit: db.open_tree("audit")?,
             dedupe: db.open_tree("dedupe")?,
+            deliveries: db.open_tree("deliveries")?,
             never_merge: db.open_tree("never_merge")?,
         })
     }

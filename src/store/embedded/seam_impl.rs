@@ -327,4 +327,33 @@ impl StateStore for Store {
     ) -> StoreResult<HashMap<SourceId, crate::domain::counters::OldTokenUse>> {
         Store::old_token_uses(self)
     }
+
+    fn claim_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<crate::domain::delivery::Claim> {
+        Store::claim_delivery(self, source, id, now, window_s)
+    }
+
+    fn settle_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        accepted: Option<&[EventId]>,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<()> {
+        Store::settle_delivery(self, source, id, accepted, now, window_s)
+    }
+
+    fn redelivered(&self, source: SourceId) -> StoreResult<u64> {
+        Store::redelivered(self, source)
+    }
+
+    fn prune_deliveries(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        Store::prune_deliveries(self, now)
+    }
 }
