@@ -106,6 +106,7 @@ impl Application {
             counters,
             new_events,
             processor,
+            kinds_writer: Default::default(),
         });
         let state = AppState::new(Shared {
             services,

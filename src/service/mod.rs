@@ -6,6 +6,7 @@ pub mod activity;
 pub mod error;
 pub mod errors;
 pub mod events;
+pub mod identity_kinds;
 pub mod ingest;
 pub mod mappings;
 pub mod profiles;
@@ -35,6 +36,10 @@ pub struct Handles {
     /// Rung after every append so the pipeline wakes without polling.
     pub new_events: Arc<Notify>,
     pub processor: Arc<Processor>,
+    /// Serialises changes to the identifier kinds (a read-modify-write of
+    /// the whole set; see `identity_kinds`). Held over synchronous store
+    /// calls only.
+    pub kinds_writer: std::sync::Mutex<()>,
 }
 
 impl Services {

@@ -356,4 +356,10 @@ pub trait StateStore {
         max_read: usize,
         visit: &mut dyn FnMut(&ErrorEntry),
     ) -> StoreResult<(usize, bool)>;
+
+    // --- appended (issue 17, identifier kinds) ---
+
+    /// Whether any profile holds a value of this team's kind (a kind in
+    /// use cannot be deleted). One index seek.
+    fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool>;
 }

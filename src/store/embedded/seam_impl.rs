@@ -309,4 +309,8 @@ impl StateStore for Store {
     ) -> StoreResult<(usize, bool)> {
         Store::scan_errors(self, filter, max_read, visit)
     }
+
+    fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool> {
+        Store::kind_has_values(self, kind)
+    }
 }
