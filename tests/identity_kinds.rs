@@ -49,7 +49,10 @@ async fn kind_names(app: &TestApp) -> Vec<String> {
 async fn a_new_data_dir_lists_the_three_built_in_kinds() {
     let app = spawn_app().await;
     let body = app.api_json("/api/identity/kinds").await;
-    assert_eq!(kind_names(&app).await, ["external_id", "email", "visitor_id"]);
+    assert_eq!(
+        kind_names(&app).await,
+        ["external_id", "email", "visitor_id"]
+    );
     let external = &body["kinds"][0];
     assert_eq!(external["priority"], 1);
     assert_eq!(external["limit"], 1);
@@ -90,7 +93,13 @@ async fn a_team_defines_a_kind_and_it_takes_its_place_in_the_priority_order() {
     assert_eq!(phone["normalise"], "trim");
     assert_eq!(
         kind_names(&app).await,
-        ["external_id", "stripe_customer_id", "email", "phone", "visitor_id"]
+        [
+            "external_id",
+            "stripe_customer_id",
+            "email",
+            "phone",
+            "visitor_id"
+        ]
     );
     let listed = app.api_json("/api/identity/kinds").await;
     let priorities: Vec<i64> = listed["kinds"]
@@ -207,17 +216,35 @@ async fn a_kind_in_use_cannot_be_deleted_only_disabled() {
     // Values on a profile keep it in use after the mapping stops naming it.
     app.send_processed(&source.hook, &json!({"type": "call", "phone": "555"}))
         .await;
-    app.put_mapping(&source, json!({"event_name": "{{type}}", "email": "{{email}}"}))
-        .await;
+    app.put_mapping(
+        &source,
+        json!({"event_name": "{{type}}", "email": "{{email}}"}),
+    )
+    .await;
     let response = delete_kind(&app, "phone").await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     let answer: Value = response.json().await.unwrap();
-    assert!(answer["error"].as_str().unwrap().contains("profiles hold values"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("profiles hold values"),
+        "{answer}"
+    );
 
-    assert_eq!(delete_kind(&app, "unused").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete_kind(&app, "unused").await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert!(!kind_names(&app).await.contains(&"unused".to_string()));
-    assert_eq!(delete_kind(&app, "email").await.status(), StatusCode::CONFLICT);
-    assert_eq!(delete_kind(&app, "unused").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        delete_kind(&app, "email").await.status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        delete_kind(&app, "unused").await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -248,9 +275,8 @@ async fn a_mapping_naming_an_undefined_kind_is_refused_with_where_to_define_it()
     let saved = app.put_mapping(&source, mapping).await;
     let warnings = saved["warnings"].as_array().unwrap();
     assert!(
-        warnings
-            .iter()
-            .any(|w| w["slot"] == "identifiers.phone" && w["message"].as_str().unwrap().contains("disabled")),
+        warnings.iter().any(|w| w["slot"] == "identifiers.phone"
+            && w["message"].as_str().unwrap().contains("disabled")),
         "{saved}"
     );
 }
@@ -288,7 +314,9 @@ async fn a_shop_and_stripe_sending_anns_email_end_in_one_profile() {
     let shop = app.mapped_source("Shop", shop_mapping()).await;
     let stripe = app.create_source(json!({"preset": "stripe"})).await;
     assert!(
-        kind_names(&app).await.contains(&"stripe_customer_id".to_string()),
+        kind_names(&app)
+            .await
+            .contains(&"stripe_customer_id".to_string()),
         "the preset defines the kind it needs"
     );
 
@@ -300,7 +328,10 @@ async fn a_shop_and_stripe_sending_anns_email_end_in_one_profile() {
         .await;
     assert_eq!(first["status"], "resolved");
     let second = app
-        .send_processed(&stripe.hook, &stripe_event("evt_1", "cus_A42", "Ann@Example.com"))
+        .send_processed(
+            &stripe.hook,
+            &stripe_event("evt_1", "cus_A42", "Ann@Example.com"),
+        )
         .await;
     assert_eq!(second["status"], "resolved", "{second}");
     assert_eq!(second["profile_id"], first["profile_id"], "{second}");
@@ -326,7 +357,10 @@ async fn a_shop_and_stripe_sending_anns_email_end_in_one_profile() {
     assert_eq!(ann["id"], first["profile_id"]);
     assert_eq!(ann["external_ids"], json!(["42"]));
     assert_eq!(ann["emails"], json!(["ann@example.com"]));
-    assert_eq!(ann["identifiers"], json!({"stripe_customer_id": ["cus_A42"]}));
+    assert_eq!(
+        ann["identifiers"],
+        json!({"stripe_customer_id": ["cus_A42"]})
+    );
     assert_eq!(ann["event_count"], 2);
     assert_eq!(app.profile_by("external_id", "42").await["id"], ann["id"]);
 }
@@ -337,7 +371,10 @@ async fn a_disabled_kinds_values_are_not_used() {
     let stripe = app.create_source(json!({"preset": "stripe"})).await;
     patch_kind(&app, "stripe_customer_id", json!({"enabled": false})).await;
     let event = app
-        .send_processed(&stripe.hook, &stripe_event("evt_2", "cus_B7", "bo@example.com"))
+        .send_processed(
+            &stripe.hook,
+            &stripe_event("evt_2", "cus_B7", "bo@example.com"),
+        )
         .await;
     assert_eq!(event["status"], "resolved", "{event}");
     let refused = event["identity_refused"].to_string() + &event["warnings"].to_string();
@@ -349,7 +386,13 @@ async fn a_disabled_kinds_values_are_not_used() {
         &[("kind", "stripe_customer_id"), ("value", "cus_B7")],
     )
     .unwrap();
-    let response = app.client.get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let response = app
+        .client
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
@@ -412,6 +455,106 @@ async fn a_mapping_saved_through_the_dashboard_form_keeps_its_identifiers() {
         .api_json(&format!("/api/sources/{}/mapping", source.id))
         .await;
     assert_eq!(current["version"], 2, "{current}");
-    assert_eq!(current["mapping"]["identifiers"], json!({"phone": "{{phone}}"}));
+    assert_eq!(
+        current["mapping"]["identifiers"],
+        json!({"phone": "{{phone}}"})
+    );
     assert_eq!(current["mapping"]["traits"], json!({"plan": "{{plan}}"}));
+}
+
+/// A data dir written by the issue-16 binary (before kinds existed), made
+/// by `scripts/make-migration-fixture`, unpacked into a temp dir.
+fn unpack_v16_fixture() -> (tempfile::TempDir, Value) {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let archive = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/datadir-v16.tar.gz"
+    );
+    let status = std::process::Command::new("tar")
+        .args(["-xzf", archive, "-C"])
+        .arg(dir.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar -xzf {archive}");
+    let manifest = std::fs::read_to_string(dir.path().join("fixture.json")).expect("fixture.json");
+    (dir, serde_json::from_str(&manifest).expect("manifest"))
+}
+
+#[tokio::test]
+async fn a_data_dir_written_before_kinds_existed_works_unchanged() {
+    let (dir, manifest) = unpack_v16_fixture();
+    let app = spawn_with(config_for(&dir.path().join("data"))).await;
+    let hook = manifest["hook"].as_str().unwrap();
+
+    // Profiles, as issue 16 left them.
+    assert_eq!(
+        kind_names(&app).await,
+        ["external_id", "email", "visitor_id"]
+    );
+    let ann = app.profile_by_email("ann@example.com").await;
+    assert_eq!(ann["external_ids"], json!(["42"]));
+    let mut visitors: Vec<String> = serde_json::from_value(ann["visitor_ids"].clone()).unwrap();
+    visitors.sort();
+    assert_eq!(visitors, ["v1", "v2"], "the merge by email held");
+    assert_eq!(ann["traits"]["plan"], "pro");
+    assert_eq!(ann["event_count"], 4);
+    assert_eq!(ann["identifiers"], json!({}));
+    let id = ann["id"].as_str().unwrap();
+    assert_eq!(app.profile_by("visitor_id", "v2").await["id"], ann["id"]);
+    assert_eq!(app.profile_by("external_id", "42").await["id"], ann["id"]);
+    let other = app.profile_by("external_id", "43").await;
+    assert_ne!(other["id"], ann["id"]);
+    assert_eq!(other["emails"], json!([]), "the conflict's refusal held");
+
+    // History and events read in their old spelling.
+    let history = app.profile_history(id).await;
+    assert!(!history.is_empty());
+    assert!(
+        history
+            .iter()
+            .any(|line| line.to_string().contains("merge")),
+        "{history:?}"
+    );
+    let conflict = app.profile_history(other["id"].as_str().unwrap()).await;
+    assert!(
+        conflict
+            .iter()
+            .any(|l| l.to_string().contains("external_id_conflict")),
+        "{conflict:?}"
+    );
+    assert_eq!(app.profile_events(id).await.len(), 4);
+
+    // New events resolve against the old index.
+    let next = app
+        .send_processed(
+            hook,
+            &json!({"type": "purchase", "user": "42", "email": "ann@example.com", "ts": "2026-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(next["status"], "resolved", "{next}");
+    assert_eq!(next["profile_id"], ann["id"]);
+
+    // And a kind defined now joins the old profile.
+    create_kind(&app, json!({"name": "crm_id"})).await;
+    let source = TestSource {
+        id: manifest["source_id"].as_str().unwrap().to_string(),
+        hook: hook.to_string(),
+        body: Value::Null,
+    };
+    app.put_mapping(
+        &source,
+        json!({"event_name": "{{type}}", "email": "{{email}}", "identifiers": {"crm_id": "{{crm}}"}}),
+    )
+    .await;
+    let crm = app
+        .send_processed(
+            hook,
+            &json!({"type": "sync", "email": "ann@example.com", "crm": "C-1"}),
+        )
+        .await;
+    assert_eq!(crm["profile_id"], ann["id"], "{crm}");
+    assert_eq!(
+        app.profile(id).await["identifiers"],
+        json!({"crm_id": ["C-1"]})
+    );
 }

@@ -145,7 +145,12 @@ impl Services {
         let config = self.store.identity_config();
         let missing: Vec<&PresetKind> = needed
             .iter()
-            .filter(|k| config.kinds.spec(&IdentKind::Custom(k.name.clone())).is_none())
+            .filter(|k| {
+                config
+                    .kinds
+                    .spec(&IdentKind::Custom(k.name.clone()))
+                    .is_none()
+            })
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -175,7 +180,10 @@ impl Services {
     /// One kind's view.
     fn identity_kind(&self, kind: &IdentKind) -> ServiceResult<KindView> {
         let config = self.store.identity_config();
-        let spec = config.kinds.spec(kind).ok_or_else(|| unknown_kind(kind.as_str()))?;
+        let spec = config
+            .kinds
+            .spec(kind)
+            .ok_or_else(|| unknown_kind(kind.as_str()))?;
         self.kind_view(&config.kinds, spec, &self.kinds_in_mappings()?)
     }
 
@@ -211,9 +219,7 @@ impl Services {
         mapped: &BTreeSet<KindName>,
     ) -> ServiceResult<KindView> {
         let in_use = match &spec.name {
-            IdentKind::Custom(name) => {
-                mapped.contains(name) || self.store.kind_has_values(name)?
-            }
+            IdentKind::Custom(name) => mapped.contains(name) || self.store.kind_has_values(name)?,
             _ => true,
         };
         Ok(KindView {

@@ -6,9 +6,11 @@
 //! to 20 records, so save and preview run on the blocking pool
 //! ([`off_async_threads`]), not on a request worker other senders share.
 
+use super::identity_kinds::KINDS_URL;
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::counters::CountsView;
 use crate::domain::events::EventFilter;
+use crate::domain::identity::IdentKind;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
@@ -17,8 +19,6 @@ use crate::domain::replay::{MappingVersion, ReplayJob, ReplayScope};
 use crate::domain::schema_view::SchemaView;
 use crate::domain::sniff::Suggestion;
 use crate::domain::source::Source;
-use super::identity_kinds::KINDS_URL;
-use crate::domain::identity::IdentKind;
 use crate::store::StateStore;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

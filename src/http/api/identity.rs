@@ -36,7 +36,9 @@ async fn update(
     body: axum::body::Bytes,
 ) -> AppResult<Json<KindView>> {
     let patch: KindPatch = parse_body(&body)?;
-    Ok(Json(state.services.update_identity_kind(&name, patch).await?))
+    Ok(Json(
+        state.services.update_identity_kind(&name, patch).await?,
+    ))
 }
 
 /// 204; 409 `kind_in_use` when a mapping or a profile uses it.

@@ -84,6 +84,12 @@ impl Store {
     /// with a million values costs one seek.
     pub(super) fn kind_has_values(&self, kind: &KindName) -> StoreResult<bool> {
         let prefix = IdentKey::new(IdentKind::Custom(kind.clone()), "").to_key_bytes();
-        Ok(self.trees.ident.scan_prefix(prefix).next().transpose()?.is_some())
+        Ok(self
+            .trees
+            .ident
+            .scan_prefix(prefix)
+            .next()
+            .transpose()?
+            .is_some())
     }
 }
