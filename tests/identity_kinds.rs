@@ -558,3 +558,141 @@ async fn a_data_dir_written_before_kinds_existed_works_unchanged() {
         json!({"crm_id": ["C-1"]})
     );
 }
+
+#[tokio::test]
+async fn the_kinds_page_defines_changes_disables_and_refuses_to_delete_a_kind_in_use() {
+    let app = spawn_app().await;
+    app.login().await;
+    let (status, html) = app.page("/identity/kinds").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("href=\"/identity/kinds\""),
+        "the nav links it"
+    );
+    assert!(html.contains("<code>external_id</code>"));
+    let csrf = csrf_in(&html).unwrap();
+
+    let response = app
+        .post_form(
+            "/identity/kinds",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "stripe_customer_id"),
+                ("priority", "2"),
+                ("limit", "1"),
+                ("normalise", "trim"),
+                ("blocked_values", "cus_test\n"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        kind_names(&app).await,
+        ["external_id", "stripe_customer_id", "email", "visitor_id"]
+    );
+
+    // A refused form: the page again, saying why, the typed name kept.
+    let response = app
+        .post_form(
+            "/identity/kinds",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "Bad-Name"),
+                ("limit", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("id=\"kinds-error\""), "{html}");
+    assert!(html.contains("lowercase letters"), "{html}");
+    assert!(html.contains("value=\"Bad-Name\""));
+
+    let response = app
+        .post_form(
+            "/identity/kinds/stripe_customer_id",
+            &[
+                ("csrf", csrf.as_str()),
+                ("priority", "3"),
+                ("limit", "2"),
+                ("normalise", "lowercase"),
+                ("blocked_values", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let listed = app.api_json("/api/identity/kinds").await;
+    assert_eq!(listed["kinds"][2]["name"], "stripe_customer_id");
+    assert_eq!(listed["kinds"][2]["limit"], 2);
+    assert_eq!(listed["kinds"][2]["normalise"], "lowercase");
+    assert_eq!(listed["kinds"][2]["blocked_values"], json!([]));
+
+    app.mapped_source(
+        "Payments",
+        json!({"event_name": "{{type}}", "identifiers": {"stripe_customer_id": "{{c}}"}}),
+    )
+    .await;
+    let response = app
+        .post_form(
+            "/identity/kinds/stripe_customer_id/delete",
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("is in use"), "{html}");
+    assert!(html.contains("disable it instead"), "{html}");
+
+    let response = app
+        .post_form(
+            "/identity/kinds/stripe_customer_id/enabled",
+            &[("csrf", csrf.as_str()), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, html) = app.page("/identity/kinds").await;
+    assert!(html.contains("<strong>disabled</strong>"), "{html}");
+    assert!(html.contains(">Enable</button>"));
+
+    let response = app
+        .post_form("/identity/kinds", &[("csrf", "wrong"), ("name", "other")])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_profile_pages_show_the_teams_kinds_and_search_by_them() {
+    let app = spawn_app().await;
+    let stripe = app.create_source(json!({"preset": "stripe"})).await;
+    let event = app
+        .send_processed(
+            &stripe.hook,
+            &stripe_event("evt_9", "cus_A42", "ann@example.com"),
+        )
+        .await;
+    let id = event["profile_id"].as_str().unwrap();
+    app.login().await;
+    let (_, html) = app.page(&format!("/profiles/{id}")).await;
+    assert!(
+        html.contains("<dt class=\"own-kind\">stripe_customer_id</dt>"),
+        "{html}"
+    );
+    assert!(html.contains("cus_A42"));
+
+    let (_, list) = app.page("/profiles").await;
+    assert!(
+        list.contains("<option value=\"stripe_customer_id\""),
+        "the search box offers it"
+    );
+    assert!(list.contains("stripe_customer_id: cus_A42"), "{list}");
+
+    let response = app
+        .client
+        .get(app.url("/profiles?kind=stripe_customer_id&q=cus_A42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/profiles/{id}"));
+}

@@ -40,6 +40,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home", include_str!("templates/home.hbs")),
     ("profile_merge", include_str!("templates/profile_merge.hbs")),
     ("profile_erase", include_str!("templates/profile_erase.hbs")),
+    ("kinds", include_str!("templates/kinds.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);
