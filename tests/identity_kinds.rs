@@ -696,3 +696,23 @@ async fn the_profile_pages_show_the_teams_kinds_and_search_by_them() {
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(location, format!("/profiles/{id}"));
 }
+
+/// A preset's `identifiers` name only kinds it declares, so creating a
+/// source from it never stops at `unknown_identifier_kind`.
+#[test]
+fn every_presets_identifiers_are_kinds_it_declares() {
+    use inlet::domain::mapping::presets::presets;
+    for preset in presets() {
+        let declared: Vec<&str> = preset.kinds.iter().map(|k| k.name.as_str()).collect();
+        for kind in preset.mapping.identifiers.iter().flat_map(|m| m.keys()) {
+            assert!(declared.contains(&kind.as_str()), "{}: {kind}", preset.name);
+        }
+    }
+    let stripe = inlet::domain::mapping::presets::preset("stripe").unwrap();
+    assert!(
+        stripe.mapping.external_id.is_none(),
+        "Stripe no longer fights over external_id"
+    );
+    assert_eq!(stripe.kinds[0].name.as_str(), "stripe_customer_id");
+    assert_eq!(stripe.kinds[0].limit, 1);
+}
