@@ -335,6 +335,11 @@ async fn a_shop_and_stripe_sending_anns_email_end_in_one_profile() {
         .await;
     assert_eq!(second["status"], "resolved", "{second}");
     assert_eq!(second["profile_id"], first["profile_id"], "{second}");
+    assert_eq!(
+        second["identifiers"],
+        json!({"stripe_customer_id": "cus_A42"}),
+        "the event shows the id it mapped"
+    );
     assert!(
         !second["warnings"].to_string().contains("conflict"),
         "{second}"

@@ -570,6 +570,10 @@ async fn a_source_started_from_the_stripe_preset_maps_stripe_events() {
     assert_eq!(paid["name"], "payment_intent.succeeded");
     // The customer is its own kind since issue 17, not the external id.
     assert!(paid["external_id"].is_null(), "{paid}");
+    assert_eq!(
+        paid["identifiers"]["stripe_customer_id"],
+        "cus_PfB9xYzQ12AbCd"
+    );
     let payer = app.profile(paid["profile_id"].as_str().unwrap()).await;
     assert_eq!(
         payer["identifiers"]["stripe_customer_id"],

@@ -82,6 +82,10 @@ pub struct MappedFields {
     pub event_id: Option<String>,
     pub timestamp: Option<DateTime<Utc>>,
     pub mapping_version: Option<u32>,
+    /// Values of the team's own kinds the mapping read (`identifiers`);
+    /// absent when none, so events of mappings without them read as before.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub identifiers: BTreeMap<KindName, String>,
 }
 
 impl MappedFields {
@@ -188,6 +192,7 @@ impl EventView {
             event_id: m.event_id.clone(),
             timestamp: Some(m.timestamp),
             mapping_version: Some(m.mapping_version),
+            identifiers: m.identifiers.clone(),
         });
         let no_traits = event.traits.whole().is_some_and(Map::is_empty);
         Self {
@@ -364,6 +369,9 @@ fn mapped_fields(out: &mut Map<String, Value>, mapped: Option<&crate::domain::mo
         "mapping_version".into(),
         json!(mapped.map(|m| m.mapping_version)),
     );
+    if let Some(m) = mapped.filter(|m| !m.identifiers.is_empty()) {
+        out.insert("identifiers".into(), json!(m.identifiers));
+    }
 }
 
 /// What the processor decided, besides the mapped event.
