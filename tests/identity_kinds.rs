@@ -690,6 +690,13 @@ async fn the_profile_pages_show_the_teams_kinds_and_search_by_them() {
         "the search box offers it"
     );
     assert!(list.contains("stripe_customer_id: cus_A42"), "{list}");
+    let (_, event_page) = app
+        .page(&format!("/events/{}", event["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        event_page.contains("<dt class=\"own-kind\">stripe_customer_id</dt><dd>cus_A42</dd>"),
+        "{event_page}"
+    );
 
     let response = app
         .client
