@@ -112,6 +112,7 @@ impl Application {
             processor,
             secret_key: Arc::new(secret_key),
             rate_limits: Default::default(),
+            kinds_writer: Default::default(),
         });
         let state = AppState::new(Shared {
             services,

@@ -572,7 +572,17 @@ async fn a_source_started_from_the_stripe_preset_maps_stripe_events() {
     assert_eq!(paid["status"], "resolved", "{paid}");
     assert_eq!(paid["mapping_version"], 1);
     assert_eq!(paid["name"], "payment_intent.succeeded");
-    assert_eq!(paid["external_id"], "cus_PfB9xYzQ12AbCd");
+    // The customer is its own kind since issue 17, not the external id.
+    assert!(paid["external_id"].is_null(), "{paid}");
+    assert_eq!(
+        paid["identifiers"]["stripe_customer_id"],
+        "cus_PfB9xYzQ12AbCd"
+    );
+    let payer = app.profile(paid["profile_id"].as_str().unwrap()).await;
+    assert_eq!(
+        payer["identifiers"]["stripe_customer_id"],
+        json!(["cus_PfB9xYzQ12AbCd"])
+    );
     assert_eq!(paid["email"], "jenny.rosen@example.com");
     assert_eq!(paid["event_id"], "evt_3OqK2bLkdIwHu7ix1Yx9Wk2T");
     assert_eq!(paid["properties"]["amount"], 2000);

@@ -1,7 +1,7 @@
 //! JSON views of stored things, shared by the API and the dashboard so both
 //! show the same fields under the same names.
 
-use crate::domain::identity::Profile;
+use crate::domain::identity::{KindName, Profile};
 use crate::domain::ids::{EventId, ProfileId, RequestId, SourceId};
 use crate::domain::model::EventStatus;
 use crate::domain::summary::{EventSummary, Shown};
@@ -10,6 +10,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 #[cfg(test)]
 use serde_json::json;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// An event as lists, searches, the live tail and the event page show it,
@@ -81,6 +82,10 @@ pub struct MappedFields {
     pub event_id: Option<String>,
     pub timestamp: Option<DateTime<Utc>>,
     pub mapping_version: Option<u32>,
+    /// Values of the team's own kinds the mapping read (`identifiers`);
+    /// absent when none, so events of mappings without them read as before.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub identifiers: BTreeMap<KindName, String>,
 }
 
 impl MappedFields {
@@ -187,6 +192,7 @@ impl EventView {
             event_id: m.event_id.clone(),
             timestamp: Some(m.timestamp),
             mapping_version: Some(m.mapping_version),
+            identifiers: m.identifiers.clone(),
         });
         let no_traits = event.traits.whole().is_some_and(Map::is_empty);
         Self {
@@ -251,6 +257,9 @@ pub struct ProfileView {
     pub external_ids: Vec<String>,
     pub emails: Vec<String>,
     pub visitor_ids: Vec<String>,
+    /// Values of the team's own kinds, by kind name (the built-ins keep
+    /// their own lists above, as before kinds existed).
+    pub identifiers: BTreeMap<KindName, Vec<String>>,
     pub traits: Map<String, Value>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -271,6 +280,7 @@ impl ProfileView {
             external_ids: profile.external_ids,
             emails: profile.emails,
             visitor_ids: profile.visitor_ids,
+            identifiers: profile.identifiers,
             first_seen: profile.first_seen,
             last_seen: profile.last_seen,
             event_count: profile.event_count,
@@ -359,6 +369,9 @@ fn mapped_fields(out: &mut Map<String, Value>, mapped: Option<&crate::domain::mo
         "mapping_version".into(),
         json!(mapped.map(|m| m.mapping_version)),
     );
+    if let Some(m) = mapped.filter(|m| !m.identifiers.is_empty()) {
+        out.insert("identifiers".into(), json!(m.identifiers));
+    }
 }
 
 /// What the processor decided, besides the mapped event.

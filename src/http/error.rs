@@ -5,6 +5,7 @@
 //! (plus `fields` for validation): senders and API clients branch on the
 //! code, people read the error.
 
+use crate::service::error::Refusal;
 use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +56,10 @@ impl AppError {
                 ServiceError::Store(_) | ServiceError::Internal(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
+                ServiceError::Refused { kind, .. } => match kind {
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                },
             },
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,6 +83,7 @@ impl AppError {
                 }
                 ServiceError::RateLimited { .. } => crate::service::sources::RATE_LIMITED,
                 ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
+                ServiceError::Refused { code, .. } => code,
             },
             AppError::Unauthorized(_) => "unauthorized",
             AppError::PayloadTooLarge(_) => "payload_too_large",

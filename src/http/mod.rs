@@ -13,7 +13,7 @@ mod state;
 
 pub use state::{AppState, Shared};
 
-use api::{activity, errors, events, health, mapping, profiles, sources};
+use api::{activity, errors, events, health, identity, mapping, profiles, sources};
 
 use crate::http::error::AppError;
 use crate::http::guard::{Locked, PeerAddr};
@@ -37,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .merge(mapping::router())
         .merge(profiles::router())
         .merge(activity::router())
+        .merge(identity::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             body_within_deadline,

@@ -43,6 +43,43 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A refusal whose code says more than its kind (`kind_exists`,
+    /// `kind_in_use`, `unknown_kind`): clients branch on the code.
+    #[error("{message}")]
+    Refused {
+        kind: Refusal,
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// What kind of refusal a [`ServiceError::Refused`] is (its status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing by that name.
+    NotFound,
+    /// The current state does not allow it.
+    Conflict,
+}
+
+impl ServiceError {
+    /// A coded 404-like refusal.
+    pub fn not_found_as(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Refused {
+            kind: Refusal::NotFound,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A coded 409-like refusal.
+    pub fn conflict_as(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Refused {
+            kind: Refusal::Conflict,
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;

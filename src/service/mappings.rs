@@ -6,9 +6,11 @@
 //! to 20 records, so save and preview run on the blocking pool
 //! ([`off_async_threads`]), not on a request worker other senders share.
 
+use super::identity_kinds::KINDS_URL;
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::counters::CountsView;
 use crate::domain::events::EventFilter;
+use crate::domain::identity::IdentKind;
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::{presets, CompiledMapping};
 use crate::domain::model::{EventStatus, MappingSpec, RawEvent};
@@ -284,7 +286,11 @@ impl Services {
     pub async fn mapping_warnings(&self, id: SourceId) -> ServiceResult<Vec<MappingWarning>> {
         let source = self.load_source(id)?;
         match self.processor.mappings.current(&self.store, &source)? {
-            Some(compiled) => self.warnings_over_samples(&source, &compiled),
+            Some(compiled) => {
+                let mut warnings = self.saved_kind_warnings(&compiled)?;
+                warnings.extend(self.warnings_over_samples(&source, &compiled)?);
+                Ok(warnings)
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -315,8 +321,12 @@ impl Services {
         spec: MappingSpec,
         preset: Option<String>,
     ) -> ServiceResult<SavedMapping> {
+        if let Some(preset) = preset.as_deref().and_then(presets::preset) {
+            self.define_preset_kinds(&preset.kinds)?;
+        }
         let checked = compile(spec, 0)?;
-        let warnings = self.warnings_over_samples(source, &checked)?;
+        let mut warnings = self.identifier_kind_warnings(&checked, &[])?;
+        warnings.extend(self.warnings_over_samples(source, &checked)?);
         let saved = self.store.save_mapping(source.id, &checked.spec, preset)?;
         let compiled = compile(saved.mapping.clone(), saved.version)?;
         self.processor
@@ -515,8 +525,16 @@ impl Services {
         given: Option<MappingInput>,
     ) -> ServiceResult<Arc<CompiledMapping>> {
         if let Some(given) = given {
-            let (spec, _) = given.resolve()?;
-            return Ok(Arc::new(compile(spec, 0)?));
+            let (spec, preset) = given.resolve()?;
+            let compiled = compile(spec, 0)?;
+            // A preset's own kinds are defined when it is saved, so its
+            // preview does not refuse them beforehand.
+            let defined_on_save = preset
+                .as_deref()
+                .and_then(presets::preset)
+                .map_or(&[][..], |p| p.kinds.as_slice());
+            self.identifier_kind_warnings(&compiled, defined_on_save)?;
+            return Ok(Arc::new(compiled));
         }
         match self
             .processor
@@ -533,6 +551,81 @@ impl Services {
                 "no mapping given and the source has none saved yet".into(),
             )),
         }
+    }
+
+    /// A saved mapping's kind warnings: a saved mapping names no undefined
+    /// kind unless data from before the check holds one, which is then
+    /// said as a warning, not refused.
+    fn saved_kind_warnings(&self, mapping: &CompiledMapping) -> ServiceResult<Vec<MappingWarning>> {
+        match self.identifier_kind_warnings(mapping, &[]) {
+            Ok(warnings) => Ok(warnings),
+            Err(ServiceError::Invalid { fields, .. }) => Ok(fields
+                .into_iter()
+                .map(|(slot, message)| MappingWarning {
+                    slot: Some(slot),
+                    template: None,
+                    message,
+                    suggest: None,
+                })
+                .collect()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The mapping's `identifiers` against the defined kinds: a kind nobody
+    /// defined (and `defined_on_save` will not define) is refused
+    /// `unknown_identifier_kind`, naming where to define it; a disabled
+    /// one is a warning (its values are not used until it is enabled).
+    fn identifier_kind_warnings(
+        &self,
+        mapping: &CompiledMapping,
+        defined_on_save: &[presets::PresetKind],
+    ) -> ServiceResult<Vec<MappingWarning>> {
+        let config = self.store.identity_config();
+        let mut undefined = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for name in mapping.identifier_kinds() {
+            let slot = format!("identifiers.{}", name.as_str());
+            match config.kinds.spec(&IdentKind::Custom(name.clone())) {
+                Some(spec) if !spec.enabled => warnings.push(MappingWarning {
+                    template: mapping_identifier_template(mapping, name),
+                    message: format!(
+                        "identifier kind `{name}` is disabled: its values are not used until it is \
+                         enabled (PATCH {KINDS_URL}/{name} {{\"enabled\": true}})",
+                        name = name.as_str()
+                    ),
+                    slot: Some(slot),
+                    suggest: None,
+                }),
+                Some(_) => {}
+                None if defined_on_save.iter().any(|k| &k.name == name) => {}
+                None => {
+                    undefined.insert(
+                        slot,
+                        format!(
+                            "no identifier kind is named `{name}`; define it first: POST {KINDS_URL} \
+                             {{\"name\": \"{name}\"}} (or the dashboard's /identity/kinds page)",
+                            name = name.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+        if undefined.is_empty() {
+            return Ok(warnings);
+        }
+        let names: Vec<&str> = undefined
+            .keys()
+            .map(|k| k.trim_start_matches("identifiers."))
+            .collect();
+        Err(ServiceError::Invalid {
+            message: format!(
+                "the mapping names identifier kinds that are not defined: {}; define them at {KINDS_URL}",
+                names.join(", ")
+            ),
+            fields: undefined,
+            code: Some("unknown_identifier_kind"),
+        })
     }
 }
 
@@ -591,4 +684,17 @@ fn preview_records(
         exploded,
         Map::new(),
     )))
+}
+
+/// The template a mapping's `identifiers` slot was written with.
+fn mapping_identifier_template(
+    mapping: &CompiledMapping,
+    kind: &crate::domain::identity::KindName,
+) -> Option<String> {
+    mapping
+        .spec
+        .identifiers
+        .as_ref()
+        .and_then(|named| named.get(kind.as_str()))
+        .cloned()
 }

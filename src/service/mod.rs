@@ -7,6 +7,7 @@ pub mod error;
 pub mod errors;
 pub mod events;
 pub mod graph;
+pub mod identity_kinds;
 pub mod ingest;
 pub mod mappings;
 pub mod profiles;
@@ -40,6 +41,10 @@ pub struct Handles {
     pub secret_key: Arc<crate::domain::sealed::SecretKey>,
     /// The per-source token buckets of the hook path (`sources::RateLimiters`).
     pub rate_limits: sources::RateLimiters,
+    /// Serialises changes to the identifier kinds (a read-modify-write of
+    /// the whole set; see `identity_kinds`). Held over synchronous store
+    /// calls only.
+    pub kinds_writer: std::sync::Mutex<()>,
 }
 
 impl Services {

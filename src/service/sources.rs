@@ -109,6 +109,11 @@ impl Services {
             .as_deref()
             .map(|name| presets::preset(name).ok_or_else(|| unknown_preset(name)))
             .transpose()?;
+        if let Some(preset) = preset {
+            // Before the source exists: a kind that cannot be defined
+            // leaves no half-made source behind.
+            self.define_preset_kinds(&preset.kinds)?;
+        }
         // No name and no preset: the empty name is refused by `Source::create`.
         let name = input
             .name

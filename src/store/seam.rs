@@ -401,4 +401,10 @@ pub trait StateStore {
     fn redelivered(&self, source: SourceId) -> StoreResult<u64>;
     /// Forgets delivery ids past their window; returns how many.
     fn prune_deliveries(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+
+    // --- appended (issue 17, identifier kinds) ---
+
+    /// Whether any profile holds a value of this team's kind (a kind in
+    /// use cannot be deleted). One index seek.
+    fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool>;
 }

@@ -4,6 +4,7 @@
 //! and are embedded with `include_str!` so the binary needs no files at run
 //! time, whatever its working directory.
 
+use crate::domain::identity::{KindName, Normalise};
 use crate::domain::model::MappingSpec;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -17,12 +18,26 @@ pub struct Preset {
     #[serde(default)]
     pub records_path: Option<String>,
     pub mapping: MappingSpec,
+    /// The team kinds the mapping's `identifiers` name; creating a source
+    /// from the preset defines those that are missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<PresetKind>,
     /// A realistic sample body, relative to the repository root (golden tests).
     pub fixture: String,
     /// The signature scheme the provider signs with: a source made from
     /// the preset verifies it, and asks for the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<crate::domain::signature::SchemeName>,
+}
+
+/// A kind a preset needs, as it defines it when missing (an existing kind
+/// of that name is kept as the team set it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetKind {
+    pub name: KindName,
+    pub limit: u32,
+    pub normalise: Normalise,
 }
 
 /// The embedded preset files, in display order.

@@ -4,6 +4,7 @@ pub(crate) mod activity;
 pub(crate) mod errors;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod identity;
 pub(crate) mod mapping;
 pub(crate) mod profiles;
 pub(crate) mod sources;

@@ -221,6 +221,10 @@ pub async fn detail(
         "identity_refused": event.identity_was_refused().then_some(&event.identity_refused),
         // Each refusal is said once, in the identity block, not again here.
         "warnings": other_warnings(&event),
+        // The team's own kinds the mapping read, beside the built-in slots.
+        "own_identifiers": event.mapped.identifiers.iter()
+            .map(|(kind, value)| json!({"kind": kind.as_str(), "value": value}))
+            .collect::<Vec<_>>(),
         "e": event,
     });
     page(StatusCode::OK, "event", &data)

@@ -10,6 +10,7 @@
 //! - `properties`: `*` (the whole record); or one path per line (or
 //!   comma-separated) to keep those fields; or `name = {{template}}` lines.
 //! - `traits`: `name = {{template}}` lines.
+//! - `identifiers`: `kind = {{template}}` lines, one per team kind.
 
 use super::csrf;
 use super::display::{clipped, pretty, short_id, time};
@@ -96,6 +97,10 @@ pub struct MappingForm {
     pub properties: String,
     #[serde(default)]
     pub traits: String,
+    /// `kind = {{template}}` lines: the mapping's `identifiers`, so a form
+    /// save keeps the team's kinds it maps.
+    #[serde(default)]
+    pub identifiers: String,
 }
 
 impl MappingForm {
@@ -132,6 +137,7 @@ impl MappingForm {
             idempotency_key: s(&spec.idempotency_key),
             properties,
             traits: spec.traits.as_ref().map(lines).unwrap_or_default(),
+            identifiers: spec.identifiers.as_ref().map(lines).unwrap_or_default(),
         }
     }
 
@@ -154,6 +160,13 @@ impl MappingForm {
                 None
             }
         };
+        let identifiers = match parse_named(&self.identifiers) {
+            Ok(named) => Some(named).filter(|named| !named.is_empty()),
+            Err(e) => {
+                errors.insert("identifiers".to_string(), e);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -167,7 +180,7 @@ impl MappingForm {
             properties,
             traits,
             idempotency_key: opt(&self.idempotency_key),
-            identifiers: None,
+            identifiers,
         })
     }
 }
@@ -369,6 +382,7 @@ pub async fn section(
     let properties = json!({"value": form.properties, "reason": reason("properties"), "error": take("properties").join("; ")});
     let traits = json!({"value": form.traits, "error": take("traits").join("; ")});
     let identity_error = take("identity").join("; ");
+    let identifiers = json!({"value": form.identifiers, "error": take("identifiers").join("; ")});
     let other_errors: Vec<String> = errors.iter().map(|(k, m)| format!("{k}: {m}")).collect();
 
     let saved_notice = match editor.saved {
@@ -407,6 +421,7 @@ pub async fn section(
         "slots": slots,
         "properties": properties,
         "traits": traits,
+        "identifiers": identifiers,
         "identity_error": identity_error,
         "other_errors": other_errors,
         "has_errors": !editor.errors.is_empty(),
@@ -884,6 +899,10 @@ mod tests {
                 "{{total_price}}".into(),
             )]))),
             traits: Some(BTreeMap::from([("plan".into(), "{{plan}}".into())])),
+            identifiers: Some(BTreeMap::from([(
+                "stripe_customer_id".into(),
+                "{{data.object.customer}}".into(),
+            )])),
             ..MappingSpec::default()
         };
         assert_eq!(MappingForm::from_spec(&spec).to_spec().unwrap(), spec);

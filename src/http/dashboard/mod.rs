@@ -8,7 +8,7 @@
 //! - `charts`: the SVG charts (home page bars, sources' sparklines).
 //! - one file per page group: `home`, `login`, `events`, `stream`, `errors`,
 //!   `sources` (with `mapping`: the source page's mapping section),
-//!   `profiles`; `assets` serves the embedded CSS and JS.
+//!   `profiles`, `kinds` (identifier kinds); `assets` serves the embedded CSS and JS.
 
 mod assets;
 mod charts;
@@ -17,6 +17,7 @@ mod display;
 mod errors;
 mod events;
 mod home;
+mod kinds;
 mod login;
 mod mapping;
 mod profile_graph;
@@ -64,6 +65,10 @@ pub fn router() -> Router<AppState> {
             "/profiles/{id}/erase",
             get(profiles::erase_confirm).post(profiles::erase),
         )
+        .route("/identity/kinds", get(kinds::show).post(kinds::create))
+        .route("/identity/kinds/{name}", post(kinds::update))
+        .route("/identity/kinds/{name}/enabled", post(kinds::set_enabled))
+        .route("/identity/kinds/{name}/delete", post(kinds::delete))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/session", get(login::alive))

@@ -5,7 +5,7 @@
 use super::csrf;
 use super::display::{clipped, event_row, options, query, short_id, source_names, time};
 use super::profile_graph;
-use super::render::{page, PageResult};
+use super::render::{page, PageError, PageResult};
 use super::session::Authed;
 use crate::domain::identity::{
     AuditChange, AuditEntry, AuditKind, IdentKey, IdentKind, Profile, Refusal,
@@ -51,14 +51,44 @@ pub struct SearchQuery {
 /// Profiles per page of the list.
 const LIST: usize = 50;
 
-/// What a search box's `kind` asks for.
+/// What a search box's `kind` asks for: a built-in, a team's kind by its
+/// name, or any.
 fn search_kind(kind: &str) -> SearchKind {
     match kind {
-        "email" => SearchKind::Ident(IdentKind::Email),
-        "external_id" => SearchKind::Ident(IdentKind::ExternalId),
-        "visitor_id" => SearchKind::Ident(IdentKind::VisitorId),
-        _ => SearchKind::Any,
+        "" | "any" => SearchKind::Any,
+        other => IdentKind::parse(other).map_or(SearchKind::Any, SearchKind::Ident),
     }
+}
+
+/// The search box's kinds: any, the built-ins, then the team's own.
+async fn search_options(state: &AppState, selected: &str) -> Result<Vec<Value>, PageError> {
+    let defined = state.services.identity_kinds().await?.kinds;
+    let own = defined.into_iter().filter(|k| !k.builtin).map(|k| {
+        (
+            k.name.as_str().to_string(),
+            k.name.as_str().replace('_', " "),
+        )
+    });
+    let items = KINDS
+        .iter()
+        .map(|(v, l)| (v.to_string(), l.to_string()))
+        .chain(own);
+    Ok(options(items, selected))
+}
+
+/// A profile's values of the team's kinds: `[{"kind", "values"}]`.
+fn own_identifiers(profile: &Profile) -> Vec<Value> {
+    profile
+        .identifiers
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(kind, values)| {
+            json!({
+                "kind": kind.as_str(),
+                "values": values.iter().map(|v| clipped(v)).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 /// The profile list, newest first, 50 a page, with a search box: an exact
@@ -93,7 +123,7 @@ pub async fn search(
     let data = json!({
         "title": "Profiles", "nav": "profiles", "csrf": session.csrf,
         "q": search.q,
-        "kinds": options(KINDS.iter().map(|(v, l)| (v.to_string(), l.to_string())), &search.kind),
+        "kinds": search_options(&state, &search.kind).await?,
         "searched": !q.is_empty(),
         "profiles": rows,
         "next_url": next_url,
@@ -112,6 +142,7 @@ fn profile_row(profile: &Profile) -> Value {
         "external_id": first(&profile.external_ids),
         "visitor_id": first(&profile.visitor_ids),
         "more": profile.emails.len() + profile.external_ids.len() + profile.visitor_ids.len() > 3,
+        "own": own_identifiers(profile),
         "last_seen": time(&profile.last_seen),
         "last_at": profile.last_seen,
         "event_count": profile.event_count,
@@ -208,6 +239,7 @@ fn profile_view(profile: &Profile) -> Value {
         "external_ids": list(&profile.external_ids),
         "emails": list(&profile.emails),
         "visitor_ids": list(&profile.visitor_ids),
+        "own": own_identifiers(profile),
         "traits": traits,
         "first_seen": time(&profile.first_seen),
         "last_seen": time(&profile.last_seen),

@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("profile_merge", include_str!("templates/profile_merge.hbs")),
     ("profile_erase", include_str!("templates/profile_erase.hbs")),
     ("profile_graph", include_str!("templates/profile_graph.hbs")),
+    ("kinds", include_str!("templates/kinds.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

@@ -7,7 +7,9 @@
 //! is written, so a reader sees the old set or the new one, never half.
 
 use super::{decode, encode, Store, StoreResult, Trees};
-use crate::domain::identity::{IdentityConfig, KindSet, NeverMerge, NeverMergeRule};
+use crate::domain::identity::{
+    IdentKey, IdentKind, IdentityConfig, KindName, KindSet, NeverMerge, NeverMergeRule,
+};
 use std::sync::{Arc, RwLock};
 
 /// The `meta` key of the kinds.
@@ -73,5 +75,21 @@ impl Store {
             never: current.never.clone(),
         });
         Ok(())
+    }
+}
+
+impl Store {
+    /// Whether any profile holds a value of this team's kind: the first
+    /// key under `k:<name>:` in the `ident` index answers it, so a kind
+    /// with a million values costs one seek.
+    pub(super) fn kind_has_values(&self, kind: &KindName) -> StoreResult<bool> {
+        let prefix = IdentKey::new(IdentKind::Custom(kind.clone()), "").to_key_bytes();
+        Ok(self
+            .trees
+            .ident
+            .scan_prefix(prefix)
+            .next()
+            .transpose()?
+            .is_some())
     }
 }

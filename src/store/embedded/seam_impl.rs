@@ -356,4 +356,8 @@ impl StateStore for Store {
     fn prune_deliveries(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
         Store::prune_deliveries(self, now)
     }
+
+    fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool> {
+        Store::kind_has_values(self, kind)
+    }
 }
