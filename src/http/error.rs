@@ -48,7 +48,9 @@ impl AppError {
                     StatusCode::BAD_REQUEST
                 }
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-                ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                ServiceError::Conflict(_) | ServiceError::ConflictCoded { .. } => {
+                    StatusCode::CONFLICT
+                }
                 ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Store(_) | ServiceError::Internal(_) => {
@@ -72,9 +74,9 @@ impl AppError {
                 ServiceError::Invalid { code, .. } => code.unwrap_or("invalid"),
                 ServiceError::NotFound(_) => "not_found",
                 ServiceError::Conflict(_) => "conflict",
-                ServiceError::TooLarge { code, .. } | ServiceError::Unavailable { code, .. } => {
-                    code
-                }
+                ServiceError::TooLarge { code, .. }
+                | ServiceError::Unavailable { code, .. }
+                | ServiceError::ConflictCoded { code, .. } => code,
                 ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
             },
             AppError::Unauthorized(_) => "unauthorized",

@@ -37,6 +37,10 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// As `Conflict`, with a code saying which (a split refused:
+    /// `merge_already_split`, `profile_too_large_to_split`, ...).
+    #[error("{message}")]
+    ConflictCoded { code: &'static str, message: String },
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -24,6 +24,7 @@ mod render;
 mod replay;
 pub mod session;
 mod sources;
+mod split;
 mod stream;
 
 use crate::http::AppState;
@@ -61,6 +62,15 @@ pub fn router() -> Router<AppState> {
         .route(
             "/profiles/{id}/erase",
             get(profiles::erase_confirm).post(profiles::erase),
+        )
+        .route(
+            "/profiles/{id}/split",
+            get(split::confirm).post(split::split),
+        )
+        .route("/identity/never-merge", get(split::rules))
+        .route(
+            "/identity/never-merge/{id}/remove",
+            post(split::remove),
         )
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))

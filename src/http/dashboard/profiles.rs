@@ -301,6 +301,7 @@ fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
             ),
             Vec::new(),
         ),
+        AuditChange::Split(d) => super::split::history_text(d, this),
         // What an erasure left: the kind's sentence with nothing in it, as
         // the untyped rendering showed it.
         AuditChange::Redacted(kind) => (
@@ -311,6 +312,7 @@ fn history_text(change: &AuditChange, this: ProfileId) -> (String, Vec<Value>) {
                 AuditKind::ManualMerge => "Merged 1 profile(s) in by hand".to_string(),
                 AuditKind::Refusal => "Refused ".to_string(),
                 AuditKind::Erasure => "Erased (0 identifiers, 0 events)".to_string(),
+                AuditKind::Split => "Split a merge apart".to_string(),
             },
             Vec::new(),
         ),
@@ -341,6 +343,12 @@ fn history_row(entry: &AuditEntry, names: &HashMap<SourceId, String>) -> Value {
         "profiles": links,
         "source": source,
         "event": entry.event_id.map(|id| short_id(&id.to_string())),
+        // A merge an event made can be split (the split page says whether
+        // it still can).
+        // (Filed under the merge's survivor, whose id leads to the live
+        // profile.)
+        "split": matches!(entry.change, AuditChange::Merge(_))
+            .then(|| format!("/profiles/{}/split?merge={}", entry.profile_id, entry.id)),
     })
 }
 

@@ -40,6 +40,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home", include_str!("templates/home.hbs")),
     ("profile_merge", include_str!("templates/profile_merge.hbs")),
     ("profile_erase", include_str!("templates/profile_erase.hbs")),
+    ("profile_split", include_str!("templates/profile_split.hbs")),
+    (
+        "profile_split_done",
+        include_str!("templates/profile_split_done.hbs"),
+    ),
+    ("never_merge", include_str!("templates/never_merge.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

@@ -42,6 +42,7 @@ mod seam_impl;
 mod shared;
 pub mod source_cache;
 mod source_index;
+mod split;
 pub mod sources;
 mod state_chunks;
 mod state_entry;

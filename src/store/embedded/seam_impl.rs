@@ -309,4 +309,20 @@ impl StateStore for Store {
     ) -> StoreResult<(usize, bool)> {
         Store::scan_errors(self, filter, max_read, visit)
     }
+
+    fn split_profile(
+        &self,
+        request: &crate::domain::identity::SplitRequest,
+    ) -> StoreResult<
+        Result<crate::domain::identity::SplitOutcome, crate::domain::identity::SplitRefusal>,
+    > {
+        Store::split_profile(self, request)
+    }
+
+    fn remove_never_merge(
+        &self,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
+        Store::remove_never_merge(self, id)
+    }
 }
