@@ -244,7 +244,11 @@ pub fn split<T: IdentityTxn + ?Sized>(
     };
     let mut profiles = Vec::with_capacity(ids.len());
     for id in &ids {
-        txn.audit_put(&AuditEntry::new(*id, None, AuditChange::Split(line.clone())))?;
+        txn.audit_put(&AuditEntry::new(
+            *id,
+            None,
+            AuditChange::Split(line.clone()),
+        ))?;
         if let Some(p) = txn.profile_get(*id)? {
             profiles.push(p);
         }
@@ -480,7 +484,9 @@ mod tests {
             map.insert((*k).into(), json!(v));
         }
         ResolveInput {
-            event_id: EventId(Uuid::from_u128(0x0100_0000_0000_7000_8000_0000_0000_0000 + u128::from(n))),
+            event_id: EventId(Uuid::from_u128(
+                0x0100_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
+            )),
             source_id: SourceId(Uuid::nil()),
             at: DateTime::from_timestamp(1_700_000_000 + n as i64, 0).unwrap_or_default(),
             ids,
@@ -610,9 +616,16 @@ mod tests {
             partition(&done.profiles, &KindSet::default()),
             partition(&rebuild(&events, &done.rules), &KindSet::default())
         );
-        // Later events with both stay apart.
+        // Later events with both stay apart (the store makes the rules
+        // its config; this view's config is fixed, so they are given).
         let later = event(9, ids(None, Some("ann@x.io"), Some("v-bob")), &[]);
-        let Ok(after) = resolve(&mem, &later, &Blocklist::default());
+        let never = NeverMerge::new(done.rules.clone());
+        let rules = Rules {
+            kinds: &KindSet::default(),
+            never: &never,
+            blocklist: &Blocklist::default(),
+        };
+        let Ok(after) = resolve_by(&mem, &later, &rules);
         assert_eq!(after.refusals[0].reason, RefusalReason::NeverMerge);
         // The replay wrote no history of its own: one split line each.
         let splits = mem.audit().iter().filter(|e| e.kind() == "split").count();
@@ -638,8 +651,14 @@ mod tests {
             .unwrap();
         let (done, _, _) = split_line(&mem, &first, &inputs, &outcomes).unwrap();
         assert_eq!(done.profiles.len(), 2);
-        let a = owner_of(&mem, IdentKey::new(super::super::IdentKind::Email, "a@x.io"));
-        let c = owner_of(&mem, IdentKey::new(super::super::IdentKind::VisitorId, "vb"));
+        let a = owner_of(
+            &mem,
+            IdentKey::new(super::super::IdentKind::Email, "a@x.io"),
+        );
+        let c = owner_of(
+            &mem,
+            IdentKey::new(super::super::IdentKind::VisitorId, "vb"),
+        );
         assert_ne!(a.id, c.id, "B's visitor id went with C, not with A");
         assert_eq!(c.external_ids, vec!["c-1".to_string()]);
         assert!(a.external_ids.is_empty());

@@ -68,10 +68,7 @@ pub fn router() -> Router<AppState> {
             get(split::confirm).post(split::split),
         )
         .route("/identity/never-merge", get(split::rules))
-        .route(
-            "/identity/never-merge/{id}/remove",
-            post(split::remove),
-        )
+        .route("/identity/never-merge/{id}/remove", post(split::remove))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/session", get(login::alive))

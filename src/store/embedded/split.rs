@@ -12,8 +12,8 @@ use super::events::encode_state;
 use super::identity::SledTxn;
 use super::{encode, Location, Store, StoreResult};
 use crate::domain::identity::{
-    self, Blocklist, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal,
-    SplitRequest, MAX_SPLIT_EVENTS,
+    self, Blocklist, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal, SplitRequest,
+    MAX_SPLIT_EVENTS,
 };
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventState;
@@ -345,7 +345,10 @@ mod tests {
         assert_eq!(state.resolution.as_deref(), Some("create"));
         assert_eq!(store.identity_config().never.rules().len(), 1);
         assert_eq!(
-            store.split_profile(&request(id, merge)).unwrap().unwrap_err(),
+            store
+                .split_profile(&request(id, merge))
+                .unwrap()
+                .unwrap_err(),
             SplitRefusal::AlreadySplit
         );
         let rule = done.rules[0].id;
