@@ -221,6 +221,18 @@ mod tests {
         store.flush_now().unwrap();
         let logged = store.next_pending(None, events.len()).unwrap();
         let blocklist = Arc::new(Blocklist::default());
+        for (part, ids) in logged.chunks(500).zip(events.chunks(500)) {
+            commit(store, source, part, ids, &blocklist);
+        }
+    }
+
+    fn commit(
+        store: &Store,
+        source: SourceId,
+        logged: &[crate::store::Logged],
+        events: &[(Option<&str>, Option<&str>)],
+        blocklist: &Arc<Blocklist>,
+    ) {
         let plans: Vec<Planned> = logged
             .iter()
             .zip(events)
@@ -355,5 +367,41 @@ mod tests {
         assert!(store.remove_never_merge(rule).unwrap().is_some());
         assert!(store.identity_config().never.is_empty());
         assert!(store.remove_never_merge(rule).unwrap().is_none());
+    }
+
+    /// What a split costs, for the bound `MAX_SPLIT_EVENTS`:
+    /// `cargo test --release --lib split_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn split_cost() {
+        for n in [2_000, 19_990] {
+            let store = Store::temporary().unwrap();
+            let mut events = vec![(Some("a@x.io"), None), (None, Some("vb"))];
+            events.extend((0..n).map(|i| {
+                if i % 2 == 0 {
+                    (Some("a@x.io"), None)
+                } else {
+                    (None, Some("vb"))
+                }
+            }));
+            events.push((Some("a@x.io"), Some("vb")));
+            processed(&store, &events);
+            let id = owner(&store, IdentKind::Email, "a@x.io").unwrap();
+            let merge = store
+                .profile_history(id)
+                .unwrap()
+                .into_iter()
+                .find(|e| matches!(e.change, AuditChange::Merge(_)))
+                .unwrap()
+                .id;
+            let started = std::time::Instant::now();
+            let done = store.split_profile(&request(id, merge)).unwrap().unwrap();
+            println!(
+                "split of a profile with {} events: {} ms ({} profiles after)",
+                events.len(),
+                started.elapsed().as_millis(),
+                done.profiles.len()
+            );
+        }
     }
 }
