@@ -140,6 +140,14 @@ async fn a_split_gives_bob_back_his_profile_events_and_traits_and_later_events_k
             .contains("visitor_id `v-bob` dropped: never_merge"),
         "{event}"
     );
+    // ...and the error log says so, under the event's source.
+    let logged = app.errors_at(&source, "identity").await;
+    assert!(
+        logged
+            .iter()
+            .any(|e| e["code"] == "never_merge" && e["event_id"] == joining["id"]),
+        "{logged:?}"
+    );
 
     // History: what happened stays, plus a split line on each.
     let ann_history = app.profile_history(&ann_id).await;
@@ -345,6 +353,12 @@ async fn the_dashboard_splits_from_the_history_and_lists_the_rule() {
     let html = done.text().await.unwrap();
     assert!(html.contains(&str_of(&bob["profile_id"])), "{html}");
     assert_eq!(app.profile(&ann_id).await["visitor_ids"], json!([]));
+    let (status, after) = app.page(&format!("/profiles/{ann_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        after.contains("Split a merge apart (by dashboard)"),
+        "{after}"
+    );
 
     let (status, rules) = app.page("/identity/never-merge").await;
     assert_eq!(status, StatusCode::OK);

@@ -16,7 +16,7 @@ use crate::domain::identity::{
     MAX_SPLIT_EVENTS,
 };
 use crate::domain::ids::{EventId, SourceId};
-use crate::domain::model::EventState;
+use crate::domain::model::{ErrorEntry, EventState, Level, Stage};
 use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,8 +26,9 @@ struct Gathered {
     live: Profile,
     rules: Vec<NeverMergeRule>,
     events: Vec<SplitEvent>,
-    /// Each event's stored state and place, to write back re-attributed.
-    states: HashMap<EventId, (Location, EventState)>,
+    /// Each event's stored state, place and source, to write back
+    /// re-attributed.
+    states: HashMap<EventId, (Location, EventState, SourceId)>,
     /// The `profile_events` keys of every id of the live profile.
     link_keys: Vec<sled::IVec>,
 }
@@ -108,7 +109,7 @@ impl Store {
                 blocklist,
                 created: SplitEvent::created_by(&state),
             });
-            states.insert(id, (at, state));
+            states.insert(id, (at, state, source_id));
         }
         if gone > 0 {
             return Ok(Err(SplitRefusal::EventsGone(gone)));
@@ -139,11 +140,12 @@ impl Store {
             &t.audit,
             &t.state_overrides,
             &t.never_merge,
+            &t.errors,
         );
         let _exclusive = super::sled_exclusive();
         trees
             .transaction(
-                |(ident, profiles, redirects, profile_events, audit, overrides, never)| {
+                |(ident, profiles, redirects, profile_events, audit, overrides, never, errors)| {
                     let txn = SledTxn::new(
                         (ident, profiles, redirects, profile_events, audit),
                         None,
@@ -157,9 +159,12 @@ impl Store {
                     let done = identity::split(&txn, &g.live, &g.events, &g.rules, request)?;
                     txn.finish()?;
                     for (id, outcome) in &done.events {
-                        let Some((at, state)) = g.states.get(id) else {
+                        let Some((at, state, source)) = g.states.get(id) else {
                             continue;
                         };
+                        for entry in new_refusals(*id, *source, state, outcome) {
+                            errors.insert(&entry.id.to_bytes()[..], encode(&entry))?;
+                        }
                         let mut state = state.clone();
                         identity::resettle(&mut state, outcome);
                         overrides.insert(&id.to_bytes()[..], encode_state(*at, &state))?;
@@ -180,6 +185,33 @@ impl Store {
     }
 }
 
+/// Error-log warnings for the refusals the replay made that the event did
+/// not have before (those it had are logged already), as the processor
+/// logs an event's refusals.
+fn new_refusals(
+    id: EventId,
+    source: SourceId,
+    before: &EventState,
+    outcome: &identity::Outcome,
+) -> Vec<ErrorEntry> {
+    outcome
+        .refusals
+        .iter()
+        .map(|r| (r, r.message()))
+        .filter(|(_, message)| !before.identity_refused.contains(message))
+        .map(|(r, message)| {
+            ErrorEntry::new(
+                Some(source),
+                Stage::Identity,
+                Level::Warning,
+                r.reason.code(),
+                message,
+            )
+            .with_event(id)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +220,8 @@ mod tests {
     use crate::domain::model::{EventStatus, MappedEvent, RawEvent};
     use crate::store::{Planned, Resolved, UnitError};
 
-    /// The identity trees, the overrides and the rules, byte for byte.
+    /// The identity trees, the overrides, the rules and the error log, byte
+    /// for byte.
     fn snapshot(store: &Store) -> Vec<Vec<(sled::IVec, sled::IVec)>> {
         let t = &store.trees;
         [
@@ -199,6 +232,7 @@ mod tests {
             &t.audit,
             &t.state_overrides,
             &t.never_merge,
+            &t.errors,
         ]
         .iter()
         .map(|tree| tree.iter().map(Result::unwrap).collect())
