@@ -13,7 +13,7 @@ mod state;
 
 pub use state::{AppState, Shared};
 
-use api::{activity, errors, events, health, identity, mapping, profiles, sources};
+use api::{activity, errors, events, health, identity, mapping, never_merge, profiles, sources};
 
 use crate::http::error::AppError;
 use crate::http::guard::{Locked, PeerAddr};
@@ -36,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(errors::router())
         .merge(mapping::router())
         .merge(profiles::router())
+        .merge(never_merge::router())
         .merge(activity::router())
         .merge(identity::router())
         .route_layer(middleware::from_fn_with_state(

@@ -9,7 +9,7 @@
 //! ([`Processor::plan_contained`]).
 
 use super::{Processor, StoreResult};
-use crate::domain::identity::{Blocklist, Identifiers, ResolveInput};
+use crate::domain::identity::{Blocklist, ResolveInput};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::mapping::CompiledMapping;
 use crate::domain::model::{
@@ -375,18 +375,8 @@ pub(super) fn record_context(raw: &RawEvent) -> RecordContext<'_> {
 
 /// What the resolver needs from a mapped event.
 pub(super) fn resolve_input(raw: &RawEvent, source: &Source, event: &MappedEvent) -> ResolveInput {
-    ResolveInput {
-        event_id: raw.id,
-        source_id: source.id,
-        at: event.timestamp,
-        ids: Identifiers {
-            external_id: event.external_id.clone(),
-            email: event.email.clone(),
-            visitor_id: event.visitor_id.clone(),
-            other: event.identifiers.clone(),
-        },
-        traits: event.traits.clone(),
-    }
+    // Built in the domain: a split rebuilds the same input from the state.
+    crate::domain::identity::resolve_input(raw.id, source.id, event)
 }
 
 /// A schema drift the sniffer saw, as a warning in the error log.

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod mappings;
 pub mod profiles;
 pub mod sources;
+pub mod split;
 
 pub use error::{ServiceError, ServiceResult, StoreError};
 

@@ -407,4 +407,28 @@ pub trait StateStore {
     /// Whether any profile holds a value of this team's kind (a kind in
     /// use cannot be deleted). One index seek.
     fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool>;
+
+    // --- appended (issue 17, split) ---
+
+    /// Undoes one merge of a profile in **one atomic unit**: the
+    /// never-merge rules, the profile taken apart and rebuilt from its
+    /// events by `domain::identity::split`, the events' states
+    /// re-attributed, the `split` audit lines. All or nothing. Holds the
+    /// identity writer throughout and, before returning, makes the new
+    /// rules what the next resolution uses. Reads every event of the
+    /// profile (at most `identity::MAX_SPLIT_EVENTS`). The inner `Err`
+    /// says why it was not done.
+    fn split_profile(
+        &self,
+        request: &crate::domain::identity::SplitRequest,
+    ) -> StoreResult<
+        Result<crate::domain::identity::SplitOutcome, crate::domain::identity::SplitRefusal>,
+    >;
+
+    /// Removes a never-merge rule; later events may merge the pair again
+    /// (nothing is merged back by the removal). The rule, if there was one.
+    fn remove_never_merge(
+        &self,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>>;
 }

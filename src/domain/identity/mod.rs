@@ -14,6 +14,7 @@ mod memory;
 mod never;
 mod normalise;
 mod resolve;
+mod split;
 mod types;
 
 pub use admin::{erase, manual_merge};
@@ -30,6 +31,10 @@ pub use normalise::{
     lowercase_email, normalise, normalise_one, trim, Blocklist, MAX_IDENTIFIER_CHARS,
 };
 pub use resolve::{canonical, lookup, resolve, resolve_again, resolve_by, Earlier};
+pub use split::{
+    never_merge_rules, resettle, resolve_input, split, splittable_merge, SplitEvent, SplitOutcome,
+    SplitRefusal, SplitRequest, MAX_SPLIT_EVENTS,
+};
 pub use types::*;
 
 use std::sync::LazyLock;
@@ -115,5 +120,12 @@ pub trait IdentityTxn {
     /// locally and need nothing here. Must not change what the reads return.
     fn prefetch(&self, _keys: &[IdentKey]) -> Result<(), Self::Error> {
         Ok(())
+    }
+
+    /// The empty profile an event that joins none creates. A fresh id by
+    /// default; a split's replay gives an event back the id it created
+    /// originally, so the profile it undid comes back under its own id.
+    fn new_profile(&self, input: &ResolveInput) -> Profile {
+        Profile::new(ProfileId::new(), input.at)
     }
 }

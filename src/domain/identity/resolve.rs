@@ -420,7 +420,7 @@ fn apply<T: IdentityTxn + ?Sized>(
     let links = cands.links();
     let mut profiles = cands.profiles;
     let (mut survivor, action) = match profiles.len() {
-        0 => (Profile::new(ProfileId::new(), input.at), Action::Create),
+        0 => (txn.new_profile(input), Action::Create),
         1 => (profiles.remove(0), Action::Attach),
         _ => {
             let best = survivor_index(&profiles, rules);

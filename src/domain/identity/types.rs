@@ -505,6 +505,8 @@ pub enum AuditChange {
     Refusal(Refused),
     ManualMerge(ManualMerged),
     Erasure(Erased),
+    /// Support staff undid a merge (see `identity::split`).
+    Split(SplitLine),
     /// A line whose detail an erasure removed (`{"redacted": true}`); the
     /// kind is kept so the history still says what happened.
     Redacted(AuditKind),
@@ -527,16 +529,18 @@ pub enum AuditKind {
     Refusal,
     ManualMerge,
     Erasure,
+    Split,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 7] = [
         AuditKind::Create,
         AuditKind::Attach,
         AuditKind::Merge,
         AuditKind::Refusal,
         AuditKind::ManualMerge,
         AuditKind::Erasure,
+        AuditKind::Split,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -547,6 +551,7 @@ impl AuditKind {
             AuditKind::Refusal => "refusal",
             AuditKind::ManualMerge => "manual_merge",
             AuditKind::Erasure => "erasure",
+            AuditKind::Split => "split",
         }
     }
 
@@ -611,6 +616,29 @@ pub struct ManualMerged {
     pub requested_into: ProfileId,
 }
 
+/// `split`: support staff undid the merge `merge_id`; filed under each
+/// profile the split left. The pairs became never-merge rules (`rules`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitLine {
+    pub merge_id: Uuid,
+    /// Who split (the dashboard user, or `api`) and why.
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+    /// The identifier pairs kept apart from now on, with their rule ids.
+    pub pairs: Vec<SplitPair>,
+    /// Every profile the split left, this one included.
+    pub profiles: Vec<ProfileId>,
+}
+
+/// One never-merge pair a split made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitPair {
+    pub rule_id: Uuid,
+    pub a: IdentKey,
+    pub b: IdentKey,
+}
+
 /// `erasure`: counts only, never the erased values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Erased {
@@ -629,6 +657,7 @@ impl AuditChange {
             AuditChange::Refusal(_) => AuditKind::Refusal.as_str(),
             AuditChange::ManualMerge(_) => AuditKind::ManualMerge.as_str(),
             AuditChange::Erasure(_) => AuditKind::Erasure.as_str(),
+            AuditChange::Split(_) => AuditKind::Split.as_str(),
             AuditChange::Redacted(kind) => kind.as_str(),
             AuditChange::Unknown { kind, .. } => kind,
         }
@@ -645,9 +674,10 @@ impl AuditChange {
                 .get("source_id")
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse().ok()),
-            AuditChange::ManualMerge(_) | AuditChange::Erasure(_) | AuditChange::Redacted(_) => {
-                None
-            }
+            AuditChange::ManualMerge(_)
+            | AuditChange::Erasure(_)
+            | AuditChange::Split(_)
+            | AuditChange::Redacted(_) => None,
         }
     }
 
@@ -671,6 +701,7 @@ impl AuditChange {
             AuditKind::Refusal => typed(&detail, AuditChange::Refusal),
             AuditKind::ManualMerge => typed(&detail, AuditChange::ManualMerge),
             AuditKind::Erasure => typed(&detail, AuditChange::Erasure),
+            AuditKind::Split => typed(&detail, AuditChange::Split),
         };
         change.unwrap_or(AuditChange::Unknown { kind, detail })
     }
@@ -710,6 +741,7 @@ impl Serialize for AuditEntry {
             AuditChange::Refusal(d) => out.serialize_field("detail", d)?,
             AuditChange::ManualMerge(d) => out.serialize_field("detail", d)?,
             AuditChange::Erasure(d) => out.serialize_field("detail", d)?,
+            AuditChange::Split(d) => out.serialize_field("detail", d)?,
             AuditChange::Redacted(_) => out.serialize_field("detail", &redacted_detail())?,
             AuditChange::Unknown { detail, .. } => out.serialize_field("detail", detail)?,
         }
@@ -764,6 +796,7 @@ impl AuditEntry {
             AuditChange::Merge(_) => AuditKind::Merge,
             AuditChange::Refusal(_) => AuditKind::Refusal,
             AuditChange::ManualMerge(_) => AuditKind::ManualMerge,
+            AuditChange::Split(_) => AuditKind::Split,
             AuditChange::Redacted(kind) => *kind,
         };
         self.change = AuditChange::Redacted(kind);

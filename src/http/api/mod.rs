@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod identity;
 pub(crate) mod mapping;
+pub(crate) mod never_merge;
 pub(crate) mod profiles;
 pub(crate) mod sources;
 

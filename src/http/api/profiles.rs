@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/profiles/{id}/history", get(history))
         .route("/profiles/{id}/merge", post(merge))
         .route("/profiles/{id}/graph", get(graph))
+        .route("/profiles/{id}/split", post(split))
 }
 
 #[derive(Deserialize)]
@@ -197,4 +198,40 @@ async fn graph(
 ) -> AppResult<Json<crate::service::graph::ProfileGraph>> {
     let pid = parse_profile_id(&id)?;
     Ok(Json(state.services.profile_graph(pid).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitBody {
+    merge_id: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Undoes one merge (`merge_id`: the `id` of a `merge` line of the
+/// profile's history); answers the profiles after it and the never-merge
+/// rules it made. 400 for ids that do not parse, 404 for an unknown
+/// profile or merge, 409 (with a code) for a merge that cannot be split.
+async fn split(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> AppResult<Json<crate::service::split::SplitReport>> {
+    let body: SplitBody = super::sources::parse_body(&body)?;
+    let profile_id = id
+        .parse()
+        .map_err(|_| AppError::bad_request(format!("`{id}` is not a profile id")))?;
+    let merge_id = body.merge_id.parse().map_err(|_| {
+        AppError::bad_request(format!(
+            "merge_id `{}` is not the id of a history line (a UUID)",
+            body.merge_id
+        ))
+    })?;
+    let input = crate::service::split::SplitInput {
+        profile_id,
+        merge_id,
+        by: "api".into(),
+        reason: body.reason,
+    };
+    Ok(Json(state.services.split_profile(input).await?))
 }

@@ -26,6 +26,7 @@ mod render;
 mod replay;
 pub mod session;
 mod sources;
+mod split;
 mod stream;
 
 use crate::http::AppState;
@@ -69,6 +70,12 @@ pub fn router() -> Router<AppState> {
         .route("/identity/kinds/{name}", post(kinds::update))
         .route("/identity/kinds/{name}/enabled", post(kinds::set_enabled))
         .route("/identity/kinds/{name}/delete", post(kinds::delete))
+        .route(
+            "/profiles/{id}/split",
+            get(split::confirm).post(split::split),
+        )
+        .route("/identity/never-merge", get(split::rules))
+        .route("/identity/never-merge/{id}/remove", post(split::remove))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/session", get(login::alive))

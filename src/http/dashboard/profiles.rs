@@ -347,6 +347,7 @@ fn history_text(entry: &AuditEntry, graph: Option<&ProfileGraph>) -> (String, Ve
             ),
             Vec::new(),
         ),
+        AuditChange::Split(d) => super::split::history_text(d, this),
         // What an erasure left: the kind's sentence with nothing in it, as
         // the untyped rendering showed it.
         AuditChange::Redacted(kind) => (
@@ -357,6 +358,7 @@ fn history_text(entry: &AuditEntry, graph: Option<&ProfileGraph>) -> (String, Ve
                 AuditKind::ManualMerge => "Merged 1 profile(s) in by hand".to_string(),
                 AuditKind::Refusal => "Refused ".to_string(),
                 AuditKind::Erasure => "Erased (0 identifiers, 0 events)".to_string(),
+                AuditKind::Split => "Split a merge apart".to_string(),
             },
             Vec::new(),
         ),
@@ -391,6 +393,12 @@ fn history_row(
         "profiles": links,
         "source": source,
         "event": entry.event_id.map(|id| short_id(&id.to_string())),
+        // A merge an event made can be split (the split page says whether
+        // it still can).
+        // (Filed under the merge's survivor, whose id leads to the live
+        // profile.)
+        "split": matches!(entry.change, AuditChange::Merge(_))
+            .then(|| format!("/profiles/{}/split?merge={}", entry.profile_id, entry.id)),
     })
 }
 

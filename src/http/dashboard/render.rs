@@ -42,6 +42,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("profile_erase", include_str!("templates/profile_erase.hbs")),
     ("profile_graph", include_str!("templates/profile_graph.hbs")),
     ("kinds", include_str!("templates/kinds.hbs")),
+    ("profile_split", include_str!("templates/profile_split.hbs")),
+    (
+        "profile_split_done",
+        include_str!("templates/profile_split_done.hbs"),
+    ),
+    ("never_merge", include_str!("templates/never_merge.hbs")),
 ];
 
 static REGISTRY: LazyLock<Result<Handlebars<'static>, String>> = LazyLock::new(build);

@@ -178,6 +178,16 @@ impl<'a> SledTxn<'a> {
         Ok(())
     }
 
+    /// Removes a profile's record and what this run knows of it, without
+    /// moving its open links anywhere: a split rebuilds its links.
+    pub(super) fn drop_record(&self, id: ProfileId) -> Result<(), TxError> {
+        let mut writes = self.writes.borrow_mut();
+        writes.tails.remove(&id);
+        writes.dirty.remove(&id);
+        self.profiles.remove(&id.to_bytes()[..])?;
+        Ok(())
+    }
+
     /// Moves a profile's open link chunk (full, or the last of a profile
     /// being removed) into `profile_events`, appending to a chunk already
     /// under that key (a merge can make two chunks meet there).

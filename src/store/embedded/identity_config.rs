@@ -76,6 +76,27 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Reads the config again after a write to its trees (a split's
+    /// never-merge rules). Call it holding the identity writer lock, so
+    /// the next batch, which reads the config after taking that lock,
+    /// resolves by the new rules.
+    pub(super) fn reload_identity_config(&self) -> StoreResult<()> {
+        let config = load(&self.trees)?;
+        self.identity.set(config);
+        Ok(())
+    }
+
+    /// Removes a never-merge rule (later events may merge the pair again;
+    /// nothing is merged back by this). Returns the rule, if there was one.
+    pub(super) fn remove_never_merge(&self, id: uuid::Uuid) -> StoreResult<Option<NeverMergeRule>> {
+        let _writer = self.hot.lock_writer()?;
+        let Some(old) = self.trees.never_merge.remove(id.as_bytes())? else {
+            return Ok(None);
+        };
+        self.reload_identity_config()?;
+        Ok(Some(decode("never_merge", &old)?))
+    }
 }
 
 impl Store {

@@ -47,6 +47,7 @@ mod shared;
 pub mod source_cache;
 mod source_index;
 pub mod sources;
+mod split;
 mod state_chunks;
 mod state_entry;
 pub mod summary;

@@ -360,4 +360,20 @@ impl StateStore for Store {
     fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool> {
         Store::kind_has_values(self, kind)
     }
+
+    fn split_profile(
+        &self,
+        request: &crate::domain::identity::SplitRequest,
+    ) -> StoreResult<
+        Result<crate::domain::identity::SplitOutcome, crate::domain::identity::SplitRefusal>,
+    > {
+        Store::split_profile(self, request)
+    }
+
+    fn remove_never_merge(
+        &self,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
+        Store::remove_never_merge(self, id)
+    }
 }
