@@ -7,22 +7,6 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// The mapping every story here uses: all three identifiers, a trait and a time.
-fn people_mapping() -> Value {
-    json!({
-        "event_name": "{{type}}",
-        "visitor_id": "{{anon}}",
-        "email": "{{email}}",
-        "external_id": "{{user}}",
-        "traits": {"plan": "{{plan}}"},
-        "timestamp": "{{ts}}"
-    })
-}
-
-async fn people_source(app: &TestApp) -> TestSource {
-    app.mapped_source("Web", people_mapping()).await
-}
-
 fn sorted(value: &Value) -> Vec<String> {
     let mut out: Vec<String> = value
         .as_array()

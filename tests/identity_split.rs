@@ -8,21 +8,6 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn people_mapping() -> Value {
-    json!({
-        "event_name": "{{type}}",
-        "visitor_id": "{{anon}}",
-        "email": "{{email}}",
-        "external_id": "{{user}}",
-        "traits": {"plan": "{{plan}}"},
-        "timestamp": "{{ts}}"
-    })
-}
-
-async fn people_source(app: &TestApp) -> TestSource {
-    app.mapped_source("Web", people_mapping()).await
-}
-
 fn str_of(v: &Value) -> String {
     v.as_str().expect("a string").to_string()
 }

@@ -467,3 +467,21 @@ pub fn webhook_url_in(html: &str) -> Option<String> {
     let end = rest[value..].find('"')? + value;
     Some(rest[value..end].to_string())
 }
+
+/// The identity stories' mapping: all three built-in identifiers, a trait
+/// and a time (`tests/identity_api.rs`, `tests/identity_split.rs`).
+pub fn people_mapping() -> Value {
+    json!({
+        "event_name": "{{type}}",
+        "visitor_id": "{{anon}}",
+        "email": "{{email}}",
+        "external_id": "{{user}}",
+        "traits": {"plan": "{{plan}}"},
+        "timestamp": "{{ts}}"
+    })
+}
+
+/// A source mapped with [`people_mapping`].
+pub async fn people_source(app: &TestApp) -> TestSource {
+    app.mapped_source("Web", people_mapping()).await
+}

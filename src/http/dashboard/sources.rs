@@ -264,18 +264,7 @@ pub async fn api_key(
         Ok(source) => Ok(Redirect::to(&format!("/sources/{}", source.id)).into_response()),
         // A refused key: the page again (the source unchanged), saying why.
         Err(ServiceError::BadRequest(message)) => {
-            let source = load(&state, id).await?;
-            source_page(
-                &state,
-                &session,
-                &source,
-                SourcePage {
-                    status: StatusCode::BAD_REQUEST,
-                    error: Some(message),
-                    ..SourcePage::default()
-                },
-            )
-            .await
+            refused_again(&state, &session, id, message).await
         }
         Err(e) => Err(failed(e)),
     }
@@ -336,18 +325,7 @@ pub async fn verify(
             Ok(Redirect::to(&format!("/sources/{}#signatures", source.id)).into_response())
         }
         Err(ServiceError::BadRequest(message)) => {
-            let source = load(&state, id).await?;
-            source_page(
-                &state,
-                &session,
-                &source,
-                SourcePage {
-                    status: StatusCode::BAD_REQUEST,
-                    error: Some(message),
-                    ..SourcePage::default()
-                },
-            )
-            .await
+            refused_again(&state, &session, id, message).await
         }
         Err(e) => Err(failed(e)),
     }
@@ -385,6 +363,23 @@ pub(super) fn page_source_id(id: &str) -> Result<SourceId, PageError> {
 
 pub(super) async fn load(state: &AppState, id: SourceId) -> Result<SourceView, PageError> {
     state.services.source(id).await.map_err(failed)
+}
+
+/// A change the service refused: the source's page again (the source
+/// unchanged), a 400 saying why.
+async fn refused_again(
+    state: &AppState,
+    session: &Authed,
+    id: SourceId,
+    message: String,
+) -> PageResult {
+    let source = load(state, id).await?;
+    let page_opts = SourcePage {
+        status: StatusCode::BAD_REQUEST,
+        error: Some(message),
+        ..SourcePage::default()
+    };
+    source_page(state, session, &source, page_opts).await
 }
 
 /// What a source page shows beyond the source itself.
