@@ -417,7 +417,12 @@ fn apply<T: IdentityTxn + ?Sized>(
     cands: Candidates,
     again: Option<Option<ProfileId>>,
 ) -> Result<(ProfileId, Action), T::Error> {
-    let links = cands.links();
+    // Only a merge records which keys joined (most events attach).
+    let links = if cands.profiles.len() >= 2 {
+        cands.links()
+    } else {
+        Vec::new()
+    };
     let mut profiles = cands.profiles;
     let (mut survivor, action) = match profiles.len() {
         0 => (txn.new_profile(input), Action::Create),
