@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{spawn_app, spawn_app_with, TestApp};
+use common::{raw, spawn_app, spawn_app_with, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -16,27 +16,11 @@ use tokio::net::TcpStream;
 const CLOSE_WITHIN: Duration = Duration::from_secs(15);
 
 async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .expect("connect")
+    raw::connect(&app.base).await
 }
 
-/// Everything the server sends until it closes; panics if it keeps the
-/// connection open past `CLOSE_WITHIN`.
 async fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(CLOSE_WITHIN, async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    String::from_utf8_lossy(&received).into_owned()
+    raw::read_until_closed(stream, CLOSE_WITHIN).await
 }
 
 async fn source_json(app: &TestApp, id: &str) -> Value {

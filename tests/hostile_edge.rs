@@ -4,40 +4,22 @@
 
 mod common;
 
+use common::raw::connect;
 use common::{config_for, spawn_app_with, ADMIN_TOKEN};
 use inlet::app::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Long enough for a 1 s server timeout to fire on a loaded 2-core machine;
 /// a connection the server never closes fails the test here.
 const CLOSE_WITHIN: Duration = Duration::from_secs(8);
 
-async fn connect(base: &str) -> TcpStream {
-    let addr = base.trim_start_matches("http://");
-    TcpStream::connect(addr).await.expect("connect")
-}
-
-/// Everything the server sends until it closes the connection; panics if it
-/// keeps the connection open past `CLOSE_WITHIN`.
 async fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(CLOSE_WITHIN, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    String::from_utf8_lossy(&received).into_owned()
+    common::raw::read_until_closed(stream, CLOSE_WITHIN).await
 }
 
 #[tokio::test]

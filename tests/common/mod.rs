@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod raw;
 
 use inlet::app::Application;
 use inlet::config::Config;
