@@ -130,9 +130,9 @@ async fn durable_round(
         let (store, commit) = (store.clone(), commit.clone());
         let events = vec![raw_event(SourceId::new(), payload.clone())];
         handles.push(tokio::spawn(async move {
-            store.append_events(events).expect("append");
+            let appended = store.append_events(events).expect("append");
             match how {
-                Durability::GroupCommit => commit.durable().await.expect("durable"),
+                Durability::GroupCommit => commit.durable(appended.receipt).await.expect("durable"),
                 Durability::FlushPerWrite => {
                     tokio::task::spawn_blocking(move || store.flush_now().expect("flush"))
                         .await

@@ -66,11 +66,7 @@ impl Application {
         let lock = lock_data_dir(&config.data_dir)?;
         let admin_token = load_admin_token(&config)?;
         let secret_key = load_secret_key(&config)?;
-        let store =
-            Store::open(&config.data_dir, config.cache_mb).map_err(|source| StartError::Store {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
+        let store = open_store(&config)?;
         let counters = restore_counters(&store).map_err(|source| StartError::Store {
             path: config.data_dir.display().to_string(),
             source,
@@ -191,6 +187,28 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// The backend the config names: PostgreSQL when `database_url` is set
+/// (the pool is opened on a blocking thread: it waits for the database),
+/// else the embedded store in the data dir.
+fn open_store(config: &Config) -> Result<Store, StartError> {
+    match &config.database_url {
+        Some(url) => {
+            let mut options = crate::store::PgOptions::new(url.expose());
+            options.max_connections = config.database_connections.max(2);
+            Store::connect(&options).map_err(|source| StartError::Store {
+                path: "the PostgreSQL database (INLET_DATABASE_URL)".into(),
+                source,
+            })
+        }
+        None => {
+            Store::open(&config.data_dir, config.cache_mb).map_err(|source| StartError::Store {
+                path: config.data_dir.display().to_string(),
+                source,
+            })
+        }
+    }
 }
 
 /// Takes an exclusive lock on `<data dir>/inlet.lock`, so a second process

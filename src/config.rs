@@ -125,6 +125,17 @@ pub struct Config {
     /// of the database alone exposes no signing secret. Never logged.
     #[arg(long, env = "INLET_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<Secret>,
+
+    /// PostgreSQL instead of the embedded store:
+    /// `postgres://user:password@host:5432/inlet`. Every node given the
+    /// same URL shares all state (docs/deploy.md). Never logged (it may
+    /// hold a password).
+    #[arg(long, env = "INLET_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Most connections this node opens to PostgreSQL.
+    #[arg(long, env = "INLET_DATABASE_CONNECTIONS", default_value_t = 16)]
+    pub database_connections: u32,
 }
 
 /// A secret setting. `Config` derives `Debug`, and a config may end up in a

@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
 async fn scrape(State(state): State<AppState>) -> Response {
     let text = state
         .metrics
-        .render(&state.services.counters, &state.services.commit.stats);
+        .render(&state.services.counters, state.services.commit.stats());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 

@@ -284,12 +284,12 @@ mod tests {
         let broken = ProfileId::new();
         let key = IdentKey::new(IdentKind::Email, "broken@example.org");
         store
-            .trees
+            .embedded_trees()
             .ident
             .insert(key.to_key_bytes(), &broken.to_bytes()[..])
             .unwrap();
         store
-            .trees
+            .embedded_trees()
             .profiles
             .insert(broken.to_bytes(), &b"not json"[..])
             .unwrap();
@@ -298,7 +298,7 @@ mod tests {
             raw(source.id, "broken@example.org"),
             raw(source.id, "bob@example.org"),
         ];
-        let events = store.append_events(events).unwrap();
+        let events = store.append_events(events).unwrap().events;
         store.flush_now().unwrap();
 
         assert_eq!(processor.process_batch().unwrap(), 3);

@@ -424,7 +424,8 @@ mod tests {
                 panicking,
                 raw(source.id, "bob@example.org"),
             ])
-            .unwrap();
+            .unwrap()
+            .events;
         store.flush_now().unwrap();
 
         assert_eq!(processor.process_batch().unwrap(), 3);
@@ -450,7 +451,8 @@ mod tests {
                 raw(source.id, "ann@example.org"),
                 raw(source.id, "b@x.org"),
             ])
-            .unwrap();
+            .unwrap()
+            .events;
         store.flush_now().unwrap();
 
         assert_eq!(processor.process_batch().unwrap(), 2);

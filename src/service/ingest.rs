@@ -320,19 +320,17 @@ impl Services {
             tracing::error!(error = %detail, "append failed");
             Refusal::new(RefusalKind::Internal, Stage::Store, "store_failed", detail)
         };
-        let ids: Vec<EventId> = self
+        let appended = self
             .store
             .append_events(events)
-            .map_err(|e| unavailable(e.to_string()))?
-            .iter()
-            .map(|e| e.id)
-            .collect();
+            .map_err(|e| unavailable(e.to_string()))?;
+        let ids: Vec<EventId> = appended.events.iter().map(|e| e.id).collect();
         // Counted as soon as they are in the log, before the await: the
         // processor sees them from now on, and a sender that hangs up during
         // the flush cancels this future, which must not leave them uncounted.
         self.counters.add_received(source_id, ids.len() as u64);
         self.commit
-            .durable()
+            .durable(appended.receipt)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         // The processor takes durable events only: wake it now that these are.

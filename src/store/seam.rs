@@ -34,8 +34,8 @@
 //! loads a batch's identifiers in one round trip.
 
 use super::{
-    Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged, Planned,
-    Resolved, ScanBudget, StoreError, StoreResult, SummaryPage,
+    Appended, Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged,
+    Planned, Resolved, ScanBudget, StoreError, StoreResult, SummaryPage,
 };
 use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
 use crate::domain::counters::Counts;
@@ -79,17 +79,16 @@ pub trait EventLog {
     /// the log or none is; a reader never sees part of a request.
     ///
     /// Durability: **not yet durable when this returns.** The caller (the
-    /// hook path) then waits on the group commit
-    /// (`Store::start_group_commit` → `GroupCommit::durable().await`),
-    /// which returns once everything appended before the wait is on disk,
-    /// and only then answers 202. A backend whose append is durable at
-    /// commit makes that wait return at once. Appended records reach the
+    /// hook path) then waits on the group commit with the receipt
+    /// (`Store::start_group_commit` → `GroupCommit::durable(receipt)`),
+    /// which returns once these records are on disk (or committed), and
+    /// only then answers 202; an `Err` there means they are not stored. Appended records reach the
     /// processor (`next_pending`) only once durable, so nothing is
     /// processed that a crash could still lose.
     ///
     /// Cost: one call per request; it must not block on a disk sync (the
     /// embedded log copies into a buffer under a short lock).
-    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>>;
+    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Appended>;
 
     /// Makes everything appended so far durable now, bypassing the group
     /// commit (shutdown, tests, and the benchmark of sync-per-write).

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::log::SegmentLog;
+use crate::store::commit::{FlushFailed, FlushStats};
 
 /// Writers waiting that make a flush worth doing without gathering more.
 const GATHER_ENOUGH: u64 = 32;
@@ -31,15 +32,6 @@ const GATHER_ENOUGH: u64 = 32;
 struct Progress {
     durable: u64,
     failed: u64,
-}
-
-/// Statistics of the flusher, for `/metrics` and the benchmark report.
-#[derive(Debug, Default)]
-pub struct FlushStats {
-    pub flushes: AtomicU64,
-    pub tickets: AtomicU64,
-    /// Largest number of tickets one flush covered.
-    pub max_batch: AtomicU64,
 }
 
 pub struct GroupCommit {
@@ -59,11 +51,6 @@ pub struct GroupCommit {
     delay: Duration,
     pub stats: FlushStats,
 }
-
-/// The flush did not reach the disk; the write must not be acknowledged.
-#[derive(Debug, thiserror::Error)]
-#[error("the write could not be flushed to disk")]
-pub struct FlushFailed;
 
 impl GroupCommit {
     /// Starts the flusher thread.

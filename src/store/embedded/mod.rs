@@ -59,70 +59,7 @@ pub use batch::{Planned, Resolved};
 pub use events::Logged;
 pub use log::Location;
 
-/// A storage failure. Callers turn it into a 500 and a log line. Every
-/// variant keeps what caused it (`source()` walks down to the io or sled
-/// error), so the log line says what the disk said.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
-    /// A file operation of the store (the event log, the database rewrite,
-    /// a temporary dir) failed; `what` says which.
-    #[error("{what}: {source}")]
-    Io {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    #[error("corrupt record in {tree}: {source}")]
-    Corrupt {
-        tree: &'static str,
-        source: serde_json::Error,
-    },
-    /// A stored value whose bytes do not have the layout the store wrote
-    /// (too short, a profile id that is not 16 bytes): `what` says which.
-    #[error("corrupt record in {tree}: {what}")]
-    Malformed {
-        tree: &'static str,
-        what: &'static str,
-    },
-    /// An event's record could not be read from the event log.
-    #[error("cannot read event {id} from the event log: {source}")]
-    ReadEvent {
-        id: crate::domain::ids::EventId,
-        source: std::io::Error,
-    },
-    /// A write was asked of a view that only reads (the identity preview).
-    #[error("{0} is read-only")]
-    ReadOnly(&'static str),
-    /// A value could not be encoded for storage (a schema snapshot).
-    #[error("cannot encode {what}: {source}")]
-    Encode {
-        what: &'static str,
-        source: serde_json::Error,
-    },
-    /// A transaction's closure gave up with an error that is not a
-    /// `StoreError` (sled's typed abort); the text is that error's.
-    #[error("transaction aborted: {0}")]
-    Aborted(String),
-    /// A lock guarding in-memory state was poisoned by a panic while held:
-    /// the state may be half-updated, so the store refuses to go on with it.
-    #[error("{0} lock poisoned")]
-    Poisoned(&'static str),
-    /// The erasure's values could not be compiled for searching.
-    #[error("erasure search: {0}")]
-    Search(#[from] crate::domain::redact::NeedlesError),
-    /// A part of the store's machinery that does the work asked for (the
-    /// pipeline's committer thread) has stopped: the work was not done.
-    #[error("{0} stopped")]
-    Stopped(&'static str),
-}
-
-impl StoreError {
-    /// An io failure of `what`, for `map_err`.
-    pub(crate) fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError + Copy {
-        move |source| StoreError::Io { what, source }
-    }
-}
+pub use crate::store::error::{StoreError, StoreResult};
 
 impl<E: std::fmt::Debug> From<sled::transaction::TransactionError<E>> for StoreError {
     fn from(e: sled::transaction::TransactionError<E>) -> Self {
@@ -132,8 +69,6 @@ impl<E: std::fmt::Debug> From<sled::transaction::TransactionError<E>> for StoreE
         }
     }
 }
-
-pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A failed transaction whose closure aborts with a `StoreError`: the
 /// closure's own error, or sled's.

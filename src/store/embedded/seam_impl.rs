@@ -23,14 +23,17 @@ use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::source::{SecretHash, Source};
 use crate::domain::summary::{Bounds, EventSummary};
 use crate::store::seam::{EventLog, StateStore};
-use crate::store::UnitError;
+use crate::store::{Appended, Receipt, UnitError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 impl EventLog for Store {
-    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Vec<Arc<RawEvent>>> {
-        Store::append_events(self, events)
+    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Appended> {
+        Ok(Appended {
+            events: Store::append_events(self, events)?,
+            receipt: Receipt::Log,
+        })
     }
 
     fn flush_now(&self) -> StoreResult<()> {

@@ -59,8 +59,8 @@ impl SourceCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Store;
     use crate::domain::source::{SecretHash, Source};
-    use crate::store::Store;
 
     fn lookup(store: &Store, token: &str) -> Option<String> {
         store

@@ -1,0 +1,391 @@
+//! The PostgreSQL backend behind the seam (`crate::store::seam`): each
+//! method's body lives with its concept (`log`, `events`, `sources`,
+//! `state`, `identity`, `erasure`, `split`) as a method private to this
+//! backend; this file is the index, and the trait docs are the contract.
+
+use super::PgStore;
+#[allow(unused_imports)]
+use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
+#[allow(unused_imports)]
+use crate::domain::counters::Counts;
+#[allow(unused_imports)]
+use crate::domain::events::{EventFilter, StoredEvent};
+#[allow(unused_imports)]
+use crate::domain::identity::{
+    AuditEntry, Blocklist, IdentKey, IdentityConfig, IdentityTxn, KindSet, Outcome, Profile,
+    ResolveInput,
+};
+#[allow(unused_imports)]
+use crate::domain::ids::{EventId, ProfileId, SourceId};
+#[allow(unused_imports)]
+use crate::domain::model::{ErrorEntry, EventState, MappingSpec, RawEvent};
+#[allow(unused_imports)]
+use crate::domain::redact::Needles;
+#[allow(unused_imports)]
+use crate::domain::replay::{MappingVersion, ReplayJob};
+#[allow(unused_imports)]
+use crate::domain::source::{SecretHash, Source};
+use crate::store::seam::{EventLog, StateStore};
+#[allow(unused_imports)]
+use crate::store::{
+    Appended, Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged,
+    Planned, Resolved, ScanBudget, StoreResult, SummaryPage, UnitError,
+};
+#[allow(unused_imports)]
+use std::collections::HashMap;
+#[allow(unused_imports)]
+use std::sync::Arc;
+#[allow(unused_imports)]
+use std::time::Duration;
+
+impl EventLog for PgStore {
+    fn append_events(&self, events: Vec<RawEvent>) -> StoreResult<Appended> {
+        PgStore::append_events(self, events)
+    }
+
+    fn flush_now(&self) -> StoreResult<()> {
+        PgStore::flush_now(self)
+    }
+
+    fn next_pending(&self, after: Option<EventId>, limit: usize) -> StoreResult<Vec<Logged>> {
+        PgStore::next_pending(self, after, limit)
+    }
+
+    fn pending_done(&self, last: EventId) -> StoreResult<()> {
+        PgStore::pending_done(self, last)
+    }
+
+    fn processed_upto(&self) -> StoreResult<Option<EventId>> {
+        PgStore::processed_upto(self)
+    }
+
+    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
+        PgStore::pending_by_source(self)
+    }
+
+    fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
+        PgStore::wait_processed(self, timeout)
+    }
+
+    fn read_at(&self, id: EventId, at: Location) -> StoreResult<RawEvent> {
+        PgStore::read_at(self, id, at)
+    }
+
+    fn prune_events(&self, keep: u64) -> StoreResult<u64> {
+        PgStore::prune_events(self, keep)
+    }
+}
+
+impl StateStore for PgStore {
+    fn put_source(&self, source: &Source) -> StoreResult<()> {
+        PgStore::put_source(self, source)
+    }
+
+    fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        PgStore::source(self, id)
+    }
+
+    fn sources(&self) -> StoreResult<Vec<Source>> {
+        PgStore::sources(self)
+    }
+
+    fn cached_source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Arc<Source>>> {
+        PgStore::cached_source_by_token(self, hash)
+    }
+
+    fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
+        PgStore::source_by_token(self, hash)
+    }
+
+    fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
+        PgStore::delete_source(self, id)
+    }
+
+    fn save_mapping(
+        &self,
+        source: SourceId,
+        mapping: &MappingSpec,
+        preset: Option<String>,
+    ) -> StoreResult<MappingVersion> {
+        PgStore::save_mapping(self, source, mapping, preset)
+    }
+
+    fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
+        PgStore::mapping_versions(self, source)
+    }
+
+    fn mapping_version(
+        &self,
+        source: SourceId,
+        version: u32,
+    ) -> StoreResult<Option<MappingVersion>> {
+        PgStore::mapping_version(self, source, version)
+    }
+
+    fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
+        PgStore::put_replay(self, job)
+    }
+
+    fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
+        PgStore::replay(self, source)
+    }
+
+    fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
+        PgStore::open_replays(self)
+    }
+
+    fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>> {
+        PgStore::event(self, id)
+    }
+
+    fn located_event(&self, id: EventId) -> StoreResult<Option<(StoredEvent, Location)>> {
+        PgStore::located_event(self, id)
+    }
+
+    fn raw_event(&self, id: EventId) -> StoreResult<Option<RawEvent>> {
+        PgStore::raw_event(self, id)
+    }
+
+    fn event_state(&self, id: EventId) -> StoreResult<Option<EventState>> {
+        PgStore::event_state(self, id)
+    }
+
+    fn events_page(
+        &self,
+        filter: &EventFilter,
+    ) -> StoreResult<(Vec<StoredEvent>, Option<EventId>)> {
+        PgStore::events_page(self, filter)
+    }
+
+    fn summaries_page(
+        &self,
+        filter: &EventFilter,
+        bounds: Bounds,
+        budget: ScanBudget,
+    ) -> StoreResult<SummaryPage> {
+        PgStore::summaries_page(self, filter, bounds, budget)
+    }
+
+    fn event_summary(&self, id: EventId, bounds: Bounds) -> StoreResult<Option<EventSummary>> {
+        PgStore::event_summary(self, id, bounds)
+    }
+
+    fn raw_record(&self, id: EventId) -> StoreResult<Option<Vec<u8>>> {
+        PgStore::raw_record(self, id)
+    }
+
+    fn scan_permits(&self) -> Arc<tokio::sync::Semaphore> {
+        PgStore::scan_permits(self)
+    }
+
+    fn source_event_ids(
+        &self,
+        source: SourceId,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventId>> {
+        PgStore::source_event_ids(self, source, after, limit)
+    }
+
+    fn stored_events(&self) -> StoreResult<u64> {
+        PgStore::stored_events(self)
+    }
+
+    fn log_error(&self, entry: &ErrorEntry) -> StoreResult<()> {
+        PgStore::log_error(self, entry)
+    }
+
+    fn errors_page(&self, filter: &ErrorFilter) -> StoreResult<Vec<ErrorEntry>> {
+        PgStore::errors_page(self, filter)
+    }
+
+    fn prune_errors(&self, keep: u64) -> StoreResult<u64> {
+        PgStore::prune_errors(self, keep)
+    }
+
+    fn cursor(&self) -> StoreResult<Option<EventId>> {
+        PgStore::cursor(self)
+    }
+
+    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
+        PgStore::persisted_counts(self)
+    }
+
+    fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
+        PgStore::dedupe_holder(self, key)
+    }
+
+    fn put_schema(&self, source: SourceId, schema: &[u8]) -> StoreResult<()> {
+        PgStore::put_schema(self, source, schema)
+    }
+
+    fn schemas(&self) -> StoreResult<Vec<(SourceId, Vec<u8>)>> {
+        PgStore::schemas(self)
+    }
+
+    fn resolve(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        PgStore::resolve(self, input, blocklist)
+    }
+
+    fn resolve_preview(&self, input: &ResolveInput, blocklist: &Blocklist) -> StoreResult<Outcome> {
+        PgStore::resolve_preview(self, input, blocklist)
+    }
+
+    fn identity_config(&self) -> Arc<IdentityConfig> {
+        PgStore::identity_config(self)
+    }
+
+    fn put_identity_kinds(&self, kinds: &KindSet) -> StoreResult<()> {
+        PgStore::put_identity_kinds(self, kinds)
+    }
+
+    fn profile(&self, id: ProfileId) -> StoreResult<Option<Profile>> {
+        PgStore::profile(self, id)
+    }
+
+    fn profile_by(&self, key: &IdentKey) -> StoreResult<Option<Profile>> {
+        PgStore::profile_by(self, key)
+    }
+
+    fn profile_events(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<EventId>,
+    ) -> StoreResult<Vec<EventId>> {
+        PgStore::profile_events(self, id, limit, before)
+    }
+
+    fn profile_history(&self, id: ProfileId) -> StoreResult<Vec<AuditEntry>> {
+        PgStore::profile_history(self, id)
+    }
+
+    fn profile_history_page(
+        &self,
+        id: ProfileId,
+        limit: usize,
+        before: Option<uuid::Uuid>,
+    ) -> StoreResult<HistoryPage> {
+        PgStore::profile_history_page(self, id, limit, before)
+    }
+
+    fn merge_profiles(
+        &self,
+        from: ProfileId,
+        into: ProfileId,
+    ) -> StoreResult<Result<Profile, String>> {
+        PgStore::merge_profiles(self, from, into)
+    }
+
+    fn erase_profile(&self, id: ProfileId) -> StoreResult<Option<Vec<EventId>>> {
+        PgStore::erase_profile(self, id)
+    }
+
+    fn erase_everywhere(
+        &self,
+        id: ProfileId,
+        redact_schemas: impl FnOnce(&Needles) -> StoreResult<usize>,
+    ) -> StoreResult<Option<ErasureReport>> {
+        PgStore::erase_everywhere(self, id, redact_schemas)
+    }
+
+    fn commit_batch(
+        &self,
+        planned: &[Planned],
+        cursor: Option<(EventId, Location)>,
+        counts: &HashMap<SourceId, Counts>,
+        activity: &ActivityDelta,
+        resolve: impl Fn(&dyn IdentityTxn<Error = UnitError>, &Planned) -> Result<Resolved, UnitError>,
+    ) -> StoreResult<()> {
+        PgStore::commit_batch(self, planned, cursor, counts, activity, resolve)
+    }
+
+    fn persisted_activity(&self) -> StoreResult<Vec<(SlotKey, Bucket)>> {
+        PgStore::persisted_activity(self)
+    }
+
+    fn profiles_page(
+        &self,
+        prefixes: &[IdentKey],
+        limit: usize,
+        before: Option<ProfileId>,
+    ) -> StoreResult<crate::store::ProfilesPage> {
+        PgStore::profiles_page(self, prefixes, limit, before)
+    }
+
+    fn scan_errors(
+        &self,
+        filter: &ErrorFilter,
+        max_read: usize,
+        visit: &mut dyn FnMut(&ErrorEntry),
+    ) -> StoreResult<(usize, bool)> {
+        PgStore::scan_errors(self, filter, max_read, visit)
+    }
+
+    fn put_old_token_use(
+        &self,
+        source: SourceId,
+        used: &crate::domain::counters::OldTokenUse,
+    ) -> StoreResult<()> {
+        PgStore::put_old_token_use(self, source, used)
+    }
+
+    fn clear_old_token_use(&self, source: SourceId) -> StoreResult<()> {
+        PgStore::clear_old_token_use(self, source)
+    }
+
+    fn old_token_uses(
+        &self,
+    ) -> StoreResult<HashMap<SourceId, crate::domain::counters::OldTokenUse>> {
+        PgStore::old_token_uses(self)
+    }
+
+    fn claim_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<crate::domain::delivery::Claim> {
+        PgStore::claim_delivery(self, source, id, now, window_s)
+    }
+
+    fn settle_delivery(
+        &self,
+        source: SourceId,
+        id: &str,
+        accepted: Option<&[EventId]>,
+        now: chrono::DateTime<chrono::Utc>,
+        window_s: u64,
+    ) -> StoreResult<()> {
+        PgStore::settle_delivery(self, source, id, accepted, now, window_s)
+    }
+
+    fn redelivered(&self, source: SourceId) -> StoreResult<u64> {
+        PgStore::redelivered(self, source)
+    }
+
+    fn prune_deliveries(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        PgStore::prune_deliveries(self, now)
+    }
+
+    fn kind_has_values(&self, kind: &crate::domain::identity::KindName) -> StoreResult<bool> {
+        PgStore::kind_has_values(self, kind)
+    }
+
+    fn split_profile(
+        &self,
+        request: &crate::domain::identity::SplitRequest,
+    ) -> StoreResult<
+        Result<crate::domain::identity::SplitOutcome, crate::domain::identity::SplitRefusal>,
+    > {
+        PgStore::split_profile(self, request)
+    }
+
+    fn remove_never_merge(
+        &self,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
+        PgStore::remove_never_merge(self, id)
+    }
+}
