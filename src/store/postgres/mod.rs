@@ -129,3 +129,31 @@ impl PgStore {
         self.cluster.announce(&self.db, change);
     }
 }
+
+/// Unit tests' PostgreSQL: a fresh database on the server that
+/// `INLET_TEST_DATABASE_URL` names (`postgres://user@host:port/postgres`),
+/// or `None` (the test then says it skipped).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{PgOptions, PgStore};
+
+    pub(crate) fn temp_store() -> Option<PgStore> {
+        let Ok(base) = std::env::var("INLET_TEST_DATABASE_URL") else {
+            eprintln!("SKIPPED postgres tests: INLET_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("unit_{}", uuid::Uuid::new_v4().simple());
+        let db = super::db::Db::open(&base, 2).expect("pool");
+        db.block(async {
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&db.pool)
+                .await
+        })
+        .expect("create database");
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("INLET_TEST_DATABASE_URL has no database part"),
+        };
+        Some(PgStore::connect(&PgOptions::new(url)).expect("connect"))
+    }
+}
