@@ -136,6 +136,23 @@ pub struct Config {
     /// Most connections this node opens to PostgreSQL.
     #[arg(long, env = "INLET_DATABASE_CONNECTIONS", default_value_t = 16)]
     pub database_connections: u32,
+
+    /// A one-off task instead of serving (`inlet migrate --to …`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off tasks of the `inlet` binary.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Copies the embedded store in `--data-dir` into an empty PostgreSQL
+    /// database (docs/deploy.md says what is copied). Stop the embedded
+    /// node first.
+    Migrate {
+        /// The target: `postgres://user:password@host:5432/inlet`.
+        #[arg(long, env = "INLET_MIGRATE_TO", hide_env_values = true)]
+        to: Secret,
+    },
 }
 
 /// A secret setting. `Config` derives `Debug`, and a config may end up in a

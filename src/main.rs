@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use inlet::app::{log_filter, Application};
-use inlet::config::Config;
+use inlet::config::{Command, Config};
 
 fn config_host(app: &Application) -> String {
     app.state().config.addr.ip().to_string()
@@ -22,6 +22,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     let config = Config::parse();
+    if let Some(Command::Migrate { to }) = &config.command {
+        std::process::exit(migrate(&config, to.expose()));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads())
         .enable_all()
@@ -34,6 +37,31 @@ fn main() {
         }
     };
     runtime.block_on(serve(config));
+}
+
+/// `inlet migrate --to postgres://…`: the exit code.
+fn migrate(config: &Config, to: &str) -> i32 {
+    let mut options = inlet::store::PgOptions::new(to);
+    options.max_connections = 4;
+    let copied = inlet::store::migrate::embedded_to_postgres(
+        &config.data_dir,
+        config.cache_mb,
+        &options,
+        |events| eprint!("\rinlet: {events} events copied"),
+    );
+    match copied {
+        Ok(report) => {
+            eprintln!(
+                "\ninlet: copied {} sources, {} mapping versions and {} events; start nodes with INLET_DATABASE_URL and the same secret key (the data dir's secret.key, as INLET_SECRET_KEY); they process the events again",
+                report.sources, report.mapping_versions, report.events
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("\ninlet: migration failed: {e}");
+            1
+        }
+    }
 }
 
 async fn serve(config: Config) {

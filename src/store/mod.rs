@@ -15,6 +15,7 @@
 pub mod commit;
 mod embedded;
 mod error;
+pub mod migrate;
 mod postgres;
 mod seam;
 

@@ -25,6 +25,7 @@ mod db;
 mod erasure;
 mod events;
 mod identity;
+mod import;
 mod log;
 mod seam_impl;
 mod sources;
