@@ -69,6 +69,8 @@ def panel(x0, title, xs, series, unit):
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     rows = list(csv.DictReader(open(src)))
+    # The chart is the embedded backend's; PostgreSQL rows are in the table.
+    rows = [r for r in rows if r.get("backend", "embedded") == "embedded"]
     xs = [r["conns"] for r in rows]
     num = lambda key: [float(r[key]) for r in rows]
     body = panel(0, "Throughput", xs, [
