@@ -5,7 +5,7 @@
 //! (plus `fields` for validation): senders and API clients branch on the
 //! code, people read the error.
 
-use crate::service::error::Refusal;
+use crate::service::error::{Refusal, StoreError};
 use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,6 +53,8 @@ impl AppError {
                 ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ServiceError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::Store(StoreError::Unsupported(_)) => StatusCode::NOT_IMPLEMENTED,
                 ServiceError::Store(_) | ServiceError::Internal(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -82,6 +84,8 @@ impl AppError {
                     code
                 }
                 ServiceError::RateLimited { .. } => crate::service::sources::RATE_LIMITED,
+                ServiceError::Store(e) if e.is_unavailable() => STORE_UNAVAILABLE,
+                ServiceError::Store(StoreError::Unsupported(_)) => "not_supported_by_backend",
                 ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
                 ServiceError::Refused { code, .. } => code,
             },
@@ -97,6 +101,12 @@ impl AppError {
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         let message = match self {
+            AppError::Service(ServiceError::Store(e)) if e.is_unavailable() => {
+                "the database is unavailable; retry shortly".to_string()
+            }
+            AppError::Service(ServiceError::Store(StoreError::Unsupported(what))) => {
+                format!("{what} is not available on this storage backend yet (docs/deploy.md)")
+            }
             // Internal details go to the log, not to the client.
             AppError::Service(ServiceError::Store(_) | ServiceError::Internal(_)) => {
                 "internal error; the server log has details".to_string()
@@ -145,11 +155,22 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
+        if self.code() == STORE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORE_RETRY_AFTER_SECS),
+            );
+        }
         response
     }
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// The code of a request refused because the database cannot be reached.
+pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+/// What `Retry-After` says then: PostgreSQL's usual restart is seconds.
+pub const STORE_RETRY_AFTER_SECS: u64 = 2;
 
 /// A hook request's refusal: a client error carries its specific code in
 /// the body; an internal failure is answered like every other one (500,
