@@ -14,8 +14,8 @@ use super::PgStore;
 use crate::domain::activity::ActivityDelta;
 use crate::domain::counters::Counts;
 use crate::domain::identity::{
-    self, Blocklist, IdentityConfig, IdentityTxn, KindSet, NeverMerge, NeverMergeRule, Outcome,
-    Profile, ResolveInput,
+    self, Blocklist, IdentKey, IdentityConfig, IdentityTxn, KindSet, NeverMerge, NeverMergeRule,
+    Outcome, Profile, ResolveInput,
 };
 use crate::domain::ids::{EventId, ProfileId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState};
@@ -23,7 +23,8 @@ use crate::store::StoreError;
 use crate::store::{Location, Planned, Resolved, StoreResult, UnitError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use txn::PgTxn;
+/// The identity view, for the other identity writers (split, erasure).
+pub(super) use txn::PgTxn;
 
 /// The advisory lock every identity writer on every node holds for its
 /// whole transaction (batches, resolutions, merges, splits, erasure): the
@@ -111,7 +112,7 @@ async fn load_config(conn: &mut sqlx::PgConnection) -> StoreResult<IdentityConfi
 }
 
 /// Takes the identity lock for the rest of the transaction.
-async fn lock_identity(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
+pub(super) async fn lock_identity(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(IDENTITY_LOCK)
         .execute(&mut *conn)
@@ -195,7 +196,10 @@ impl PgStore {
     /// Runs `f`, which writes identities, in one transaction holding the
     /// identity lock, with the config read inside it (so a rule another
     /// node added under the lock applies); runs again on a conflict.
-    fn identity_write<A>(&self, f: impl Fn(&PgTxn<'_>) -> Result<A, UnitError>) -> StoreResult<A> {
+    pub(super) fn identity_write<A>(
+        &self,
+        f: impl Fn(&PgTxn<'_>) -> Result<A, UnitError>,
+    ) -> StoreResult<A> {
         let mut last = UnitError::Conflict;
         for _ in 0..CONFLICT_RETRIES {
             match self.identity_write_once(&f) {
@@ -231,7 +235,7 @@ impl PgStore {
 
     /// Runs `f` against a view over a transaction that is rolled back:
     /// whatever `f` writes stays in the view.
-    fn identity_read<A>(
+    pub(super) fn identity_read<A>(
         &self,
         f: impl FnOnce(&PgTxn<'_>) -> Result<A, UnitError>,
     ) -> StoreResult<A> {
@@ -379,7 +383,9 @@ impl PgStore {
         }
         let config = self.identity_state.set(config);
         let resolved = {
-            let view = PgTxn::new(db, &mut *conn, config);
+            let view = PgTxn::new(db, &mut *conn, config.clone());
+            // The whole batch's identifiers in one round trip, not one per event.
+            view.prefetch(&batch_keys(planned, &config))?;
             let resolved = planned
                 .iter()
                 .map(|item| resolve(&view, item))
@@ -393,6 +399,19 @@ impl PgStore {
         })?;
         tx.commit()
     }
+}
+
+/// The identifiers the batch's resolutions will read first (normalised as
+/// the resolver does; refused values are not looked up).
+fn batch_keys(planned: &[Planned], config: &IdentityConfig) -> Vec<IdentKey> {
+    planned
+        .iter()
+        .filter_map(|item| item.resolve.as_ref())
+        .flat_map(|(input, blocklist)| {
+            let (ids, _) = identity::normalise(&input.ids, &config.kinds, blocklist);
+            ids.keys(&config.kinds)
+        })
+        .collect()
 }
 
 /// The batch's event states, error-log entries and idempotency claims.
@@ -680,5 +699,60 @@ mod tests {
             .remove_never_merge(uuid::Uuid::now_v7())
             .unwrap()
             .is_none());
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    //! What one processor batch's identity work costs on PostgreSQL.
+    //! `INLET_TEST_DATABASE_URL=… cargo test --release --lib
+    //! identity::cost -- --ignored --nocapture`; numbers in the notes.
+    use super::*;
+    use crate::domain::identity::rule_tests::{ids, input};
+    use crate::store::postgres::testing::temp_store;
+
+    #[test]
+    #[ignore]
+    fn a_batch_of_500_resolutions() {
+        let Some(pg) = temp_store() else { return };
+        let mut times = Vec::new();
+        for round in 0..20 {
+            // Half new people, half returning ones (of the round before).
+            let inputs: Vec<ResolveInput> = (0..500)
+                .map(|i| {
+                    let who = if i % 2 == 0 {
+                        round * 500 + i
+                    } else {
+                        (round.max(1) - 1) * 500 + i - 1
+                    };
+                    let email = format!("p{who}@x.io");
+                    let visitor = format!("v{round}-{i}");
+                    input(ids(None, Some(&email), Some(&visitor)))
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let keys: Vec<IdentKey> = inputs
+                .iter()
+                .flat_map(|i| {
+                    let kinds = KindSet::default();
+                    let (ids, _) = identity::normalise(&i.ids, &kinds, &Blocklist::default());
+                    ids.keys(&kinds)
+                })
+                .collect();
+            pg.identity_write(|txn| {
+                txn.prefetch(&keys)?;
+                for i in &inputs {
+                    identity::resolve(txn, i, &Blocklist::default())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "500 resolutions in one unit: median {:?}, min {:?}, max {:?}",
+            times[10], times[0], times[19]
+        );
     }
 }

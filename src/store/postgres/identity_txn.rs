@@ -37,7 +37,7 @@ struct Dirty {
     links: Vec<(ProfileId, EventId)>,
 }
 
-pub(super) struct PgTxn<'c> {
+pub(in crate::store::postgres) struct PgTxn<'c> {
     db: &'c Db,
     conn: RefCell<&'c mut PgConnection>,
     config: Arc<IdentityConfig>,
@@ -47,7 +47,7 @@ pub(super) struct PgTxn<'c> {
 
 /// A database failure inside the unit: a unique violation (another writer
 /// got there first, impossible under the lock) runs the unit again.
-pub(super) fn unit_error(e: sqlx::Error) -> UnitError {
+pub(in crate::store::postgres) fn unit_error(e: sqlx::Error) -> UnitError {
     let unique = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"));
     if unique {
         UnitError::Conflict
@@ -79,7 +79,11 @@ fn mark<K: PartialEq + Clone>(list: &mut Vec<K>, key: &K) {
 }
 
 impl<'c> PgTxn<'c> {
-    pub(super) fn new(db: &'c Db, conn: &'c mut PgConnection, config: Arc<IdentityConfig>) -> Self {
+    pub(in crate::store::postgres) fn new(
+        db: &'c Db,
+        conn: &'c mut PgConnection,
+        config: Arc<IdentityConfig>,
+    ) -> Self {
         Self {
             db,
             conn: RefCell::new(conn),
@@ -133,7 +137,7 @@ impl<'c> PgTxn<'c> {
 
     /// Writes everything buffered, one statement per table and kind of
     /// write. Call once, after the last resolution of the unit.
-    pub(super) fn flush(&self) -> Result<(), UnitError> {
+    pub(in crate::store::postgres) fn flush(&self) -> Result<(), UnitError> {
         let dirty = self.dirty.take();
         let known = self.known.borrow();
         let mut conn = self.conn.borrow_mut();
