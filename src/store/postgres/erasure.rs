@@ -727,4 +727,34 @@ mod tests {
             "bob's"
         );
     }
+
+    /// What an erasure costs: it reads the whole events and audit tables.
+    /// `INLET_TEST_DATABASE_URL=… cargo test --lib pg_erasure_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn pg_erasure_cost() {
+        let Some(store) = super::super::testing::temp_store() else {
+            return;
+        };
+        let (ann, _, _) = ann_and_bob(&store);
+        {
+            let n = 50_000;
+            let sql = format!(
+                "INSERT INTO events (id, source_id, received_at, record)
+                 SELECT gen_random_uuid(), $1, now(), convert_to(json_build_object(
+                     'email', 'bob' || g || '@example.org', 'pad', repeat('x', 200))::text, 'UTF8')
+                 FROM generate_series(1, {n}) g"
+            );
+            exec(&store, &sql, vec![Uuid::now_v7()], vec![]);
+            let events = count(&store, "SELECT count(*) FROM events");
+            let started = std::time::Instant::now();
+            let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+            println!(
+                "{events} events: erased {} linked + {} other in {:?}",
+                report.linked_events,
+                report.other_events,
+                started.elapsed()
+            );
+        }
+    }
 }
