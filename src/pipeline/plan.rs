@@ -176,9 +176,11 @@ impl Processor {
         };
         let upto = self.store.processed_upto()?;
         let epoch = self.epoch.load(Ordering::SeqCst);
-        // After a failed commit the committer drops what was planned past
-        // it; start again from what is committed.
-        if planner.taken < upto {
+        // At start, and after a failed commit (the committer drops what was
+        // planned past it), start again from what is committed. Only then:
+        // on PostgreSQL event ids from several nodes are not in log order,
+        // so comparing the cursor with what was handed out says nothing.
+        if planner.taken.is_none() {
             planner.taken = upto;
         }
         let events = self.store.next_pending(planner.taken, self.config.batch)?;
