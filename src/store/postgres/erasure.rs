@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 /// The identity helper's lock (identity.rs `IDENTITY_LOCK`): every writer of
 /// profiles, identifiers and redirects holds it until it commits.
-const IDENTITY_LOCK: i64 = 0x696e_6c65_745f_6964;
+use super::identity::IDENTITY_LOCK;
 
 /// Rows one round trip reads or rewrites at most.
 const BATCH: usize = 1000;

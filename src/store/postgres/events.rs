@@ -82,7 +82,10 @@ fn encode_error(source: serde_json::Error) -> StoreError {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<T> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: what, source })
 }
 
@@ -612,7 +615,7 @@ fn bind_window(
 
 /// Where an event "is": PostgreSQL has no log offsets; its row's sequence
 /// number and record size stand in (`segment` 0).
-fn location(seq: i64, len: usize) -> Location {
+pub(super) fn location(seq: i64, len: usize) -> Location {
     Location {
         segment: 0,
         offset: seq.max(0) as u64,

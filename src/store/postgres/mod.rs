@@ -86,8 +86,9 @@ impl PgStore {
         db.block(MIGRATOR.run(&db.pool))
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         let cluster = Arc::new(Cluster::start(&db));
+        let force_sync = log::synchronous_commit_is_off(&db)?;
         Ok(Self {
-            committer: Arc::new(Committer::default()),
+            committer: Committer::start(&db, cluster.clone(), force_sync),
             log: Arc::new(log::LogState::start(&db)?),
             sources_state: Arc::new(sources::SourcesState::start(&db)?),
             state_caches: Arc::new(state::StateCaches::start(&db)?),
@@ -102,13 +103,16 @@ impl PgStore {
 
     /// The group committer (started with the store; `delay` is how long a
     /// commit may wait to gather more requests, as the embedded flusher).
-    pub(super) fn start_group_commit(&self, _delay: Duration) -> Arc<Committer> {
+    pub(super) fn start_group_commit(&self, delay: Duration) -> Arc<Committer> {
+        self.committer.set_delay(delay);
         self.committer.clone()
     }
 
     /// Stops the committer after its last transaction.
     pub(super) fn close(&self) -> StoreResult<()> {
         self.committer.stop();
+        self.db
+            .block(self.committer.stopped(Duration::from_secs(10)));
         Ok(())
     }
 
