@@ -37,7 +37,8 @@ const HEAD_ROOM: usize = 512;
 const PAYLOAD_KEY: &[u8] = b",\"payload\":";
 
 /// Writes (inserts or replaces) events' states inside a transaction: one
-/// statement for the whole batch.
+/// statement for the whole batch. A nil source (a replayed event without
+/// identity work, see identity.rs `state_source`) keeps the row's source.
 pub(super) async fn write_states(
     conn: &mut sqlx::PgConnection,
     states: &[(EventId, SourceId, &EventState)],
@@ -60,7 +61,9 @@ pub(super) async fn write_states(
          SELECT i, s, st, d::jsonb
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS t(i, s, st, d)
          ON CONFLICT (event_id) DO UPDATE
-         SET source_id = EXCLUDED.source_id, status = EXCLUDED.status, state = EXCLUDED.state",
+         SET source_id = CASE WHEN EXCLUDED.source_id = '00000000-0000-0000-0000-000000000000'::uuid
+                              THEN event_states.source_id ELSE EXCLUDED.source_id END,
+             status = EXCLUDED.status, state = EXCLUDED.state",
     )
     .bind(&ids)
     .bind(&sources)
