@@ -57,13 +57,19 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    _lock: File,
+    /// The data dir's lock (embedded backend only: PostgreSQL nodes keep
+    /// nothing on disk, so several may run from one directory).
+    _lock: Option<File>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         owner_only_new_files();
-        let lock = lock_data_dir(&config.data_dir)?;
+        let lock = config
+            .database_url
+            .is_none()
+            .then(|| lock_data_dir(&config.data_dir))
+            .transpose()?;
         let admin_token = load_admin_token(&config)?;
         let secret_key = load_secret_key(&config)?;
         let store = open_store(&config)?;
