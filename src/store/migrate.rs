@@ -7,9 +7,10 @@
 //! its id and arrival time (an erased event as its scrubbed copy). The
 //! events are queued for the processor, which rebuilds their states, the
 //! learned schemas, the error log's processing entries and the profiles by
-//! the current rules, in arrival order. Not copied: manual merges and
-//! never-merge rules (the rebuild decides again; support redoes a manual
-//! merge), replay jobs, and the request-path entries of the error log.
+//! the current rules, in arrival order; the never-merge rules are copied, so
+//! the rebuild keeps apart what support split. Not copied: manual merges
+//! (the rebuild decides again; support redoes one), replay jobs, and the
+//! request-path entries of the error log.
 
 use super::{EventLog, PgOptions, StateStore, Store, StoreError, StoreResult};
 use crate::domain::ids::EventId;
@@ -47,7 +48,9 @@ pub fn embedded_to_postgres(
         ));
     }
     let mut report = MigrationReport::default();
-    target.put_identity_kinds(&from.identity_config().kinds)?;
+    let config = from.identity_config();
+    target.put_identity_kinds(&config.kinds)?;
+    pg.import_never_merge(config.never.rules())?;
     let sources = from.sources()?;
     for source in &sources {
         target.put_source(source)?;

@@ -21,3 +21,35 @@ impl PgStore {
         })
     }
 }
+
+impl PgStore {
+    /// Inserts the never-merge rules of the installation being moved, so
+    /// the rebuild keeps apart what support split there.
+    pub(in crate::store) fn import_never_merge(
+        &self,
+        rules: &[crate::domain::identity::NeverMergeRule],
+    ) -> StoreResult<()> {
+        let ids: Vec<uuid::Uuid> = rules.iter().map(|r| r.id).collect();
+        let docs = rules
+            .iter()
+            .map(|r| {
+                serde_json::to_string(r).map_err(|source| crate::store::StoreError::Encode {
+                    what: "a never-merge rule",
+                    source,
+                })
+            })
+            .collect::<StoreResult<Vec<String>>>()?;
+        self.db.block(async {
+            sqlx::query(
+                "INSERT INTO never_merge (id, rule)
+                 SELECT i, d::jsonb FROM UNNEST($1::uuid[], $2::text[]) AS t(i, d)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&docs)
+            .execute(&self.db.pool)
+            .await?;
+            Ok(())
+        })
+    }
+}
