@@ -349,9 +349,10 @@ mod tests {
         }
     }
 
-    /// The events processed on PostgreSQL as the processor would: logged,
-    /// resolved, their states written (the batch commit needs the state
-    /// area's progress writes, so the steps are taken one by one here).
+    /// The events processed on PostgreSQL as the processor's batch would:
+    /// logged, resolved in one identity unit, their states written (the
+    /// batch commit itself needs the state area's progress writes, so its
+    /// steps are taken here).
     fn processed_on_pg(pg: &PgStore, source: SourceId, events: &[Ids]) -> Vec<EventId> {
         let raws: Vec<RawEvent> = events
             .iter()
@@ -364,22 +365,38 @@ mod tests {
             .collect();
         pg.import_events(&raws).unwrap();
         let blocklist = Blocklist::default();
-        for (raw, ids) in raws.iter().zip(events) {
-            let mapped = mapped(raw.received_at, *ids);
-            let input = identity::resolve_input(raw.id, source, &mapped);
-            let outcome = pg.resolve(&input, &blocklist).unwrap();
-            let state = resolved_state(mapped, &outcome);
-            pg.db
-                .block(async {
-                    let mut conn = pg.db.pool.acquire().await?;
-                    crate::store::postgres::events::write_states(
-                        &mut conn,
-                        &[(raw.id, source, &state)],
-                    )
-                    .await
-                })
-                .unwrap();
-        }
+        let mapped: Vec<MappedEvent> = raws
+            .iter()
+            .zip(events)
+            .map(|(raw, ids)| mapped(raw.received_at, *ids))
+            .collect();
+        let outcomes = pg
+            .identity_write(|txn| {
+                raws.iter()
+                    .zip(&mapped)
+                    .map(|(raw, m)| {
+                        let input = identity::resolve_input(raw.id, source, m);
+                        identity::resolve(txn, &input, &blocklist)
+                    })
+                    .collect::<Result<Vec<_>, UnitError>>()
+            })
+            .unwrap();
+        let states: Vec<EventState> = mapped
+            .into_iter()
+            .zip(&outcomes)
+            .map(|(m, outcome)| resolved_state(m, outcome))
+            .collect();
+        let rows: Vec<(EventId, SourceId, &EventState)> = raws
+            .iter()
+            .zip(&states)
+            .map(|(raw, state)| (raw.id, source, state))
+            .collect();
+        pg.db
+            .block(async {
+                let mut conn = pg.db.pool.acquire().await?;
+                crate::store::postgres::events::write_states(&mut conn, &rows).await
+            })
+            .unwrap();
         raws.iter().map(|r| r.id).collect()
     }
 
@@ -632,5 +649,35 @@ mod tests {
             return;
         };
         assert!(done.is_ok());
+    }
+
+    /// What a split costs on PostgreSQL, for the bound `MAX_SPLIT_EVENTS`:
+    /// `cargo test --lib store::postgres::split::tests::split_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn split_cost() {
+        for n in [2_000, 19_990] {
+            let Some(pg) = temp_store() else { return };
+            let mut events: Vec<Ids> = vec![(Some("a@x.io"), None), (None, Some("vb"))];
+            events.extend((0..n).map(|i| match i % 2 {
+                0 => (Some("a@x.io"), None),
+                _ => (None, Some("vb")),
+            }));
+            events.push((Some("a@x.io"), Some("vb")));
+            processed_on_pg(&pg, SourceId::new(), &events);
+            let id = pg.profile_by(&ann()).unwrap().unwrap().id;
+            let merge = first_merge(pg.profile_history(id).unwrap());
+            let started = std::time::Instant::now();
+            let Some(done) = unless_errors_are_stubbed(pg.split_profile(&request(id, merge)))
+            else {
+                return;
+            };
+            println!(
+                "split of a profile with {} events: {} ms ({} profiles after)",
+                events.len(),
+                started.elapsed().as_millis(),
+                done.unwrap().profiles.len()
+            );
+        }
     }
 }
