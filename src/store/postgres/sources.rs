@@ -1,107 +1,202 @@
 //! Sources, token lookups (with the hook path's cache), mappings and
 //! replay jobs on PostgreSQL.
 //!
-//! The token cache is per node. A write here drops this node's cache when
-//! it returns (as the embedded store: a rotated token stops resolving at
-//! once on the node that rotated it) and announces `Change::Sources`, on
-//! which every other node drops its own (`SourcesState::invalidate`, from
-//! the cluster's LISTEN task). A notification can be lost (the LISTEN
-//! connection was down), so a cached hit also expires after [`HIT_TTL`]:
-//! that bounds how long another node may still take a rotated-out token.
+//! The hook path resolves a token on every request, so each node keeps the
+//! answers it read in `SourcesState`: a hit costs no round trip. A source
+//! write on this node clears the cache before it returns (a rotated or
+//! deleted token stops resolving here at once) and announces
+//! `Change::Sources`, on which every other node clears its own. A NOTIFY
+//! can be missed (see `HIT_TTL`), so cached answers also expire.
 
 use super::cluster::Change;
-use super::events::decode;
 use super::PgStore;
 use crate::domain::ids::SourceId;
 use crate::domain::model::MappingSpec;
 use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::source::{SecretHash, Source};
 use crate::store::{StoreError, StoreResult};
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a cached token lookup is trusted without a notification.
+/// How long a node trusts a token it found without asking again. The
+/// NOTIFY that tells it about another node's write is lost when its
+/// listening connection drops (a database restart, a network cut):
+/// PostgreSQL keeps no notifications for a listener that is not there. So
+/// a rotated-out or deleted token could otherwise keep opening its source
+/// on that node for ever; this bounds it to a few seconds. (The end of a
+/// rotation's grace needs no expiry: the hook path checks it on every
+/// request, `Source::token_use`.)
 const HIT_TTL: Duration = Duration::from_secs(5);
 
-/// The node's token cache. Unknown tokens are not cached (no memory growth
-/// from random URLs); the generation catches a fill racing a write, as in
-/// `embedded::source_cache`.
-#[derive(Default)]
+/// How long a node remembers that a token is unknown, so a sender hammering
+/// a deleted or mistyped URL costs one query per token every so often, not
+/// one per request. Short: a token created on another node whose NOTIFY was
+/// missed stays refused here at most this long.
+const MISS_TTL: Duration = Duration::from_secs(2);
+
+/// Unknown tokens remembered at most: random URLs cannot grow memory
+/// without bound (past it the misses are forgotten and read again).
+const MISS_CAP: usize = 10_000;
+
+/// What the node remembers of a token.
+enum Cached {
+    Source(Arc<Source>),
+    Unknown,
+}
+
+/// The node's token cache (rebuilt from the database on demand).
+///
+/// Correctness rule, as the embedded `source_cache`: a reader that missed
+/// the cache and read the database while a write committed could put a
+/// stale answer back; the generation counter catches it (the reader
+/// re-checks it after inserting and drops its entry when a write, or an
+/// announced one, happened meanwhile).
 pub(super) struct SourcesState {
-    by_token: DashMap<String, (Arc<Source>, Instant)>,
+    hits: DashMap<String, (Arc<Source>, Instant)>,
+    misses: DashMap<String, Instant>,
+    /// Bumped by every invalidation.
     generation: AtomicU64,
+    hit_ttl: Duration,
+    miss_ttl: Duration,
 }
 
 impl SourcesState {
     pub(super) fn start(_db: &super::db::Db) -> StoreResult<Self> {
-        Ok(Self::default())
+        Ok(Self::with_ttls(HIT_TTL, MISS_TTL))
     }
 
-    /// Forgets every cached lookup (a source changed here or elsewhere).
+    fn with_ttls(hit_ttl: Duration, miss_ttl: Duration) -> Self {
+        Self {
+            hits: DashMap::new(),
+            misses: DashMap::new(),
+            generation: AtomicU64::new(0),
+            hit_ttl,
+            miss_ttl,
+        }
+    }
+
+    /// What the cache knows of `hash` and has not outlived; `None`: ask
+    /// the database.
+    fn get(&self, hash: &str) -> Option<Cached> {
+        if let Some(hit) = self.hits.get(hash) {
+            let (source, read_at) = hit.value();
+            if read_at.elapsed() < self.hit_ttl {
+                return Some(Cached::Source(source.clone()));
+            }
+        }
+        match self.misses.get(hash) {
+            Some(read_at) if read_at.elapsed() < self.miss_ttl => Some(Cached::Unknown),
+            _ => None,
+        }
+    }
+
+    /// Read before asking the database on a miss; pass to `fill`.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remembers what a miss read, unless an invalidation raced it.
+    fn fill(&self, hash: &str, found: Option<&Arc<Source>>, seen: u64) {
+        let now = Instant::now();
+        match found {
+            Some(source) => {
+                self.misses.remove(hash);
+                self.hits.insert(hash.to_string(), (source.clone(), now));
+            }
+            None => {
+                if self.misses.len() >= MISS_CAP {
+                    self.misses.clear();
+                }
+                self.hits.remove(hash);
+                self.misses.insert(hash.to_string(), now);
+            }
+        }
+        if self.generation.load(Ordering::SeqCst) != seen {
+            self.hits.remove(hash);
+            self.misses.remove(hash);
+        }
+    }
+
+    /// Forgets everything: after this node's source writes, and when
+    /// another node announces one (the cluster's LISTEN task calls it).
     pub(super) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.by_token.clear();
-    }
-
-    fn get(&self, hash: &str) -> Option<Arc<Source>> {
-        let hit = self.by_token.get(hash)?;
-        let (source, at) = hit.value();
-        (at.elapsed() < HIT_TTL).then(|| source.clone())
-    }
-
-    fn fill(&self, hash: &str, source: Arc<Source>, seen: u64) {
-        self.by_token
-            .insert(hash.to_string(), (source, Instant::now()));
-        if self.generation.load(Ordering::SeqCst) != seen {
-            self.by_token.remove(hash);
-        }
+        self.hits.clear();
+        self.misses.clear();
     }
 }
 
-fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
+fn corrupt(tree: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
+    move |source| StoreError::Corrupt { tree, source }
+}
+
+fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
+fn decode_source(json: &str) -> StoreResult<Source> {
+    serde_json::from_str(json).map_err(corrupt("sources"))
+}
+
+/// A mapping version as stored: version, mapping JSON, created_at, preset.
+type MappingRow = (i32, String, DateTime<Utc>, Option<String>);
+
+fn mapping_of(row: MappingRow) -> StoreResult<MappingVersion> {
+    let (version, mapping, created_at, preset) = row;
+    Ok(MappingVersion {
+        version: u32::try_from(version).map_err(|_| StoreError::Malformed {
+            tree: "mappings",
+            what: "a negative version number",
+        })?,
+        mapping: serde_json::from_str(&mapping).map_err(corrupt("mappings"))?,
+        created_at,
+        preset,
+    })
+}
+
+fn version_column(version: u32) -> StoreResult<i32> {
+    i32::try_from(version).map_err(|_| StoreError::Malformed {
+        tree: "mappings",
+        what: "a version number past the column's range",
+    })
+}
+
 impl PgStore {
-    /// Inserts or replaces a source and its token lookups in one
-    /// transaction: the hashes it no longer has stop resolving with it.
+    /// Inserts or replaces a source and its token lookups in one statement
+    /// (so atomically): every hash it has (the current token, a rotated-out
+    /// one it keeps) resolves to it, the hashes it no longer has stop
+    /// resolving. Then the token caches of every node are cleared.
     pub(super) fn put_source(&self, source: &Source) -> StoreResult<()> {
-        let doc = encode("a source", source)?;
-        let hashes: Vec<String> = source.token_hashes().map(|h| h.0.clone()).collect();
+        let doc = to_json("a source", source)?;
+        let hashes: Vec<&str> = source.token_hashes().map(|h| h.0.as_str()).collect();
         self.db.block(async {
-            let mut tx = self.db.pool.begin().await?;
+            // Data-modifying CTEs run once whether or not they are read.
             sqlx::query(
-                "INSERT INTO sources (id, doc) VALUES ($1, $2::jsonb)
-                 ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc",
-            )
-            .bind(source.id.0)
-            .bind(&doc)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM source_tokens WHERE source_id = $1 AND NOT (hash = ANY($2))")
-                .bind(source.id.0)
-                .bind(&hashes)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO source_tokens (hash, source_id) SELECT UNNEST($2::text[]), $1
+                "WITH written AS (
+                     INSERT INTO sources (id, doc) VALUES ($1, $2::jsonb)
+                     ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc
+                 ), gone AS (
+                     DELETE FROM source_tokens
+                     WHERE source_id = $1 AND NOT (hash = ANY($3::text[]))
+                 )
+                 INSERT INTO source_tokens (hash, source_id)
+                 SELECT h, $1 FROM UNNEST($3::text[]) AS h
                  ON CONFLICT (hash) DO UPDATE SET source_id = EXCLUDED.source_id",
             )
             .bind(source.id.0)
+            .bind(&doc)
             .bind(&hashes)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            StoreResult::Ok(())
+            .execute(&self.db.pool)
+            .await
         })?;
         self.sources_changed();
         Ok(())
     }
 
-    /// After a source write: this node's cache now, the others' by NOTIFY.
+    /// Clears this node's token cache now and tells the others.
     fn sources_changed(&self) {
         self.sources_state.invalidate();
         self.announce(Change::Sources);
@@ -114,38 +209,38 @@ impl PgStore {
                 .fetch_optional(&self.db.pool)
                 .await
         })?;
-        doc.map(|d| decode("sources", d.as_bytes())).transpose()
+        doc.as_deref().map(decode_source).transpose()
     }
 
+    /// Every source, in id order (UUID order is byte order on both sides).
     pub(super) fn sources(&self) -> StoreResult<Vec<Source>> {
         let docs: Vec<String> = self.db.block(async {
             sqlx::query_scalar("SELECT doc::text FROM sources ORDER BY id")
                 .fetch_all(&self.db.pool)
                 .await
         })?;
-        docs.iter()
-            .map(|d| decode("sources", d.as_bytes()))
-            .collect()
+        docs.iter().map(|doc| decode_source(doc)).collect()
     }
 
-    /// The source of a hook token, from this node's cache when it can (the
-    /// hook path calls this on every request).
+    /// The source a hook token belongs to, from this node's cache when it
+    /// knows (the hook path calls this on every request). Shared, not cloned.
     pub(super) fn cached_source_by_token(
         &self,
         hash: &SecretHash,
     ) -> StoreResult<Option<Arc<Source>>> {
-        if let Some(hit) = self.sources_state.get(&hash.0) {
-            return Ok(Some(hit));
+        let cache = &self.sources_state;
+        match cache.get(&hash.0) {
+            Some(Cached::Source(source)) => return Ok(Some(source)),
+            Some(Cached::Unknown) => return Ok(None),
+            None => {}
         }
-        let seen = self.sources_state.generation.load(Ordering::SeqCst);
-        let Some(source) = self.source_by_token(hash)? else {
-            return Ok(None);
-        };
-        let source = Arc::new(source);
-        self.sources_state.fill(&hash.0, source.clone(), seen);
-        Ok(Some(source))
+        let seen = cache.generation();
+        let found = self.source_by_token(hash)?.map(Arc::new);
+        cache.fill(&hash.0, found.as_ref(), seen);
+        Ok(found)
     }
 
+    /// The source a hook token belongs to, read from the database.
     pub(super) fn source_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Source>> {
         let doc: Option<String> = self.db.block(async {
             sqlx::query_scalar(
@@ -156,90 +251,95 @@ impl PgStore {
             .fetch_optional(&self.db.pool)
             .await
         })?;
-        doc.map(|d| decode("sources", d.as_bytes())).transpose()
+        doc.as_deref().map(decode_source).transpose()
     }
 
-    /// Removes a source and (by the foreign key) its tokens. Its events stay
-    /// until retention, as in the embedded backend.
+    /// Removes a source and its token lookups in one statement. Its stored
+    /// events, mappings and replay job stay, as in the embedded store (the
+    /// events are the audit trail until retention prunes them).
     pub(super) fn delete_source(&self, id: SourceId) -> StoreResult<Option<Source>> {
         let doc: Option<String> = self.db.block(async {
-            sqlx::query_scalar("DELETE FROM sources WHERE id = $1 RETURNING doc::text")
-                .bind(id.0)
-                .fetch_optional(&self.db.pool)
-                .await
+            sqlx::query_scalar(
+                "WITH tokens AS (DELETE FROM source_tokens WHERE source_id = $1)
+                 DELETE FROM sources WHERE id = $1 RETURNING doc::text",
+            )
+            .bind(id.0)
+            .fetch_optional(&self.db.pool)
+            .await
         })?;
         let Some(doc) = doc else {
             return Ok(None);
         };
         self.sources_changed();
-        decode("sources", doc.as_bytes()).map(Some)
+        decode_source(&doc).map(Some)
     }
 
-    /// Saves the source's next mapping version and makes it current, in one
-    /// transaction. The source's row lock serialises saves from every node,
-    /// so two never take the same number.
+    /// Saves `mapping` as the source's next version and makes it current,
+    /// in one transaction. The version comes from the source's counter row,
+    /// whose lock is held until commit: saves of one source on any node
+    /// run one after another, so their numbers are consecutive and the
+    /// source ends pointing at the last one.
     pub(super) fn save_mapping(
         &self,
         source: SourceId,
         mapping: &MappingSpec,
         preset: Option<String>,
     ) -> StoreResult<MappingVersion> {
-        let saved = self.db.block(async {
+        let json = to_json("a mapping", mapping)?;
+        // The column keeps microseconds: what is returned is what reads give.
+        let created_at = Utc::now().trunc_subsecs(6);
+        let (version, pointed) = self.db.block(async {
             let mut tx = self.db.pool.begin().await?;
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT doc::text FROM sources WHERE id = $1 FOR UPDATE")
-                    .bind(source.0)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let last: Option<i32> = sqlx::query_scalar(
-                "SELECT max(version) FROM mapping_versions WHERE source_id = $1",
+            let counted: i32 = sqlx::query_scalar(
+                "INSERT INTO mapping_counters (source_id, last) VALUES ($1, 1)
+                 ON CONFLICT (source_id) DO UPDATE SET last = mapping_counters.last + 1
+                 RETURNING last",
             )
             .bind(source.0)
             .fetch_one(&mut *tx)
             .await?;
-            let version = MappingVersion {
-                version: u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1,
-                mapping: mapping.clone(),
-                created_at: Utc::now(),
-                preset: preset.clone(),
-            };
+            let version = u32::try_from(counted).map_err(|_| StoreError::Malformed {
+                tree: "mapping_counters",
+                what: "a negative version number",
+            })?;
             sqlx::query(
-                "INSERT INTO mapping_versions (source_id, version, doc) VALUES ($1, $2, $3::jsonb)",
+                "INSERT INTO mappings (source_id, version, mapping, created_at, preset)
+                 VALUES ($1, $2, $3::jsonb, $4, $5)",
             )
             .bind(source.0)
-            .bind(version.version as i32)
-            .bind(encode("a mapping version", &version)?)
+            .bind(counted)
+            .bind(&json)
+            .bind(created_at)
+            .bind(preset.as_deref())
             .execute(&mut *tx)
             .await?;
-            if let Some(current) = current {
-                let mut s: Source = decode("sources", current.as_bytes())?;
-                s.mapping_version = Some(version.version);
-                s.updated_at = Utc::now();
-                sqlx::query("UPDATE sources SET doc = $2::jsonb WHERE id = $1")
-                    .bind(source.0)
-                    .bind(encode("a source", &s)?)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let pointed = point_source_at(&mut tx, source, version).await?;
             tx.commit().await?;
-            StoreResult::Ok(version)
+            Ok::<_, StoreError>((version, pointed))
         })?;
-        self.sources_changed();
-        Ok(saved)
+        if pointed {
+            self.sources_changed();
+        }
+        Ok(MappingVersion {
+            version,
+            mapping: mapping.clone(),
+            created_at,
+            preset,
+        })
     }
 
+    /// Every version of a source's mapping, oldest first.
     pub(super) fn mapping_versions(&self, source: SourceId) -> StoreResult<Vec<MappingVersion>> {
-        let docs: Vec<String> = self.db.block(async {
-            sqlx::query_scalar(
-                "SELECT doc::text FROM mapping_versions WHERE source_id = $1 ORDER BY version",
+        let rows: Vec<MappingRow> = self.db.block(async {
+            sqlx::query_as(
+                "SELECT version, mapping::text, created_at, preset FROM mappings
+                 WHERE source_id = $1 ORDER BY version",
             )
             .bind(source.0)
             .fetch_all(&self.db.pool)
             .await
         })?;
-        docs.iter()
-            .map(|d| decode("mapping_versions", d.as_bytes()))
-            .collect()
+        rows.into_iter().map(mapping_of).collect()
     }
 
     pub(super) fn mapping_version(
@@ -247,137 +347,337 @@ impl PgStore {
         source: SourceId,
         version: u32,
     ) -> StoreResult<Option<MappingVersion>> {
-        let Ok(version) = i32::try_from(version) else {
-            return Ok(None);
-        };
-        let doc: Option<String> = self.db.block(async {
-            sqlx::query_scalar(
-                "SELECT doc::text FROM mapping_versions WHERE source_id = $1 AND version = $2",
+        let version = version_column(version)?;
+        let row: Option<MappingRow> = self.db.block(async {
+            sqlx::query_as(
+                "SELECT version, mapping::text, created_at, preset FROM mappings
+                 WHERE source_id = $1 AND version = $2",
             )
             .bind(source.0)
             .bind(version)
             .fetch_optional(&self.db.pool)
             .await
         })?;
-        doc.map(|d| decode("mapping_versions", d.as_bytes()))
-            .transpose()
+        row.map(mapping_of).transpose()
     }
 
+    /// Writes a replay job's progress (one per source; replaces it).
     pub(super) fn put_replay(&self, job: &ReplayJob) -> StoreResult<()> {
-        let doc = encode("a replay job", job)?;
+        let doc = to_json("a replay job", job)?;
         self.db.block(async {
             sqlx::query(
-                "INSERT INTO replays (source_id, finished, doc) VALUES ($1, $2, $3::jsonb)
+                "INSERT INTO replays (source_id, job, finished) VALUES ($1, $2::jsonb, $3)
                  ON CONFLICT (source_id) DO UPDATE
-                 SET finished = EXCLUDED.finished, doc = EXCLUDED.doc",
+                 SET job = EXCLUDED.job, finished = EXCLUDED.finished",
             )
             .bind(job.source_id.0)
-            .bind(job.finished_at.is_some())
             .bind(&doc)
+            .bind(job.finished_at.is_some())
             .execute(&self.db.pool)
-            .await?;
-            Ok(())
-        })
+            .await
+        })?;
+        Ok(())
     }
 
     pub(super) fn replay(&self, source: SourceId) -> StoreResult<Option<ReplayJob>> {
         let doc: Option<String> = self.db.block(async {
-            sqlx::query_scalar("SELECT doc::text FROM replays WHERE source_id = $1")
+            sqlx::query_scalar("SELECT job::text FROM replays WHERE source_id = $1")
                 .bind(source.0)
                 .fetch_optional(&self.db.pool)
                 .await
         })?;
-        doc.map(|d| decode("replays", d.as_bytes())).transpose()
+        doc.map(|doc| serde_json::from_str(&doc).map_err(corrupt("replays")))
+            .transpose()
     }
 
+    /// Replay jobs not finished yet, in source id order.
     pub(super) fn open_replays(&self) -> StoreResult<Vec<ReplayJob>> {
         let docs: Vec<String> = self.db.block(async {
             sqlx::query_scalar(
-                "SELECT doc::text FROM replays WHERE NOT finished ORDER BY source_id",
+                "SELECT job::text FROM replays WHERE NOT finished ORDER BY source_id",
             )
             .fetch_all(&self.db.pool)
             .await
         })?;
         docs.iter()
-            .map(|d| decode("replays", d.as_bytes()))
+            .map(|doc| serde_json::from_str(doc).map_err(corrupt("replays")))
             .collect()
     }
 }
 
+/// Makes the source (if it exists) point at `version`, under its row lock
+/// so a concurrent write of the source is not lost. `false`: no source.
+async fn point_source_at(
+    conn: &mut sqlx::PgConnection,
+    source: SourceId,
+    version: u32,
+) -> StoreResult<bool> {
+    let doc: Option<String> =
+        sqlx::query_scalar("SELECT doc::text FROM sources WHERE id = $1 FOR UPDATE")
+            .bind(source.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(doc) = doc else {
+        return Ok(false);
+    };
+    let mut current = decode_source(&doc)?;
+    current.mapping_version = Some(version);
+    current.updated_at = Utc::now();
+    sqlx::query("UPDATE sources SET doc = $2::jsonb WHERE id = $1")
+        .bind(source.0)
+        .bind(to_json("a source", &current)?)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::testing::temp_store;
-    use super::super::{PgOptions, PgStore};
+    //! Against a real PostgreSQL (`INLET_TEST_DATABASE_URL`; skipped
+    //! without it): round trips, rotation, two nodes, concurrent saves.
+    use super::*;
     use crate::domain::model::MappingSpec;
-    use crate::domain::source::{SecretHash, Source};
-    use sqlx::ConnectOptions;
+    use crate::domain::replay::ReplayScope;
+    use crate::domain::source::{Grace, TokenUse};
+    use crate::store::postgres::testing::temp_store;
 
-    fn lookup(store: &PgStore, token: &str) -> Option<String> {
-        store
-            .cached_source_by_token(&SecretHash::of(token.as_bytes()))
-            .expect("lookup")
+    /// A second node on the same database as `pg`.
+    fn another_node(pg: &PgStore) -> PgStore {
+        let base = std::env::var("INLET_TEST_DATABASE_URL").unwrap();
+        let name: String = pg
+            .db
+            .block(sqlx::query_scalar("SELECT current_database()").fetch_one(&pg.db.pool))
+            .unwrap();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        PgStore::connect(&super::super::PgOptions::new(format!("{server}/{name}"))).unwrap()
+    }
+
+    fn by_token(pg: &PgStore, token: &str) -> Option<String> {
+        pg.cached_source_by_token(&SecretHash::of(token.as_bytes()))
+            .unwrap()
             .map(|s| s.name.clone())
     }
 
-    fn second_node(store: &PgStore) -> PgStore {
-        let url = store.db.pool.connect_options().to_url_lossy().to_string();
-        PgStore::connect(&PgOptions::new(url)).expect("second node")
+    fn spec(name: &str) -> MappingSpec {
+        MappingSpec {
+            event_name: Some(name.into()),
+            ..MappingSpec::default()
+        }
     }
 
-    #[test]
-    fn a_source_round_trips_and_a_rotated_token_swaps_in_one_write() {
-        let Some(a) = temp_store() else { return };
-        let b = second_node(&a);
-        let (mut source, old) = Source::create("Shop", None, None).expect("source");
-        a.put_source(&source).unwrap();
-        assert_eq!(a.source(source.id).unwrap().unwrap().name, "Shop");
-        assert_eq!(a.sources().unwrap().len(), 1);
-        assert_eq!(lookup(&b, &old).as_deref(), Some("Shop"), "another node");
-        let new = source.rotate();
-        a.put_source(&source).unwrap();
-        assert_eq!(lookup(&a, &new).as_deref(), Some("Shop"));
-        // Rotated without a grace: the old hash is gone in the same write.
-        assert!(a
-            .source_by_token(&SecretHash::of(old.as_bytes()))
+    fn tokens_of(pg: &PgStore, id: SourceId) -> i64 {
+        pg.db
+            .block(
+                sqlx::query_scalar("SELECT count(*) FROM source_tokens WHERE source_id = $1")
+                    .bind(id.0)
+                    .fetch_one(&pg.db.pool),
+            )
             .unwrap()
-            .is_none());
-        assert_eq!(lookup(&a, &old), None);
-        b.sources_state.invalidate();
-        a.delete_source(source.id).unwrap().expect("was there");
-        assert_eq!(lookup(&a, &new), None, "gone at once on the writing node");
-        assert_eq!(lookup(&b, &new), None, "and on another once told");
-        assert!(a.delete_source(source.id).unwrap().is_none());
     }
 
     #[test]
-    fn concurrent_mapping_saves_on_two_nodes_take_distinct_consecutive_versions() {
+    fn sources_mappings_and_replays_read_back_as_written() {
+        let Some(pg) = temp_store() else { return };
+        let (mut a, token) = Source::create("Shop", None, Some("data.rows".into())).unwrap();
+        let (b, _) = Source::create("Billing", None, None).unwrap();
+        a.set_blocked_values(vec!["n/a".into()]);
+        pg.put_source(&a).unwrap();
+        pg.put_source(&b).unwrap();
+        assert_eq!(pg.source(a.id).unwrap().as_ref(), Some(&a));
+        assert_eq!(pg.source(SourceId::new()).unwrap(), None);
+        let mut in_id_order = vec![a.clone(), b.clone()];
+        in_id_order.sort_by_key(|s| s.id);
+        assert_eq!(pg.sources().unwrap(), in_id_order);
+        let hash = SecretHash::of(token.as_bytes());
+        assert_eq!(pg.source_by_token(&hash).unwrap().as_ref(), Some(&a));
+
+        // Mappings: consecutive versions, the source points at the last.
+        let v1 = pg.save_mapping(a.id, &spec("one"), None).unwrap();
+        let v2 = pg
+            .save_mapping(a.id, &spec("two"), Some("stripe".into()))
+            .unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(pg.mapping_versions(a.id).unwrap(), vec![v1.clone(), v2]);
+        assert_eq!(pg.mapping_version(a.id, 1).unwrap(), Some(v1));
+        assert_eq!(pg.mapping_version(a.id, 3).unwrap(), None);
+        let pointed = pg.source(a.id).unwrap().unwrap();
+        assert_eq!(pointed.mapping_version, Some(2));
+        assert_eq!(by_token(&pg, &token).as_deref(), Some("Shop"));
+        // A mapping of a source that does not exist is kept (as embedded).
+        let orphan = SourceId::new();
+        assert_eq!(
+            pg.save_mapping(orphan, &spec("x"), None).unwrap().version,
+            1
+        );
+
+        // Replay jobs: one per source, open ones listed.
+        let mut job = ReplayJob {
+            source_id: a.id,
+            status: ReplayScope::Failed,
+            since: None,
+            version: Some(2),
+            after: None,
+            total: 10,
+            done: 0,
+            started_at: Utc::now(),
+            finished_at: None,
+        };
+        pg.put_replay(&job).unwrap();
+        assert_eq!(pg.replay(a.id).unwrap().as_ref(), Some(&job));
+        assert_eq!(pg.open_replays().unwrap(), vec![job.clone()]);
+        job.done = 10;
+        job.finished_at = Some(Utc::now());
+        pg.put_replay(&job).unwrap();
+        assert_eq!(pg.replay(a.id).unwrap(), Some(job));
+        assert!(pg.open_replays().unwrap().is_empty());
+        assert_eq!(pg.replay(b.id).unwrap(), None);
+
+        // Deleting: gone with its token, the others stay.
+        assert_eq!(pg.delete_source(a.id).unwrap(), Some(pointed));
+        assert_eq!(pg.delete_source(a.id).unwrap(), None);
+        assert_eq!(pg.source_by_token(&hash).unwrap(), None);
+        assert_eq!(by_token(&pg, &token), None);
+        assert_eq!(tokens_of(&pg, a.id), 0);
+        assert_eq!(pg.sources().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn a_rotated_token_resolves_during_its_grace_and_not_after() {
+        let Some(pg) = temp_store() else { return };
+        let (mut source, first) = Source::create("Shop", None, None).unwrap();
+        pg.put_source(&source).unwrap();
+        assert_eq!(by_token(&pg, &first).as_deref(), Some("Shop"));
+
+        // With a grace: both tokens open the source; the old one as `Previous`.
+        let second = source.rotate_with_grace(Grace::seconds(60).unwrap());
+        pg.put_source(&source).unwrap();
+        assert_eq!(tokens_of(&pg, source.id), 2);
+        let old = SecretHash::of(first.as_bytes());
+        let found = pg.cached_source_by_token(&old).unwrap().unwrap();
+        assert_eq!(found.token_use(&old, Utc::now()), Some(TokenUse::Previous));
+        assert_eq!(by_token(&pg, &second).as_deref(), Some("Shop"));
+        // Past the grace the lookup still finds the source (its page says
+        // when the old URL stopped), but the token no longer opens it.
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        assert_eq!(found.token_use(&old, later), None);
+
+        // The next rotation, without grace: only the newest token resolves.
+        let third = source.rotate();
+        pg.put_source(&source).unwrap();
+        assert_eq!(tokens_of(&pg, source.id), 1);
+        assert_eq!(by_token(&pg, &first), None);
+        assert_eq!(by_token(&pg, &second), None);
+        assert_eq!(by_token(&pg, &third).as_deref(), Some("Shop"));
+    }
+
+    #[test]
+    fn another_node_follows_a_source_write_after_invalidate_or_within_the_expiry() {
         let Some(a) = temp_store() else { return };
-        let b = second_node(&a);
-        let (source, _) = Source::create("Shop", None, None).expect("source");
+        let mut b = another_node(&a);
+        let hit_ttl = Duration::from_millis(300);
+        b.sources_state = Arc::new(SourcesState::with_ttls(hit_ttl, Duration::from_millis(200)));
+
+        // Created on A: B takes it at once (it never cached this token).
+        let (mut source, first) = Source::create("Shop", None, None).unwrap();
         a.put_source(&source).unwrap();
-        let spec: MappingSpec = serde_json::from_value(serde_json::json!({})).unwrap();
-        std::thread::scope(|scope| {
-            for node in [&a, &b, &a, &b] {
-                let spec = spec.clone();
-                scope.spawn(move || {
-                    for _ in 0..5 {
-                        node.save_mapping(source.id, &spec, None).unwrap();
-                    }
-                });
-            }
-        });
-        let versions: Vec<u32> = a
+        assert_eq!(by_token(&b, &first).as_deref(), Some("Shop"));
+
+        // Rotated on A: B follows once told (the LISTEN task's call)...
+        let second = source.rotate();
+        a.put_source(&source).unwrap();
+        b.sources_state.invalidate();
+        assert_eq!(by_token(&b, &first), None);
+        assert_eq!(by_token(&b, &second).as_deref(), Some("Shop"));
+
+        // ...and without being told, once its cached hit expires.
+        let third = source.rotate();
+        a.put_source(&source).unwrap();
+        std::thread::sleep(hit_ttl + Duration::from_millis(50));
+        assert_eq!(by_token(&b, &second), None);
+        assert_eq!(by_token(&b, &third).as_deref(), Some("Shop"));
+
+        // Deleted on A: the same.
+        a.delete_source(source.id).unwrap();
+        std::thread::sleep(hit_ttl + Duration::from_millis(50));
+        assert_eq!(by_token(&b, &third), None);
+    }
+
+    #[test]
+    fn an_unknown_token_is_remembered_briefly() {
+        let Some(mut pg) = temp_store() else { return };
+        let miss_ttl = Duration::from_millis(300);
+        pg.sources_state = Arc::new(SourcesState::with_ttls(Duration::from_secs(60), miss_ttl));
+        let (source, token) = Source::create("Shop", None, None).unwrap();
+        assert_eq!(by_token(&pg, &token), None);
+        // Written behind the cache's back, announcing nothing (as by another
+        // node whose NOTIFY was lost).
+        let doc = to_json("a source", &source).unwrap();
+        pg.db
+            .block(
+                sqlx::query(
+                    "WITH s AS (INSERT INTO sources (id, doc) VALUES ($1, $2::jsonb))
+                     INSERT INTO source_tokens (hash, source_id) VALUES ($3, $1)",
+                )
+                .bind(source.id.0)
+                .bind(&doc)
+                .bind(&source.token_hash.0)
+                .execute(&pg.db.pool),
+            )
+            .unwrap();
+        assert_eq!(by_token(&pg, &token), None, "the miss is remembered");
+        std::thread::sleep(miss_ttl + Duration::from_millis(50));
+        assert_eq!(by_token(&pg, &token).as_deref(), Some("Shop"));
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_dropped() {
+        let cache = SourcesState::with_ttls(HIT_TTL, MISS_TTL);
+        let (source, token) = Source::create("Shop", None, None).unwrap();
+        let hash = SecretHash::of(token.as_bytes());
+        let seen = cache.generation();
+        cache.invalidate();
+        cache.fill(&hash.0, Some(&Arc::new(source)), seen);
+        assert!(cache.get(&hash.0).is_none());
+        cache.fill(&hash.0, None, seen);
+        assert!(cache.get(&hash.0).is_none());
+    }
+
+    #[test]
+    fn concurrent_saves_on_two_nodes_get_distinct_consecutive_versions() {
+        let Some(a) = temp_store() else { return };
+        let b = another_node(&a);
+        let (source, _) = Source::create("Shop", None, None).unwrap();
+        a.put_source(&source).unwrap();
+        let per_node = 20;
+        let threads: Vec<_> = [a.clone(), b]
+            .into_iter()
+            .map(|node| {
+                std::thread::spawn(move || {
+                    (0..per_node)
+                        .map(|i| {
+                            node.save_mapping(source.id, &spec(&format!("m{i}")), None)
+                                .unwrap()
+                                .version
+                        })
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        let mut versions: Vec<u32> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        versions.sort_unstable();
+        let expected: Vec<u32> = (1..=2 * per_node).collect();
+        assert_eq!(versions, expected);
+        let listed: Vec<u32> = a
             .mapping_versions(source.id)
             .unwrap()
             .iter()
             .map(|v| v.version)
             .collect();
-        assert_eq!(versions, (1..=20).collect::<Vec<_>>());
-        assert_eq!(
-            a.source(source.id).unwrap().unwrap().mapping_version,
-            Some(20)
-        );
-        assert_eq!(a.mapping_version(source.id, 7).unwrap().unwrap().version, 7);
-        assert!(a.mapping_version(source.id, 21).unwrap().is_none());
+        assert_eq!(listed, expected);
+        let last = a.source(source.id).unwrap().unwrap().mapping_version;
+        assert_eq!(last, Some(2 * per_node));
     }
 }

@@ -1,30 +1,45 @@
--- Sources (Source as JSON: token hashes, sealed signing secrets, settings).
+-- Sources, the token lookups the hook path resolves, mapping versions and
+-- replay jobs.
+
+-- A source (Source as JSON), by id. UUID order is the seam's "id order".
 CREATE TABLE sources (
     id  uuid PRIMARY KEY,
     doc jsonb NOT NULL
 );
 
--- Every token hash a source answers to (the current one, and a rotated-out
--- one in its grace), replaced with the source in one transaction.
+-- Every token hash that resolves to a source: its current token, and a
+-- rotated-out one while the source keeps it (`Source::token_hashes`).
+-- `put_source` replaces a source's rows in the statement that writes it.
 CREATE TABLE source_tokens (
     hash      text COLLATE "C" PRIMARY KEY,
-    source_id uuid NOT NULL REFERENCES sources (id) ON DELETE CASCADE
+    source_id uuid NOT NULL
 );
 CREATE INDEX source_tokens_source ON source_tokens (source_id);
 
--- Every saved version of a source's mapping (MappingVersion as JSON).
--- Kept when the source is removed, as the embedded backend does.
-CREATE TABLE mapping_versions (
-    source_id uuid NOT NULL,
-    version   integer NOT NULL,
-    doc       jsonb NOT NULL,
+-- The last mapping version number given out per source. Its row lock
+-- serialises saves of one source across nodes, so versions are consecutive
+-- and never given twice (a counter, as the embedded store keeps, rather
+-- than max(version) + 1, which two transactions could both compute).
+CREATE TABLE mapping_counters (
+    source_id uuid PRIMARY KEY,
+    last      integer NOT NULL
+);
+
+-- Every saved version of a source's mapping (MappingSpec as JSON).
+CREATE TABLE mappings (
+    source_id  uuid NOT NULL,
+    version    integer NOT NULL,
+    mapping    jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    preset     text,
     PRIMARY KEY (source_id, version)
 );
 
--- A replay job per source (ReplayJob as JSON), replaced as it progresses.
+-- One replay job per source (ReplayJob as JSON); `finished` mirrors
+-- `finished_at` so open jobs are found by the partial index.
 CREATE TABLE replays (
     source_id uuid PRIMARY KEY,
-    finished  boolean NOT NULL,
-    doc       jsonb NOT NULL
+    job       jsonb NOT NULL,
+    finished  boolean NOT NULL
 );
 CREATE INDEX replays_open ON replays (source_id) WHERE NOT finished;
