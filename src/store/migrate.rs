@@ -94,3 +94,66 @@ pub fn embedded_to_postgres(
     target.close()?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::embedded_to_postgres;
+    use crate::domain::model::{MappingSpec, RawEvent};
+    use crate::domain::source::Source;
+    use crate::store::{EventLog, PgOptions, StateStore, Store};
+    use serde_json::json;
+
+    #[test]
+    fn an_embedded_installation_moves_into_an_empty_database_and_not_into_a_used_one() {
+        let Some(url) = crate::store::postgres::testing::temp_database_url() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (source, token) = Source::create("Shop", None, None).unwrap();
+        let sent = {
+            let store = Store::open(dir.path(), 16).unwrap();
+            store.put_source(&source).unwrap();
+            let spec = MappingSpec::default();
+            store.save_mapping(source.id, &spec, None).unwrap();
+            store
+                .save_mapping(source.id, &spec, Some("shop".into()))
+                .unwrap();
+            let mut sent = Vec::new();
+            for i in 0..3 {
+                let events = vec![RawEvent::received(source.id, json!({"n": i}))];
+                sent.extend(
+                    store
+                        .append_events(events)
+                        .unwrap()
+                        .events
+                        .iter()
+                        .map(|e| e.id),
+                );
+            }
+            store.flush_now().unwrap();
+            store.close().unwrap();
+            sent
+        };
+        let options = PgOptions::new(url);
+        let report = embedded_to_postgres(dir.path(), 16, &options, |_| {}).unwrap();
+        assert_eq!(
+            (report.sources, report.mapping_versions, report.events),
+            (1, 2, 3)
+        );
+        let moved = Store::connect(&options).unwrap();
+        let hash = crate::domain::source::SecretHash::of(token.as_bytes());
+        assert_eq!(moved.source_by_token(&hash).unwrap().unwrap().id, source.id);
+        let versions = moved.mapping_versions(source.id).unwrap();
+        assert_eq!(versions[1].preset.as_deref(), Some("shop"));
+        let queued: Vec<_> = moved
+            .next_pending(None, 10)
+            .unwrap()
+            .iter()
+            .map(|l| l.raw.id)
+            .collect();
+        assert_eq!(queued, sent, "ids kept, in arrival order, queued");
+        moved.close().unwrap();
+        let again = embedded_to_postgres(dir.path(), 16, &options, |_| {});
+        assert!(again.is_err(), "a database with sources is refused");
+    }
+}

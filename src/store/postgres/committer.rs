@@ -142,7 +142,7 @@ async fn run(committer: Arc<Committer>, db: Db, cluster: Arc<Cluster>) {
                 tracing::warn!(error = %e, requests = batch.requests, "append commit failed; the requests are answered 503");
             }
             record(&committer.stats, batch.requests);
-            let _ = batch.outcome.send(Some(committed.is_ok()));
+            batch.outcome.send_replace(Some(committed.is_ok()));
             if committed.is_ok() {
                 cluster.announce(&db, Change::Appended);
             }
@@ -155,7 +155,7 @@ async fn run(committer: Arc<Committer>, db: Db, cluster: Arc<Cluster>) {
             committer.wake.notify_one();
         }
     }
-    let _ = committer.stopped.send(true);
+    committer.stopped.send_replace(true);
 }
 
 async fn commit(db: &Db, rows: &Rows, force_sync: bool) -> StoreResult<()> {

@@ -143,6 +143,12 @@ pub(crate) mod testing {
     use super::{PgOptions, PgStore};
 
     pub(crate) fn temp_store() -> Option<PgStore> {
+        let url = temp_database_url()?;
+        Some(PgStore::connect(&PgOptions::new(url)).expect("connect"))
+    }
+
+    /// A fresh, empty database's URL (nothing connected to it yet).
+    pub(crate) fn temp_database_url() -> Option<String> {
         let Ok(base) = std::env::var("INLET_TEST_DATABASE_URL") else {
             eprintln!("SKIPPED postgres tests: INLET_TEST_DATABASE_URL is not set");
             return None;
@@ -155,10 +161,9 @@ pub(crate) mod testing {
                 .await
         })
         .expect("create database");
-        let url = match base.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
+        match base.rsplit_once('/') {
+            Some((server, _)) => Some(format!("{server}/{name}")),
             None => panic!("INLET_TEST_DATABASE_URL has no database part"),
-        };
-        Some(PgStore::connect(&PgOptions::new(url)).expect("connect"))
+        }
     }
 }
