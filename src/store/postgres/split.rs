@@ -22,7 +22,7 @@ use crate::domain::identity::{
     MAX_SPLIT_EVENTS,
 };
 use crate::domain::ids::{EventId, SourceId};
-use crate::domain::model::{ErrorEntry, EventState, Level, Stage};
+use crate::domain::model::{ErrorEntry, EventState};
 use crate::store::{StoreError, StoreResult, UnitError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,7 +93,7 @@ impl PgStore {
             let Some((state, source)) = g.states.get(id) else {
                 continue;
             };
-            errors.extend(new_refusals(*id, *source, state, outcome));
+            errors.extend(identity::new_refusals(*id, *source, state, outcome));
             let mut state = state.clone();
             identity::resettle(&mut state, outcome);
             states.push((*id, *source, state));
@@ -266,34 +266,6 @@ async fn store_rules(conn: &mut sqlx::PgConnection, rules: &[NeverMergeRule]) ->
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Error-log warnings for the refusals the replay made that the event did
-/// not have before (those it had are logged already), as the processor
-/// logs an event's refusals. The same as the embedded split's (private
-/// there; a candidate for `domain::identity`).
-fn new_refusals(
-    id: EventId,
-    source: SourceId,
-    before: &EventState,
-    outcome: &identity::Outcome,
-) -> Vec<ErrorEntry> {
-    outcome
-        .refusals
-        .iter()
-        .map(|r| (r, r.message()))
-        .filter(|(_, message)| !before.identity_refused.contains(message))
-        .map(|(r, message)| {
-            ErrorEntry::new(
-                Some(source),
-                Stage::Identity,
-                Level::Warning,
-                r.reason.code(),
-                message,
-            )
-            .with_event(id)
-        })
-        .collect()
 }
 
 #[cfg(test)]
