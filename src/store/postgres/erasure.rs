@@ -16,7 +16,7 @@
 use super::PgStore;
 use crate::domain::identity::{AuditChange, AuditEntry, Erased, Profile};
 use crate::domain::ids::{EventId, ProfileId};
-use crate::domain::model::{EventState, RawEvent};
+use crate::domain::model::{ErrorEntry, EventState, RawEvent};
 use crate::domain::redact::{self, Needles, PersonalValues};
 use crate::store::{DatabaseRewrite, ErasureReport, StoreError, StoreResult};
 use sqlx::PgConnection;
@@ -35,7 +35,7 @@ const MAX_REDIRECT_HOPS: usize = 64;
 
 /// The tables an erasure rewrites rows of (vacuumed afterwards).
 const TOUCHED_TABLES: &str =
-    "events, event_states, audit, profiles, identifiers, redirects, profile_events";
+    "events, event_states, audit, profiles, identifiers, redirects, profile_events, errors, dedupe";
 
 /// What the identity step removed: the profile as it was, and its events.
 struct ErasedProfile {
@@ -90,10 +90,9 @@ impl PgStore {
         report.log_records = self.scrub_events(&erased.events, &personal)?;
         report.log_records += self.scrub_events(&others, &personal)?;
         report.audit_entries = self.redact_audit_matching(&ids)?;
-        // The error log and idempotency keys are the state area's tables
-        // (not in this branch yet): see docs/notes/pgerase.md.
-        report.error_entries = 0;
-        report.dedupe_keys = 0;
+        let erased_events: HashSet<EventId> = linked.iter().chain(&others).copied().collect();
+        report.error_entries = self.redact_errors_matching(&ids, &personal, &erased_events)?;
+        report.dedupe_keys = self.remove_dedupe_matching(&ids)?;
         report.schema_examples = redact_schemas(&personal)?;
         // PostgreSQL reuses the space of the rows rewritten above itself.
         report.database_rewrite = DatabaseRewrite::NotNeeded;
@@ -232,6 +231,96 @@ impl PgStore {
             self.db.block(async {
                 let mut conn = self.db.pool.acquire().await?;
                 write_audit(&mut conn, &changed).await
+            })?;
+        }
+    }
+
+    /// Redacts error-log entries: an erased event's own entries lose every
+    /// personal value, any other entry the identifiers it names (as the
+    /// embedded backend). A keyset scan of `BATCH` entries per round trip.
+    fn redact_errors_matching(
+        &self,
+        ids: &Needles,
+        personal: &Needles,
+        erased: &HashSet<EventId>,
+    ) -> StoreResult<usize> {
+        let mut redacted = 0;
+        let mut after = Uuid::nil();
+        loop {
+            let rows: Vec<(Uuid, String)> = self.db.block(async {
+                sqlx::query_as(
+                    "SELECT id, doc::text FROM errors WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(BATCH as i64)
+                .fetch_all(&self.db.pool)
+                .await
+            })?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(redacted);
+            };
+            after = *last;
+            let (mut changed_ids, mut changed_docs) = (Vec::new(), Vec::new());
+            for (id, doc) in &rows {
+                let mut entry: ErrorEntry = serde_json::from_str(doc).map_err(corrupt("errors"))?;
+                let own = entry.event_id.is_some_and(|e| erased.contains(&e));
+                let needles = if own { personal } else { ids };
+                if redact::redact_error(&mut entry, needles) {
+                    changed_ids.push(*id);
+                    changed_docs.push(serde_json::to_string(&entry).map_err(corrupt("errors"))?);
+                }
+            }
+            redacted += changed_ids.len();
+            if changed_ids.is_empty() {
+                continue;
+            }
+            self.db.block(async {
+                sqlx::query(
+                    "UPDATE errors e SET doc = t.d::jsonb
+                     FROM UNNEST($1::uuid[], $2::text[]) AS t(i, d) WHERE e.id = t.i",
+                )
+                .bind(&changed_ids)
+                .bind(&changed_docs)
+                .execute(&self.db.pool)
+                .await?;
+                StoreResult::Ok(())
+            })?;
+        }
+    }
+
+    /// Removes idempotency keys (source id ‖ key) holding an identifier.
+    fn remove_dedupe_matching(&self, ids: &Needles) -> StoreResult<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let keys: Vec<Vec<u8>> = self.db.block(async {
+                sqlx::query_scalar("SELECT key FROM dedupe WHERE key > $1 ORDER BY key LIMIT $2")
+                    .bind(&after)
+                    .bind(BATCH as i64)
+                    .fetch_all(&self.db.pool)
+                    .await
+            })?;
+            let Some(last) = keys.last() else {
+                return Ok(removed);
+            };
+            after = last.clone();
+            let matching: Vec<&Vec<u8>> = keys
+                .iter()
+                .filter(|k| ids.is_match(k.get(16..).unwrap_or_default()))
+                .collect();
+            removed += matching.len();
+            if matching.is_empty() {
+                continue;
+            }
+            self.db.block(async {
+                sqlx::query("DELETE FROM dedupe WHERE key = ANY($1)")
+                    .bind(&matching)
+                    .execute(&self.db.pool)
+                    .await?;
+                StoreResult::Ok(())
             })?;
         }
     }
@@ -443,6 +532,7 @@ mod tests {
     use super::*;
     use crate::domain::identity::TraitValue;
     use crate::domain::ids::SourceId;
+    use crate::domain::model::{Level, Stage};
     use serde_json::json;
 
     const ANN: &str = "ann@example.org";
@@ -635,6 +725,16 @@ mod tests {
                 "identifiers",
                 format!("SELECT count(*) FROM identifiers WHERE value ILIKE {like}"),
             ),
+            (
+                "errors",
+                format!("SELECT count(*) FROM errors WHERE doc::text ILIKE {like}"),
+            ),
+            (
+                "dedupe",
+                format!(
+                    "SELECT count(*) FROM dedupe WHERE convert_from(substr(key, 17), 'UTF8') ILIKE {like}"
+                ),
+            ),
         ]
         .into_iter()
         .map(|(table, sql)| (table, count(store, &sql)))
@@ -647,9 +747,40 @@ mod tests {
         let Some(store) = super::super::testing::temp_store() else {
             return;
         };
-        let (ann, bob, _) = ann_and_bob(&store);
+        let (ann, bob, events) = ann_and_bob(&store);
+        // An error entry of Ann's event, another naming her, an unrelated
+        // one, and an idempotency key holding her email.
+        let entry = |event, message: String| {
+            let e = ErrorEntry::new(None, Stage::Identity, Level::Warning, "w", message);
+            match event {
+                Some(id) => e.with_event(id),
+                None => e,
+            }
+        };
+        store
+            .log_error(&entry(Some(events[0]), "mapping failed for Annabel Lee".into()))
+            .unwrap();
+        store
+            .log_error(&entry(None, format!("refused {ANN}")))
+            .unwrap();
+        store.log_error(&entry(None, "unrelated".into())).unwrap();
+        let mut key = SourceId::new().to_bytes().to_vec();
+        key.extend_from_slice(ANN.as_bytes());
+        store
+            .db
+            .block(async {
+                let mut conn = store.db.pool.acquire().await?;
+                super::super::state::claim_dedupe(&mut conn, &key, events[0]).await
+            })
+            .unwrap();
         assert!(!holding(&store, ANN).is_empty());
         let report = store.erase_everywhere(ann, |_| Ok(0)).unwrap().unwrap();
+        assert_eq!((report.error_entries, report.dedupe_keys), (2, 1));
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM errors"),
+            3,
+            "entries stay, redacted"
+        );
         assert_eq!(report.profile_id, Some(ann));
         assert_eq!((report.profiles, report.identifiers), (2, 2));
         assert_eq!(
