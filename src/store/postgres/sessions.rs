@@ -249,3 +249,150 @@ impl PgStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::temp_store;
+    use super::*;
+    use crate::domain::sealed::SecretKey;
+
+    fn record(minutes: i64) -> SessionRecord {
+        SessionRecord {
+            csrf: "csrf-token".into(),
+            expires: Utc::now() + chrono::Duration::minutes(minutes),
+        }
+    }
+
+    /// A second handle on the same database, as a second node has.
+    fn second_node(store: &PgStore) -> PgStore {
+        let url = store.db.pool.connect_options();
+        let name = url.get_database().expect("database name").to_string();
+        let base = std::env::var("INLET_TEST_DATABASE_URL").expect("url");
+        let (server, _) = base.rsplit_once('/').expect("database part");
+        PgStore::connect(&super::super::PgOptions::new(format!("{server}/{name}")))
+            .expect("second node")
+    }
+
+    #[test]
+    fn a_login_on_one_node_is_live_on_another_and_a_logout_ends_it_on_both() {
+        let Some(a) = temp_store() else { return };
+        let b = second_node(&a);
+        let key = SecretHash::of(b"session-id");
+        a.start_session(&key, &record(5)).expect("start");
+        let seen = b.live_session(&key, Utc::now()).expect("read");
+        assert_eq!(seen.map(|s| s.csrf).as_deref(), Some("csrf-token"));
+        b.end_session(&key).expect("end");
+        assert_eq!(a.live_session(&key, Utc::now()).expect("read"), None);
+    }
+
+    #[test]
+    fn an_expired_session_is_not_live_and_is_pruned() {
+        let Some(store) = temp_store() else { return };
+        let old = SecretHash::of(b"old");
+        store.start_session(&old, &record(-1)).expect("start");
+        assert_eq!(store.live_session(&old, Utc::now()).expect("read"), None);
+        let live = SecretHash::of(b"live");
+        store.start_session(&live, &record(5)).expect("start");
+        assert_eq!(
+            store.prune_sessions(Utc::now()).expect("prune"),
+            0,
+            "the login pruned it"
+        );
+        let left: i64 = store
+            .db
+            .block(async {
+                sqlx::query_scalar("SELECT count(*) FROM sessions")
+                    .fetch_one(&store.db.pool)
+                    .await
+            })
+            .expect("count");
+        assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn a_flash_is_sealed_in_the_database_and_taken_once_for_its_source() {
+        let Some(store) = temp_store() else { return };
+        let key = SecretHash::of(b"session-id");
+        store.start_session(&key, &record(5)).expect("start");
+        let secret_key = SecretKey::generate();
+        let (source, other) = (SourceId::new(), SourceId::new());
+        let url = "http://inlet.example/hooks/very-secret-token";
+        let sealed = secret_key
+            .seal(source, url.as_bytes(), Utc::now())
+            .expect("seal");
+        store
+            .set_session_flash(&key, &SessionFlash { source, sealed })
+            .expect("set");
+        let stored: String = store
+            .db
+            .block(async {
+                sqlx::query_scalar("SELECT flash_sealed::text FROM sessions")
+                    .fetch_one(&store.db.pool)
+                    .await
+            })
+            .expect("row");
+        assert!(!stored.contains("very-secret-token"), "{stored}");
+        assert_eq!(store.take_session_flash(&key, other).expect("take"), None);
+        let taken = store
+            .take_session_flash(&key, source)
+            .expect("take")
+            .expect("the flash");
+        let opened = secret_key.open(source, &taken).expect("opens");
+        assert_eq!(opened.expose(), url.as_bytes());
+        assert_eq!(
+            store.take_session_flash(&key, source).expect("take"),
+            None,
+            "once"
+        );
+    }
+
+    #[test]
+    fn the_first_admin_token_wins_and_a_configured_one_replaces_it() {
+        let Some(a) = temp_store() else { return };
+        let b = second_node(&a);
+        let first = SecretHash::of(b"first");
+        let won = a.share_admin_token(&first, false).expect("share");
+        assert_eq!((won.value.clone(), won.ours), (first.clone(), true));
+        let lost = b
+            .share_admin_token(&SecretHash::of(b"second"), false)
+            .expect("share");
+        assert_eq!((lost.value, lost.ours), (first, false), "the stored one");
+        let configured = SecretHash::of(b"configured");
+        b.share_admin_token(&configured, true).expect("share");
+        let later = a
+            .share_admin_token(&SecretHash::of(b"third"), false)
+            .expect("share");
+        assert_eq!(later.value, configured);
+    }
+
+    #[test]
+    fn the_key_canary_of_the_first_node_is_what_later_nodes_read() {
+        let Some(store) = temp_store() else { return };
+        let nil = SourceId(uuid::Uuid::nil());
+        let (first, second) = (SecretKey::generate(), SecretKey::generate());
+        let sealed = first.seal(nil, b"canary", Utc::now()).expect("seal");
+        assert!(store.share_key_canary(&sealed).expect("share").ours);
+        let other = second.seal(nil, b"canary", Utc::now()).expect("seal");
+        let shared = store.share_key_canary(&other).expect("share");
+        assert!(!shared.ours);
+        assert!(first.open(nil, &shared.value).is_ok());
+        assert!(
+            second.open(nil, &shared.value).is_err(),
+            "another key does not open it"
+        );
+    }
+
+    #[test]
+    fn a_reachable_database_passes_the_check_and_an_unreachable_one_is_unavailable() {
+        let Some(store) = temp_store() else { return };
+        store.check_reachable().expect("reachable");
+        let nowhere = PgStore {
+            db: super::super::db::Db::open("postgres://postgres@127.0.0.1:1/none", 1)
+                .expect("pool"),
+            reachability: Default::default(),
+            ..store.clone()
+        };
+        let error = nowhere.check_reachable().expect_err("unreachable");
+        assert!(error.is_unavailable(), "{error}");
+    }
+}
