@@ -32,8 +32,8 @@ pub use normalise::{
 };
 pub use resolve::{canonical, lookup, resolve, resolve_again, resolve_by, Earlier};
 pub use split::{
-    never_merge_rules, resettle, resolve_input, split, splittable_merge, SplitEvent, SplitOutcome,
-    SplitRefusal, SplitRequest, MAX_SPLIT_EVENTS,
+    never_merge_rules, new_refusals, resettle, resolve_input, split, splittable_merge, SplitEvent,
+    SplitOutcome, SplitRefusal, SplitRequest, MAX_SPLIT_EVENTS,
 };
 pub use types::*;
 

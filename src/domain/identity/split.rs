@@ -17,7 +17,7 @@ use super::resolve::{canonical, resolve_by};
 use super::types::*;
 use super::{IdentityConfig, IdentityTxn, Rules};
 use crate::domain::ids::{EventId, ProfileId, SourceId};
-use crate::domain::model::{EventState, MappedEvent};
+use crate::domain::model::{ErrorEntry, EventState, Level, MappedEvent, Stage};
 use chrono::{DateTime, Utc};
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -438,6 +438,33 @@ impl<T: IdentityTxn + ?Sized> IdentityTxn for Replay<'_, T> {
             _ => self.base.new_profile(input),
         }
     }
+}
+
+/// Error-log warnings for the refusals the replay made that the event did
+/// not have before (those it had are logged already), as the processor
+/// logs an event's refusals.
+pub fn new_refusals(
+    id: EventId,
+    source: SourceId,
+    before: &EventState,
+    outcome: &Outcome,
+) -> Vec<ErrorEntry> {
+    outcome
+        .refusals
+        .iter()
+        .map(|r| (r, r.message()))
+        .filter(|(_, message)| !before.identity_refused.contains(message))
+        .map(|(r, message)| {
+            ErrorEntry::new(
+                Some(source),
+                Stage::Identity,
+                Level::Warning,
+                r.reason.code(),
+                message,
+            )
+            .with_event(id)
+        })
+        .collect()
 }
 
 #[cfg(test)]

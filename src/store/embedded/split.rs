@@ -16,7 +16,7 @@ use crate::domain::identity::{
     MAX_SPLIT_EVENTS,
 };
 use crate::domain::ids::{EventId, SourceId};
-use crate::domain::model::{ErrorEntry, EventState, Level, Stage};
+use crate::domain::model::EventState;
 use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -162,7 +162,7 @@ impl Store {
                         let Some((at, state, source)) = g.states.get(id) else {
                             continue;
                         };
-                        for entry in new_refusals(*id, *source, state, outcome) {
+                        for entry in identity::new_refusals(*id, *source, state, outcome) {
                             errors.insert(&entry.id.to_bytes()[..], encode(&entry))?;
                         }
                         let mut state = state.clone();
@@ -183,33 +183,6 @@ impl Store {
             )
             .map_err(super::abort_reason)
     }
-}
-
-/// Error-log warnings for the refusals the replay made that the event did
-/// not have before (those it had are logged already), as the processor
-/// logs an event's refusals.
-fn new_refusals(
-    id: EventId,
-    source: SourceId,
-    before: &EventState,
-    outcome: &identity::Outcome,
-) -> Vec<ErrorEntry> {
-    outcome
-        .refusals
-        .iter()
-        .map(|r| (r, r.message()))
-        .filter(|(_, message)| !before.identity_refused.contains(message))
-        .map(|(r, message)| {
-            ErrorEntry::new(
-                Some(source),
-                Stage::Identity,
-                Level::Warning,
-                r.reason.code(),
-                message,
-            )
-            .with_event(id)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -146,6 +146,15 @@ impl<'c> PgTxn<'c> {
             .block(write_all(conn, &known, &dirty))
             .map_err(unit_error)
     }
+
+    /// The view's connection, inside its transaction: for a writer whose
+    /// unit changes other tables too (a split writes event states and
+    /// rules). Release it before the next call on the view.
+    pub(in crate::store::postgres) fn connection(
+        &self,
+    ) -> std::cell::RefMut<'_, &'c mut PgConnection> {
+        self.conn.borrow_mut()
+    }
 }
 
 /// The rows `dirty` names, split into writes and removals.

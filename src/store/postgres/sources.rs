@@ -680,4 +680,33 @@ mod tests {
         let last = a.source(source.id).unwrap().unwrap().mapping_version;
         assert_eq!(last, Some(2 * per_node));
     }
+
+    /// What a token lookup costs on the hook path, cached and not:
+    /// `cargo test --lib store::postgres::sources::tests::token_lookup_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn token_lookup_cost() {
+        let Some(pg) = temp_store() else { return };
+        let (source, token) = Source::create("Shop", None, None).unwrap();
+        pg.put_source(&source).unwrap();
+        let hash = SecretHash::of(token.as_bytes());
+        let unknown = SecretHash::of(b"no such token");
+        let n = 200_000;
+        for (what, hash) in [("hit", &hash), ("remembered miss", &unknown)] {
+            pg.cached_source_by_token(hash).unwrap();
+            let started = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(pg.cached_source_by_token(hash).unwrap());
+            }
+            let each = started.elapsed() / n;
+            println!("cached {what}: {} ns a lookup", each.as_nanos());
+        }
+        let queries = 2_000;
+        let started = Instant::now();
+        for _ in 0..queries {
+            std::hint::black_box(pg.source_by_token(&hash).unwrap());
+        }
+        let each = started.elapsed() / queries;
+        println!("uncached (one query): {} µs a lookup", each.as_micros());
+    }
 }
