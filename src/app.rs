@@ -7,6 +7,7 @@ use crate::domain::activity::Activity;
 use crate::domain::counters::Counters;
 use crate::domain::sealed::SecretKey;
 use crate::domain::source::SecretHash;
+use crate::http::dashboard::Sessions;
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::{PipelineConfig, PipelineHandles, Processor};
@@ -70,9 +71,17 @@ impl Application {
             .is_none()
             .then(|| lock_data_dir(&config.data_dir))
             .transpose()?;
-        let admin_token = load_admin_token(&config)?;
         let secret_key = load_secret_key(&config)?;
         let store = open_store(&config)?;
+        // On PostgreSQL the token and the key are what every node shares.
+        let admin_token = match &store {
+            Store::Embedded(_) => SecretHash::of(load_admin_token(&config)?.as_bytes()),
+            Store::Postgres(_) => {
+                check_shared_key(&store, &secret_key)?;
+                share_admin_token(&config, &store)?
+            }
+        };
+        let secret_key = Arc::new(secret_key);
         let counters = restore_counters(&store).map_err(|source| StartError::Store {
             path: config.data_dir.display().to_string(),
             source,
@@ -105,6 +114,7 @@ impl Application {
                 source,
             })?,
         );
+        let store_for_sessions = store.clone();
         let services = Services::new(Handles {
             config: config.clone(),
             store,
@@ -112,15 +122,15 @@ impl Application {
             counters,
             new_events,
             processor,
-            secret_key: Arc::new(secret_key),
+            secret_key: secret_key.clone(),
             rate_limits: Default::default(),
             kinds_writer: Default::default(),
         });
         let state = AppState::new(Shared {
             services,
             config,
-            admin_token: Arc::new(SecretHash::of(admin_token.as_bytes())),
-            sessions: Arc::default(),
+            admin_token: Arc::new(admin_token),
+            sessions: Arc::new(Sessions::new(store_for_sessions, secret_key)),
             metrics,
             auth_guard,
         });
@@ -294,6 +304,62 @@ fn load_secret_key(config: &Config) -> Result<SecretKey, StartError> {
     write_private(&path, &key.encode())
         .map_err(|e| StartError::SecretKey(format!("{}: {e}", path.display())))?;
     Ok(key)
+}
+
+/// The admin token's hash on PostgreSQL, where every node must accept the
+/// same token: a configured token (`INLET_ADMIN_TOKEN`) wins and is stored
+/// for the nodes without one; else the first node that finds none stores
+/// a generated one (`ON CONFLICT DO NOTHING`) and prints it, and every
+/// other node uses the stored hash (its own token is never printed).
+fn share_admin_token(config: &Config, store: &Store) -> Result<SecretHash, StartError> {
+    let failed = |source| StartError::Store {
+        path: "the PostgreSQL database (INLET_DATABASE_URL)".into(),
+        source,
+    };
+    let configured = config.admin_token.as_ref().map(|t| t.expose());
+    if let Some(token) = configured.filter(|t| !t.is_empty()) {
+        let hash = SecretHash::of(strong_enough(token.to_owned())?.as_bytes());
+        return Ok(store.share_admin_token(&hash, true).map_err(failed)?.value);
+    }
+    let token = crate::domain::source::new_token();
+    let shared = store
+        .share_admin_token(&SecretHash::of(token.as_bytes()), false)
+        .map_err(failed)?;
+    if shared.ours {
+        // Only its hash is in the database: this line is the one place
+        // the token is ever shown.
+        tracing::warn!(
+            "generated an admin token (every node on this database accepts it; set INLET_ADMIN_TOKEN to choose your own): {token}"
+        );
+    }
+    Ok(shared.value)
+}
+
+/// What a canary of the secret key holds (its content does not matter:
+/// only whether it opens).
+const KEY_CANARY: &[u8] = b"inlet secret key canary";
+
+/// On PostgreSQL every node must seal and open signing secrets with one
+/// key: the first node stores a canary sealed with its key, and a node
+/// whose key does not open it refuses to start (it could read no secret
+/// the others set, and would set ones they cannot read).
+fn check_shared_key(store: &Store, key: &SecretKey) -> Result<(), StartError> {
+    let canary_source = crate::domain::ids::SourceId(uuid::Uuid::nil());
+    let sealed = key
+        .seal(canary_source, KEY_CANARY, chrono::Utc::now())
+        .map_err(|e| StartError::SecretKey(e.to_string()))?;
+    let shared = store
+        .share_key_canary(&sealed)
+        .map_err(|source| StartError::Store {
+            path: "the PostgreSQL database (INLET_DATABASE_URL)".into(),
+            source,
+        })?;
+    if key.open(canary_source, &shared.value).is_err() {
+        return Err(StartError::SecretKey(
+            "this node's key is not the one the other nodes on this PostgreSQL database use; every node must share one key: set INLET_SECRET_KEY to the same 64 hex characters on every node (the first node's key is in its data dir's secret.key file)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a token short enough to guess (counted in characters, as a

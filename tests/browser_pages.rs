@@ -137,7 +137,10 @@ async fn back_after_logout_shows_the_login_not_the_event(b: &Client, app: &TestA
     b.goto(&app.url("/sources")).await.unwrap();
     wait_for(b, "header nav").await;
     let cookie = b.get_named_cookie("inlet_session").await.unwrap();
-    app.state.sessions.end(cookie.value());
+    app.state
+        .sessions
+        .end(cookie.value())
+        .expect("end the session");
     b.back().await.unwrap();
     wait_for(b, "#token").await;
     report_how_the_page_came_back(b, "Back after the session ended server-side").await;

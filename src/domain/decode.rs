@@ -105,6 +105,10 @@ pub enum RefusalKind {
     Internal,
     /// A request with the same delivery id is being accepted (409).
     InProgress,
+    /// The store could not take the records now (503 with `Retry-After`):
+    /// the database is unreachable, or the commit covering them failed.
+    /// Nothing was acknowledged; the sender retries.
+    Unavailable,
 }
 
 impl Refusal {

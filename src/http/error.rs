@@ -168,7 +168,7 @@ impl IntoResponse for AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 /// The code of a request refused because the database cannot be reached.
-pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+pub const STORE_UNAVAILABLE: &str = crate::service::ingest::STORE_UNAVAILABLE;
 /// What `Retry-After` says then: PostgreSQL's usual restart is seconds.
 pub const STORE_RETRY_AFTER_SECS: u64 = 2;
 
@@ -185,6 +185,9 @@ impl From<crate::domain::decode::Refusal> for AppError {
             K::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::TooSlow => StatusCode::REQUEST_TIMEOUT,
             K::InProgress => StatusCode::CONFLICT,
+            // The code is the refusal's (`store_unavailable`): `Retry-After`
+            // is added by `into_response` for it.
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             K::Internal => return AppError::internal(refusal.message),
         };
         AppError::Coded {

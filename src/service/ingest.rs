@@ -262,12 +262,7 @@ impl Services {
     ) -> Result<Claimed<'_>, Refusal> {
         let failed = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "delivery claim failed");
-            Refusal::new(
-                RefusalKind::Internal,
-                Stage::Store,
-                "store_failed",
-                e.to_string(),
-            )
+            store_refusal(&e)
         };
         let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
         loop {
@@ -316,23 +311,26 @@ impl Services {
         source_id: SourceId,
         events: Vec<RawEvent>,
     ) -> Result<Vec<EventId>, Refusal> {
-        let unavailable = |detail: String| {
-            tracing::error!(error = %detail, "append failed");
-            Refusal::new(RefusalKind::Internal, Stage::Store, "store_failed", detail)
-        };
-        let appended = self
-            .store
-            .append_events(events)
-            .map_err(|e| unavailable(e.to_string()))?;
+        let appended = self.store.append_events(events).map_err(|e| {
+            tracing::error!(error = %e, "append failed");
+            store_refusal(&e)
+        })?;
         let ids: Vec<EventId> = appended.events.iter().map(|e| e.id).collect();
         // Counted as soon as they are in the log, before the await: the
         // processor sees them from now on, and a sender that hangs up during
         // the flush cancels this future, which must not leave them uncounted.
         self.counters.add_received(source_id, ids.len() as u64);
-        self.commit
-            .durable(appended.receipt)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        // A commit that failed stored nothing we may acknowledge: 503, so
+        // the sender retries (a 500 would say the request is at fault).
+        self.commit.durable(appended.receipt).await.map_err(|e| {
+            tracing::error!(error = %e, "group commit failed");
+            Refusal::new(
+                RefusalKind::Unavailable,
+                Stage::Store,
+                STORE_UNAVAILABLE,
+                "the records could not be committed; retry shortly".into(),
+            )
+        })?;
         // The processor takes durable events only: wake it now that these are.
         self.new_events.notify_one();
         Ok(ids)
@@ -348,6 +346,29 @@ impl Services {
             tracing::error!(error = %e, "could not write the error log");
         }
     }
+}
+
+/// The code of a hook refused because the store cannot take it now (the
+/// same as every other answer of an unreachable store).
+pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+
+/// A store failure on the hook path: 503 `store_unavailable` when the
+/// database cannot be reached (retry), else an internal failure (500).
+fn store_refusal(e: &crate::store::StoreError) -> Refusal {
+    if e.is_unavailable() {
+        return Refusal::new(
+            RefusalKind::Unavailable,
+            Stage::Store,
+            STORE_UNAVAILABLE,
+            "the database is unavailable; retry shortly".into(),
+        );
+    }
+    Refusal::new(
+        RefusalKind::Internal,
+        Stage::Store,
+        "store_failed",
+        e.to_string(),
+    )
 }
 
 fn authenticate(source: &Source, headers: &impl Headers) -> Result<(), Refusal> {

@@ -398,6 +398,10 @@ impl Headers for TestHeaders {
 fn test_refused(refusal: Refusal) -> ServiceError {
     match refusal.kind {
         RefusalKind::Internal => ServiceError::Internal(refusal.message),
+        RefusalKind::Unavailable => ServiceError::Unavailable {
+            code: refusal.code,
+            message: refusal.message,
+        },
         RefusalKind::TooLarge => ServiceError::TooLarge {
             code: refusal.code,
             message: format!("the test event was refused: {}", refusal.message),

@@ -28,7 +28,7 @@ pub use embedded::summary::{ScanBudget, SummaryPage};
 pub use embedded::{Location, Logged, Planned, Resolved};
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgOptions;
-pub use seam::{EventLog, StateStore, UnitError};
+pub use seam::{EventLog, SessionFlash, SessionRecord, SharedValue, StateStore, UnitError};
 
 /// The domain's types the seam speaks in, for callers that name them with
 /// the store's calls (their home is `crate::domain`).
@@ -478,5 +478,66 @@ impl StateStore for Store {
         id: uuid::Uuid,
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
         dispatch!(self, s => s.remove_never_merge(id))
+    }
+
+    // --- appended (issue 19: sessions, admin token, reachability) ---
+
+    fn start_session(
+        &self,
+        key: &SecretHash,
+        session: &crate::store::SessionRecord,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.start_session(key, session))
+    }
+
+    fn live_session(
+        &self,
+        key: &SecretHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<crate::store::SessionRecord>> {
+        dispatch!(self, s => s.live_session(key, now))
+    }
+
+    fn end_session(&self, key: &SecretHash) -> StoreResult<()> {
+        dispatch!(self, s => s.end_session(key))
+    }
+
+    fn set_session_flash(
+        &self,
+        key: &SecretHash,
+        flash: &crate::store::SessionFlash,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.set_session_flash(key, flash))
+    }
+
+    fn take_session_flash(
+        &self,
+        key: &SecretHash,
+        source: SourceId,
+    ) -> StoreResult<Option<crate::domain::sealed::SealedSecret>> {
+        dispatch!(self, s => s.take_session_flash(key, source))
+    }
+
+    fn prune_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        dispatch!(self, s => s.prune_sessions(now))
+    }
+
+    fn share_admin_token(
+        &self,
+        proposed: &SecretHash,
+        configured: bool,
+    ) -> StoreResult<crate::store::SharedValue<SecretHash>> {
+        dispatch!(self, s => s.share_admin_token(proposed, configured))
+    }
+
+    fn share_key_canary(
+        &self,
+        proposed: &crate::domain::sealed::SealedSecret,
+    ) -> StoreResult<crate::store::SharedValue<crate::domain::sealed::SealedSecret>> {
+        dispatch!(self, s => s.share_key_canary(proposed))
+    }
+
+    fn check_reachable(&self) -> StoreResult<()> {
+        dispatch!(self, s => s.check_reachable())
     }
 }

@@ -430,4 +430,81 @@ pub trait StateStore {
         &self,
         id: uuid::Uuid,
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>>;
+
+    // --- appended (issue 19: what every node shares) ---
+
+    /// Keeps a new dashboard session under `key` (the SHA-256 of its id:
+    /// the id itself, the cookie, is never stored), dropping expired ones
+    /// on the way. A session started on one node is live on every node.
+    fn start_session(&self, key: &SecretHash, session: &SessionRecord) -> StoreResult<()>;
+    /// The session under `key` when it is live at `now` (not ended, not
+    /// expired), else `None`. Always read from the shared store: an end on
+    /// another node counts at once.
+    fn live_session(
+        &self,
+        key: &SecretHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// Ends the session under `key` (nothing when there is none).
+    fn end_session(&self, key: &SecretHash) -> StoreResult<()>;
+    /// Puts `flash` in the session's one slot (replacing any earlier one
+    /// not yet shown); nothing when the session is gone.
+    fn set_session_flash(&self, key: &SecretHash, flash: &SessionFlash) -> StoreResult<()>;
+    /// Takes the session's flash when it is for `source`, emptying the
+    /// slot in the same step (one reader gets it); a flash for another
+    /// source stays.
+    fn take_session_flash(
+        &self,
+        key: &SecretHash,
+        source: SourceId,
+    ) -> StoreResult<Option<crate::domain::sealed::SealedSecret>>;
+    /// Drops sessions expired at `now`; returns how many.
+    fn prune_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+    /// The admin token's hash every node uses. `configured` (the operator
+    /// set the token): `proposed` replaces what is stored. Else `proposed`
+    /// is stored only when there is none; `ours` says whether it was (the
+    /// node that generated it then prints the token, once). The embedded
+    /// backend has one node, whose token is the data dir's file: it
+    /// answers `proposed`, `ours`.
+    fn share_admin_token(
+        &self,
+        proposed: &SecretHash,
+        configured: bool,
+    ) -> StoreResult<SharedValue<SecretHash>>;
+    /// A value sealed with the secret key, stored by the first node, so a
+    /// node with another key sees it does not open and refuses to start.
+    /// `proposed` is stored when there is none. Embedded: `proposed`.
+    fn share_key_canary(
+        &self,
+        proposed: &crate::domain::sealed::SealedSecret,
+    ) -> StoreResult<SharedValue<crate::domain::sealed::SealedSecret>>;
+    /// Whether the store answers now (`/healthz`): PostgreSQL's `SELECT 1`,
+    /// its result kept about a second so health checks cost the database
+    /// little. The embedded store always answers.
+    fn check_reachable(&self) -> StoreResult<()>;
+}
+
+/// A dashboard session as the store keeps it (`StateStore::start_session`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// Echoed into every state-changing form of this session.
+    pub csrf: String,
+    pub expires: chrono::DateTime<chrono::Utc>,
+}
+
+/// A one-time value waiting in a session for one source's page: a webhook
+/// URL is that source's secret, so it is sealed with the secret key, for
+/// that source (it opens for no other), never kept in clear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionFlash {
+    pub source: SourceId,
+    pub sealed: crate::domain::sealed::SealedSecret,
+}
+
+/// What every node uses, and whether it is the value this call proposed
+/// (its insert won).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedValue<T> {
+    pub value: T,
+    pub ours: bool,
 }

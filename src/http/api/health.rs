@@ -1,14 +1,39 @@
-//! Liveness.
+//! Liveness, and whether the store answers: a load balancer takes a node
+//! whose database is away out of rotation (503) and back when it returns.
 
+use crate::http::error::STORE_RETRY_AFTER_SECS;
 use crate::http::AppState;
+use crate::store::StateStore;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// 200 `{"status":"ok","backend"}`, or 503 `{"status":"unavailable",
+/// "backend","error"}` with `Retry-After` when the store does not answer
+/// (PostgreSQL's `SELECT 1`, checked at most about once a second).
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.services.store.clone();
+    let backend = store.backend_name();
+    let checked = tokio::task::spawn_blocking(move || store.check_reachable()).await;
+    let failure = match checked {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the check did not finish: {e}")),
+    };
+    match failure {
+        None => Json(json!({"status": "ok", "backend": backend})).into_response(),
+        Some(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string())],
+            Json(json!({"status": "unavailable", "backend": backend, "error": error})),
+        )
+            .into_response(),
+    }
 }

@@ -3,8 +3,10 @@
 use super::csrf;
 use super::render::{page, PageResult};
 use super::session::{self, Authed};
+use crate::http::error::AppError;
 use crate::http::guard::{Locked, PeerAddr};
 use crate::http::AppState;
+use crate::service::ServiceError;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect};
@@ -80,12 +82,15 @@ pub async fn submit(
         }
         return login_page(
             StatusCode::UNAUTHORIZED,
-            Some("That is not the admin token. It is in the data dir's admin_token file or INLET_ADMIN_TOKEN."),
+            Some("That is not the admin token. It is INLET_ADMIN_TOKEN, or the one Inlet generated: in the data dir's admin_token file, or (on PostgreSQL) in the first node's log."),
             safe_next(&input.next),
         );
     }
     state.auth_guard.succeeded(addr);
-    let id = state.sessions.start(state.services.config.session_minutes);
+    let id = state
+        .sessions
+        .start(state.services.config.session_minutes)
+        .map_err(ServiceError::Store)?;
     let mut response = Redirect::to(safe_next(&input.next)).into_response();
     if let Some(cookie) = session::set_cookie(
         &id,
@@ -101,7 +106,7 @@ pub async fn submit(
 fn locked_out(locked: Locked, next: &str) -> PageResult {
     let secs = locked.retry_after_secs();
     let message = format!(
-        "Too many wrong tokens. Wait {secs} seconds, then try again with the token from the data dir's admin_token file or INLET_ADMIN_TOKEN."
+        "Too many wrong tokens. Wait {secs} seconds, then try again with INLET_ADMIN_TOKEN or the token Inlet generated (the data dir's admin_token file, or on PostgreSQL the first node's log)."
     );
     let mut response = login_page(StatusCode::TOO_MANY_REQUESTS, Some(&message), next)?;
     response
@@ -122,7 +127,10 @@ pub async fn logout(
     Form(input): Form<LogoutForm>,
 ) -> PageResult {
     csrf::check(&session, &input.csrf)?;
-    state.sessions.end(&session.session_id);
+    state
+        .sessions
+        .end(&session.session_id)
+        .map_err(ServiceError::Store)?;
     let mut response = Redirect::to("/login").into_response();
     let headers = response.headers_mut();
     headers.insert(header::SET_COOKIE, session::clear_cookie());
@@ -138,17 +146,20 @@ pub async fn logout(
     Ok(response)
 }
 
-/// `GET /session`: 204 while this browser's session is live, else 401.
-/// A page restored from the back/forward cache asks this (app.js) before it
-/// shows itself again.
+/// `GET /session`: 204 while this browser's session is live, else 401
+/// (503 when the store cannot say). A page restored from the back/forward
+/// cache asks this (app.js) before it shows itself again.
 pub async fn alive(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    let live = session::session_cookie(&headers).is_some_and(|id| state.sessions.is_live(&id));
-    let status = if live {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::UNAUTHORIZED
+    let live = match session::session_cookie(&headers) {
+        Some(id) => state.sessions.csrf_or_unavailable(&id).map(|c| c.is_some()),
+        None => Ok(false),
     };
-    (status, [(header::CACHE_CONTROL, "no-store")])
+    let status = match live {
+        Ok(true) => StatusCode::NO_CONTENT,
+        Ok(false) => StatusCode::UNAUTHORIZED,
+        Err(e) => return AppError::Service(ServiceError::Store(e)).into_response(),
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ mod old_tokens;
 mod pending;
 pub mod rewrite;
 mod seam_impl;
+mod sessions;
 mod shared;
 pub mod source_cache;
 mod source_index;
@@ -158,6 +159,8 @@ pub struct Store {
     /// The data dir, where an erasure asks for the database rewrite (see
     /// `rewrite`); `None` for a temporary store.
     data_dir: Option<std::path::PathBuf>,
+    /// Dashboard sessions, in memory (see `sessions`).
+    sessions: Arc<sessions::MemorySessions>,
 }
 
 /// Held around every sled transaction and every flush of sled's log.
@@ -237,6 +240,7 @@ impl Store {
             scans: Arc::new(tokio::sync::Semaphore::new(summary::CONCURRENT_SCANS)),
             _temp: temp,
             data_dir: None,
+            sessions: Arc::default(),
         };
         let queued = store.queue_unprocessed()?;
         if queued > 0 {

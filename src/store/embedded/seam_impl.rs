@@ -379,4 +379,65 @@ impl StateStore for Store {
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
         Store::remove_never_merge(self, id)
     }
+
+    // --- appended (issue 19: sessions, admin token, reachability) ---
+
+    fn start_session(
+        &self,
+        key: &SecretHash,
+        session: &crate::store::SessionRecord,
+    ) -> StoreResult<()> {
+        Store::start_session(self, key, session)
+    }
+
+    fn live_session(
+        &self,
+        key: &SecretHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<crate::store::SessionRecord>> {
+        Store::live_session(self, key, now)
+    }
+
+    fn end_session(&self, key: &SecretHash) -> StoreResult<()> {
+        Store::end_session(self, key)
+    }
+
+    fn set_session_flash(
+        &self,
+        key: &SecretHash,
+        flash: &crate::store::SessionFlash,
+    ) -> StoreResult<()> {
+        Store::set_session_flash(self, key, flash)
+    }
+
+    fn take_session_flash(
+        &self,
+        key: &SecretHash,
+        source: SourceId,
+    ) -> StoreResult<Option<crate::domain::sealed::SealedSecret>> {
+        Store::take_session_flash(self, key, source)
+    }
+
+    fn prune_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        Store::prune_sessions(self, now)
+    }
+
+    fn share_admin_token(
+        &self,
+        proposed: &SecretHash,
+        configured: bool,
+    ) -> StoreResult<crate::store::SharedValue<SecretHash>> {
+        Store::share_admin_token(self, proposed, configured)
+    }
+
+    fn share_key_canary(
+        &self,
+        proposed: &crate::domain::sealed::SealedSecret,
+    ) -> StoreResult<crate::store::SharedValue<crate::domain::sealed::SealedSecret>> {
+        Store::share_key_canary(self, proposed)
+    }
+
+    fn check_reachable(&self) -> StoreResult<()> {
+        Store::check_reachable(self)
+    }
 }

@@ -22,7 +22,24 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 #[derive(Clone)]
 pub(crate) struct Db {
     pub pool: PgPool,
-    runtime: Arc<Runtime>,
+    /// Where queries and background tasks run.
+    runtime: Handle,
+    /// Keeps the runtime alive while any handle is.
+    _owner: Arc<OwnedRuntime>,
+}
+
+/// The backend's runtime, shut down in the background when the last
+/// handle goes: a plain `Runtime` panics when dropped on an async thread
+/// (a start that fails after connecting drops the store inside
+/// `Application::build`), and its tasks hold nothing that needs waiting for.
+struct OwnedRuntime(Option<Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Db {
@@ -51,7 +68,8 @@ impl Db {
         };
         Ok(Self {
             pool,
-            runtime: Arc::new(runtime),
+            runtime: runtime.handle().clone(),
+            _owner: Arc::new(OwnedRuntime(Some(runtime))),
         })
     }
 

@@ -28,6 +28,7 @@ mod identity;
 mod import;
 mod log;
 mod seam_impl;
+mod sessions;
 mod sources;
 mod split;
 mod state;
@@ -75,6 +76,8 @@ pub struct PgStore {
     identity_state: Arc<identity::IdentityState>,
     /// Permits for scans that may read past one page (see the seam).
     scans: Arc<tokio::sync::Semaphore>,
+    /// The last `SELECT 1` of `/healthz` (see `sessions`).
+    reachability: Arc<sessions::Reachability>,
 }
 
 impl PgStore {
@@ -97,6 +100,7 @@ impl PgStore {
                 super::embedded::summary::CONCURRENT_SCANS,
             )),
             cluster,
+            reachability: Arc::default(),
             db,
         })
     }

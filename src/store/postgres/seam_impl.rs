@@ -388,4 +388,65 @@ impl StateStore for PgStore {
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
         PgStore::remove_never_merge(self, id)
     }
+
+    // --- appended (issue 19: sessions, admin token, reachability) ---
+
+    fn start_session(
+        &self,
+        key: &SecretHash,
+        session: &crate::store::SessionRecord,
+    ) -> StoreResult<()> {
+        PgStore::start_session(self, key, session)
+    }
+
+    fn live_session(
+        &self,
+        key: &SecretHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<crate::store::SessionRecord>> {
+        PgStore::live_session(self, key, now)
+    }
+
+    fn end_session(&self, key: &SecretHash) -> StoreResult<()> {
+        PgStore::end_session(self, key)
+    }
+
+    fn set_session_flash(
+        &self,
+        key: &SecretHash,
+        flash: &crate::store::SessionFlash,
+    ) -> StoreResult<()> {
+        PgStore::set_session_flash(self, key, flash)
+    }
+
+    fn take_session_flash(
+        &self,
+        key: &SecretHash,
+        source: SourceId,
+    ) -> StoreResult<Option<crate::domain::sealed::SealedSecret>> {
+        PgStore::take_session_flash(self, key, source)
+    }
+
+    fn prune_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        PgStore::prune_sessions(self, now)
+    }
+
+    fn share_admin_token(
+        &self,
+        proposed: &SecretHash,
+        configured: bool,
+    ) -> StoreResult<crate::store::SharedValue<SecretHash>> {
+        PgStore::share_admin_token(self, proposed, configured)
+    }
+
+    fn share_key_canary(
+        &self,
+        proposed: &crate::domain::sealed::SealedSecret,
+    ) -> StoreResult<crate::store::SharedValue<crate::domain::sealed::SealedSecret>> {
+        PgStore::share_key_canary(self, proposed)
+    }
+
+    fn check_reachable(&self) -> StoreResult<()> {
+        PgStore::check_reachable(self)
+    }
 }
