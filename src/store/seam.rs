@@ -430,4 +430,26 @@ pub trait StateStore {
         &self,
         id: uuid::Uuid,
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>>;
+
+    // --- appended (issue 19, many nodes) ---
+
+    /// Whether this node may run the processor (and replays, retention,
+    /// maintenance) now. Embedded: always. PostgreSQL: while this node
+    /// holds the processing lease; it can turn false at any moment, and a
+    /// batch committed after that is fenced (`StoreError::Fenced`).
+    fn may_process(&self) -> bool;
+
+    /// Rings `new_events` whenever another node appended events, so this
+    /// node's processor starts on them at once. Embedded: nothing to do.
+    fn subscribe_changes(&self, new_events: Arc<tokio::sync::Notify>);
+
+    /// Asks the processing node to re-run one event (the event page's
+    /// retry) from a node that does not process. Not durable beyond the
+    /// processor taking it (one click to ask again). Embedded: never
+    /// needed (it always processes), so refused.
+    fn queue_retry(&self, event: EventId) -> StoreResult<()>;
+
+    /// The retries other nodes asked for since the last call, oldest
+    /// first, removed as they are returned. Embedded: none.
+    fn take_retries(&self) -> StoreResult<Vec<EventId>>;
 }

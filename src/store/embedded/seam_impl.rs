@@ -379,4 +379,20 @@ impl StateStore for Store {
     ) -> StoreResult<Option<crate::domain::identity::NeverMergeRule>> {
         Store::remove_never_merge(self, id)
     }
+
+    fn may_process(&self) -> bool {
+        true
+    }
+
+    fn subscribe_changes(&self, _new_events: Arc<tokio::sync::Notify>) {}
+
+    fn queue_retry(&self, _event: EventId) -> StoreResult<()> {
+        Err(crate::store::StoreError::Unsupported(
+            "queue_retry (this node always processes)",
+        ))
+    }
+
+    fn take_retries(&self) -> StoreResult<Vec<EventId>> {
+        Ok(Vec::new())
+    }
 }
