@@ -97,6 +97,8 @@ impl Application {
         let auth_guard = crate::http::guard::AuthGuard::from_config(&config);
         let config = Arc::new(config);
         let new_events = Arc::new(Notify::new());
+        // Other nodes' appends wake this node's processor too (PostgreSQL).
+        store.subscribe_changes(new_events.clone());
         let counters = Arc::new(counters);
         let metrics = Arc::new(Metrics::new());
         // The pipeline gets its own handles and the few settings it reads,

@@ -195,6 +195,15 @@ impl Activity {
         activity
     }
 
+    /// Replaces every ring with what the store persisted: on a node that
+    /// does not process (another node keeps the buckets), and when this
+    /// node takes processing over.
+    pub fn replace(&self, persisted: impl IntoIterator<Item = (SlotKey, Bucket)>) {
+        let fresh = Activity::restore(persisted);
+        let rings = std::mem::take(&mut *fresh.lock());
+        *self.lock() = rings;
+    }
+
     /// The map, also after a panic elsewhere poisoned the lock: buckets are
     /// only ever replaced whole, so what it holds is consistent.
     fn lock(&self) -> MutexGuard<'_, HashMap<SourceId, Rings>> {

@@ -215,6 +215,52 @@ impl Counters {
         total
     }
 
+    /// Sets each source's `received` from the store (processed + pending):
+    /// with several nodes, events other nodes took count too. Absolute, so
+    /// what this node's requests added meanwhile is not counted twice (it
+    /// is in the store's numbers already, or in the next refresh's).
+    pub fn refresh_received(
+        &self,
+        persisted: &HashMap<SourceId, Counts>,
+        pending: &HashMap<SourceId, u64>,
+    ) {
+        let sources: std::collections::HashSet<SourceId> =
+            persisted.keys().chain(pending.keys()).copied().collect();
+        for source in sources {
+            let processed = persisted.get(&source).map_or(0, Counts::processed);
+            let waiting = pending.get(&source).copied().unwrap_or(0);
+            self.entry(source)
+                .received
+                .store(processed + waiting, Ordering::Relaxed);
+        }
+    }
+
+    /// Installs everything the store holds: processed counts, received,
+    /// old-token uses and time buckets. For a node that does not process
+    /// (the processing node's commits are the truth), and for one taking
+    /// processing over, whose commits start from these numbers.
+    pub fn refresh_all(
+        &self,
+        persisted: HashMap<SourceId, Counts>,
+        pending: &HashMap<SourceId, u64>,
+        old_tokens: HashMap<SourceId, OldTokenUse>,
+        activity: impl IntoIterator<
+            Item = (
+                crate::domain::activity::SlotKey,
+                crate::domain::activity::Bucket,
+            ),
+        >,
+    ) {
+        self.refresh_received(&persisted, pending);
+        for (source, counts) in persisted {
+            self.set(source, counts);
+        }
+        for (source, used) in old_tokens {
+            *self.entry(source).old_token() = used;
+        }
+        self.activity.replace(activity);
+    }
+
     /// Installs the old-token counts persisted before a restart.
     pub fn with_old_tokens(self, persisted: HashMap<SourceId, OldTokenUse>) -> Self {
         for (source, used) in persisted {
@@ -250,6 +296,32 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_sets_received_from_the_store_without_counting_local_requests_twice() {
+        let counters = Counters::default();
+        let source = SourceId::new();
+        // This node took 2 requests; the store also has other nodes' events.
+        counters.add_received(source, 2);
+        let persisted = HashMap::from([(
+            source,
+            Counts {
+                resolved: 5,
+                ..Counts::default()
+            },
+        )]);
+        let pending = HashMap::from([(source, 3)]);
+        counters.refresh_received(&persisted, &pending);
+        assert_eq!(counters.view(source).received, 8);
+        assert_eq!(
+            counters.view(source).resolved,
+            0,
+            "processed counts untouched"
+        );
+        counters.refresh_all(persisted, &pending, HashMap::new(), Vec::new());
+        let view = counters.view(source);
+        assert_eq!((view.received, view.resolved, view.pending), (8, 5, 3));
+    }
 
     #[test]
     fn counts_survive_a_panic_that_poisoned_their_lock() {

@@ -22,7 +22,9 @@ use crate::domain::counters::{Counters, Counts};
 use crate::domain::identity::{self, Action, Earlier, IdentityTxn, Outcome};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState, EventStatus, Level, RawEvent, Stage};
-use crate::store::{EventLog, Location, Logged, Planned, Resolved, StateStore, Store, UnitError};
+use crate::store::{
+    EventLog, Location, Logged, Planned, Resolved, StateStore, Store, StoreError, UnitError,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -197,6 +199,15 @@ impl Processor {
             ..
         } = batch;
         if let Err(e) = self.commit_new(&events, &plans, last) {
+            if matches!(e, StoreError::Fenced) {
+                // Another node processed these events first (it took the
+                // lease over): nothing here failed, so nothing is marked
+                // failed; plan again from the committed cursor, with the
+                // counts that node committed.
+                self.forget_planned();
+                self.resync();
+                return Err(e);
+            }
             tracing::warn!(error = %e, "batch commit failed; committing its events one by one");
             if let Err(e) = self.commit_one_by_one(&events, plans) {
                 // Nothing past the committed cursor is kept: the planner

@@ -36,6 +36,7 @@ mod plan;
 mod preview;
 mod replay;
 mod retention;
+mod takeover;
 mod worker;
 
 pub use mappings::{BrokenMapping, CurrentMapping, MappingCache};
@@ -47,10 +48,12 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult};
 use plan::PlannerState;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::Instrument;
+use worker::Work;
 
 /// The few settings the pipeline reads, taken from [`Config`] at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,10 @@ pub struct PipelineConfig {
     pub event_retention: u64,
     /// Error-log entries kept.
     pub error_retention: u64,
+    /// Whether other nodes share the store (PostgreSQL): then this node
+    /// processes only while the store lets it, and refreshes its counts
+    /// from the store (see `takeover`).
+    pub cluster: bool,
 }
 
 impl From<&Config> for PipelineConfig {
@@ -69,6 +76,7 @@ impl From<&Config> for PipelineConfig {
             batch: config.processor_batch,
             event_retention: config.event_retention,
             error_retention: config.error_retention,
+            cluster: config.database_url.is_some(),
         }
     }
 }
@@ -106,6 +114,8 @@ pub struct Processor {
     /// Single events asked to be re-run (the event page's retry), taken
     /// before the next replay batch (see `replay`).
     retries: std::sync::Mutex<Vec<crate::domain::ids::EventId>>,
+    /// Set when a batch was fenced: take over again before the next one.
+    resync: AtomicBool,
 }
 
 impl Processor {
@@ -132,6 +142,7 @@ impl Processor {
             garbage: std::sync::Mutex::default(),
             epoch: AtomicU64::new(0),
             retries: std::sync::Mutex::default(),
+            resync: AtomicBool::new(false),
         })
     }
 
@@ -174,7 +185,14 @@ pub async fn run(processor: Arc<Processor>) {
         }
     };
     let mut last_maintenance = Instant::now();
+    let mut gate = Gate::new(&processor);
     loop {
+        if !gate.open(&processor, &work).await {
+            if processor.stopping() {
+                break;
+            }
+            continue;
+        }
         let (p, w) = (processor.clone(), work.clone());
         let span = tracing::info_span!("processor_batch");
         let result = tokio::task::spawn_blocking(move || worker::plan_step(&p, &w))
@@ -224,6 +242,71 @@ pub async fn run(processor: Arc<Processor>) {
         Ok(Ok(()))
     ) {
         tracing::error!("the processor's committer thread ended with a panic");
+    }
+}
+
+/// The loop's gate on a cluster: batches run only while this node may
+/// process; meanwhile counts are refreshed from the store (see `takeover`).
+struct Gate {
+    /// Whether this node processed in the last round.
+    leading: bool,
+    last_refresh: Instant,
+}
+
+impl Gate {
+    fn new(processor: &Processor) -> Self {
+        Self {
+            // The embedded store always processes, with the counters the
+            // application restored at start: nothing to take over.
+            leading: !processor.config.cluster,
+            last_refresh: Instant::now(),
+        }
+    }
+
+    /// Whether to run a batch now. When not, it has waited (up to a
+    /// refresh interval, or until woken) and refreshed the counts.
+    async fn open(&mut self, processor: &Arc<Processor>, work: &SyncSender<Work>) -> bool {
+        if !processor.config.cluster {
+            return true;
+        }
+        if !processor.may_process() {
+            self.leading = false;
+            self.refresh(processor, Processor::refresh_all_counts).await;
+            tokio::select! {
+                _ = processor.new_events.notified() => {},
+                _ = tokio::time::sleep(takeover::REFRESH_EVERY) => {},
+            }
+            return false;
+        }
+        if !self.leading || processor.must_resync() {
+            let (p, w) = (processor.clone(), work.clone());
+            match tokio::task::spawn_blocking(move || p.take_over(&w)).await {
+                Ok(Ok(())) => self.leading = true,
+                failed => {
+                    tracing::error!(outcome = ?failed.map(|r| r.err()), "could not take processing over; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return false;
+                }
+            }
+        }
+        self.refresh(processor, Processor::refresh_received).await;
+        true
+    }
+
+    /// Runs `how` once per refresh interval at most.
+    async fn refresh(
+        &mut self,
+        processor: &Arc<Processor>,
+        how: fn(&Processor) -> StoreResult<()>,
+    ) {
+        if self.last_refresh.elapsed() < takeover::REFRESH_EVERY {
+            return;
+        }
+        self.last_refresh = Instant::now();
+        let p = processor.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || how(&p)).await {
+            tracing::debug!(error = %e, "could not refresh the counts from the store");
+        }
     }
 }
 

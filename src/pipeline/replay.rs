@@ -16,7 +16,8 @@
 //!
 //! A retry (the event page's "retry with the current version") is queued
 //! in memory and run the same way before the next replay batch; it is not
-//! persisted, as it is one click to ask again.
+//! persisted, as it is one click to ask again. Asked on a node that does
+//! not process, it is queued in the store for the node that does.
 
 use super::commit::{resolve_identity, resolve_identity_again, Tally};
 use super::plan::{planned, Claims, SourceMemo};
@@ -152,13 +153,7 @@ impl Processor {
 
     /// Runs the retries asked for since the last batch; returns how many.
     fn retry_queued(&self) -> StoreResult<usize> {
-        let ids = {
-            let mut queued = self
-                .retries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::take(&mut *queued)
-        };
+        let ids = self.take_retries()?;
         if ids.is_empty() {
             return Ok(0);
         }
@@ -185,12 +180,18 @@ impl Processor {
 
     /// Queues one event to be re-run through its source's current mapping
     /// (the caller checked that it can be) and wakes the pipeline.
-    pub fn retry(&self, event: EventId) {
+    /// On a node that does not process, the retry goes through the store
+    /// to the node that does.
+    pub fn retry(&self, event: EventId) -> StoreResult<()> {
+        if self.config.cluster && !self.may_process() {
+            return self.store.queue_retry(event);
+        }
         self.retries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(event);
         self.new_events.notify_one();
+        Ok(())
     }
 
     /// Starts (or restarts) a replay of one status for a source.

@@ -60,6 +60,10 @@ fn commit_loop(processor: &Processor, metrics: &Metrics, work: Receiver<Work>) {
                 }));
                 match committed {
                     Ok(Ok(())) => metrics.batch_processed(events, started.elapsed()),
+                    // Not a failure: another node processes now (see `takeover`).
+                    Ok(Err(StoreError::Fenced)) => {
+                        tracing::info!("another node processed this batch first; replanning");
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "processor batch failed; retrying");
                         std::thread::sleep(Duration::from_millis(500));

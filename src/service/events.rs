@@ -160,7 +160,7 @@ impl Services {
                 "the source has no mapping yet; save one to map this event".into(),
             ));
         };
-        self.processor.retry(id);
+        self.processor.retry(id)?;
         Ok(RetryQueued {
             event_id: id,
             version,

@@ -540,4 +540,20 @@ impl StateStore for Store {
     fn check_reachable(&self) -> StoreResult<()> {
         dispatch!(self, s => s.check_reachable())
     }
+
+    fn may_process(&self) -> bool {
+        dispatch!(self, s => s.may_process())
+    }
+
+    fn subscribe_changes(&self, new_events: Arc<tokio::sync::Notify>) {
+        dispatch!(self, s => s.subscribe_changes(new_events))
+    }
+
+    fn queue_retry(&self, event: EventId) -> StoreResult<()> {
+        dispatch!(self, s => s.queue_retry(event))
+    }
+
+    fn take_retries(&self) -> StoreResult<Vec<EventId>> {
+        dispatch!(self, s => s.take_retries())
+    }
 }

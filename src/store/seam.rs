@@ -482,6 +482,28 @@ pub trait StateStore {
     /// its result kept about a second so health checks cost the database
     /// little. The embedded store always answers.
     fn check_reachable(&self) -> StoreResult<()>;
+
+    // --- appended (issue 19, many nodes) ---
+
+    /// Whether this node may run the processor (and replays, retention,
+    /// maintenance) now. Embedded: always. PostgreSQL: while this node
+    /// holds the processing lease; it can turn false at any moment, and a
+    /// batch committed after that is fenced (`StoreError::Fenced`).
+    fn may_process(&self) -> bool;
+
+    /// Rings `new_events` whenever another node appended events, so this
+    /// node's processor starts on them at once. Embedded: nothing to do.
+    fn subscribe_changes(&self, new_events: Arc<tokio::sync::Notify>);
+
+    /// Asks the processing node to re-run one event (the event page's
+    /// retry) from a node that does not process. Not durable beyond the
+    /// processor taking it (one click to ask again). Embedded: never
+    /// needed (it always processes), so refused.
+    fn queue_retry(&self, event: EventId) -> StoreResult<()>;
+
+    /// The retries other nodes asked for since the last call, oldest
+    /// first, removed as they are returned. Embedded: none.
+    fn take_retries(&self) -> StoreResult<Vec<EventId>>;
 }
 
 /// A dashboard session as the store keeps it (`StateStore::start_session`).

@@ -440,4 +440,20 @@ impl StateStore for Store {
     fn check_reachable(&self) -> StoreResult<()> {
         Store::check_reachable(self)
     }
+
+    fn may_process(&self) -> bool {
+        true
+    }
+
+    fn subscribe_changes(&self, _new_events: Arc<tokio::sync::Notify>) {}
+
+    fn queue_retry(&self, _event: EventId) -> StoreResult<()> {
+        Err(crate::store::StoreError::Unsupported(
+            "queue_retry (this node always processes)",
+        ))
+    }
+
+    fn take_retries(&self) -> StoreResult<Vec<EventId>> {
+        Ok(Vec::new())
+    }
 }

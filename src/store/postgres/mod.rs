@@ -90,7 +90,7 @@ impl PgStore {
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         let cluster = Arc::new(Cluster::start(&db));
         let force_sync = log::synchronous_commit_is_off(&db)?;
-        Ok(Self {
+        let store = Self {
             committer: Committer::start(&db, cluster.clone(), force_sync),
             log: Arc::new(log::LogState::start(&db)?),
             sources_state: Arc::new(sources::SourcesState::start(&db)?),
@@ -102,7 +102,27 @@ impl PgStore {
             cluster,
             reachability: Arc::default(),
             db,
-        })
+        };
+        store.follow_other_nodes();
+        Ok(store)
+    }
+
+    /// What this node does when another announces a change (see `cluster`).
+    fn follow_other_nodes(&self) {
+        let (db, sources, identity) = (
+            self.db.clone(),
+            self.sources_state.clone(),
+            self.identity_state.clone(),
+        );
+        self.cluster.on_change(Box::new(move |change| match change {
+            Change::Sources => sources.invalidate(),
+            Change::IdentityConfig => {
+                if let Err(e) = identity.reload(&db) {
+                    tracing::warn!(error = %e, "could not reload the identity config another node changed");
+                }
+            }
+            Change::Appended | Change::Processed => {}
+        }));
     }
 
     /// The group committer (started with the store; `delay` is how long a

@@ -449,4 +449,20 @@ impl StateStore for PgStore {
     fn check_reachable(&self) -> StoreResult<()> {
         PgStore::check_reachable(self)
     }
+
+    fn may_process(&self) -> bool {
+        PgStore::may_process(self)
+    }
+
+    fn subscribe_changes(&self, new_events: Arc<tokio::sync::Notify>) {
+        PgStore::subscribe_changes(self, new_events)
+    }
+
+    fn queue_retry(&self, event: EventId) -> StoreResult<()> {
+        PgStore::queue_retry(self, event)
+    }
+
+    fn take_retries(&self) -> StoreResult<Vec<EventId>> {
+        PgStore::take_retries(self)
+    }
 }
