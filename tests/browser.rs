@@ -19,27 +19,29 @@ struct Story {
     event_id: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_marketer_connects_a_source_and_watches_events_arrive() {
-    let app = spawn_app().await;
-    let Some(browser) = Browser::start().await else {
-        return;
-    };
-    let mut story = Story {
-        app,
-        browser: browser.client.clone(),
-        webhook_url: String::new(),
-        event_id: String::new(),
-    };
-    log_in(&story.browser, &story.app).await;
-    create_source(&mut story).await;
-    watch_an_event_arrive(&mut story).await;
-    open_the_event(&story).await;
-    see_the_schema_on_the_source_page(&story).await;
-    use_the_suggestion_and_preview(&story).await;
-    save_and_replay(&story).await;
-    follow_the_event_to_its_profile(&story).await;
-    browser.close().await;
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_marketer_connects_a_source_and_watches_events_arrive() {
+        let app = spawn_app().await;
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let mut story = Story {
+            app,
+            browser: browser.client.clone(),
+            webhook_url: String::new(),
+            event_id: String::new(),
+        };
+        log_in(&story.browser, &story.app).await;
+        create_source(&mut story).await;
+        watch_an_event_arrive(&mut story).await;
+        open_the_event(&story).await;
+        see_the_schema_on_the_source_page(&story).await;
+        use_the_suggestion_and_preview(&story).await;
+        save_and_replay(&story).await;
+        follow_the_event_to_its_profile(&story).await;
+        browser.close().await;
+    }
 }
 
 async fn create_source(story: &mut Story) {

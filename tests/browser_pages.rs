@@ -13,19 +13,21 @@ use fantoccini::{Client, Locator};
 use serde_json::json;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_stay_safe_after_logout_reload_and_deep_links() {
-    let app = spawn_app().await;
-    let Some(browser) = Browser::start().await else {
-        return;
-    };
-    let b = browser.client.clone();
-    the_live_tail_stops_when_another_tab_logs_out(&b, &app).await;
-    back_after_logout_shows_the_login_not_the_event(&b, &app).await;
-    reload_after_create_and_rotate_repeats_nothing(&b, &app).await;
-    a_deep_link_survives_the_login(&b, &app).await;
-    log_out_is_reachable_at_phone_width(&b, &app).await;
-    browser.close().await;
+backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_stay_safe_after_logout_reload_and_deep_links() {
+        let app = spawn_app().await;
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let b = browser.client.clone();
+        the_live_tail_stops_when_another_tab_logs_out(&b, &app).await;
+        back_after_logout_shows_the_login_not_the_event(&b, &app).await;
+        reload_after_create_and_rotate_repeats_nothing(&b, &app).await;
+        a_deep_link_survives_the_login(&b, &app).await;
+        log_out_is_reachable_at_phone_width(&b, &app).await;
+        browser.close().await;
+    }
 }
 
 /// Logs in from the login page itself and waits for the navigation; it

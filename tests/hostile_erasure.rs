@@ -215,17 +215,19 @@ async fn an_erased_profile_leaves_no_trace_in_any_file_of_the_data_dir() {
     assert_ne!(again["profile_id"], pid.as_str());
 }
 
-#[tokio::test]
-async fn erasing_an_unknown_profile_is_a_404_and_changes_nothing() {
-    let app = spawn_app().await;
-    let r = app
-        .api_send(
-            Method::DELETE,
-            "/api/profiles/0190d6a4-0000-7000-8000-000000000000",
-            json!({}),
-        )
-        .await;
-    let error = error_of(r, StatusCode::NOT_FOUND).await;
-    assert!(error.contains("no profile"), "{error}");
-    assert!(!app.dir.join("db.rewrite-requested").exists());
+backend_tests! {
+    #[tokio::test]
+    async fn erasing_an_unknown_profile_is_a_404_and_changes_nothing() {
+        let app = spawn_app().await;
+        let r = app
+            .api_send(
+                Method::DELETE,
+                "/api/profiles/0190d6a4-0000-7000-8000-000000000000",
+                json!({}),
+            )
+            .await;
+        let error = error_of(r, StatusCode::NOT_FOUND).await;
+        assert!(error.contains("no profile"), "{error}");
+        assert!(!app.dir.join("db.rewrite-requested").exists());
+    }
 }

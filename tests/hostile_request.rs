@@ -47,96 +47,104 @@ fn log_record_bytes(data_dir: &Path) -> u64 {
     total
 }
 
-#[tokio::test]
-async fn keys_nested_thousands_deep_are_refused_and_the_server_lives() {
-    let app = spawn_app().await;
-    let source = app.source_named("Deep").await;
-    let key = vec!["a"; 10_000].join("__");
-    let response = app
-        .client
-        .get(app.url(&format!("{}?{key}=1", source.hook)))
-        .send()
-        .await
-        .expect("request");
-    let (status, code, _) = refusal(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "too_deep")
-    );
-    assert_alive(&app).await;
+backend_tests! {
+    #[tokio::test]
+    async fn keys_nested_thousands_deep_are_refused_and_the_server_lives() {
+        let app = spawn_app().await;
+        let source = app.source_named("Deep").await;
+        let key = vec!["a"; 10_000].join("__");
+        let response = app
+            .client
+            .get(app.url(&format!("{}?{key}=1", source.hook)))
+            .send()
+            .await
+            .expect("request");
+        let (status, code, _) = refusal(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "too_deep")
+        );
+        assert_alive(&app).await;
 
-    let response = app
-        .send_raw(
-            &source.hook,
-            "application/x-www-form-urlencoded",
-            format!("{key}=1"),
-        )
-        .await;
-    let (status, code, _) = refusal(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "too_deep")
-    );
-    assert_alive(&app).await;
-    assert_eq!(app.errors_at(&source, "decode").await.len(), 2);
+        let response = app
+            .send_raw(
+                &source.hook,
+                "application/x-www-form-urlencoded",
+                format!("{key}=1"),
+            )
+            .await;
+        let (status, code, _) = refusal(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "too_deep")
+        );
+        assert_alive(&app).await;
+        assert_eq!(app.errors_at(&source, "decode").await.len(), 2);
+    }
 }
 
-#[tokio::test]
-async fn deep_json_embedded_as_a_string_is_refused_too_deep() {
-    let app = spawn_app().await;
-    let source = app
-        .create_source(json!({"name": "Embedded", "records_path": "data"}))
-        .await;
-    let deep = "[".repeat(5_000) + &"]".repeat(5_000);
-    let response = app.send(&source.hook, &json!({ "data": deep })).await;
-    let (status, code, _) = refusal(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "too_deep")
-    );
-    assert_alive(&app).await;
-    let errors = app.errors_at(&source, "records").await;
-    assert_eq!(errors[0]["code"], "too_deep");
-    // The excerpt of the refused body is bounded.
-    let excerpt = errors[0]["excerpt"].as_str().expect("excerpt");
-    assert!(excerpt.chars().count() <= 257, "{}", excerpt.len());
+backend_tests! {
+    #[tokio::test]
+    async fn deep_json_embedded_as_a_string_is_refused_too_deep() {
+        let app = spawn_app().await;
+        let source = app
+            .create_source(json!({"name": "Embedded", "records_path": "data"}))
+            .await;
+        let deep = "[".repeat(5_000) + &"]".repeat(5_000);
+        let response = app.send(&source.hook, &json!({ "data": deep })).await;
+        let (status, code, _) = refusal(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "too_deep")
+        );
+        assert_alive(&app).await;
+        let errors = app.errors_at(&source, "records").await;
+        assert_eq!(errors[0]["code"], "too_deep");
+        // The excerpt of the refused body is bounded.
+        let excerpt = errors[0]["excerpt"].as_str().expect("excerpt");
+        assert!(excerpt.chars().count() <= 257, "{}", excerpt.len());
+    }
 }
 
-#[tokio::test]
-async fn a_wide_form_is_refused_with_too_many_fields() {
-    let app = spawn_app().await;
-    let source = app.source_named("Wide").await;
-    let body = "t=x&".repeat(20_000);
-    let response = app
-        .send_raw(&source.hook, "application/x-www-form-urlencoded", body)
-        .await;
-    let (status, code, _) = refusal(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "too_many_fields")
-    );
+backend_tests! {
+    #[tokio::test]
+    async fn a_wide_form_is_refused_with_too_many_fields() {
+        let app = spawn_app().await;
+        let source = app.source_named("Wide").await;
+        let body = "t=x&".repeat(20_000);
+        let response = app
+            .send_raw(&source.hook, "application/x-www-form-urlencoded", body)
+            .await;
+        let (status, code, _) = refusal(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "too_many_fields")
+        );
+    }
 }
 
-/// Thousands of repeated column names: accepted at once, every column kept
-/// under its own name.
-#[tokio::test]
-async fn a_csv_with_thousands_of_repeated_column_names_is_accepted_with_distinct_names() {
-    let app = spawn_app().await;
-    let source = app
-        .create_source(json!({"name": "Looker", "records_path": "attachment.data"}))
-        .await;
-    let columns = 5_000;
-    let header = vec!["a"; columns].join(",");
-    let row = vec!["1"; columns].join(",");
-    let csv = format!("{header}\n{row}\n{row}\n");
-    let body = json!({"attachment": {"data": csv, "mimetype": "text/csv"}});
-    let ids = app.send_ok(&source.hook, &body).await;
-    assert_eq!(ids.len(), 2);
-    let payload = app.event(&ids[0]).await["payload"].clone();
-    let payload = payload.as_object().expect("object");
-    assert_eq!(payload.len(), columns);
-    assert!(payload.contains_key("a") && payload.contains_key("a_2"));
-    assert!(payload.contains_key(&format!("a_{columns}")));
+backend_tests! {
+    /// Thousands of repeated column names: accepted at once, every column kept
+    /// under its own name.
+    #[tokio::test]
+    async fn a_csv_with_thousands_of_repeated_column_names_is_accepted_with_distinct_names() {
+        let app = spawn_app().await;
+        let source = app
+            .create_source(json!({"name": "Looker", "records_path": "attachment.data"}))
+            .await;
+        let columns = 5_000;
+        let header = vec!["a"; columns].join(",");
+        let row = vec!["1"; columns].join(",");
+        let csv = format!("{header}\n{row}\n{row}\n");
+        let body = json!({"attachment": {"data": csv, "mimetype": "text/csv"}});
+        let ids = app.send_ok(&source.hook, &body).await;
+        assert_eq!(ids.len(), 2);
+        let payload = app.event(&ids[0]).await["payload"].clone();
+        let payload = payload.as_object().expect("object");
+        assert_eq!(payload.len(), columns);
+        assert!(payload.contains_key("a") && payload.contains_key("a_2"));
+        assert!(payload.contains_key(&format!("a_{columns}")));
+    }
 }
 
 /// A 70 KB request of 10,000 rows under long column names: stored within
@@ -214,48 +222,52 @@ async fn an_explosion_past_the_factor_is_refused_413() {
     assert_eq!(errors[0]["code"], "explosion_too_large");
 }
 
-#[tokio::test]
-async fn head_on_a_hook_answers_200_and_logs_nothing() {
-    let app = spawn_app().await;
-    let source = app.source_named("Probe").await;
-    let response = app
-        .client
-        .head(app.url(&source.hook))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(app
-        .errors(&format!("source_id={}", source.id))
-        .await
-        .is_empty());
-    assert!(app.source_events(&source).await.is_empty());
+backend_tests! {
+    #[tokio::test]
+    async fn head_on_a_hook_answers_200_and_logs_nothing() {
+        let app = spawn_app().await;
+        let source = app.source_named("Probe").await;
+        let response = app
+            .client
+            .head(app.url(&source.hook))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(app
+            .errors(&format!("source_id={}", source.id))
+            .await
+            .is_empty());
+        assert!(app.source_events(&source).await.is_empty());
+    }
 }
 
-#[tokio::test]
-async fn credential_and_session_headers_are_not_stored() {
-    let app = spawn_app().await;
-    let source = app.source_named("Headers").await;
-    let response = app
-        .client
-        .post(app.url(&source.hook))
-        .header("X-Credentials", "user:hunter2")
-        .header("X-Pass", "hunter2")
-        .header("X-Session-Id", "s-1")
-        .header("X-CSRF-Token", "c-1")
-        .header("X-Shop-Event", "order")
-        .json(&json!({"a": 1}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let body: Value = response.json().await.expect("json");
-    let id = ids_of(&body).remove(0);
-    let event = app.event(&id).await;
-    let headers = event["headers"].as_object().expect("headers");
-    assert_eq!(headers["x-shop-event"], "order");
-    for secret in ["x-credentials", "x-pass", "x-session-id", "x-csrf-token"] {
-        assert!(!headers.contains_key(secret), "{secret} was stored");
+backend_tests! {
+    #[tokio::test]
+    async fn credential_and_session_headers_are_not_stored() {
+        let app = spawn_app().await;
+        let source = app.source_named("Headers").await;
+        let response = app
+            .client
+            .post(app.url(&source.hook))
+            .header("X-Credentials", "user:hunter2")
+            .header("X-Pass", "hunter2")
+            .header("X-Session-Id", "s-1")
+            .header("X-CSRF-Token", "c-1")
+            .header("X-Shop-Event", "order")
+            .json(&json!({"a": 1}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        let id = ids_of(&body).remove(0);
+        let event = app.event(&id).await;
+        let headers = event["headers"].as_object().expect("headers");
+        assert_eq!(headers["x-shop-event"], "order");
+        for secret in ["x-credentials", "x-pass", "x-session-id", "x-csrf-token"] {
+            assert!(!headers.contains_key(secret), "{secret} was stored");
+        }
+        assert!(!event.to_string().contains("hunter2"));
     }
-    assert!(!event.to_string().contains("hunter2"));
 }

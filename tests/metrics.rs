@@ -22,43 +22,45 @@ async fn scrape(app: &TestApp) -> String {
     response.text().await.unwrap()
 }
 
-#[tokio::test]
-async fn an_operator_sees_requests_events_flushes_and_lag_move() {
-    let app = spawn_app().await;
-    let source = app.source_named("Metered").await;
-    let before = scrape(&app).await;
-    assert_eq!(sample(&before, "inlet_events_ingested_total"), Some(0.0));
-    assert!(before.trim_end().ends_with("# EOF"));
+backend_tests! {
+    #[tokio::test]
+    async fn an_operator_sees_requests_events_flushes_and_lag_move() {
+        let app = spawn_app().await;
+        let source = app.source_named("Metered").await;
+        let before = scrape(&app).await;
+        assert_eq!(sample(&before, "inlet_events_ingested_total"), Some(0.0));
+        assert!(before.trim_end().ends_with("# EOF"));
 
-    let ids = app
-        .send_ok(&source.hook, &json!([{"n": 1}, {"n": 2}]))
-        .await;
-    app.send(&format!("{}x", source.hook), &json!({})).await;
-    app.processed_event(&ids[1]).await;
+        let ids = app
+            .send_ok(&source.hook, &json!([{"n": 1}, {"n": 2}]))
+            .await;
+        app.send(&format!("{}x", source.hook), &json!({})).await;
+        app.processed_event(&ids[1]).await;
 
-    // The processor's counters land just after the event state; poll briefly.
-    let mut text = scrape(&app).await;
-    for _ in 0..40 {
-        if sample(&text, r#"inlet_events_processed_total{status="unmapped"}"#) == Some(2.0) {
-            break;
+        // The processor's counters land just after the event state; poll briefly.
+        let mut text = scrape(&app).await;
+        for _ in 0..40 {
+            if sample(&text, r#"inlet_events_processed_total{status="unmapped"}"#) == Some(2.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            text = scrape(&app).await;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        text = scrape(&app).await;
+        let hooks_202 = r#"inlet_http_requests_total{route="hooks",status="202"}"#;
+        let hooks_404 = r#"inlet_http_requests_total{route="hooks",status="404"}"#;
+        assert_eq!(sample(&text, hooks_202), Some(1.0), "{text}");
+        assert_eq!(sample(&text, hooks_404), Some(1.0));
+        assert_eq!(sample(&text, "inlet_events_ingested_total"), Some(2.0));
+        assert_eq!(
+            sample(&text, r#"inlet_events_processed_total{status="unmapped"}"#),
+            Some(2.0)
+        );
+        assert_eq!(sample(&text, "inlet_processor_lag_events"), Some(0.0));
+        assert!(sample(&text, "inlet_flush_total").unwrap_or(0.0) >= 1.0);
+        assert!(sample(&text, "inlet_flush_batch_size").unwrap_or(0.0) >= 1.0);
+        assert_eq!(sample(&text, "inlet_ingest_seconds_count"), Some(2.0));
+        assert!(sample(&text, "inlet_process_seconds_count").unwrap_or(0.0) >= 1.0);
+        assert!(!text.contains(&source.id), "no source ids");
+        assert!(!text.contains(source.hook.trim_start_matches("/hooks/")));
     }
-    let hooks_202 = r#"inlet_http_requests_total{route="hooks",status="202"}"#;
-    let hooks_404 = r#"inlet_http_requests_total{route="hooks",status="404"}"#;
-    assert_eq!(sample(&text, hooks_202), Some(1.0), "{text}");
-    assert_eq!(sample(&text, hooks_404), Some(1.0));
-    assert_eq!(sample(&text, "inlet_events_ingested_total"), Some(2.0));
-    assert_eq!(
-        sample(&text, r#"inlet_events_processed_total{status="unmapped"}"#),
-        Some(2.0)
-    );
-    assert_eq!(sample(&text, "inlet_processor_lag_events"), Some(0.0));
-    assert!(sample(&text, "inlet_flush_total").unwrap_or(0.0) >= 1.0);
-    assert!(sample(&text, "inlet_flush_batch_size").unwrap_or(0.0) >= 1.0);
-    assert_eq!(sample(&text, "inlet_ingest_seconds_count"), Some(2.0));
-    assert!(sample(&text, "inlet_process_seconds_count").unwrap_or(0.0) >= 1.0);
-    assert!(!text.contains(&source.id), "no source ids");
-    assert!(!text.contains(source.hook.trim_start_matches("/hooks/")));
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod pg;
 pub mod process;
 pub mod raw;
 
@@ -24,6 +25,8 @@ pub struct TestApp {
     pub dir: PathBuf,
     /// The running server's state, for fixtures that need the store directly.
     pub state: inlet::http::AppState,
+    /// Its store's backend, so `restart` reopens the same one.
+    pub backend: Backend,
     _tempdir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -36,9 +39,81 @@ pub struct TestSource {
     pub body: Value,
 }
 
+/// Which store a test's apps use. Each test written inside
+/// [`backend_tests!`] runs once per backend; everything else is embedded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the running test variant. A task-local (not a global)
+    /// because the variants of many tests run at once in one process; read
+    /// with a default so tests outside `backend_tests!` stay embedded. Tasks
+    /// a test spawns do not inherit it: start apps from the test's own task.
+    static BACKEND: Backend;
+}
+
+/// The backend of the test variant running on this task.
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Embedded)
+}
+
+/// Runs a test body with its apps on `backend`. The postgres variant
+/// returns at once (a pass, after `SKIPPED postgres tests`) when there is no
+/// PostgreSQL, or panics when `INLET_REQUIRE_POSTGRES=1`.
+pub async fn on_backend(backend: Backend, body: impl std::future::Future<Output = ()>) {
+    if backend == Backend::Postgres && pg::server().is_none() {
+        return;
+    }
+    BACKEND.scope(backend, body).await
+}
+
+/// Turns each test into a module with two tests, `embedded` and
+/// `postgres`, that run the same body with the same attributes (flavor,
+/// `ignore`, docs), e.g. `cargo test --test ingest -- a_hook::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($( $(#[$meta:meta])* async fn $name:ident() $body:block )*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                $(#[$meta])*
+                async fn embedded() {
+                    $crate::common::on_backend($crate::common::Backend::Embedded, async $body).await
+                }
+
+                $(#[$meta])*
+                async fn postgres() {
+                    $crate::common::on_backend($crate::common::Backend::Postgres, async $body).await
+                }
+            }
+        )*
+    };
+}
+
+/// An app's config on the running test's backend: its data dir, the test
+/// admin token and, for the postgres variant, the database that belongs to
+/// that data dir (the same one again after a restart).
 pub fn config_for(dir: &Path) -> Config {
+    config_on(backend(), dir)
+}
+
+pub fn config_on(backend: Backend, dir: &Path) -> Config {
     let mut config = Config::for_data_dir(dir);
     config.admin_token = Some(ADMIN_TOKEN.into());
+    if backend == Backend::Postgres {
+        let Some(server) = pg::server() else {
+            panic!("a postgres test variant ran without PostgreSQL (see on_backend)");
+        };
+        config.database_url = Some(server.database_url_for(dir).into());
+        // Many apps share one server while tests run in parallel; a small
+        // pool each keeps them under its max_connections.
+        config.database_connections = 6;
+    }
     config
 }
 
@@ -64,6 +139,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 pub async fn spawn_with(config: Config) -> TestApp {
     let dir = config.data_dir.clone();
+    let backend = match config.database_url {
+        Some(_) => Backend::Postgres,
+        None => Backend::Embedded,
+    };
     let app = Application::build(config).await.expect("server starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
@@ -84,6 +163,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
             .expect("client"),
         dir,
         state,
+        backend,
         _tempdir: None,
         stop: Some(stop),
         handle: Some(handle),
@@ -139,9 +219,10 @@ impl TestApp {
         self.shutdown().await;
         let tempdir = self._tempdir.take();
         let dir = self.dir.clone();
+        let backend = self.backend;
         // Drop the old state (it holds the store) before reopening the data dir.
         drop(self);
-        let mut app = spawn_with(config_for(&dir)).await;
+        let mut app = spawn_with(config_on(backend, &dir)).await;
         app._tempdir = tempdir;
         app
     }
