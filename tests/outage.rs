@@ -372,3 +372,83 @@ async fn the_database_away_answers_503_and_every_acknowledged_event_is_stored_on
         seen.unavailable
     );
 }
+
+/// Starts an app on `url` with a data dir of its own, as another node.
+async fn node(url: &str, dir: &Path, key: &str, token: Option<&str>) -> inlet::config::Config {
+    let mut config = config_for(dir);
+    config.database_url = Some(url.into());
+    config.secret_key = Some(key.into());
+    config.admin_token = token.map(Into::into);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_the_admin_token_and_sessions_and_refuse_another_secret_key() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let key = "11".repeat(32);
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::TempDir::new().expect("dir"),
+        tempfile::TempDir::new().expect("dir"),
+        tempfile::TempDir::new().expect("dir"),
+    );
+    let a_config = node(
+        &cluster.url(),
+        a_dir.path(),
+        &key,
+        Some(common::ADMIN_TOKEN),
+    )
+    .await;
+    if let Err(e) = inlet::app::Application::build(a_config.clone()).await {
+        let shown = format!("{e:?}");
+        assert!(
+            shown.contains("Unsupported"),
+            "the app does not start: {shown}"
+        );
+        skipped(&format!(
+            "the PostgreSQL backend is not complete yet: {shown}"
+        ));
+        return;
+    }
+    let a = spawn_with(a_config).await;
+    // B has no token of its own: it accepts the one A configured.
+    let b = spawn_with(node(&cluster.url(), b_dir.path(), &key, None).await).await;
+    let login = b.login().await;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let on = |app: &common::TestApp| {
+        app.client
+            .get(app.url("/session"))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    assert_eq!(
+        on(&a).await.expect("a").status(),
+        StatusCode::NO_CONTENT,
+        "B's login is live on A"
+    );
+    b.state
+        .sessions
+        .end(cookie.trim_start_matches("inlet_session="))
+        .expect("end");
+    assert_eq!(
+        on(&a).await.expect("a").status(),
+        StatusCode::UNAUTHORIZED,
+        "ended on A at once"
+    );
+
+    let other_key = "22".repeat(32);
+    let refused =
+        inlet::app::Application::build(node(&cluster.url(), c_dir.path(), &other_key, None).await)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .expect("a node with another secret key refuses to start");
+    assert!(refused.contains("INLET_SECRET_KEY"), "{refused}");
+}
