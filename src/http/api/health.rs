@@ -15,12 +15,14 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
-/// 200 `{"status":"ok","backend"}`, or 503 `{"status":"unavailable",
+/// 200 `{"status":"ok","backend","processing"}` (`processing`: this node
+/// holds the processing lease now; always true on the embedded backend), or 503 `{"status":"unavailable",
 /// "backend","error"}` with `Retry-After` when the store does not answer
 /// (PostgreSQL's `SELECT 1`, checked at most about once a second).
 async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.services.store.clone();
     let backend = store.backend_name();
+    let processing = store.may_process();
     let checked = tokio::task::spawn_blocking(move || store.check_reachable()).await;
     let failure = match checked {
         Ok(Ok(())) => None,
@@ -28,7 +30,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Err(e) => Some(format!("the check did not finish: {e}")),
     };
     match failure {
-        None => Json(json!({"status": "ok", "backend": backend})).into_response(),
+        None => Json(json!({"status": "ok", "backend": backend, "processing": processing}))
+            .into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string())],
