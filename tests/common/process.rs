@@ -14,6 +14,8 @@ pub struct InletProcess {
     pub token: String,
     dir: PathBuf,
     port: u16,
+    /// Extra environment (a PostgreSQL node's database and secret key).
+    env: Vec<(String, String)>,
     child: Child,
 }
 
@@ -27,8 +29,17 @@ pub fn free_port() -> u16 {
 impl InletProcess {
     /// Starts the binary on `dir` and waits until `/healthz` answers.
     pub async fn start(dir: &Path, token: &str) -> InletProcess {
+        InletProcess::start_with_env(dir, token, Vec::new()).await
+    }
+
+    /// As `start`, with extra environment (kept for restarts).
+    pub async fn start_with_env(
+        dir: &Path,
+        token: &str,
+        env: Vec<(String, String)>,
+    ) -> InletProcess {
         let port = free_port();
-        let child = spawn(dir, port, token);
+        let child = spawn(dir, port, token, &env);
         let process = InletProcess {
             base: format!("http://127.0.0.1:{port}"),
             client: Client::builder()
@@ -38,6 +49,7 @@ impl InletProcess {
             token: token.to_string(),
             dir: dir.to_path_buf(),
             port,
+            env,
             child,
         };
         process.wait_ready().await;
@@ -85,7 +97,12 @@ impl InletProcess {
     /// `kill -9` and start again on the same data dir and port.
     pub async fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.dir, self.port, &self.token);
+        self.start_again().await;
+    }
+
+    /// Starts the killed process again (same data dir, port, environment).
+    pub async fn start_again(&mut self) {
+        self.child = spawn(&self.dir, self.port, &self.token, &self.env);
         self.wait_ready().await;
     }
 
@@ -126,7 +143,7 @@ impl Drop for InletProcess {
     }
 }
 
-fn spawn(dir: &Path, port: u16, token: &str) -> Child {
+fn spawn(dir: &Path, port: u16, token: &str, env: &[(String, String)]) -> Child {
     // `INLET_TEST_BINARY` runs a release build instead (worst-case timings
     // for docs/performance.md). `option_env!`: the examples share these
     // helpers, and only tests are given the binary's path.
@@ -141,6 +158,7 @@ fn spawn(dir: &Path, port: u16, token: &str) -> Child {
         .arg(format!("127.0.0.1:{port}"))
         .env("INLET_ADMIN_TOKEN", token)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -758,7 +758,10 @@ mod tests {
             }
         };
         store
-            .log_error(&entry(Some(events[0]), "mapping failed for Annabel Lee".into()))
+            .log_error(&entry(
+                Some(events[0]),
+                "mapping failed for Annabel Lee".into(),
+            ))
             .unwrap();
         store
             .log_error(&entry(None, format!("refused {ANN}")))
