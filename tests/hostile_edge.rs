@@ -226,25 +226,25 @@ backend_tests! {
     }
 }
 
-backend_tests! {
-    #[tokio::test]
-    async fn the_generated_admin_token_is_strong() {
-        let dir = tempfile::TempDir::new().expect("dir");
-        let mut config = config_for(dir.path());
-        config.admin_token = None;
-        let app = Application::build(config).await.expect("starts");
-        let token = std::fs::read_to_string(dir.path().join("admin_token")).expect("token file");
-        assert!(token.trim().len() >= 43, "256 bits, base64: {token}");
-        #[cfg(unix)]
-        {
-            let open = readable_by_others(dir.path());
-            assert!(
-                open.is_empty(),
-                "the token file and lock are the owner's: {open:?}"
-            );
-        }
-        drop(app);
+/// Embedded only: the generated token's file and its mode (on PostgreSQL
+/// the token's hash is in the database; tests/outage.rs covers sharing it).
+#[tokio::test]
+async fn the_generated_admin_token_is_strong() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let mut config = config_for(dir.path());
+    config.admin_token = None;
+    let app = Application::build(config).await.expect("starts");
+    let token = std::fs::read_to_string(dir.path().join("admin_token")).expect("token file");
+    assert!(token.trim().len() >= 43, "256 bits, base64: {token}");
+    #[cfg(unix)]
+    {
+        let open = readable_by_others(dir.path());
+        assert!(
+            open.is_empty(),
+            "the token file and lock are the owner's: {open:?}"
+        );
     }
+    drop(app);
 }
 
 /// Paths under `dir` (itself included) that group or others may use.

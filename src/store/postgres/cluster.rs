@@ -109,6 +109,10 @@ pub(super) struct Cluster {
     /// Set while an `Appended` NOTIFY is spawned but not yet sent: a commit
     /// meanwhile needs no second one (the one waiting covers it).
     appended_queued: Arc<AtomicBool>,
+    /// Set at close: the lease task gives the lease up at once (a node
+    /// stopping cleanly hands processing over without the 2 s retry wait
+    /// of its successor being spent on a lock nobody uses).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -120,13 +124,22 @@ impl Cluster {
             follow: Arc::default(),
             appended: Arc::default(),
             appended_queued: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         };
         db.spawn(hold_lease(
             lease_options(&db.pool.connect_options()),
             cluster.leading.clone(),
+            cluster.stopping.subscribe(),
         ));
         db.spawn(listen(db.clone(), cluster.node, cluster.follower()));
         cluster
+    }
+
+    /// Gives up the processing lease (closing its connection releases
+    /// the lock) and stops trying to take it: the node is closing.
+    pub(super) fn stop(&self) {
+        self.leading.store(false, Ordering::SeqCst);
+        self.stopping.send_replace(true);
     }
 
     /// Whether this node holds the processing lease now.
@@ -195,9 +208,13 @@ fn lease_options(pool: &PgConnectOptions) -> PgConnectOptions {
 
 /// The lease task: try to take the lock every [`TRY_EVERY`]; once taken,
 /// lead until a check of the connection fails.
-async fn hold_lease(options: PgConnectOptions, leading: Arc<AtomicBool>) {
+async fn hold_lease(
+    options: PgConnectOptions,
+    leading: Arc<AtomicBool>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let mut conn: Option<PgConnection> = None;
-    loop {
+    while !*stopping.borrow() {
         if conn.is_none() {
             conn = match tokio::time::timeout(ANSWER_WITHIN, options.connect()).await {
                 Ok(Ok(c)) => Some(c),
@@ -213,18 +230,30 @@ async fn hold_lease(options: PgConnectOptions, leading: Arc<AtomicBool>) {
                 Some(true) => {
                     leading.store(true, Ordering::SeqCst);
                     tracing::info!("this node holds the processing lease");
-                    keep_alive(c).await;
+                    tokio::select! {
+                        _ = keep_alive(c) => {
+                            tracing::warn!("the processing lease connection failed; processing stops here");
+                        }
+                        _ = stopping.wait_for(|s| *s) => {}
+                    }
                     leading.store(false, Ordering::SeqCst);
-                    tracing::warn!("the processing lease connection failed; processing stops here");
                     // Closing the connection releases the lock if the
                     // server still counted it held.
-                    conn = None;
+                    if let Some(c) = conn.take() {
+                        let _ = tokio::time::timeout(ANSWER_WITHIN, c.close()).await;
+                    }
                 }
                 Some(false) => {}
                 None => conn = None,
             }
         }
-        tokio::time::sleep(TRY_EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(TRY_EVERY) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+    }
+    if let Some(c) = conn.take() {
+        let _ = tokio::time::timeout(ANSWER_WITHIN, c.close()).await;
     }
 }
 

@@ -132,8 +132,10 @@ impl PgStore {
         self.committer.clone()
     }
 
-    /// Stops the committer after its last transaction.
+    /// Gives up the processing lease, then stops the committer after its
+    /// last transaction.
     pub(super) fn close(&self) -> StoreResult<()> {
+        self.cluster.stop();
         self.committer.stop();
         self.db
             .block(self.committer.stopped(Duration::from_secs(10)));
