@@ -11,6 +11,7 @@ pub mod identity_kinds;
 pub mod ingest;
 pub mod mappings;
 pub mod profiles;
+pub mod sessions;
 pub mod sources;
 pub mod split;
 
@@ -58,5 +59,28 @@ impl std::ops::Deref for Services {
     type Target = Handles;
     fn deref(&self) -> &Handles {
         &self.0
+    }
+}
+
+/// What `/healthz` reports about this node.
+pub struct Health {
+    pub backend: &'static str,
+    /// Whether this node runs the processor now (holds the lease).
+    pub processing: bool,
+    /// Why the store does not answer, if it does not.
+    pub unreachable: Option<String>,
+}
+
+impl Services {
+    /// Whether the store answers (PostgreSQL's `SELECT 1`, kept about a
+    /// second), and this node's part. Blocks: call on the blocking pool.
+    pub fn health(&self) -> Health {
+        use crate::store::StateStore;
+        let store = &self.0.store;
+        Health {
+            backend: store.backend_name(),
+            processing: store.may_process(),
+            unreachable: store.check_reachable().err().map(|e| e.to_string()),
+        }
     }
 }

@@ -3,7 +3,6 @@
 
 use crate::http::error::STORE_RETRY_AFTER_SECS;
 use crate::http::AppState;
-use crate::store::StateStore;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,17 +19,18 @@ pub fn router() -> Router<AppState> {
 /// "backend","error"}` with `Retry-After` when the store does not answer
 /// (PostgreSQL's `SELECT 1`, checked at most about once a second).
 async fn healthz(State(state): State<AppState>) -> Response {
-    let store = state.services.store.clone();
-    let backend = store.backend_name();
-    let processing = store.may_process();
-    let checked = tokio::task::spawn_blocking(move || store.check_reachable()).await;
-    let failure = match checked {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(format!("the check did not finish: {e}")),
+    let services = state.services.clone();
+    let health = match tokio::task::spawn_blocking(move || services.health()).await {
+        Ok(health) => health,
+        Err(e) => crate::service::Health {
+            backend: state.services.store.backend_name(),
+            processing: false,
+            unreachable: Some(format!("the check did not finish: {e}")),
+        },
     };
-    match failure {
-        None => Json(json!({"status": "ok", "backend": backend, "processing": processing}))
+    let backend = health.backend;
+    match health.unreachable {
+        None => Json(json!({"status": "ok", "backend": backend, "processing": health.processing}))
             .into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -103,10 +103,6 @@ impl Rows {
         self.received.extend(other.received);
         self.records.extend(other.records);
     }
-
-    pub(super) fn len(&self) -> usize {
-        self.ids.len()
-    }
 }
 
 /// Inserts `rows` into the log and the processor's queue, in the caller's

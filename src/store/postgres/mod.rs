@@ -17,8 +17,6 @@
 //! start under PostgreSQL's advisory lock (sqlx's migrator), so nodes that
 //! start together apply each migration once.
 
-#![allow(dead_code)] // Stubs in progress: removed once every area is implemented.
-
 mod cluster;
 mod committer;
 mod db;
@@ -72,7 +70,6 @@ pub struct PgStore {
     cluster: Arc<Cluster>,
     log: Arc<log::LogState>,
     sources_state: Arc<sources::SourcesState>,
-    state_caches: Arc<state::StateCaches>,
     identity_state: Arc<identity::IdentityState>,
     /// Permits for scans that may read past one page (see the seam).
     scans: Arc<tokio::sync::Semaphore>,
@@ -94,7 +91,6 @@ impl PgStore {
             committer: Committer::start(&db, cluster.clone(), force_sync),
             log: Arc::new(log::LogState::start(&db)?),
             sources_state: Arc::new(sources::SourcesState::start(&db)?),
-            state_caches: Arc::new(state::StateCaches::start(&db)?),
             identity_state: Arc::new(identity::IdentityState::start(&db)?),
             scans: Arc::new(tokio::sync::Semaphore::new(
                 super::embedded::summary::CONCURRENT_SCANS,
@@ -155,7 +151,6 @@ impl PgStore {
     }
 
     /// Tells every node about a change its caches must follow.
-    #[allow(dead_code)]
     fn announce(&self, change: Change) {
         self.cluster.announce(&self.db, change);
     }

@@ -4,38 +4,25 @@
 //! backend; this file is the index, and the trait docs are the contract.
 
 use super::PgStore;
-#[allow(unused_imports)]
 use crate::domain::activity::{ActivityDelta, Bucket, SlotKey};
-#[allow(unused_imports)]
 use crate::domain::counters::Counts;
-#[allow(unused_imports)]
 use crate::domain::events::{EventFilter, StoredEvent};
-#[allow(unused_imports)]
 use crate::domain::identity::{
     AuditEntry, Blocklist, IdentKey, IdentityConfig, IdentityTxn, KindSet, Outcome, Profile,
     ResolveInput,
 };
-#[allow(unused_imports)]
 use crate::domain::ids::{EventId, ProfileId, SourceId};
-#[allow(unused_imports)]
 use crate::domain::model::{ErrorEntry, EventState, MappingSpec, RawEvent};
-#[allow(unused_imports)]
 use crate::domain::redact::Needles;
-#[allow(unused_imports)]
 use crate::domain::replay::{MappingVersion, ReplayJob};
-#[allow(unused_imports)]
 use crate::domain::source::{SecretHash, Source};
 use crate::store::seam::{EventLog, StateStore};
-#[allow(unused_imports)]
 use crate::store::{
     Appended, Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged,
     Planned, Resolved, ScanBudget, StoreResult, SummaryPage, UnitError,
 };
-#[allow(unused_imports)]
 use std::collections::HashMap;
-#[allow(unused_imports)]
 use std::sync::Arc;
-#[allow(unused_imports)]
 use std::time::Duration;
 
 impl EventLog for PgStore {

@@ -21,16 +21,6 @@ use uuid::Uuid;
 /// a rare filter never turns one page into a full-table scan.
 const ERROR_SCAN_CAP: i64 = 20_000;
 
-/// What this area keeps in memory on the node (caches it can rebuild).
-#[derive(Default)]
-pub(super) struct StateCaches {}
-
-impl StateCaches {
-    pub(super) fn start(_db: &super::db::Db) -> StoreResult<Self> {
-        Ok(Self::default())
-    }
-}
-
 fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
