@@ -17,7 +17,8 @@
 //! Layers, each importing only those after it in this list (checked on
 //! the source by tests/layers.rs):
 //!
-//! - `app`: `Application::build`: data-dir lock, admin token, store,
+//! - `app`: `Application::build`: data-dir lock (embedded only), admin
+//!   token and secret key (shared through the store on PostgreSQL), store,
 //!   pipeline, listener; graceful shutdown. Holds no logic.
 //! - `http`: routes and pages, thin: extract, call a service, render.
 //!   `http::error::AppError` is the one error type (every body `{"error",
@@ -26,14 +27,18 @@
 //!   import each other; the dashboard draws its charts as SVG itself
 //!   (`dashboard::charts`).
 //! - `service`: each use case once, typed in and out, failing with
-//!   `ServiceError`; knows no HTTP.
+//!   `ServiceError`; knows no HTTP (dashboard sessions too: `sessions`).
 //! - `pipeline`: the background work, one file per job (plan, commit,
-//!   replay, preview, retention, the mapping cache, the threads), handed
-//!   only the handles it needs.
+//!   replay, preview, retention, the mapping cache, the threads, and
+//!   `takeover`: waiting while another node processes, and taking over),
+//!   handed only the handles it needs.
 //! - `store`: the storage seam (`EventLog`, `StateStore`: what each method
-//!   promises is in docs/architecture.md) and the embedded backend
-//!   (`store::embedded`: event log, group commit, sled). The only module
-//!   that imports sled; decides no policy.
+//!   promises is in docs/architecture.md), `Store` (an enum over the two
+//!   backends), the embedded backend (`store::embedded`: event log, group
+//!   commit, sled) and the PostgreSQL one (`store::postgres`: one file per
+//!   concept, as the embedded backend's, plus `cluster`: the processing
+//!   lease and LISTEN/NOTIFY between nodes). The only module that imports
+//!   sled or sqlx; decides no policy.
 //! - `domain`: pure types and rules, no I/O: ids, the event model,
 //!   sources, decode, records, sniff, mapping, identity rules (kinds and
 //!   their priorities, never-merge pairs, the resolver, with an in-memory

@@ -85,25 +85,25 @@ struct Head {
 
 /// The fixed fields a record serialises before its payload.
 #[derive(serde::Deserialize)]
-struct RecordHead {
-    id: EventId,
-    source_id: SourceId,
-    request_id: RequestId,
-    received_at: DateTime<Utc>,
+pub(crate) struct RecordHead {
+    pub(crate) id: EventId,
+    pub(crate) source_id: SourceId,
+    pub(crate) request_id: RequestId,
+    pub(crate) received_at: DateTime<Utc>,
 }
 
 /// The raw side of a view.
-struct RawView {
-    head: RecordHead,
-    payload: Shown<Value>,
-    envelope: Option<Arc<Value>>,
-    headers: Arc<Map<String, Value>>,
-    not_mappable: Option<String>,
+pub(crate) struct RawView {
+    pub(crate) head: RecordHead,
+    pub(crate) payload: Shown<Value>,
+    pub(crate) envelope: Option<Arc<Value>>,
+    pub(crate) headers: Arc<Map<String, Value>>,
+    pub(crate) not_mappable: Option<String>,
 }
 
 /// Bytes before the payload in a record's JSON are ~170; this leaves room.
-const HEAD_ROOM: usize = 512;
-const PAYLOAD_KEY: &[u8] = b",\"payload\":";
+pub(crate) const HEAD_ROOM: usize = 512;
+pub(crate) const PAYLOAD_KEY: &[u8] = b",\"payload\":";
 /// The event and source ids before a record's JSON (see `encode_raw`).
 const IDS: usize = 32;
 
@@ -437,8 +437,8 @@ fn from_decoded(raw: &RawEvent, record_bytes: usize, bounds: Bounds) -> RawView 
     }
 }
 
-/// A record read whole (it is small, or scrubbed).
-fn whole_or_excerpt(raw: RawEvent, record_bytes: usize, bounds: Bounds) -> RawView {
+/// A record read whole (it is small, or scrubbed); both backends' views.
+pub(crate) fn whole_or_excerpt(raw: RawEvent, record_bytes: usize, bounds: Bounds) -> RawView {
     let RawEvent {
         id,
         source_id,

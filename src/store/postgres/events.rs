@@ -13,13 +13,14 @@
 use super::PgStore;
 use crate::domain::events::{EventFilter, StoredEvent, Verdict};
 use crate::domain::excerpt;
-use crate::domain::ids::{EventId, RequestId, SourceId};
+use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{EventState, EventStatus, RawEvent};
 use crate::domain::summary::Shown;
-use crate::store::embedded::summary::SEARCH_PAYLOAD_MAX;
+use crate::store::embedded::summary::{
+    whole_or_excerpt, RawView, RecordHead, HEAD_ROOM, PAYLOAD_KEY, SEARCH_PAYLOAD_MAX,
+};
 use crate::store::StoreError;
 use crate::store::{Bounds, EventSummary, Location, ScanBudget, StoreResult, SummaryPage};
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -32,9 +33,6 @@ use uuid::Uuid;
 const SCAN_CAP: usize = 20_000;
 /// The largest window of candidates one query reads.
 const WINDOW_MAX: usize = 1_000;
-/// Bytes before the payload in a record's JSON are ~170; this leaves room.
-const HEAD_ROOM: usize = 512;
-const PAYLOAD_KEY: &[u8] = b",\"payload\":";
 
 /// Writes (inserts or replaces) events' states inside a transaction: one
 /// statement for the whole batch. A nil source (a replayed event without
@@ -694,23 +692,6 @@ fn map_shown(part: Part, bounds: Bounds) -> StoreResult<MapShown> {
 }
 
 /// The fixed fields a record serialises before its payload.
-#[derive(serde::Deserialize)]
-struct RecordHead {
-    id: EventId,
-    source_id: SourceId,
-    request_id: RequestId,
-    received_at: DateTime<Utc>,
-}
-
-/// The raw side of a view.
-struct RawView {
-    head: RecordHead,
-    payload: Shown<Value>,
-    envelope: Option<Arc<Value>>,
-    headers: Arc<Map<String, Value>>,
-    not_mappable: Option<String>,
-}
-
 /// A large record's view from its first bytes; `None` when the head is not
 /// where `RawEvent`'s serialisation puts it.
 fn view_from_prefix(
@@ -738,42 +719,4 @@ fn view_from_prefix(
         headers: Arc::default(),
         not_mappable: None,
     }))
-}
-
-/// A record read whole (it is small, or scrubbed).
-fn whole_or_excerpt(raw: RawEvent, record_bytes: usize, bounds: Bounds) -> RawView {
-    let RawEvent {
-        id,
-        source_id,
-        request_id,
-        received_at,
-        payload,
-        envelope,
-        headers,
-        not_mappable,
-    } = raw;
-    let payload = if record_bytes <= bounds.whole {
-        Shown::Whole(payload)
-    } else {
-        Shown::Cut {
-            excerpt: excerpt::of_value(&payload, bounds.excerpt),
-            bytes: record_bytes,
-        }
-    };
-    RawView {
-        head: RecordHead {
-            id,
-            source_id,
-            request_id,
-            received_at,
-        },
-        payload,
-        envelope: envelope.filter(|e| json_len(e) <= bounds.whole),
-        headers,
-        not_mappable,
-    }
-}
-
-fn json_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
