@@ -101,6 +101,33 @@ pub(crate) struct RawView {
     pub(crate) not_mappable: Option<String>,
 }
 
+impl RawView {
+    /// The summary of an event from its raw side and its state's parts
+    /// (both backends build it this way).
+    pub(crate) fn into_summary(
+        self,
+        record_bytes: usize,
+        state: Option<EventState>,
+        properties: MapShown,
+        traits: MapShown,
+    ) -> EventSummary {
+        EventSummary {
+            id: self.head.id,
+            source_id: self.head.source_id,
+            request_id: self.head.request_id,
+            received_at: self.head.received_at,
+            record_bytes,
+            payload: self.payload,
+            envelope: self.envelope,
+            headers: self.headers,
+            not_mappable: self.not_mappable,
+            state,
+            properties,
+            traits,
+        }
+    }
+}
+
 /// Bytes before the payload in a record's JSON are ~170; this leaves room.
 pub(crate) const HEAD_ROOM: usize = 512;
 pub(crate) const PAYLOAD_KEY: &[u8] = b",\"payload\":";
@@ -275,20 +302,12 @@ impl Store {
             Some(_) => self.mapped_parts(id, bounds)?,
             None => (Shown::Whole(Map::new()), Shown::Whole(Map::new())),
         };
-        Ok(Some(EventSummary {
-            id: raw.head.id,
-            source_id: raw.head.source_id,
-            request_id: raw.head.request_id,
-            received_at: raw.head.received_at,
+        Ok(Some(raw.into_summary(
             record_bytes,
-            payload: raw.payload,
-            envelope: raw.envelope,
-            headers: raw.headers,
-            not_mappable: raw.not_mappable,
-            state: head.state,
+            head.state,
             properties,
             traits,
-        }))
+        )))
     }
 
     fn raw_view(
@@ -402,7 +421,7 @@ impl Store {
     }
 }
 
-type MapShown = Shown<Map<String, Value>>;
+pub(crate) type MapShown = Shown<Map<String, Value>>;
 
 fn map_shown(bytes: &[u8], bounds: Bounds) -> StoreResult<MapShown> {
     if bytes.len() <= bounds.whole {

@@ -17,11 +17,11 @@ use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{EventState, EventStatus, RawEvent};
 use crate::domain::summary::Shown;
 use crate::store::embedded::summary::{
-    whole_or_excerpt, RawView, RecordHead, HEAD_ROOM, PAYLOAD_KEY, SEARCH_PAYLOAD_MAX,
+    whole_or_excerpt, MapShown, RawView, RecordHead, HEAD_ROOM, PAYLOAD_KEY, SEARCH_PAYLOAD_MAX,
 };
 use crate::store::StoreError;
 use crate::store::{Bounds, EventSummary, Location, ScanBudget, StoreResult, SummaryPage};
-use serde_json::{Map, Value};
+use serde_json::Map;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -493,20 +493,7 @@ impl PgStore {
             ),
             None => (Shown::Whole(Map::new()), Shown::Whole(Map::new())),
         };
-        Ok(EventSummary {
-            id: raw.head.id,
-            source_id: raw.head.source_id,
-            request_id: raw.head.request_id,
-            received_at: raw.head.received_at,
-            record_bytes,
-            payload: raw.payload,
-            envelope: raw.envelope,
-            headers: raw.headers,
-            not_mappable: raw.not_mappable,
-            state: head.state,
-            properties,
-            traits,
-        })
+        Ok(raw.into_summary(record_bytes, head.state, properties, traits))
     }
 
     pub(super) fn event_summary(
@@ -675,8 +662,6 @@ impl ViewParts {
         })
     }
 }
-
-type MapShown = Shown<Map<String, Value>>;
 
 fn map_shown(part: Part, bounds: Bounds) -> StoreResult<MapShown> {
     let Some(text) = part.text else {
