@@ -65,12 +65,14 @@ async fn wait_for_leader(nodes: &[InletProcess], within: Duration) -> (usize, Du
     panic!("no node took the processing lease within {within:?}");
 }
 
-/// Senders over every node until `stop`: each request's ids when it got a 202.
+/// Senders over every node until `stop`, each waiting `pace` between
+/// requests: each request's ids when it got a 202.
 fn spawn_senders(
     hooks: Vec<String>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Mutex<Vec<String>>>,
     next: Arc<AtomicU64>,
+    pace: Duration,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..6)
         .map(|sender| {
@@ -82,6 +84,7 @@ fn spawn_senders(
                     .build()
                     .unwrap();
                 while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(pace).await;
                     let n = next.fetch_add(1, Ordering::SeqCst);
                     let body =
                         json!({"type": "order", "n": n, "email": format!("p{}@x.io", n % PEOPLE)});
@@ -118,6 +121,24 @@ async fn stored_events(node: &InletProcess, source: &str) -> Vec<Value> {
     }
 }
 
+/// A source made through `node`: its id and webhook path.
+async fn create_source(node: &InletProcess) -> (String, String) {
+    let source: Value = node
+        .send_json(
+            reqwest::Method::POST,
+            "/api/sources",
+            &json!({"name": "shop"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        source["id"].as_str().unwrap().to_string(),
+        source["webhook_path"].as_str().unwrap().to_string(),
+    )
+}
+
 async fn counts(node: &InletProcess, source: &str) -> Value {
     node.get_json(&format!("/api/sources/{source}")).await["counts"].clone()
 }
@@ -147,20 +168,7 @@ async fn three_nodes_lose_nothing_and_process_everything_once_when_nodes_die() {
 
     // A source made on A takes hooks at B at once; a mapping saved on A is
     // used for events that arrive at C.
-    let source: Value = nodes[0]
-        .send_json(
-            reqwest::Method::POST,
-            "/api/sources",
-            &json!({"name": "shop"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, path) = (
-        source["id"].as_str().unwrap().to_string(),
-        source["webhook_path"].as_str().unwrap().to_string(),
-    );
+    let (id, path) = create_source(&nodes[0]).await;
     let first = nodes[1]
         .client
         .post(nodes[1].url(&path))
@@ -202,7 +210,13 @@ async fn three_nodes_lose_nothing_and_process_everything_once_when_nodes_die() {
         Arc::new(AtomicU64::new(0)),
     );
     let hooks: Vec<String> = nodes.iter().map(|n| n.url(&path)).collect();
-    let senders = spawn_senders(hooks, stop.clone(), accepted.clone(), next.clone());
+    let senders = spawn_senders(
+        hooks,
+        stop.clone(),
+        accepted.clone(),
+        next.clone(),
+        Duration::ZERO,
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (lead, _) = wait_for_leader(&nodes, Duration::from_secs(10)).await;
     let follower = (lead + 1) % 3;
@@ -324,5 +338,114 @@ async fn three_nodes_lose_nothing_and_process_everything_once_when_nodes_die() {
     assert_eq!(
         profile["event_count"], 40,
         "one profile holds all forty: {profile}"
+    );
+}
+
+/// The ids a live tail (`/events/stream`) sends, as they arrive, with how
+/// many times each was sent.
+fn read_tail(mut stream: reqwest::Response) -> Arc<Mutex<HashMap<String, u32>>> {
+    let shown = Arc::new(Mutex::new(HashMap::new()));
+    let into = shown.clone();
+    tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find('\n') {
+                let line: String = buffer.drain(..=end).collect();
+                let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                    continue;
+                };
+                if let Ok(event) = serde_json::from_str::<Value>(data) {
+                    if let Some(id) = event["id"].as_str() {
+                        *into.lock().unwrap().entry(id.to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+    });
+    shown
+}
+
+/// A support person watching the live tail on one node sees every event
+/// any node accepted, once, though event ids come from three clocks and an
+/// event can commit after one with a larger id from another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_tail_on_one_node_shows_every_event_any_node_accepted() {
+    let Some(server) = pg::server() else { return };
+    let url = server.fresh_database_url();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(&url, &dirs).await;
+    let (_, path) = create_source(&nodes[0]).await;
+
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(nodes[0].url("/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "login");
+    let stream = browser
+        .get(nodes[0].url("/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let shown = read_tail(stream);
+
+    // Paced so the tail's pages hold a second of events (see stream.rs).
+    let (stop, accepted, next) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let hooks: Vec<String> = nodes.iter().map(|n| n.url(&path)).collect();
+    let senders = spawn_senders(
+        hooks,
+        stop.clone(),
+        accepted.clone(),
+        next.clone(),
+        Duration::from_millis(10),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let accepted: Vec<String> = accepted.lock().unwrap().clone();
+    assert!(accepted.len() > 50, "the load ran: {}", accepted.len());
+
+    let start = Instant::now();
+    loop {
+        let missing: Vec<String> = {
+            let shown = shown.lock().unwrap();
+            accepted
+                .iter()
+                .filter(|id| !shown.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{} of {} accepted events never reached the tail, e.g. {:?}",
+            missing.len(),
+            accepted.len(),
+            &missing[..missing.len().min(3)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shown = shown.lock().unwrap();
+    let twice: Vec<_> = shown.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    println!(
+        "cluster: the tail on one node showed all {} events accepted over three",
+        accepted.len()
     );
 }

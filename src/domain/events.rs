@@ -66,7 +66,9 @@ impl EventFilter {
     /// millisecond. Event ids are UUID v7, so an id bound is a time bound
     /// and a date range costs no scan past its end.
     pub fn upper_bound(&self) -> Option<EventId> {
-        let after_to = self.to.map(|to| first_id_at(to.timestamp_millis() + 1));
+        let after_to = self
+            .to
+            .map(|to| EventId::first_at(to.timestamp_millis() + 1));
         match (self.before, after_to) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -77,7 +79,7 @@ impl EventFilter {
     /// older can match.
     pub fn is_before_range(&self, id: EventId) -> bool {
         self.from
-            .is_some_and(|from| id < first_id_at(from.timestamp_millis()))
+            .is_some_and(|from| id < EventId::first_at(from.timestamp_millis()))
     }
 
     /// Whether an event (its id and, once processed, its light state)
@@ -154,12 +156,6 @@ pub fn parse_range_bound(text: &str, end: RangeEnd) -> Option<DateTime<Utc>> {
         RangeEnd::To => day.and_hms_milli_opt(23, 59, 59, 999)?,
     };
     Some(at.and_utc())
-}
-
-/// The first v7 id of a Unix millisecond (v7 puts it in the top 48 bits).
-fn first_id_at(millis: i64) -> EventId {
-    let millis = u128::try_from(millis.max(0)).unwrap_or(0) & ((1 << 48) - 1);
-    EventId(uuid::Uuid::from_u128(millis << 80))
 }
 
 fn looks_like_email(value: &str) -> bool {
@@ -281,11 +277,11 @@ mod tests {
             to: Some(from),
             ..EventFilter::default()
         };
-        let at = first_id_at(from.timestamp_millis());
+        let at = EventId::first_at(from.timestamp_millis());
         assert_eq!(filter.check(at, None), Verdict::Yes);
-        assert!(filter.is_before_range(first_id_at(from.timestamp_millis() - 1)));
+        assert!(filter.is_before_range(EventId::first_at(from.timestamp_millis() - 1)));
         assert_eq!(
-            filter.check(first_id_at(from.timestamp_millis() + 1), None),
+            filter.check(EventId::first_at(from.timestamp_millis() + 1), None),
             Verdict::No
         );
     }

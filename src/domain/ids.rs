@@ -79,6 +79,21 @@ uuid_id!(
     now_v7
 );
 
+impl EventId {
+    /// The first v7 id of a Unix millisecond (v7 puts it in the top 48
+    /// bits): a time bound as an id bound.
+    pub fn first_at(millis: i64) -> Self {
+        let millis = u128::try_from(millis.max(0)).unwrap_or(0) & ((1 << 48) - 1);
+        Self(Uuid::from_u128(millis << 80))
+    }
+
+    /// The Unix millisecond the id was made in.
+    pub fn millis(self) -> i64 {
+        // 48 bits always fit an i64.
+        i64::try_from(self.0.as_u128() >> 80).unwrap_or(i64::MAX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +104,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = EventId::new();
         assert!(a.to_bytes() < b.to_bytes());
+    }
+
+    #[test]
+    fn an_event_id_knows_its_millisecond() {
+        let id = EventId::new();
+        assert_eq!(EventId::first_at(id.millis()).millis(), id.millis());
+        assert!(EventId::first_at(id.millis()) <= id);
+        assert!(EventId::first_at(id.millis() + 1) > id);
     }
 
     #[test]

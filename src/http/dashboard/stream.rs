@@ -1,9 +1,16 @@
 //! `GET /events/stream`: the live tail, as server-sent events.
 //!
-//! Polls the store once a second for events newer than the newest the
-//! client has (`after`, or `Last-Event-ID` on reconnect). Polling keeps the
+//! Polls the store once a second for events the client has not been sent
+//! (newer than `after`, or `Last-Event-ID` on reconnect). Polling keeps the
 //! request path untouched: no broadcast to feed, nothing lost if a client is
-//! slow. Each message carries the event (`views::EventView`, bounded
+//! slow, and it works the same on every node of a cluster, where a NOTIFY
+//! would only say "something changed" anyway.
+//!
+//! "Not sent" is not "newer than the newest sent": with several nodes on
+//! PostgreSQL, event ids come from each node's clock before the commit, so
+//! an event can commit after one with a larger id from another node. The
+//! tail ([`Sent`]) therefore remembers what it sent over the last
+//! [`LOOKBACK_MS`] of ids and takes any unsent event in that window. Each message carries the event (`views::EventView`, bounded
 //! like every list) and its table
 //! row rendered by the server, so escaping stays in one place.
 //!
@@ -30,15 +37,23 @@ use chrono::Utc;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_secs(1);
-/// Events read per poll; a burst larger than this arrives over a few polls.
+/// Events read per page; a poll reads up to [`PAGES`] pages while every
+/// event on a page is new, so a burst of up to 1,000 a second is shown
+/// whole (a larger one shows its newest).
 const BATCH: usize = 200;
+const PAGES: usize = 5;
 /// A pending event is held back this long so the tail shows it processed
 /// (the processor normally takes milliseconds); after that it is sent as is.
 const PENDING_GRACE_MS: i64 = 3_000;
+/// How far behind the newest event sent a late commit is still shown. An
+/// append commits within milliseconds, or fails and is answered 503; a
+/// minute covers a stalled database that then recovers.
+const LOOKBACK_MS: i64 = 60_000;
 
 #[derive(Deserialize)]
 pub struct TailQuery {
@@ -70,7 +85,7 @@ pub async fn tail(
             before: None,
             ..EventFilter::default()
         },
-        after: resume.or_else(|| query.after.parse().ok()),
+        sent: Sent::after(resume.or_else(|| query.after.parse().ok())),
         first: true,
     };
     Sse::new(events(tail))
@@ -86,8 +101,55 @@ struct Tail {
     /// Checked here, not in the store: an event's status changes after it is
     /// stored, and the cursor must move past events that do not match.
     status: Option<EventStatus>,
-    after: Option<EventId>,
+    sent: Sent,
     first: bool,
+}
+
+/// The events a tail has sent, as far back as a late commit can land.
+struct Sent {
+    /// Nothing at or below this is sent: where the client started, or
+    /// [`LOOKBACK_MS`] before the newest event sent.
+    floor: Option<EventId>,
+    /// The ids sent above `floor`.
+    recent: BTreeSet<EventId>,
+}
+
+impl Sent {
+    fn after(after: Option<EventId>) -> Self {
+        Self {
+            floor: after,
+            recent: BTreeSet::new(),
+        }
+    }
+
+    /// Once the first poll is read: from then on the floor is set, so a
+    /// poll reads back through every page of new events (see `unsent`).
+    fn begin(&mut self, now_ms: i64) {
+        if self.floor.is_none() {
+            self.floor = Some(EventId::first_at(now_ms - LOOKBACK_MS));
+        }
+    }
+
+    fn is_new(&self, id: EventId) -> bool {
+        self.floor.is_none_or(|floor| id > floor) && !self.recent.contains(&id)
+    }
+
+    /// The newest id sent: what a reconnecting client resumes after (not
+    /// the last one sent, which may be a late commit with a smaller id).
+    fn newest(&self) -> Option<EventId> {
+        self.recent.last().copied().or(self.floor)
+    }
+
+    fn mark(&mut self, id: EventId) {
+        self.recent.insert(id);
+        let newest = self.newest().unwrap_or(id);
+        let floor = EventId::first_at(newest.millis() - LOOKBACK_MS);
+        if self.floor.is_none_or(|old| floor > old) {
+            self.floor = Some(floor);
+            self.recent = self.recent.split_off(&floor);
+            self.recent.remove(&floor);
+        }
+    }
 }
 
 fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -113,24 +175,21 @@ fn events(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 impl Tail {
-    /// New events, oldest first, stopping at a freshly stored pending one
-    /// (the processor works in order, so everything after it waits too).
+    /// Events not sent yet, oldest first, but for freshly stored pending
+    /// ones: they wait for a later poll, to be shown processed.
     async fn poll(&mut self) -> ServiceResult<Vec<Event>> {
-        let page = self.state.services.tail_events(self.filter.clone()).await?;
-        let mut fresh: Vec<EventView> = page
-            .into_iter()
-            .filter(|e| self.after.is_none_or(|a| e.id > a))
-            .collect();
-        fresh.reverse();
+        let fresh = self.unsent().await?;
         let names = source_names(&self.state).await?;
         let now = Utc::now();
+        // After the first poll everything new is wanted, however many.
+        self.sent.begin(now.timestamp_millis());
         let mut out = Vec::new();
         for event in fresh {
             let young = (now - event.received_at).num_milliseconds() < PENDING_GRACE_MS;
             if event.status == EventStatus::Pending && young {
-                break;
+                continue;
             }
-            self.after = Some(event.id);
+            self.sent.mark(event.id);
             if self.status.is_some_and(|s| s != event.status) {
                 continue;
             }
@@ -147,10 +206,95 @@ impl Tail {
             out.push(
                 Event::default()
                     .event("event")
-                    .id(event.id.to_string())
+                    .id(self.sent.newest().unwrap_or(event.id).to_string())
                     .data(data.to_string()),
             );
         }
         Ok(out)
+    }
+
+    /// The events not sent yet, oldest first. The first poll of a new
+    /// client reads one page (the newest); later polls go on to older
+    /// pages while a whole page is new.
+    async fn unsent(&self) -> ServiceResult<Vec<EventView>> {
+        let mut filter = self.filter.clone();
+        let mut fresh = Vec::new();
+        for _ in 0..PAGES {
+            let page = self.state.services.tail_events(filter.clone()).await?;
+            let full = page.len() >= filter.limit;
+            let oldest = page.last().map(|e| e.id);
+            fresh.extend(page.into_iter().filter(|e| self.sent.is_new(e.id)));
+            match oldest {
+                Some(oldest) if full && self.sent.floor.is_some() && self.sent.is_new(oldest) => {
+                    filter.before = Some(oldest);
+                }
+                _ => break,
+            }
+        }
+        fresh.reverse();
+        Ok(fresh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_at(millis: i64, n: u128) -> EventId {
+        EventId(uuid::Uuid::from_u128(
+            EventId::first_at(millis).0.as_u128() + n,
+        ))
+    }
+
+    #[test]
+    fn a_late_commit_with_a_smaller_id_is_still_new() {
+        let mut sent = Sent::after(None);
+        // Node B's event commits first, though node A took its id earlier.
+        let (a, b) = (id_at(1_000_000, 1), id_at(1_000_005, 1));
+        sent.mark(b);
+        assert!(sent.is_new(a));
+        sent.mark(a);
+        assert!(!sent.is_new(a) && !sent.is_new(b));
+        assert_eq!(
+            sent.newest(),
+            Some(b),
+            "a reconnect resumes after the newest"
+        );
+    }
+
+    #[test]
+    fn what_is_remembered_stays_within_the_lookback() {
+        let mut sent = Sent::after(None);
+        for step in 0..1_000 {
+            sent.mark(id_at(step * 1_000, 0));
+        }
+        assert!(sent.recent.len() <= 61, "{}", sent.recent.len());
+        assert!(!sent.is_new(id_at(950_000, 0)), "sent, still remembered");
+        assert!(!sent.is_new(id_at(1_000, 0)), "older than the lookback");
+        assert!(
+            sent.is_new(id_at(998_500, 7)),
+            "unsent, inside the lookback"
+        );
+    }
+
+    #[test]
+    fn a_tail_that_opened_on_nothing_wants_all_that_comes() {
+        let mut sent = Sent::after(None);
+        sent.begin(2_000_000);
+        assert!(sent.floor.is_some());
+        assert!(sent.is_new(id_at(2_000_001, 0)));
+        assert!(
+            sent.is_new(id_at(1_990_000, 0)),
+            "a late commit from before"
+        );
+    }
+
+    #[test]
+    fn a_resumed_tail_starts_after_the_clients_last_event() {
+        let last = id_at(5_000_000, 3);
+        let sent = Sent::after(Some(last));
+        assert!(!sent.is_new(last));
+        assert!(!sent.is_new(id_at(5_000_000, 2)));
+        assert!(sent.is_new(id_at(5_000_000, 4)));
     }
 }

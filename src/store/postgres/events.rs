@@ -90,12 +90,6 @@ pub(super) fn decode<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: what, source })
 }
 
-/// The first (smallest) UUID v7 of a millisecond: ids are time ordered, so
-/// a time bound is an id bound (as `EventFilter::is_before_range`).
-fn first_id_at(millis: i64) -> Uuid {
-    Uuid::from_u128((millis.max(0) as u128) << 80)
-}
-
 /// The SQL side of a filter: an id range, a source, a status.
 #[derive(Clone, Copy)]
 struct Window {
@@ -112,7 +106,9 @@ impl Window {
         Self {
             source: filter.source_id.map(|s| s.0),
             before: filter.upper_bound().map(|b| b.0),
-            from: filter.from.map(|f| first_id_at(f.timestamp_millis())),
+            from: filter
+                .from
+                .map(|f| EventId::first_at(f.timestamp_millis()).0),
             status: filter.status.map(EventStatus::as_str),
         }
     }
