@@ -66,12 +66,10 @@ pub struct Config {
     pub commit_delay_us: u64,
 
     /// Most events the processor takes per batch (it takes what is waiting,
-    /// up to this). Smaller batches keep each commit short, so the request
-    /// path never waits long for a core: 128 beat 512, 256 and 64 under
-    /// load (measured A/B, docs/performance.md), and a backlog of a million
-    /// drains as fast.
-    #[arg(long, env = "INLET_PROCESSOR_BATCH", default_value_t = 128)]
-    pub processor_batch: usize,
+    /// up to this). Default: 128 embedded, 512 on PostgreSQL (see
+    /// [`Config::batch`]).
+    #[arg(long, env = "INLET_PROCESSOR_BATCH")]
+    pub processor_batch: Option<usize>,
 
     /// Threads serving requests; default: one more than the machine has
     /// cores. The processor's and the group commit's threads preempt a
@@ -190,6 +188,20 @@ impl From<&str> for Secret {
 }
 
 impl Config {
+    /// Most events per processor batch. Embedded, smaller batches keep each
+    /// commit short, so the request path never waits long for a core: 128
+    /// beat 512, 256 and 64 under load. On PostgreSQL a batch costs about
+    /// fifteen round trips whatever its size, and at 128 the processor fell
+    /// behind the hooks; 512 kept up (measured A/B, docs/performance.md).
+    pub fn batch(&self) -> usize {
+        let default = if self.database_url.is_some() {
+            512
+        } else {
+            128
+        };
+        self.processor_batch.filter(|n| *n > 0).unwrap_or(default)
+    }
+
     /// Request-serving threads (see `workers`).
     pub fn worker_threads(&self) -> usize {
         self.workers

@@ -37,8 +37,10 @@
 //!   backends), the embedded backend (`store::embedded`: event log, group
 //!   commit, sled) and the PostgreSQL one (`store::postgres`: one file per
 //!   concept, as the embedded backend's, plus `cluster`: the processing
-//!   lease and LISTEN/NOTIFY between nodes). The only module that imports
-//!   sled or sqlx; decides no policy.
+//!   lease and LISTEN/NOTIFY between nodes), and what both backends share
+//!   (`commit`: receipts; `split`: what a split reads first; `migrate`:
+//!   embedded to PostgreSQL). The only module that imports sled or sqlx;
+//!   decides no policy.
 //! - `domain`: pure types and rules, no I/O: ids, the event model,
 //!   sources, decode, records, sniff, mapping, identity rules (kinds and
 //!   their priorities, never-merge pairs, the resolver, with an in-memory

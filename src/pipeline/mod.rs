@@ -73,7 +73,7 @@ pub struct PipelineConfig {
 impl From<&Config> for PipelineConfig {
     fn from(config: &Config) -> Self {
         Self {
-            batch: config.processor_batch,
+            batch: config.batch(),
             event_retention: config.event_retention,
             error_retention: config.error_retention,
             cluster: config.database_url.is_some(),

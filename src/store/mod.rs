@@ -18,6 +18,7 @@ mod error;
 pub mod migrate;
 mod postgres;
 mod seam;
+mod split;
 
 pub use commit::{Appended, FlushFailed, FlushStats, GroupCommit, Receipt};
 pub use embedded::erasure::{DatabaseRewrite, ErasureReport, CATCH_UP as ERASURE_CATCH_UP};

@@ -12,14 +12,13 @@ use super::events::encode_state;
 use super::identity::SledTxn;
 use super::{encode, Location, Store, StoreResult};
 use crate::domain::identity::{
-    self, Blocklist, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal, SplitRequest,
-    MAX_SPLIT_EVENTS,
+    self, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal, SplitRequest,
 };
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::EventState;
+use crate::store::split::{split_head, Blocklists, SplitHead};
 use sled::Transactional;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Everything a split reads before its transaction.
 struct Gathered {
@@ -58,23 +57,15 @@ impl Store {
     }
 
     fn gather(&self, request: &SplitRequest) -> StoreResult<Result<Gathered, SplitRefusal>> {
-        let Some(live) = self.profile(request.profile_id)? else {
-            return Ok(Err(SplitRefusal::ProfileNotFound(request.profile_id)));
-        };
-        let history = self.profile_history(live.id)?;
-        let rules = match identity::splittable_merge(&history, &live, request.merge_id)
-            .and_then(|(entry, merged)| identity::never_merge_rules(entry, merged, request))
-        {
-            Ok(rules) => rules,
+        let SplitHead {
+            live,
+            rules,
+            events: ids,
+        } = match split_head(self, request)? {
+            Ok(head) => head,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let mut ids = self.profile_events(live.id, MAX_SPLIT_EVENTS + 1, None)?;
-        if ids.len() > MAX_SPLIT_EVENTS {
-            return Ok(Err(SplitRefusal::TooLarge));
-        }
-        // Arrival order: event ids are UUID v7 in log order.
-        ids.reverse();
-        let mut blocklists: HashMap<SourceId, Arc<Blocklist>> = HashMap::new();
+        let mut blocklists = Blocklists::default();
         let mut events = Vec::with_capacity(ids.len());
         let mut states = HashMap::with_capacity(ids.len());
         let mut gone = 0;
@@ -93,17 +84,7 @@ impl Store {
                 continue;
             };
             let source_id = stored.raw.source_id;
-            let blocklist = match blocklists.get(&source_id) {
-                Some(b) => b.clone(),
-                None => {
-                    let b = Arc::new(match self.source(source_id)? {
-                        Some(s) => Blocklist::with_extra(&s.blocked_values),
-                        None => Blocklist::default(),
-                    });
-                    blocklists.insert(source_id, b.clone());
-                    b
-                }
-            };
+            let blocklist = blocklists.of(self, source_id)?;
             events.push(SplitEvent {
                 input: identity::resolve_input(id, source_id, &mapped),
                 blocklist,

@@ -18,14 +18,13 @@ use super::cluster::Change;
 use super::identity::PgTxn;
 use super::PgStore;
 use crate::domain::identity::{
-    self, Blocklist, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal, SplitRequest,
-    MAX_SPLIT_EVENTS,
+    self, NeverMergeRule, Profile, SplitEvent, SplitOutcome, SplitRefusal, SplitRequest,
 };
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::{ErrorEntry, EventState};
+use crate::store::split::{split_head, Blocklists, SplitHead};
 use crate::store::{StoreError, StoreResult, UnitError};
 use std::collections::HashMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// Everything a split reads before it writes.
@@ -116,24 +115,16 @@ impl PgStore {
     /// Reads the profile, checks the merge can be undone, and collects its
     /// events (arrival order) with their states, as the embedded split.
     fn gather(&self, request: &SplitRequest) -> StoreResult<Result<Gathered, SplitRefusal>> {
-        let Some(live) = self.profile(request.profile_id)? else {
-            return Ok(Err(SplitRefusal::ProfileNotFound(request.profile_id)));
-        };
-        let history = self.profile_history(live.id)?;
-        let rules = match identity::splittable_merge(&history, &live, request.merge_id)
-            .and_then(|(entry, merged)| identity::never_merge_rules(entry, merged, request))
-        {
-            Ok(rules) => rules,
+        let SplitHead {
+            live,
+            rules,
+            events: ids,
+        } = match split_head(self, request)? {
+            Ok(head) => head,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let mut ids = self.profile_events(live.id, MAX_SPLIT_EVENTS + 1, None)?;
-        if ids.len() > MAX_SPLIT_EVENTS {
-            return Ok(Err(SplitRefusal::TooLarge));
-        }
-        // Arrival order: event ids are UUID v7 in log order.
-        ids.reverse();
         let stored = self.stored_states(&ids)?;
-        let mut blocklists: HashMap<SourceId, Arc<Blocklist>> = HashMap::new();
+        let mut blocklists = Blocklists::default();
         let mut events = Vec::with_capacity(ids.len());
         let mut states = HashMap::with_capacity(ids.len());
         let mut gone = 0;
@@ -147,7 +138,7 @@ impl PgStore {
             let Some(mapped) = state.mapped.clone() else {
                 continue;
             };
-            let blocklist = self.blocklist(&mut blocklists, *source_id)?;
+            let blocklist = blocklists.of(self, *source_id)?;
             events.push(SplitEvent {
                 input: identity::resolve_input(id, *source_id, &mapped),
                 blocklist,
@@ -193,24 +184,6 @@ impl PgStore {
                 Ok((EventId(id), (state, SourceId(source))))
             })
             .collect()
-    }
-
-    /// The blocklist of a source's events (its extra values), read once per
-    /// source; a deleted source's events use the built-in list.
-    fn blocklist(
-        &self,
-        known: &mut HashMap<SourceId, Arc<Blocklist>>,
-        source: SourceId,
-    ) -> StoreResult<Arc<Blocklist>> {
-        if let Some(b) = known.get(&source) {
-            return Ok(b.clone());
-        }
-        let b = Arc::new(match self.source(source)? {
-            Some(s) => Blocklist::with_extra(&s.blocked_values),
-            None => Blocklist::default(),
-        });
-        known.insert(source, b.clone());
-        Ok(b)
     }
 }
 
