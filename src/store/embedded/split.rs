@@ -169,10 +169,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::identity::{AuditChange, IdentKey, IdentKind};
+    use crate::domain::identity::{AuditChange, Blocklist, IdentKey, IdentKind};
     use crate::domain::ids::ProfileId;
     use crate::domain::model::{EventStatus, MappedEvent, RawEvent};
     use crate::store::{Planned, Resolved, UnitError};
+    use std::sync::Arc;
 
     /// The identity trees, the overrides, the rules and the error log, byte
     /// for byte.

@@ -247,11 +247,12 @@ mod tests {
     //! without it), compared with the embedded store for the same events.
     use super::*;
     use crate::domain::activity::ActivityDelta;
-    use crate::domain::identity::{AuditChange, IdentKey, IdentKind, IdentityTxn};
+    use crate::domain::identity::{AuditChange, Blocklist, IdentKey, IdentKind, IdentityTxn};
     use crate::domain::ids::ProfileId;
     use crate::domain::model::{EventStatus, MappedEvent, RawEvent};
     use crate::store::postgres::testing::temp_store;
     use crate::store::{EventLog, Planned, Resolved, StateStore, Store};
+    use std::sync::Arc;
 
     type Ids = (Option<&'static str>, Option<&'static str>);
 
