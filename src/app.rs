@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{PipelineConfig, PipelineHandles, Processor};
 use crate::service::{Handles, Services};
 use crate::store::Store;
-use crate::store::{EventLog, StateStore};
+use crate::store::StateStore;
 use fs4::fs_std::FileExt;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -431,11 +431,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn restore_counters(store: &Store) -> Result<Counters, crate::store::StoreError> {
     let activity = Activity::restore(store.persisted_activity()?);
-    Ok(
-        Counters::restore(store.persisted_counts()?, store.pending_by_source()?)
-            .with_activity(activity)
-            .with_old_tokens(store.old_token_uses()?),
-    )
+    let (counts, pending) = store.counts_with_pending()?;
+    Ok(Counters::restore(counts, pending)
+        .with_activity(activity)
+        .with_old_tokens(store.old_token_uses()?))
 }
 
 /// Dependencies whose debug and trace logs carry values Inlet handles

@@ -19,7 +19,7 @@
 use super::worker::{self, Work};
 use super::{Processor, StoreResult};
 use crate::domain::ids::EventId;
-use crate::store::{EventLog, StateStore};
+use crate::store::StateStore;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -65,9 +65,9 @@ impl Processor {
 
     /// A node that does not process: every count as the store has it.
     pub(super) fn refresh_all_counts(&self) -> StoreResult<()> {
-        let pending = self.store.pending_by_source()?;
+        let (counts, pending) = self.store.counts_with_pending()?;
         self.counters.refresh_all(
-            self.store.persisted_counts()?,
+            counts,
             &pending,
             self.store.old_token_uses()?,
             self.store.persisted_activity()?,
@@ -78,9 +78,8 @@ impl Processor {
     /// The processing node: only `received` (other nodes' requests); its
     /// processed counts are its own commits.
     pub(super) fn refresh_received(&self) -> StoreResult<()> {
-        let pending = self.store.pending_by_source()?;
-        self.counters
-            .refresh_received(&self.store.persisted_counts()?, &pending);
+        let (counts, pending) = self.store.counts_with_pending()?;
+        self.counters.refresh_received(&counts, &pending);
         Ok(())
     }
 

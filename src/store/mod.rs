@@ -29,7 +29,9 @@ pub use embedded::summary::{ScanBudget, SummaryPage};
 pub use embedded::{Location, Logged, Planned, Resolved};
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgOptions;
-pub use seam::{EventLog, SessionFlash, SessionRecord, SharedValue, StateStore, UnitError};
+pub use seam::{
+    CountsWithPending, EventLog, SessionFlash, SessionRecord, SharedValue, StateStore, UnitError,
+};
 
 /// The domain's types the seam speaks in, for callers that name them with
 /// the store's calls (their home is `crate::domain`).
@@ -149,10 +151,6 @@ impl EventLog for Store {
 
     fn processed_upto(&self) -> StoreResult<Option<EventId>> {
         dispatch!(self, s => s.processed_upto())
-    }
-
-    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
-        dispatch!(self, s => s.pending_by_source())
     }
 
     fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
@@ -299,8 +297,8 @@ impl StateStore for Store {
         dispatch!(self, s => s.cursor())
     }
 
-    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
-        dispatch!(self, s => s.persisted_counts())
+    fn counts_with_pending(&self) -> StoreResult<CountsWithPending> {
+        dispatch!(self, s => s.counts_with_pending())
     }
 
     fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {

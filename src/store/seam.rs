@@ -71,6 +71,10 @@ pub enum UnitError {
 /// Ordering: event ids are UUID v7 assigned by the log at append, strictly
 /// increasing in log order; the processor reads in that order and its
 /// cursor is the last id it committed.
+/// Committed counters and the events waiting, per source
+/// ([`StateStore::counts_with_pending`]).
+pub type CountsWithPending = (HashMap<SourceId, Counts>, HashMap<SourceId, u64>);
+
 pub trait EventLog {
     /// Appends every record of one request, all or nothing, and assigns
     /// their event ids (returned in order, with the events as stored).
@@ -109,10 +113,6 @@ pub trait EventLog {
 
     /// The last event whose processing is committed and released.
     fn processed_upto(&self) -> StoreResult<Option<EventId>>;
-
-    /// Events waiting for the processor, per source (read once at start
-    /// for the counters; bounded by the processor's lag).
-    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>>;
 
     /// Waits until every event appended before the call is committed by the
     /// processor (an erasure waits so that none joins the profile after
@@ -232,8 +232,11 @@ pub trait StateStore {
 
     /// The processor's committed cursor (moved only by `commit_batch`).
     fn cursor(&self) -> StoreResult<Option<EventId>>;
-    /// Per-source counters as of the last `commit_batch`.
-    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>>;
+    /// Per-source counters as of the last `commit_batch`, and the events
+    /// still waiting for the processor per source, read at one moment, so
+    /// an event is in exactly one of the two (on PostgreSQL, one
+    /// statement: a follower's refresh never counts a batch twice).
+    fn counts_with_pending(&self) -> StoreResult<CountsWithPending>;
     /// The event holding an idempotency key (source ‖ key). Keys are
     /// claimed only inside `commit_batch`, so a read outside it is current
     /// for the single processor that claims them.

@@ -23,6 +23,7 @@ use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::source::{SecretHash, Source};
 use crate::domain::summary::{Bounds, EventSummary};
 use crate::store::seam::{EventLog, StateStore};
+use crate::store::CountsWithPending;
 use crate::store::{Appended, Receipt, UnitError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,10 +51,6 @@ impl EventLog for Store {
 
     fn processed_upto(&self) -> StoreResult<Option<EventId>> {
         Store::processed_upto(self)
-    }
-
-    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
-        Store::pending_by_source(self)
     }
 
     fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
@@ -200,8 +197,13 @@ impl StateStore for Store {
         Store::cursor(self)
     }
 
-    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
-        Store::persisted_counts(self)
+    /// One process owns the data dir, and it reads this at start, before
+    /// the processor runs: the two reads cannot straddle a batch.
+    fn counts_with_pending(&self) -> StoreResult<CountsWithPending> {
+        Ok((
+            Store::persisted_counts(self)?,
+            Store::pending_by_source(self)?,
+        ))
     }
 
     fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {

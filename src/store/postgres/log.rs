@@ -15,12 +15,11 @@
 
 use super::events::{decode, location};
 use super::PgStore;
-use crate::domain::ids::{EventId, SourceId};
+use crate::domain::ids::EventId;
 use crate::domain::model::RawEvent;
 use crate::store::{Appended, GroupCommit, Location, Logged, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -249,18 +248,6 @@ impl PgStore {
         self.cursor()
     }
 
-    pub(super) fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
-        let rows: Vec<(Uuid, i64)> = self.db.block(async {
-            sqlx::query_as("SELECT source_id, count(*) FROM pending GROUP BY source_id")
-                .fetch_all(&self.db.pool)
-                .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|(source, n)| (SourceId(source), n.max(0) as u64))
-            .collect())
-    }
-
     /// Waits until the processor (on whichever node) has committed every
     /// event logged before the call, this node's gathered appends included.
     pub(super) fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
@@ -447,7 +434,7 @@ mod tests {
         let unique: HashSet<_> = seen.iter().collect();
         assert_eq!(seen.len(), 240);
         assert_eq!(unique, sent.iter().collect());
-        assert_eq!(a.pending_by_source().unwrap()[&source], 240);
+        assert_eq!(a.counts_with_pending().unwrap().1[&source], 240);
         let stats = a.committer.stats();
         let flushes = stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
         let tickets = stats.tickets.load(std::sync::atomic::Ordering::Relaxed);

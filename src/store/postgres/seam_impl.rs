@@ -18,8 +18,8 @@ use crate::domain::replay::{MappingVersion, ReplayJob};
 use crate::domain::source::{SecretHash, Source};
 use crate::store::seam::{EventLog, StateStore};
 use crate::store::{
-    Appended, Bounds, ErasureReport, ErrorFilter, EventSummary, HistoryPage, Location, Logged,
-    Planned, Resolved, ScanBudget, StoreResult, SummaryPage, UnitError,
+    Appended, Bounds, CountsWithPending, ErasureReport, ErrorFilter, EventSummary, HistoryPage,
+    Location, Logged, Planned, Resolved, ScanBudget, StoreResult, SummaryPage, UnitError,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,10 +44,6 @@ impl EventLog for PgStore {
 
     fn processed_upto(&self) -> StoreResult<Option<EventId>> {
         PgStore::processed_upto(self)
-    }
-
-    fn pending_by_source(&self) -> StoreResult<HashMap<SourceId, u64>> {
-        PgStore::pending_by_source(self)
     }
 
     fn wait_processed(&self, timeout: Duration) -> StoreResult<bool> {
@@ -194,8 +190,8 @@ impl StateStore for PgStore {
         PgStore::cursor(self)
     }
 
-    fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
-        PgStore::persisted_counts(self)
+    fn counts_with_pending(&self) -> StoreResult<CountsWithPending> {
+        PgStore::counts_with_pending(self)
     }
 
     fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {

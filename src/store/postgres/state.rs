@@ -12,7 +12,7 @@ use crate::domain::counters::{Counts, OldTokenUse};
 use crate::domain::delivery::{Claim, DeliveryState};
 use crate::domain::ids::{EventId, SourceId};
 use crate::domain::model::ErrorEntry;
-use crate::store::{ErrorFilter, Location, StoreError, StoreResult};
+use crate::store::{CountsWithPending, ErrorFilter, Location, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -248,15 +248,29 @@ impl PgStore {
         Ok(id.map(EventId))
     }
 
-    pub(super) fn persisted_counts(&self) -> StoreResult<HashMap<SourceId, Counts>> {
-        let rows: Vec<(Uuid, String)> = self.db.block(async {
-            sqlx::query_as("SELECT source_id, doc::text FROM counts")
-                .fetch_all(&self.db.pool)
-                .await
+    /// The committed counters and the queue's size per source in one
+    /// statement, so both come from one snapshot: a batch that commits
+    /// meanwhile is either in the counts or still in the queue, not both.
+    pub(super) fn counts_with_pending(&self) -> StoreResult<CountsWithPending> {
+        let rows: Vec<(Uuid, Option<String>, Option<i64>)> = self.db.block(async {
+            sqlx::query_as(
+                "SELECT source_id, doc::text, NULL::bigint FROM counts
+                 UNION ALL
+                 SELECT source_id, NULL, count(*) FROM pending GROUP BY source_id",
+            )
+            .fetch_all(&self.db.pool)
+            .await
         })?;
-        rows.into_iter()
-            .map(|(s, d)| Ok((SourceId(s), decode("counts", d.as_bytes())?)))
-            .collect()
+        let (mut counts, mut pending) = (HashMap::new(), HashMap::new());
+        for (source, doc, waiting) in rows {
+            if let Some(doc) = doc {
+                counts.insert(SourceId(source), decode("counts", doc.as_bytes())?);
+            }
+            if let Some(n) = waiting {
+                pending.insert(SourceId(source), n.max(0) as u64);
+            }
+        }
+        Ok((counts, pending))
     }
 
     pub(super) fn dedupe_holder(&self, key: &[u8]) -> StoreResult<Option<EventId>> {
@@ -685,7 +699,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.cursor().unwrap(), Some(id));
-        assert_eq!(store.persisted_counts().unwrap(), counts);
+        assert_eq!(
+            store.counts_with_pending().unwrap(),
+            (counts.clone(), HashMap::new())
+        );
         assert_eq!(store.dedupe_holder(b"key").unwrap(), Some(id));
         assert_eq!(store.dedupe_holder(b"other").unwrap(), None);
         store.put_schema(source, b"{\"a\":1}").unwrap();
