@@ -67,3 +67,36 @@ impl Blocklists {
         Ok(b)
     }
 }
+
+#[cfg(test)]
+pub(super) mod testing {
+    use crate::domain::identity::{self, Blocklist};
+    use crate::domain::ids::SourceId;
+    use crate::domain::model::{EventState, EventStatus, MappedEvent};
+    use crate::store::{Logged, Planned};
+    use std::sync::Arc;
+
+    /// A batch item that resolves `logged` as `mapped`: what both
+    /// backends' split tests commit before splitting.
+    pub fn resolved(
+        logged: &Logged,
+        source: SourceId,
+        mapped: MappedEvent,
+        blocklist: &Arc<Blocklist>,
+    ) -> Planned {
+        let input = identity::resolve_input(logged.raw.id, source, &mapped);
+        Planned {
+            event_id: logged.raw.id,
+            at: logged.at,
+            state: EventState {
+                status: Some(EventStatus::Resolved),
+                mapped: Some(Arc::new(mapped)),
+                ..EventState::default()
+            },
+            errors: Vec::new(),
+            resolve: Some((input, blocklist.clone())),
+            dedupe_key: None,
+            index_under: Some(source),
+        }
+    }
+}

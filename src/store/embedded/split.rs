@@ -171,7 +171,7 @@ mod tests {
     use super::*;
     use crate::domain::identity::{AuditChange, Blocklist, IdentKey, IdentKind};
     use crate::domain::ids::ProfileId;
-    use crate::domain::model::{EventStatus, MappedEvent, RawEvent};
+    use crate::domain::model::{MappedEvent, RawEvent};
     use crate::store::{Planned, Resolved, UnitError};
     use std::sync::Arc;
 
@@ -239,20 +239,7 @@ mod tests {
                     mapping_version: 1,
                     identifiers: Default::default(),
                 };
-                let input = identity::resolve_input(e.raw.id, source, &mapped);
-                Planned {
-                    event_id: e.raw.id,
-                    at: e.at,
-                    state: EventState {
-                        status: Some(EventStatus::Resolved),
-                        mapped: Some(Arc::new(mapped)),
-                        ..EventState::default()
-                    },
-                    errors: Vec::new(),
-                    resolve: Some((input, blocklist.clone())),
-                    dedupe_key: None,
-                    index_under: Some(source),
-                }
+                crate::store::split::testing::resolved(e, source, mapped, blocklist)
             })
             .collect();
         let last = logged.last().map(|e| (e.raw.id, e.at));

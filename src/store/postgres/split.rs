@@ -365,20 +365,7 @@ mod tests {
             .zip(events)
             .map(|(e, ids)| {
                 let mapped = mapped(e.raw.received_at, *ids);
-                let input = identity::resolve_input(e.raw.id, source, &mapped);
-                Planned {
-                    event_id: e.raw.id,
-                    at: e.at,
-                    state: EventState {
-                        status: Some(EventStatus::Resolved),
-                        mapped: Some(Arc::new(mapped)),
-                        ..EventState::default()
-                    },
-                    errors: Vec::new(),
-                    resolve: Some((input, blocklist.clone())),
-                    dedupe_key: None,
-                    index_under: Some(source),
-                }
+                crate::store::split::testing::resolved(e, source, mapped, &blocklist)
             })
             .collect();
         let last = logged.last().map(|e| (e.raw.id, e.at));
