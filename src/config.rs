@@ -66,8 +66,8 @@ pub struct Config {
     pub commit_delay_us: u64,
 
     /// Most events the processor takes per batch (it takes what is waiting,
-    /// up to this). Default: 128 embedded, 512 on PostgreSQL (see
-    /// [`Config::batch`]).
+    /// up to this). Default (also for 0): 128 embedded, 512 on PostgreSQL
+    /// (see [`Config::batch`]).
     #[arg(long, env = "INLET_PROCESSOR_BATCH")]
     pub processor_batch: Option<usize>,
 
@@ -240,6 +240,16 @@ mod tests {
         assert!(!shown.contains(token), "{shown}");
         assert!(shown.contains("admin_token: Some(<redacted>)"), "{shown}");
         assert!(!format!("{config:#?}").contains(token));
+    }
+
+    #[test]
+    fn the_processor_batch_defaults_by_backend_and_can_be_set() {
+        let embedded = Config::parse_from(["inlet"]);
+        assert_eq!(embedded.batch(), 128);
+        let postgres = Config::parse_from(["inlet", "--database-url", "postgres://db/inlet"]);
+        assert_eq!(postgres.batch(), 512);
+        let set = Config::parse_from(["inlet", "--processor-batch", "64"]);
+        assert_eq!(set.batch(), 64);
     }
 
     #[test]

@@ -138,7 +138,10 @@ pub trait EventLog {
 /// durable within the backend's flush interval (sled: 500 ms): a crash may
 /// lose the last moments of writes that are not the processor's, which are
 /// redone or re-asked (the processor's own writes are in `commit_batch`,
-/// whose cursor makes a lost batch run again).
+/// whose cursor makes a lost batch run again). Configuration is durable on
+/// return: sources (`put_source`, `delete_source`, and so a mapping save),
+/// identifier kinds and never-merge rules, so a URL or a rule the API has
+/// just answered with survives a crash.
 pub trait StateStore {
     // --- sources ---
 

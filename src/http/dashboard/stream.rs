@@ -10,9 +10,12 @@
 //! PostgreSQL, event ids come from each node's clock before the commit, so
 //! an event can commit after one with a larger id from another node. The
 //! tail ([`Sent`]) therefore remembers what it sent over the last
-//! [`LOOKBACK_MS`] of ids and takes any unsent event in that window. Each message carries the event (`views::EventView`, bounded
-//! like every list) and its table
-//! row rendered by the server, so escaping stays in one place.
+//! [`LOOKBACK_MS`] of ids and takes any unsent event in that window (node
+//! clocks must agree to well within that).
+//!
+//! Each message carries the event (`views::EventView`, bounded like every
+//! list) and its table row rendered by the server, so escaping stays in
+//! one place.
 //!
 //! The session is checked before every poll, not only when the stream
 //! opens: after a logout (or the session's expiry) the stream sends one

@@ -74,7 +74,8 @@ impl Store {
             kinds: kinds.clone(),
             never: current.never.clone(),
         });
-        Ok(())
+        // Configuration is durable when the API answers.
+        self.flush_db()
     }
 
     /// Reads the config again after a write to its trees (a split's
@@ -95,6 +96,7 @@ impl Store {
             return Ok(None);
         };
         self.reload_identity_config()?;
+        self.flush_db()?;
         Ok(Some(decode("never_merge", &old)?))
     }
 }

@@ -19,7 +19,7 @@ impl Store {
     pub(super) fn put_source(&self, source: &Source) -> StoreResult<()> {
         let key = source.id.to_bytes();
         let value = encode(source);
-        let _exclusive = super::sled_exclusive();
+        let exclusive = super::sled_exclusive();
         (&self.trees.sources, &self.trees.source_tokens)
             .transaction(|(sources, tokens)| {
                 if let Some(old) = sources.get(key)? {
@@ -39,8 +39,11 @@ impl Store {
                 Ok(())
             })
             .map_err(super::abort_reason)?;
+        drop(exclusive);
         self.source_cache.invalidate();
-        Ok(())
+        // A source and its URL are durable when the API answers: a crash
+        // right after must not turn a URL just handed out into a 404.
+        self.flush_db()
     }
 
     pub(super) fn source(&self, id: SourceId) -> StoreResult<Option<Source>> {
@@ -95,15 +98,19 @@ impl Store {
         let Some(source) = self.source(id)? else {
             return Ok(None);
         };
-        let _exclusive = super::sled_exclusive();
-        (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
-            sources.remove(&id.to_bytes())?;
-            for token in source.token_hashes() {
-                tokens.remove(token.0.as_bytes())?;
-            }
-            Ok::<_, ConflictableTransactionError<String>>(())
-        })?;
+        {
+            let _exclusive = super::sled_exclusive();
+            (&self.trees.sources, &self.trees.source_tokens).transaction(|(sources, tokens)| {
+                sources.remove(&id.to_bytes())?;
+                for token in source.token_hashes() {
+                    tokens.remove(token.0.as_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<String>>(())
+            })?;
+        }
         self.source_cache.invalidate();
+        // A deleted source's URL stays dead after a crash.
+        self.flush_db()?;
         Ok(Some(source))
     }
 }
