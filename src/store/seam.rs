@@ -66,15 +66,18 @@ pub enum UnitError {
     Conflict,
 }
 
-/// The durable log of raw events and the processor's queue over it.
-///
-/// Ordering: event ids are UUID v7 assigned by the log at append, strictly
-/// increasing in log order; the processor reads in that order and its
-/// cursor is the last id it committed.
 /// Committed counters and the events waiting, per source
 /// ([`StateStore::counts_with_pending`]).
 pub type CountsWithPending = (HashMap<SourceId, Counts>, HashMap<SourceId, u64>);
 
+/// The durable log of raw events and the processor's queue over it.
+///
+/// Ordering: event ids are UUID v7 assigned by the log at append. On the
+/// embedded log they are strictly increasing in log order. On PostgreSQL
+/// each node assigns its own, so ids from several nodes are not in commit
+/// order; the queue is read in the log's own commit order there (`seq`,
+/// see `postgres/log.rs`), never by comparing ids. Either way the processor
+/// reads in log order and its cursor is the last id it committed.
 pub trait EventLog {
     /// Appends every record of one request, all or nothing, and assigns
     /// their event ids (returned in order, with the events as stored).
