@@ -2,13 +2,16 @@
 //! record's JSON bytes) and `pending` (the processor's queue: a row per
 //! event not yet processed, deleted in the batch that processes it).
 //!
-//! Order: every node's appends commit one group at a time under
-//! [`APPEND_LOCK`], so the `seq` numbers rows get are in commit order
-//! across the cluster. The processor reads `pending` by `seq`: an event
-//! that commits later always has a larger `seq` than any the processor
-//! has seen, so reading "after the last one handed out" never skips one.
-//! Event ids (UUID v7 from each node's clock) are not in that order when
-//! several nodes append; only `seq` is compared.
+//! Order: `seq` (an identity column) is assigned at insert, so with several
+//! nodes appending at once a group can commit after another group with
+//! larger `seq` numbers: neither `seq` nor event ids (UUID v7 from each
+//! node's clock) are commit order. So the processor never reads "after the
+//! last one handed out": it reads the head of `pending` by `seq`, skipping
+//! only the events of its batches still in flight ([`InFlight`]). `pending`
+//! holds exactly the unprocessed events (a batch deletes its rows in its own
+//! transaction), so a late commit is simply at the head of the next read,
+//! and a row read twice makes its second batch fenced, never processed
+//! twice. Appends take no lock across nodes.
 //!
 //! Appends are group-committed ([`Committer`](super::Committer)):
 //! concurrent requests on a node share one transaction.
@@ -20,13 +23,16 @@ use crate::domain::model::RawEvent;
 use crate::store::{Appended, GroupCommit, Location, Logged, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// The advisory lock appends commit under (a transaction lock: released
-/// at `COMMIT`, after the rows are visible).
-const APPEND_LOCK: i64 = 0x696e_6c65_745f_6c67; // "inlet_lg"
+/// Most batches remembered in flight. The planner runs one batch ahead of
+/// the committer, so two or three are; a longer list only means batches
+/// whose commit was never reported, and forgetting them costs at worst a
+/// fenced batch, planned again.
+const MAX_IN_FLIGHT: usize = 8;
 
 /// How often `wait_processed` looks at the queue.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -36,16 +42,54 @@ pub(super) struct LogState {
     /// The last event id this node handed out (as u128): ids from one node
     /// are strictly increasing, as in the embedded log.
     last_id: Mutex<u128>,
-    /// The `seq` of the last event `next_pending` handed out, by id, so the
-    /// next call continues after it without a lookup.
-    handed: Mutex<Option<(EventId, i64)>>,
+    /// The processor's batches read but not yet committed.
+    in_flight: Mutex<InFlight>,
+}
+
+/// Batches handed to the processor whose rows are still in `pending` until
+/// their transaction commits: the next read skips them.
+#[derive(Default)]
+struct InFlight {
+    /// Oldest first: each batch's last event and all its events.
+    batches: VecDeque<(EventId, Vec<Uuid>)>,
+}
+
+impl InFlight {
+    /// The events to skip when the processor reads on after `after`. A read
+    /// after anything but the last batch handed out is a fresh start (at
+    /// start, after a failed commit, on takeover): nothing is in flight.
+    fn skip_after(&mut self, after: Option<EventId>) -> Vec<Uuid> {
+        let continues = after.is_some() && self.batches.back().map(|(last, _)| *last) == after;
+        if !continues {
+            self.batches.clear();
+        }
+        self.batches
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect()
+    }
+
+    fn handed(&mut self, last: EventId, ids: Vec<Uuid>) {
+        self.batches.push_back((last, ids));
+        while self.batches.len() > MAX_IN_FLIGHT {
+            self.batches.pop_front();
+        }
+    }
+
+    /// The batch ending at `last` committed (and every one before it: the
+    /// committer commits in order); its rows are gone from `pending`.
+    fn done(&mut self, last: EventId) {
+        if let Some(at) = self.batches.iter().position(|(end, _)| *end == last) {
+            self.batches.drain(..=at);
+        }
+    }
 }
 
 impl LogState {
     pub(super) fn start(_db: &super::db::Db) -> StoreResult<Self> {
         Ok(Self {
             last_id: Mutex::new(0),
-            handed: Mutex::new(None),
+            in_flight: Mutex::new(InFlight::default()),
         })
     }
 
@@ -57,17 +101,11 @@ impl LogState {
         EventId(Uuid::from_u128(id))
     }
 
-    fn remember_handed(&self, last: Option<(EventId, i64)>) {
-        if let Some(last) = last {
-            *self.handed.lock().unwrap_or_else(PoisonError::into_inner) = Some(last);
-        }
-    }
-
-    fn handed_seq(&self, id: EventId) -> Option<i64> {
-        match *self.handed.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some((handed, seq)) if handed == id => Some(seq),
-            _ => None,
-        }
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        // A panic while holding it leaves a list that is still consistent.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -105,13 +143,9 @@ impl Rows {
 }
 
 /// Inserts `rows` into the log and the processor's queue, in the caller's
-/// transaction, under the append lock (see the module comment); an id
-/// already logged is left as it is. Returns how many were new.
+/// transaction; an id already logged is left as it is. Returns how many
+/// were new.
 pub(super) async fn insert_records(conn: &mut sqlx::PgConnection, rows: &Rows) -> StoreResult<u64> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *conn)
-        .await?;
     let inserted = sqlx::query(
         "WITH logged AS (
              INSERT INTO events (id, source_id, received_at, record)
@@ -177,33 +211,44 @@ impl PgStore {
             .map_err(|_| StoreError::Unavailable("the append commit failed".into()))
     }
 
+    /// The oldest waiting events, skipping the processor's batches in
+    /// flight (see the module comment). Only the processor reads on after
+    /// an event; a look at the head of the queue (`after` = None, one
+    /// event) skips nothing and changes nothing.
     pub(super) fn next_pending(
         &self,
         after: Option<EventId>,
         limit: usize,
     ) -> StoreResult<Vec<Logged>> {
-        let after_seq = match after {
-            None => 0,
-            Some(id) => match self.log.handed_seq(id) {
-                Some(seq) => seq,
-                None => self.seq_of(id)?,
-            },
+        let processor = after.is_some() || limit > 1;
+        let skip = if processor {
+            self.log.in_flight().skip_after(after)
+        } else {
+            Vec::new()
         };
+        // The head holds at most `skip.len()` rows to skip, so reading that
+        // many more leaves `limit` to hand out; the anti-join on the array
+        // is hashed, never a scan per row.
+        let limit = limit.min(1 << 32) as i64;
         let rows = self.db.block(async {
             sqlx::query(
-                "SELECT e.id, e.seq, e.record
-                 FROM pending p JOIN events e ON e.id = p.event_id
-                 WHERE p.seq > $1
-                 ORDER BY p.seq
+                "WITH head AS (
+                     SELECT event_id, seq FROM pending
+                     ORDER BY seq
+                     LIMIT $2 + cardinality($1::uuid[])
+                 )
+                 SELECT e.id, e.seq, e.record
+                 FROM head h JOIN events e ON e.id = h.event_id
+                 WHERE NOT EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS s(id) WHERE s.id = h.event_id)
+                 ORDER BY h.seq
                  LIMIT $2",
             )
-            .bind(after_seq)
-            .bind(limit.min(i64::MAX as usize) as i64)
+            .bind(&skip)
+            .bind(limit)
             .fetch_all(&self.db.pool)
             .await
         })?;
         let mut logged = Vec::with_capacity(rows.len());
-        let mut last = None;
         for row in rows {
             let id = EventId(row.try_get("id")?);
             let seq: i64 = row.try_get("seq")?;
@@ -214,32 +259,18 @@ impl PgStore {
                 raw: Arc::new(raw),
                 at: location(seq, record.len()),
             });
-            last = Some((id, seq));
         }
-        // Only the processor asks after an event; a look at the head of
-        // the queue (`after` = None, one event) must not move its place.
-        if after.is_some() || limit > 1 {
-            self.log.remember_handed(last);
+        if let (true, Some(last)) = (processor, logged.last()) {
+            let ids = logged.iter().map(|l| l.raw.id.0).collect();
+            self.log.in_flight().handed(last.raw.id, ids);
         }
         Ok(logged)
     }
 
-    /// The `seq` of a logged event: the place to continue after it. An
-    /// event no longer in the log (retention removes processed events
-    /// only) leaves nothing before it in the queue: start from the head.
-    fn seq_of(&self, id: EventId) -> StoreResult<i64> {
-        let seq: Option<i64> = self.db.block(async {
-            sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
-                .bind(id.0)
-                .fetch_optional(&self.db.pool)
-                .await
-        })?;
-        Ok(seq.unwrap_or(0))
-    }
-
-    /// Nothing to release: `commit_batch` deleted the batch's queue rows in
-    /// its own transaction.
-    pub(super) fn pending_done(&self, _last: EventId) -> StoreResult<()> {
+    /// The batch ending at `last` committed: its events are no longer
+    /// skipped (its transaction deleted their queue rows).
+    pub(super) fn pending_done(&self, last: EventId) -> StoreResult<()> {
+        self.log.in_flight().done(last);
         Ok(())
     }
 
@@ -396,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn appends_from_two_nodes_queue_in_commit_order_and_each_once() {
+    fn appends_from_two_nodes_queue_each_once() {
         let Some(a) = temp_store() else { return };
         let b = second_node(&a);
         let source = SourceId::new();
@@ -445,6 +476,57 @@ mod tests {
             .read_at(seen[0], a.next_pending(None, 1).unwrap()[0].at)
             .unwrap();
         assert_eq!(first.source_id, source);
+    }
+
+    #[test]
+    fn a_group_that_commits_late_is_read_next_not_skipped() {
+        let Some(a) = temp_store() else { return };
+        let b = second_node(&a);
+        let source = SourceId::new();
+        // Node B's group takes its `seq` numbers first and commits last.
+        let late: Vec<RawEvent> = request(source, 2)
+            .into_iter()
+            .map(|mut e| {
+                e.id = b.log.next_id();
+                e
+            })
+            .collect();
+        let rows = super::Rows::of(&late).unwrap();
+        let mut open = b.db.block(b.db.pool.begin()).unwrap();
+        assert_eq!(
+            b.db.block(super::insert_records(&mut open, &rows)).unwrap(),
+            2
+        );
+        let early = durable(&a, a.append_events(request(source, 3)).unwrap());
+        // The processor (on A) reads and hands out A's group.
+        let first = a.next_pending(None, 10).unwrap();
+        let first_ids: Vec<EventId> = first.iter().map(|l| l.raw.id).collect();
+        assert_eq!(first_ids, early);
+        b.db.block(open.commit()).unwrap();
+        // Still in flight, A's group is skipped; B's late group comes next
+        // although its `seq` numbers are smaller.
+        let next = a.next_pending(first_ids.last().copied(), 10).unwrap();
+        let next_ids: Vec<EventId> = next.iter().map(|l| l.raw.id).collect();
+        assert_eq!(next_ids, late.iter().map(|e| e.id).collect::<Vec<_>>());
+        assert!(
+            next[0].at.offset < first[0].at.offset,
+            "smaller seq, read later"
+        );
+        // Nothing more while both are in flight; once the first batch is
+        // committed (its rows leave the queue), still nothing is read twice.
+        let ids: Vec<EventId> = next_ids.iter().chain(&first_ids).copied().collect();
+        let last = next_ids.last().copied();
+        assert!(a.next_pending(last, 10).unwrap().is_empty());
+        a.db.block(async {
+            let mut conn = a.db.pool.acquire().await?;
+            super::take_pending(&mut conn, &first_ids).await
+        })
+        .unwrap();
+        a.pending_done(*first_ids.last().unwrap()).unwrap();
+        assert!(a.next_pending(last, 10).unwrap().is_empty());
+        // A fresh start (after a failed commit) reads all that waits again.
+        let again = a.next_pending(Some(ids[0]), 10).unwrap();
+        assert_eq!(again.len(), 2);
     }
 
     #[test]
